@@ -1,0 +1,94 @@
+"""The residual adder: two codes joined with k-constants (docs/arithmetic.md §6.1)."""
+
+from amaranth import hdl
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden import MIN_BITS, check_master_bits
+from .arith import check_int_at_least, clamp, round_shift
+from .layouts import SHIFT_BITS, residual_operands_layout
+from .pipeline import stream_pipeline
+from .requantizer import check_output_range
+
+__all__ = ["ResidualAdder"]
+
+
+class ResidualAdder(wiring.Component):
+    """out = clip(round_shift(k1 (q1 << s1) + k2 (q2 << s2) + k3, shift), lo, hi).
+
+    Bit-exact to `dqt_hw.golden.add` (in_shift1 = s1, in_shift2 = s2). k1 / 2^shift and
+    k2 / 2^shift approximate Delta1 / Delta3 and Delta2 / Delta3; operands given as b-bit nested
+    codes carry s = n - b, which restores the master constants.
+
+    Parameters: `master_bits` n; `signed` operand codes (default unsigned activations);
+    `constant_bits` width of the signed k1, k2 ports (default 16); `offset_bits` width of the
+    signed k3 port (default 32); `lo`, `hi` the output range (default [0, 2^n - 1]).
+
+    Ports (k1, k2, k3, shift, in_shift1, in_shift2 are the layer's constants, sampled with each
+    accepted operand pair):
+      k1, k2:     In(signed(constant_bits))
+      k3:         In(signed(offset_bits))
+      shift:      In(unsigned(6))
+      in_shift1, in_shift2: In(range(0, n - 1))
+      input:  In(stream.Signature(layouts.residual_operands_layout(n, signed)))  {q1, q2}
+      output: Out(stream.Signature(range(lo, hi + 1)))
+
+    Latency 2 (`latency`: multiply-add | round, clamp), throughput one pair per cycle. The sum
+    is computed at full width (no overflow for any port values).
+    """
+
+    latency = 2
+
+    def __init__(self, *, master_bits=8, signed=False, constant_bits=16, offset_bits=32,
+                 lo=None, hi=None):
+        self.master_bits = n = check_master_bits(master_bits)
+        if not isinstance(signed, bool):
+            raise TypeError(f"`signed` must be a bool, not {signed!r}")
+        check_int_at_least("constant_bits", constant_bits, 2)
+        check_int_at_least("offset_bits", offset_bits, 2)
+        self.signed, self.constant_bits, self.offset_bits = signed, constant_bits, offset_bits
+        self.lo, self.hi = check_output_range(lo, hi, n)
+        in_shift = range(n - MIN_BITS + 1)
+        super().__init__({
+            "k1": In(hdl.signed(constant_bits)),
+            "k2": In(hdl.signed(constant_bits)),
+            "k3": In(hdl.signed(offset_bits)),
+            "shift": In(unsigned(SHIFT_BITS)),
+            "in_shift1": In(in_shift),
+            "in_shift2": In(in_shift),
+            "input": In(stream.Signature(residual_operands_layout(n, signed))),
+            "output": Out(stream.Signature(range(self.lo, self.hi + 1))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.master_bits
+        # q << s has at most 2n - 2 bits (s <= n - 2); k * (q << s) then fits
+        # constant_bits + 2n - 1 bits (one more for an unsigned operand times a signed k), and
+        # the sum of three terms two more.
+        shifted_shape = signed(2 * n - 2) if self.signed else unsigned(2 * n - 2)
+        term_bits = self.constant_bits + 2 * n - 1
+        total_bits = max(term_bits, self.offset_bits) + 2
+
+        def multiply_add(m, pair):
+            shifted1, shifted2 = Signal(shifted_shape), Signal(shifted_shape)
+            total = Signal(data.StructLayout({"sum": signed(total_bits),
+                                              "shift": unsigned(SHIFT_BITS)}))
+            m.d.comb += [
+                shifted1.eq(pair.q1 << self.in_shift1),
+                shifted2.eq(pair.q2 << self.in_shift2),
+                total.sum.eq(self.k1 * shifted1 + self.k2 * shifted2 + self.k3),
+                total.shift.eq(self.shift),
+            ]
+            return total
+
+        def round_and_clamp(m, total):
+            rounded = Signal(signed(total_bits + 1))
+            m.d.comb += rounded.eq(round_shift(total.sum, total.shift))
+            return clamp(rounded, self.lo, self.hi)
+
+        stream_pipeline(m, sink=self.input, source=self.output,
+                        stages=[multiply_add, round_and_clamp])
+        return m
+
