@@ -1,0 +1,154 @@
+"""train.fit end to end on digits, its bad-input errors, and the benchmark report writer."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dqt_hw.golden import run_graph
+from train import bench, fit
+from train.checkpoint import load_model
+from train.data import load_dataset, to_master_codes
+from train.integerize import to_graph
+
+TINY = ["--dataset", "digits", "--epochs", "1", "--width", "4", "--batch-size", "256",
+        "--no-progress"]
+
+
+def test_cli_end_to_end_dqt(tmp_path):
+    out = tmp_path / "dqt"
+    done = subprocess.run([sys.executable, "-m", "train.fit", *TINY, "--mode", "dqt",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json",
+                                                     "train.log"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("accuracy", "integer_accuracy", "average_bits", "bitops",
+                "bitops_relative_w8a8", "layer_bits_histogram", "seconds_per_epoch",
+                "fixed_bits_accuracy"):
+        assert key in metrics, key
+    assert metrics["complete"] and 2 <= metrics["average_bits"] <= 8
+    assert sorted(metrics["fixed_bits_accuracy"]) == ["2", "4", "8"]
+    assert sum(metrics["layer_bits_histogram"]["block0.conv1"].values()) == 360
+    assert "test accuracy" in (out / "train.log").read_text()
+    model, config = load_model(out / "checkpoint.pt")
+    assert config["mode"] == "dqt" and config["candidates"] == [2, 4, 8]
+    assert config["training"]["alpha"] == 1.0
+    images, labels = load_dataset("digits", "test")
+    codes = to_master_codes(images, config["master_bits"])
+    golden = run_graph(to_graph(model), codes)
+    emulated = model.integer_forward(torch.from_numpy(codes))
+    assert np.array_equal(golden["logits"], emulated["logits"].numpy())
+    assert np.array_equal(golden["bits"], emulated["bits"].numpy())
+    assert (golden["logits"].argmax(1) == labels).mean() == pytest.approx(
+        metrics["integer_accuracy"])
+
+
+@pytest.mark.parametrize("mode, extra", [("static", ["--layer-bits", "8,4,2,4,4,8,2,3"]),
+                                         ("lsq", []), ("dqnet", []), ("fp32", [])])
+def test_cli_other_modes(tmp_path, capsys, mode, extra):
+    assert fit.main([*TINY, "--mode", mode, *extra, "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["mode"] == mode and metrics["accuracy"] > 0.1
+    model, config = load_model(tmp_path / "checkpoint.pt")
+    if mode == "static":
+        assert config["static_bits"] == [8, 4, 2, 4, 4, 8, 2, 3]
+        assert metrics["integer_accuracy"] > 0.1
+    if mode == "lsq":
+        assert metrics["average_bits"] == 4
+    if mode == "dqnet":
+        assert config["candidates"] == [3, 4, 5]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "cifar"], "unknown dataset 'cifar'; choose one of digits, fashion-mnist"),
+    (["--mode", "int4"], "unknown mode 'int4'; choose one of fp32, static, lsq, dqnet, dqt"),
+    (["--mode", "dqt", "--candidates", ""], "`candidates` must not be empty"),
+    (["--mode", "dqt", "--candidates", "2,9"], "candidate bit-width 9 is outside [2, 8]"),
+    (["--mode", "dqt", "--candidates", "1,4"], "candidate bit-width 1 is outside [2, 8]"),
+    (["--mode", "dqt", "--aux-bits", "3"], "`aux-bits` 3 is not a candidate bit-width"),
+    (["--mode", "static", "--bits", "9"], "`bits` 9 is outside [2, 8]"),
+    (["--mode", "static", "--layer-bits", "4,4"],
+     "`layer-bits` must give one bit-width per controlled layer (8: block0.conv1, "
+     "block0.conv2, block1.conv1, block1.conv2, block1.shortcut, block2.conv1, block2.conv2, "
+     "block2.shortcut), not 2"),
+    (["--mode", "static", "--layer-bits", "4,4,4,4,4,4,4,1"],
+     "static bit-width 1 is outside [2, 8]"),
+    (["--lr", "0"], "`lr` must be positive, not 0.0"),
+    (["--mode", "dqt", "--bits", "4"], "`bits`/`layer-bits` apply to modes static and lsq"),
+    (["--epochs", "0"], "`epochs` must be a positive integer, not 0"),
+    (["--mode", "dqt", "--target", "low"], "`target` must be a number or 'none', not 'low'"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, args, message):
+    assert fit.main(["--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_missing_fashion_mnist_names_the_package(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DQT_FASHION_MNIST_DIR", str(tmp_path / "nowhere"))
+    assert fit.main(["--dataset", "fashion-mnist", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "apt-get install dataset-fashion-mnist" in err
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        fit.main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--mode", "--candidates", "--alpha", "--beta", "--aux-bits", "--target",
+                   "--layer-bits", "--train-subset", "--cost", "--tau"):
+        assert option in text
+
+
+def _fake_metrics(mode, accuracy, bits, seed=0):
+    metrics = {"mode": mode, "seed": seed, "accuracy": accuracy, "average_bits": bits,
+               "bitops_relative_w8a8": bits ** 2 / 64, "seconds_per_epoch": 10.0 * bits,
+               "train_images": 100, "test_images": 10, "parameters": 1000,
+               "layer_bits_histogram": {"block0.conv1": {"2": 4, "8": 6}}}
+    if mode in ("static", "dqt"):
+        metrics["integer_accuracy"] = accuracy - 0.001
+    if mode in ("dqt", "dqnet"):
+        metrics["fixed_bits_accuracy"] = {"2": accuracy - 0.2, "4": accuracy - 0.01,
+                                          "8": accuracy}
+    return metrics
+
+
+def test_bench_report_replaces_only_its_section(tmp_path):
+    results_file = tmp_path / "results.md"
+    results_file.write_text("# Results\n\n## Golden model\n\nkeep me\n\n"
+                            "## Training (Fashion-MNIST)\n\nold text\n\n## Export\n\nkeep too\n")
+    args = bench._parser().parse_args(["--results", str(results_file),
+                                       "--plot", str(tmp_path / "plot.png")])
+    results = {"fp32": [_fake_metrics("fp32", 0.9, 32), _fake_metrics("fp32", 0.92, 32, 1)],
+               "dqt": [_fake_metrics("dqt", 0.91, 3.5)],
+               "dqt-alpha0": [_fake_metrics("dqt", 0.90, 3.9)]}
+    bench.write_section(args, results, ["python -m train.bench"])
+    text = results_file.read_text()
+    assert "keep me" in text and "keep too" in text and "old text" not in text
+    assert "| FP32 | 2 | 91.00 ± 1.41 | n/a |" in text
+    assert "| DQT dynamic {2,4,8}, alpha=1 | 1 | 91.00 | 90.90 | 3.50 |" in text
+    assert "within 0.3 pp of FP32: average 3.50 bits, +0.00 pp below FP32: **met**" in text
+    assert ("DQT training time per epoch at most 4x FP32: 0.11x (wall time on the shared "
+            "machine): **met**") in text
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert text.index("## Export") > text.index("### Commands")
+
+
+def test_training_is_reproducible(tmp_path):
+    config = fit.TrainConfig(dataset="digits", mode="dqt", epochs=1, width=4, batch_size=256,
+                             train_subset=256, progress=False, seed=7)
+    states = []
+    for _ in range(2):
+        model, metrics = fit.train(config, log=lambda message: None)
+        states.append((model.state_dict(), metrics["accuracy"]))
+    assert states[0][1] == states[1][1]
+    assert all(torch.equal(states[0][0][k], states[1][0][k]) for k in states[0][0])
