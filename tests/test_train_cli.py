@@ -136,7 +136,7 @@ def test_bench_report_replaces_only_its_section(tmp_path):
     assert "keep me" in text and "keep too" in text and "old text" not in text
     assert "| FP32 | 2 | 91.00 ± 1.41 | n/a |" in text
     assert "| DQT dynamic {2,4,8}, alpha=1 | 1 | 91.00 | 90.90 | 3.50 |" in text
-    assert "within 0.3 pp of FP32: average 3.50 bits, +0.00 pp below FP32: **met**" in text
+    assert "within 0.3 pp of FP32: average 3.50 bits, 0.00 pp below FP32: **met**" in text
     assert ("DQT training time per epoch at most 4x FP32: 0.11x (wall time on the shared "
             "machine): **met**") in text
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

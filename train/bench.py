@@ -26,7 +26,7 @@ import time
 # Import every train module now, so that editing the sources while a long benchmark runs
 # cannot change the code its later runs use.
 from . import checkpoint, data, integerize, model, quant  # noqa: F401
-from .fit import TrainConfig, _Log, train, write_json_atomic
+from .fit import TrainConfig, _Log, integer_metrics, train, write_json_atomic
 
 __all__ = ["RUNS", "main", "write_section"]
 
@@ -63,6 +63,10 @@ def _parser():
                         help="PNG plot of accuracy against BitOPs")
     parser.add_argument("--report-only", action="store_true",
                         help="only rewrite the results section from finished runs")
+    parser.add_argument("--refresh-integer", action="store_true",
+                        help="re-measure the integer-emulation columns of finished runs with "
+                             "the current train.integerize (after a change of the integer "
+                             "export), then rewrite the section")
     return parser
 
 
@@ -95,6 +99,15 @@ def _finished(folder, config):
     if metrics.get("complete") and settings == dataclasses.asdict(config):
         return metrics
     return None
+
+
+def _integer_metrics(folder, config):
+    """Integer-emulation metrics of a finished run's checkpoint on the full test set."""
+    model, _ = checkpoint.load_model(os.path.join(folder, "checkpoint.pt"))
+    model.eval()
+    images, labels = data.load_dataset(config.dataset, "test")
+    print(f"re-measuring the integer emulation of {folder}", flush=True)
+    return integer_metrics(model, images, labels)
 
 
 def _fmt(values, scale=100.0, digits=2):
@@ -148,7 +161,7 @@ def _targets(results):
         gap = (mean("fp32") - mean("dqt")) * 100
         bits = mean("dqt", "average_bits")
         lines.append(f"- DQT at an average of at most 4 bits within 0.3 pp of FP32: average "
-                     f"{bits:.2f} bits, {gap:+.2f} pp below FP32: "
+                     f"{bits:.2f} bits, {abs(gap):.2f} pp {'below' if gap >= 0 else 'above'} FP32: "
                      f"**{'met' if bits <= 4 and gap <= 0.3 else 'not met'}**.")
     for other, label in (("static-w4", "static W4A4"), ("lsq-w4a4", "LSQ W4A4")):
         if {"dqt", other} <= set(results):
@@ -306,12 +319,16 @@ def main(argv=None):
                     _, metrics = train(config, log=log)
                     metrics["settings"] = dataclasses.asdict(config)
                     write_json_atomic(os.path.join(folder, "metrics.json"), metrics)
+                if metrics is not None and args.refresh_integer and "integer_accuracy" in metrics:
+                    metrics.update(_integer_metrics(folder, config))
+                    write_json_atomic(os.path.join(folder, "metrics.json"), metrics)
                 if metrics is not None:
                     results.setdefault(name, []).append(metrics)
                     commands.append(command)
         if not results:
             raise ValueError(f"no finished runs under {args.out}; run without --report-only")
-        given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+        given = [a for a in (argv if argv is not None else sys.argv[1:])
+                 if a not in ("--report-only", "--refresh-integer")]
         commands.insert(0, " ".join(["python -m train.bench"] + given))
         write_section(args, results, commands)
         print(f"wrote {args.results} ({SECTION}) and {args.plot} after "

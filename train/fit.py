@@ -222,6 +222,14 @@ def _batches(count, size):
 
 
 @torch.no_grad()
+def integer_metrics(model, images, labels):
+    """metrics.json's integer_* fields: the integer emulation (train.integerize) on a test set."""
+    integer = evaluate(model, images, labels, integer=True)
+    return {"integer_accuracy": integer["accuracy"],
+            "integer_average_bits": integer["average_bits"],
+            "integer_layer_bits_histogram": integer["layer_bits_histogram"]}
+
+
 def evaluate(model, images, labels, *, bits=None, batch_size=500, integer=False):
     """Top-1 accuracy and bit statistics on uint8 images.
 
@@ -384,10 +392,7 @@ def train(config, *, log=print):
                "history": history}
     metrics.update(evaluate(model, test_images, test_labels))
     if model.mode in NESTED_MODES:
-        integer = evaluate(model, test_images, test_labels, integer=True)
-        metrics["integer_accuracy"] = integer["accuracy"]
-        metrics["integer_average_bits"] = integer["average_bits"]
-        metrics["integer_layer_bits_histogram"] = integer["layer_bits_histogram"]
+        metrics.update(integer_metrics(model, test_images, test_labels))
     if model.dynamic:
         metrics["fixed_bits_accuracy"] = {
             str(b): evaluate(model, test_images, test_labels, bits=b)["accuracy"]

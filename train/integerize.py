@@ -55,7 +55,7 @@ from .model import NESTED_MODES, pool_constants
 __all__ = ["LOGIT_FRAC_BITS", "LOGIT_RANGE", "JOIN_MULTIPLIER_BITS", "to_graph", "emulate"]
 
 #: Integer logits are fixed point with this many fraction bits.
-LOGIT_FRAC_BITS = 8
+LOGIT_FRAC_BITS = 16
 #: ... and 32-bit signed.
 LOGIT_RANGE = (-(1 << 31), (1 << 31) - 1)
 #: The larger k-constant of a residual join lies in [2^(P-1), 2^P).

@@ -5,7 +5,7 @@ exporter build their packed words from these functions, so a bit position is nev
 down twice. In Verilog a layout-shaped port is one flat vector; field `f` of a `StructLayout`
 occupies bits [offset, offset + width) where `layout["f"]` gives offset and width, and element
 i of an `ArrayLayout` occupies [i * elem_width, (i + 1) * elem_width). To pack values in
-Python use `layout.const({...}).as_value().value`; to unpack use `layout.const(raw)` (see
+Python use `layout.const({...}).as_value().value`; to unpack use `layout.from_bits(raw)` (see
 rtl/README.md).
 """
 

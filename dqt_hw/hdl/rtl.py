@@ -96,7 +96,7 @@ Conventions:
 - A payload with a `lib.data` layout is one flat vector. Struct fields sit at the offsets below
   (LSB first); array element i sits at [i * stride, (i + 1) * stride). In Python build and read
   them with the same layouts (`dqt_hw.hdl.layouts`): `layout.const({{...}}).as_value().value`
-  packs, `layout.const(raw)` unpacks; `dqt_hw.hdl.rtl.build(name)` gives the component whose
+  packs, `layout.from_bits(raw)` unpacks; `dqt_hw.hdl.rtl.build(name)` gives the component whose
   `signature.members` holds each port's shape.
 - `range(a, b)` ports are unsigned unless a < 0; `signed(w)` ports are two's complement.
 """
