@@ -2,7 +2,7 @@
 PYTHON ?= python3
 SIM ?= verilator
 
-.PHONY: install demo test sim rtl bench bench-train bench-hw
+.PHONY: install demo test sim rtl rtl-check bench bench-train bench-export bench-hw
 
 # System packages (Icarus Verilog for SIM=icarus, Fashion-MNIST IDX files) and the Python
 # package with every extra. Needs root for apt-get, as on a fresh machine or CI.
@@ -20,14 +20,25 @@ test: install
 rtl:
 	$(PYTHON) -m dqt_hw.hdl
 
+rtl-check:
+	$(PYTHON) -m dqt_hw.hdl --check
+
 # Full cocotb regression on the generated Verilog (SIM=verilator or SIM=icarus).
 sim:
 	$(MAKE) -C sim SIM=$(SIM)
 
-bench: bench-train bench-hw
+bench: bench-train bench-export bench-hw
 
 bench-train:
 	$(PYTHON) -m train.bench
+
+# Export the training benchmark's seed-0 checkpoints and compare package and PyTorch emulation.
+bench-export:
+	for r in static-w4 dqt; do \
+	  $(PYTHON) -m dqt_hw.export runs/bench-train/$$r-seed0/checkpoint.pt --out build/pkg-bench-$$r && \
+	  $(PYTHON) -m dqt_hw.eval build/pkg-bench-$$r --dataset fashion-mnist \
+	    --compare runs/bench-train/$$r-seed0/checkpoint.pt --json build/eval-bench-$$r.json || exit 1; \
+	done
 
 bench-hw:
 	$(PYTHON) -m dqt_hw.bench

@@ -1,10 +1,15 @@
-"""`python -m dqt_hw.demo`: the integer contract at work, in a minute.
+"""`python -m dqt_hw.demo`: the whole flow on the 8x8 digits, in a few minutes.
 
-Shows the nesting rule on real pixels, the shift-only precision switch of one layer, and a whole
-integer network run by the golden interpreter at 8, 4 and 2 bits.
+Shows the nesting rule on real pixels and the shift-only precision switch, then runs the
+pipeline a user runs, command by command: train a DQT model, export it to an integer package,
+evaluate the package with the golden interpreter against the PyTorch integer emulation, and
+(unless --no-build) build the hardware report for the default array.
 """
 
 import argparse
+import os
+import shlex
+import subprocess
 import sys
 
 import numpy as np
@@ -13,11 +18,10 @@ from . import golden
 
 
 def _digits_codes(count):
-    """`count` 8x8 digits as 8-bit master codes (pixel 0..16 scaled to 0..255, integers only)."""
-    from sklearn.datasets import load_digits
-    digits = load_digits()
-    pixels = digits.images[:count].astype(np.int64)
-    return (pixels * 255 + 8) // 16, digits.target[:count]
+    """`count` 8x8 test digits as 8-bit master codes, through the one input quantizer."""
+    from train.data import load_dataset, to_master_codes
+    images, labels = load_dataset("digits", "test")
+    return np.asarray(to_master_codes(images[:count], 8)), labels[:count]
 
 
 def show_nesting(codes):
@@ -39,33 +43,43 @@ def show_switch():
               f"from the b-bit scales: M = {m_b}, r = {r_b}")
 
 
-def show_network(images, labels, seed):
-    print("\n3. A whole integer network in the golden interpreter (§8)")
-    rng = np.random.default_rng(seed)
-    weight = rng.integers(-127, 128, (10, 64))
-    layer = dict(op="linear", name="fc", input="flat", output="logits", weight=weight,
-                 bias=np.zeros(10, np.int64), multiplier=np.full(10, 1 << 14),
-                 shift=np.full(10, 16), lo=-32767, hi=32767)
-    for bits in (8, 4, 2):
-        graph = {"format": golden.GRAPH_FORMAT, "version": golden.GRAPH_VERSION,
-                 "master_bits": 8, "inputs": {"image": {"shape": [1, 8, 8]}},
-                 "outputs": ["logits"],
-                 "ops": [dict(op="flatten", name="flatten", input="image", output="flat"),
-                         dict(layer, bits=bits)]}
-        logits = golden.run_graph(graph, images[:, None])["logits"]
-        print(f"   random-weight linear layer at {bits} bits: logits of image 0 = "
-              f"{logits[0].tolist()}")
-    print("   (trained networks: python -m train.fit, then python -m dqt_hw.export)")
+def run_pipeline(out, *, epochs, build):
+    print("\n3. The pipeline, as you would run it yourself")
+    run = os.path.join(out, "digits-dqt")
+    package = os.path.join(out, "pkg-digits-dqt")
+    steps = [
+        ["-m", "train.fit", "--dataset", "digits", "--mode", "dqt", "--epochs", str(epochs),
+         "--width", "8", "--out", run],
+        ["-m", "dqt_hw.export", os.path.join(run, "checkpoint.pt"), "--out", package],
+        ["-m", "dqt_hw.eval", package, "--dataset", "digits",
+         "--compare", os.path.join(run, "checkpoint.pt")],
+    ]
+    if build:
+        steps.append(["-m", "dqt_hw.build", "--bits", "8", "--model", package,
+                      "--out", os.path.join(out, "hw")])
+    for step in steps:
+        print(f"\n$ python {shlex.join(step)}", flush=True)
+        result = subprocess.run([sys.executable] + step)
+        if result.returncode:
+            print(f"error: step failed (exit {result.returncode}): python {shlex.join(step)}",
+                  file=sys.stderr)
+            return result.returncode
+    return 0
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dqt_hw.demo", description=__doc__)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random demo weights")
+    parser.add_argument("--out", default="build/demo", help="folder for every output")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    parser.add_argument("--no-build", dest="build", action="store_false",
+                        help="skip synthesis and the hardware report")
+    parser.add_argument("--no-pipeline", dest="pipeline", action="store_false",
+                        help="only show the nesting rule and the shift-only switch")
     args = parser.parse_args(argv)
-    images, labels = _digits_codes(16)
-    show_nesting(images[0])
+    show_nesting(_digits_codes(1)[0][0])
     show_switch()
-    show_network(images, labels, args.seed)
+    if args.pipeline:
+        return run_pipeline(args.out, epochs=args.epochs, build=args.build)
     return 0
 
 
