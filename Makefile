@@ -41,4 +41,4 @@ bench-export:
 	done
 
 bench-hw:
-	$(PYTHON) -m dqt_hw.bench
+	$(PYTHON) -m dqt_hw.bench $(BENCH_HW_ARGS)

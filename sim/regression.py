@@ -75,7 +75,7 @@ def _blocks():
     from dqt_hw.hdl import rtl
     blocks, untested = {}, []
     for name in rtl.REFERENCE_DESIGNS:
-        kind = type(rtl.build(name)).__name__
+        kind = rtl.REFERENCE_DESIGNS[name][0].__name__
         if kind in TESTBENCHES:
             blocks[name] = Block(name, *TESTBENCHES[kind])
         else:

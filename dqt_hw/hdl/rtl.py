@@ -1,3 +1,6 @@
+# amaranth: UnusedElaboratable=no
+# (`build` also serves callers that only read a component's signature, such as the cocotb
+# packers; such an instance is never elaborated, and that is not a mistake.)
 """The reference configurations committed as Verilog under rtl/, and their generator.
 
 `python -m dqt_hw.hdl` writes one `rtl/<name>.v` per entry of `REFERENCE_DESIGNS` (top module
