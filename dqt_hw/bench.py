@@ -8,13 +8,12 @@ it. `make bench-hw` runs it with the defaults.
 
 import argparse
 import json
-import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from . import toolchain
+from .atomic import write_atomic
 from .build import run_build
 from .build.config import parse_args
 from .build.report import fmax_cell, inference_markdown, op_count_markdown
@@ -165,18 +164,6 @@ def collect_tables(reports):
     return "\n".join(out) + "\n"
 
 
-def _write_atomically(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
 def _terminate(signum, frame):
     raise KeyboardInterrupt
 
@@ -208,7 +195,7 @@ def main(argv=None):
             sys.argv[1:] if argv is None else argv) + "`, which ran:\n\n"
             + "\n".join(f"    {command}" for command in commands) + "\n\n"
             + collect_tables(reports))
-        _write_atomically(args.out / "results.md", text)
+        write_atomic(args.out / "results.md", text)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

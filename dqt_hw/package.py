@@ -19,7 +19,6 @@ package, the new one, or absent; never half-written.
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import replace_dir
 from .golden import (GRAPH_FORMAT, GRAPH_VERSION, MULTIPLIER_BITS, GraphError,
                      accumulator_bits, layer_terms, requantizer_bits, run_graph, validate_graph)
 
@@ -473,13 +473,7 @@ def write_package(graph, out_dir, *, word_bits=DEFAULT_WORD_BITS, metadata=None,
         # The manifest goes last: a staging directory without one is visibly unfinished.
         (staging / MANIFEST_NAME).write_text(_manifest_text(manifest))
         read_package(staging)
-        if out_dir.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.rename(out_dir, retired / out_dir.name)
-            os.rename(staging, out_dir)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, out_dir)
+        replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

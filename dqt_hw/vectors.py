@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_file
 from .golden import run_graph
 from .package import MANIFEST_NAME, layer_bits, load_package, run_cli
 
@@ -65,14 +66,8 @@ def write_vectors(path, meta, arrays):
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"`--out` must end in .npz, not {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.npz")
-    try:
-        np.savez_compressed(temporary, meta=np.array(json.dumps(meta)), **arrays)
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as file:
+        np.savez_compressed(file, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load_vectors(path):

@@ -64,3 +64,16 @@ def test_nest_keeps_shape_and_returns_int64():
     codes = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     out = nest(codes, master_bits=8, bits=3, signed=False)
     assert out.shape == (2, 3, 4) and out.dtype == np.int64
+
+
+@pytest.mark.parametrize("master_bits", [6, 8])
+def test_pitfall_table_counts(master_bits):
+    # §2.2: exact halves are 2^n / 2^s codes, half of them round differently to even; the
+    # top 2^(s-1) codes carry past 2^b - 1 and saturate.
+    from dqt_hw.golden.__main__ import pitfall_table
+    total = 1 << master_bits
+    rows = pitfall_table(master_bits).splitlines()[2:]
+    for row, bits in zip(rows, range(master_bits - 1, 1, -1)):
+        s = master_bits - bits
+        assert row == (f"| {bits} | {s} | {total >> (s + 1)} of {total} | "
+                       f"{1 << (s - 1)} of {total} |")

@@ -20,12 +20,13 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 # Import every train module now, so that editing the sources while a long benchmark runs
 # cannot change the code its later runs use.
 from . import checkpoint, data, integerize, model, quant  # noqa: F401
+from dqt_hw.atomic import write_atomic
+
 from .fit import TrainConfig, _Log, integer_metrics, train, write_json_atomic
 
 __all__ = ["RUNS", "main", "write_section"]
@@ -68,19 +69,6 @@ def _parser():
                              "the current train.integerize (after a change of the integer "
                              "export), then rewrite the section")
     return parser
-
-
-def _atomic_write(path, text, binary=False):
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".bench-", dir=folder)
-    try:
-        with os.fdopen(handle, "wb" if binary else "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def _run_config(args, overrides, seed, folder):
@@ -140,7 +128,7 @@ def _plot(rows, path):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    _atomic_write(path, buffer.getvalue(), binary=True)
+    write_atomic(path, buffer.getvalue())
 
 
 def _cpu_runs(runs):
@@ -282,7 +270,7 @@ def write_section(args, results, commands):
     start = lines.index(SECTION) + 1
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
     lines[start:end] = body
-    _atomic_write(args.results, "\n".join(lines))
+    write_atomic(args.results, "\n".join(lines))
 
 
 def main(argv=None):

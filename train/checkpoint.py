@@ -27,9 +27,10 @@ whose architecture does not match the state dict.
 
 import dataclasses
 import os
-import tempfile
 
 import torch
+
+from dqt_hw.atomic import atomic_file
 
 from .model import build_model
 
@@ -70,19 +71,8 @@ def save_checkpoint(path, model, config, metrics=None):
                "config": _plain(config),
                "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
                "metrics": _plain(metrics or {})}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_file(path, "wb") as file:
+        torch.save(payload, file)
 
 
 def load_checkpoint(path):

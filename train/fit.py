@@ -19,12 +19,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from dqt_hw.atomic import atomic_file
 
 from .checkpoint import checkpoint_config, save_checkpoint
 from .data import DATASETS, DatasetError, dataset_info, load_dataset, to_master_codes
@@ -271,18 +272,9 @@ def evaluate(model, images, labels, *, bits=None, batch_size=500, integer=False)
 # -- training ---------------------------------------------------------------------------------
 
 def write_json_atomic(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".json-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_file(path) as file:
+        json.dump(data, file, indent=2)
+        file.write("\n")
 
 
 class _Log:

@@ -20,6 +20,7 @@ from amaranth.back import verilog
 from tqdm import tqdm
 
 from .. import toolchain
+from ..atomic import replace_dir
 from .blocks import ARRAY_BLOCK, build_blocks
 from .harness import TimingHarness
 from .targets import TARGETS, capacity_use, classify_cells
@@ -108,16 +109,6 @@ def _staging_for(out_dir):
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
 
 
-def _install(staging, out_dir):
-    if out_dir.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.rename(out_dir, retired / out_dir.name)
-        os.rename(staging, out_dir)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.rename(staging, out_dir)
-
-
 def run_build(config, *, argv=None, progress=True):
     """Build `config` (a `BuildConfig`); return the path of report.md.
 
@@ -144,7 +135,7 @@ def run_build(config, *, argv=None, progress=True):
         report_module.add_analysis(result, config, model)
         (staging / "report.json").write_text(json.dumps(result, indent=1) + "\n")
         (staging / "report.md").write_text(report_module.render_markdown(result))
-        _install(staging, out_dir)
+        replace_dir(staging, out_dir)
     except toolchain.ToolError as error:
         # Keep the logs the message points to, in a fixed place beside --out.
         failed = out_dir.parent / f".{out_dir.name}.failed"

@@ -10,7 +10,6 @@ difference. The synthesis and cocotb flows build the same components from this t
 
 import difflib
 import inspect
-import os
 import tempfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Fragment, Shape
 from amaranth.lib import data, wiring
 
+from ..atomic import write_atomic
 from ..golden import accumulator_bits
 from .dequant_requant import DequantRequant
 from .mac_array import MacArray
@@ -164,20 +164,6 @@ def readme():
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _write_atomically(path, text):
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)      # mkstemp creates 0600; give the usual mode
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
 def write_rtl(out_dir, names=None):
     """Write rtl/<name>.v for each name (all by default); return the written paths."""
     out_dir = Path(out_dir)
@@ -185,11 +171,11 @@ def write_rtl(out_dir, names=None):
     paths = []
     for name in names or REFERENCE_DESIGNS:
         path = out_dir / f"{name}.v"
-        _write_atomically(path, render(name))
+        write_atomic(path, render(name))
         paths.append(path)
     if not names:
         path = out_dir / "README.md"
-        _write_atomically(path, readme())
+        write_atomic(path, readme())
         paths.append(path)
     return paths
 
