@@ -8,14 +8,7 @@ import pytest
 from dqt_hw import energy
 from dqt_hw.golden import run_graph
 
-
-def _layer(rng, op, name, src, dst, shape, bits, lo=0, hi=255, **extra):
-    channels = shape[0]
-    return dict(op=op, name=name, input=src, output=dst, bits=bits, lo=lo, hi=hi,
-                weight=rng.integers(-127, 128, shape),
-                bias=rng.integers(-2000, 2000, channels),
-                multiplier=rng.integers(1 << 14, 1 << 15, channels),
-                shift=rng.integers(21, 24, channels), **extra)
+from test_golden_graph import _layer
 
 
 def tiny_net(dynamic, seed=5):
