@@ -21,8 +21,8 @@ from . import golden
 def _digits_codes(count):
     """`count` 8x8 test digits as 8-bit master codes, through the one input quantizer."""
     from train.data import load_dataset, to_master_codes
-    images, labels = load_dataset("digits", "test")
-    return np.asarray(to_master_codes(images[:count], 8)), labels[:count]
+    images, _ = load_dataset("digits", "test")
+    return np.asarray(to_master_codes(images[:count], 8))
 
 
 def show_nesting(codes):
@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                         help="only show the nesting rule and the shift-only switch")
     args = parser.parse_args(argv)
-    show_nesting(_digits_codes(1)[0][0])
+    show_nesting(_digits_codes(1)[0])
     show_switch()
     if args.pipeline:
         return run_pipeline(args.out, epochs=args.epochs, build=args.build)

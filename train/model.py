@@ -102,9 +102,13 @@ def _validate(config):
             raise ValueError(f"`candidates` must not repeat a bit-width, "
                              f"not {list(config.candidates)}")
         for bits in config.candidates:
-            if not isinstance(bits, int) or not 2 <= bits <= n:
-                raise ValueError(f"candidate bit-width {bits!r} is outside [2, {n}] "
-                                 f"(`master_bits` is {n})")
+            check_layer_bits(bits, n, "candidate")
+
+
+def check_layer_bits(bits, n, kind):
+    """A layer bit-width must be an integer in [2, n]; `kind` names where it came from."""
+    if not isinstance(bits, int) or not 2 <= bits <= n:
+        raise ValueError(f"{kind} bit-width {bits!r} is outside [2, {n}] (`master_bits` is {n})")
 
 
 def _out_size(size, kernel, stride, padding):
@@ -360,9 +364,7 @@ class QResNet(nn.Module):
                 raise ValueError(f"`static_bits` must give one bit-width per controlled layer "
                                  f"({len(self.controlled)}), not {len(config.static_bits)}")
             for bits in config.static_bits:
-                if not isinstance(bits, int) or not 2 <= bits <= n:
-                    raise ValueError(f"static bit-width {bits!r} is outside [2, {n}] "
-                                     f"(`master_bits` is {n})")
+                check_layer_bits(bits, n, "static")
         self.gumbel_tau = 1.0
         self._count_macs()
 
