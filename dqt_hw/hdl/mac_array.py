@@ -33,7 +33,9 @@ class MacArray(wiring.Component):
     Parameters: `rows`, `cols` (positive), `master_bits` n, `max_terms` K (the longest dot
     product, in products), `acc_width` (default and minimum `golden.accumulator_bits(n, n, K)`,
     which holds any K-term sum at every b <= n), `scalable` (Bit Fusion PEs, else fixed n x n
-    MACs), `supported_bits` (the b values the array must run; default every b in [2, n]).
+    MACs), `supported_bits` (the b values the array must run; default every b in [2, n]),
+    `nest_weights` (default True; False drops the column nest units: the weight lanes then
+    carry codes already nested to b bits, as the accelerator's weight buffer holds them).
 
     Ports:
       bits:     In(range(2, n + 1))  the layer's b; change it only between dot products.
@@ -50,8 +52,11 @@ class MacArray(wiring.Component):
     beats_per_cycle = 1
 
     def __init__(self, *, rows, cols, master_bits=8, max_terms, acc_width=None, scalable=True,
-                 supported_bits=None):
+                 supported_bits=None, nest_weights=True):
         check_positive_int("rows", rows)
+        if not isinstance(nest_weights, bool):
+            raise TypeError(f"`nest_weights` must be a bool, not {nest_weights!r}")
+        self.nest_weights = nest_weights
         check_positive_int("cols", cols)
         self.master_bits = n = check_master_bits(master_bits)
         check_positive_int("max_terms", max_terms)
@@ -149,7 +154,9 @@ class MacArray(wiring.Component):
             return nested
 
         row_codes = [nest_lanes("a", r, beat.activations[r], False) for r in range(self.rows)]
-        col_codes = [nest_lanes("w", c, beat.weights[c], True) for c in range(self.cols)]
+        col_codes = [nest_lanes("w", c, beat.weights[c], True) if self.nest_weights
+                     else [beat.weights[c][lane] for lane in range(self.lanes)]
+                     for c in range(self.cols)]
         for r in range(self.rows):
             for c in range(self.cols):
                 pe = ProcessingElement(master_bits=n, scalable=self.scalable,

@@ -11,7 +11,10 @@ from .arith import check_positive_int, clamp, round_shift
 from .layouts import SHIFT_BITS, bits_shape, requantizer_input_layout
 from .pipeline import stream_pipeline
 
-__all__ = ["Requantizer", "check_output_range"]
+__all__ = ["RANGE_PORT_BITS", "Requantizer", "check_output_range"]
+
+#: Width of run-time output-range ports and of the output they bound (32-bit logits).
+RANGE_PORT_BITS = 32
 
 
 def check_output_range(lo, hi, master_bits):
@@ -39,7 +42,10 @@ class Requantizer(wiring.Component):
 
     Parameters: `master_bits` n; `max_terms` K sets the accumulator and bias width
     A = `golden.accumulator_bits(n, n, K)`; `multiplier_bits` P (M < 2^P, default 15); `lo`,
-    `hi` the output range (default [0, 2^n - 1]).
+    `hi` the output range (default [0, 2^n - 1]); `range_ports` (default False) replaces the
+    fixed range with run-time `lo`, `hi` input ports (signed 32 bits, sampled as the results
+    leave) and a signed 32-bit output, as the accelerator needs for ReLU outputs, signed
+    branches and logits alike.
 
     Ports:
       bits:   In(range(2, n + 1))  b the accumulators were computed at.
@@ -55,23 +61,35 @@ class Requantizer(wiring.Component):
     latency = 2
 
     def __init__(self, *, master_bits=8, max_terms, multiplier_bits=MULTIPLIER_BITS, lo=None,
-                 hi=None):
+                 hi=None, range_ports=False):
         self.master_bits = n = check_master_bits(master_bits)
         check_positive_int("max_terms", max_terms)
         if (not isinstance(multiplier_bits, int) or isinstance(multiplier_bits, bool)
                 or not 2 <= multiplier_bits <= 31):
             raise ValueError(f"`multiplier_bits` must be an integer between 2 and 31, "
                              f"not {multiplier_bits!r}")
-        self.lo, self.hi = check_output_range(lo, hi, n)
+        if not isinstance(range_ports, bool):
+            raise TypeError(f"`range_ports` must be a bool, not {range_ports!r}")
+        self.range_ports = range_ports
+        if range_ports:
+            if lo is not None or hi is not None:
+                raise ValueError("`lo` and `hi` must be None when `range_ports` is set")
+            output_shape = signed(RANGE_PORT_BITS)
+        else:
+            self.lo, self.hi = check_output_range(lo, hi, n)
+            output_shape = range(self.lo, self.hi + 1)
         self.max_terms, self.multiplier_bits = max_terms, multiplier_bits
         self.acc_width = accumulator_bits(n, n, max_terms)
         self.product_width = requantizer_bits(n, max_terms, multiplier_bits=multiplier_bits)
-        super().__init__({
+        ports = {
             "bits": In(bits_shape(n)),
             "input": In(stream.Signature(
                 requantizer_input_layout(self.acc_width, multiplier_bits))),
-            "output": Out(stream.Signature(range(self.lo, self.hi + 1))),
-        })
+            "output": Out(stream.Signature(output_shape)),
+        }
+        if range_ports:
+            ports.update(lo=In(signed(RANGE_PORT_BITS)), hi=In(signed(RANGE_PORT_BITS)))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -92,6 +110,8 @@ class Requantizer(wiring.Component):
         def round_and_clamp(m, product):
             rounded = Signal(signed(self.product_width + 1))
             m.d.comb += rounded.eq(round_shift(product.scaled, product.shift))
+            if self.range_ports:
+                return clamp(rounded, self.lo, self.hi)[:RANGE_PORT_BITS].as_signed()
             return clamp(rounded, self.lo, self.hi)
 
         stream_pipeline(m, sink=self.input, source=self.output,

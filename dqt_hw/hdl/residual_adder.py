@@ -9,7 +9,7 @@ from ..golden import MIN_BITS, check_master_bits
 from .arith import check_int_at_least, clamp, round_shift
 from .layouts import SHIFT_BITS, residual_operands_layout
 from .pipeline import stream_pipeline
-from .requantizer import check_output_range
+from .requantizer import RANGE_PORT_BITS, check_output_range
 
 __all__ = ["ResidualAdder"]
 
@@ -23,7 +23,9 @@ class ResidualAdder(wiring.Component):
 
     Parameters: `master_bits` n; `signed` operand codes (default unsigned activations);
     `constant_bits` width of the signed k1, k2 ports (default 16); `offset_bits` width of the
-    signed k3 port (default 32); `lo`, `hi` the output range (default [0, 2^n - 1]).
+    signed k3 port (default 32); `lo`, `hi` the output range (default [0, 2^n - 1]);
+    `range_ports` (default False) replaces the fixed range by run-time `lo`, `hi` input ports
+    (signed 32 bits) and a signed 32-bit output.
 
     Ports (k1, k2, k3, shift, in_shift1, in_shift2 are the layer's constants, sampled with each
     accepted operand pair):
@@ -41,16 +43,25 @@ class ResidualAdder(wiring.Component):
     latency = 2
 
     def __init__(self, *, master_bits=8, signed=False, constant_bits=16, offset_bits=32,
-                 lo=None, hi=None):
+                 lo=None, hi=None, range_ports=False):
         self.master_bits = n = check_master_bits(master_bits)
         if not isinstance(signed, bool):
             raise TypeError(f"`signed` must be a bool, not {signed!r}")
         check_int_at_least("constant_bits", constant_bits, 2)
         check_int_at_least("offset_bits", offset_bits, 2)
         self.signed, self.constant_bits, self.offset_bits = signed, constant_bits, offset_bits
-        self.lo, self.hi = check_output_range(lo, hi, n)
+        if not isinstance(range_ports, bool):
+            raise TypeError(f"`range_ports` must be a bool, not {range_ports!r}")
+        self.range_ports = range_ports
+        if range_ports:
+            if lo is not None or hi is not None:
+                raise ValueError("`lo` and `hi` must be None when `range_ports` is set")
+            output_shape = hdl.signed(RANGE_PORT_BITS)
+        else:
+            self.lo, self.hi = check_output_range(lo, hi, n)
+            output_shape = range(self.lo, self.hi + 1)
         in_shift = range(n - MIN_BITS + 1)
-        super().__init__({
+        ports = {
             "k1": In(hdl.signed(constant_bits)),
             "k2": In(hdl.signed(constant_bits)),
             "k3": In(hdl.signed(offset_bits)),
@@ -58,8 +69,11 @@ class ResidualAdder(wiring.Component):
             "in_shift1": In(in_shift),
             "in_shift2": In(in_shift),
             "input": In(stream.Signature(residual_operands_layout(n, signed))),
-            "output": Out(stream.Signature(range(self.lo, self.hi + 1))),
-        })
+            "output": Out(stream.Signature(output_shape)),
+        }
+        if range_ports:
+            ports.update(lo=In(hdl.signed(RANGE_PORT_BITS)), hi=In(hdl.signed(RANGE_PORT_BITS)))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -86,6 +100,8 @@ class ResidualAdder(wiring.Component):
         def round_and_clamp(m, total):
             rounded = Signal(signed(total_bits + 1))
             m.d.comb += rounded.eq(round_shift(total.sum, total.shift))
+            if self.range_ports:
+                return clamp(rounded, self.lo, self.hi)[:RANGE_PORT_BITS].as_signed()
             return clamp(rounded, self.lo, self.hi)
 
         stream_pipeline(m, sink=self.input, source=self.output,

@@ -1,0 +1,331 @@
+"""The accelerator: a whole exported network in hardware, controller included.
+
+`Accelerator(config)` holds the memories (data, program, constants, controller table, wide
+values, choices, op cycles), the `Sequencer`, the three engines (`WindowEngine` for conv2d,
+linear and pooling on the MAC array, `ElementwiseEngine` for residual adds and clips,
+`SelectEngine` for the controller's argmax), the `TensorWriter` and a 32-bit Wishbone
+classic slave that exposes the register map of `dqt_hw.accel.regmap`. A host (or a CPU) loads
+a compiled model through the memory windows, writes an image through the IMAGE window, sets
+CONTROL.START and waits for STATUS.DONE; logits come back through the WIDE window and the
+controller's choices through the BITS registers. docs/accelerator.md describes it all.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..accel.config import AcceleratorConfig
+from ..accel.program import Opcode, PROGRAM_VERSION
+from ..accel.regmap import ACCEL_ID, HARDWARE_VERSION, REGMAP_VERSION, register_map
+from .data_memory import DataArbiter, DataMemory, NIBBLES
+from .elementwise_engine import ElementwiseEngine
+from .select_engine import SelectEngine
+from .sequencer import Sequencer
+from .tensor_writer import TensorWriter
+from .window_engine import WindowEngine
+
+__all__ = ["wishbone_signature", "Accelerator"]
+
+BUS_ADDRESS_BITS = 18          # 32-bit word addresses: a 1 MiB byte window
+
+
+def wishbone_signature():
+    """A Wishbone classic bus (B4, 32-bit data, word addresses), as the master drives it."""
+    return wiring.Signature({
+        "cyc": Out(1), "stb": Out(1), "we": Out(1), "sel": Out(4),
+        "adr": Out(BUS_ADDRESS_BITS), "dat_w": Out(32),
+        "dat_r": In(32), "ack": In(1),
+    })
+
+
+class Accelerator(wiring.Component):
+    """The accelerator top level.
+
+    Parameters: `config` (`AcceleratorConfig`); optional initial contents `program`,
+    `data`, `constants`, `table` (lists of words, e.g. a `CompiledModel`'s, so that a
+    bitstream can hold a model; the host may still load another one through the bus).
+
+    Ports: `bus` (Wishbone classic slave), `busy`, `done`, `error` (for status LEDs).
+    """
+
+    def __init__(self, config=None, *, program=(), data=(), constants=(), table=()):
+        self.config = config or AcceleratorConfig()
+        if not isinstance(self.config, AcceleratorConfig):
+            raise TypeError(f"`config` must be an AcceleratorConfig, not {config!r}")
+        self.regmap = register_map(self.config)
+        self.init = dict(program=list(program), data=[int(w) for w in data],
+                         constants=list(constants), table=list(table))
+        for name, depth in (("program", self.config.program_words),
+                            ("data", self.config.data_words),
+                            ("constants", self.config.constant_entries),
+                            ("table", self.config.table_words)):
+            if len(self.init[name]) > depth:
+                raise ValueError(f"`{name}` has {len(self.init[name])} words but the memory "
+                                 f"holds {depth}")
+        super().__init__({
+            "bus": In(wishbone_signature()),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        soft_reset = Signal()
+
+        # -- memories --------------------------------------------------------------------------
+        m.submodules.data = data = DataMemory(depth=cfg.data_words, init=self.init["data"])
+        m.submodules.program = program = Memory(shape=unsigned(32), depth=cfg.program_words,
+                                                init=self.init["program"])
+        m.submodules.constants = constants = Memory(shape=unsigned(64),
+                                                    depth=cfg.constant_entries,
+                                                    init=self.init["constants"])
+        m.submodules.table = table = Memory(shape=unsigned(32), depth=cfg.table_words,
+                                            init=self.init["table"])
+        m.submodules.wide = wide = Memory(shape=unsigned(32), depth=cfg.wide_words, init=[])
+        m.submodules.choice = choice = Memory(shape=unsigned(8), depth=cfg.slots, init=[])
+        m.submodules.op_cycles = op_cycles = Memory(shape=unsigned(32), depth=cfg.max_ops,
+                                                    init=[])
+        # For simulators that inspect the memories (the data memory's is set by its block).
+        self.memories = dict(data=data, program=program, constants=constants, table=table,
+                             wide=wide, choice=choice, op_cycles=op_cycles)
+
+        # -- the run: sequencer and engines, all reset by CONTROL.SOFT_RESET ---------------
+        sequencer = Sequencer(cfg)
+        window = WindowEngine(cfg)
+        elementwise = ElementwiseEngine()
+        select = SelectEngine(cfg)
+        writer = TensorWriter(wide_depth=cfg.wide_words)
+        arbiter = DataArbiter(5)
+        for name, block in (("sequencer", sequencer), ("window", window),
+                            ("elementwise", elementwise), ("select", select),
+                            ("writer", writer)):
+            m.submodules[name] = ResetInserter(soft_reset)(block)
+        m.submodules.arbiter = arbiter
+        wiring.connect(m, arbiter.memory, data.port)
+        wiring.connect(m, writer.port, arbiter.clients[0])
+        wiring.connect(m, elementwise.port, arbiter.clients[1])
+        wiring.connect(m, window.fetch_port, arbiter.clients[2])
+        wiring.connect(m, window.load_port, arbiter.clients[3])
+        bus_port = arbiter.clients[4]
+
+        instr = sequencer.instr
+        for engine in (window, elementwise, select):
+            m.d.comb += engine.instr.eq(instr)
+        m.d.comb += [
+            window.start.eq(sequencer.start_window),
+            elementwise.start.eq(sequencer.start_elementwise),
+            select.start.eq(sequencer.start_select),
+            sequencer.engine_done.eq(window.done | elementwise.done | select.done),
+            window.writer_idle.eq(writer.idle), elementwise.writer_idle.eq(writer.idle),
+        ]
+        # The tensor writer takes the active engine's outputs.
+        from_elementwise = instr.opcode == Opcode.ELEMENTWISE
+        source_window, source_elementwise = window.output, elementwise.output
+        m.d.comb += [
+            writer.input.valid.eq(Mux(from_elementwise, source_elementwise.valid,
+                                      source_window.valid)),
+            writer.input.payload.eq(Mux(from_elementwise, source_elementwise.payload,
+                                        source_window.payload)),
+            source_window.ready.eq(writer.input.ready & ~from_elementwise),
+            source_elementwise.ready.eq(writer.input.ready & from_elementwise),
+        ]
+        program_run = program.read_port()
+        m.d.comb += [program_run.addr.eq(sequencer.prog_addr),
+                     sequencer.prog_data.eq(program_run.data)]
+        constants_run = constants.read_port()
+        m.d.comb += [constants_run.addr.eq(window.const_addr),
+                     constants_run.en.eq(window.const_en),
+                     window.const_data.eq(constants_run.data)]
+        table_run = table.read_port()
+        m.d.comb += [table_run.addr.eq(Mux(instr.opcode == Opcode.SELECT, select.table_addr,
+                                           window.table_addr)),
+                     window.table_data.eq(table_run.data), select.table_data.eq(table_run.data)]
+        choice_run = choice.read_port()
+        choice_write = choice.write_port()
+        m.d.comb += [choice_run.addr.eq(window.choice_addr),
+                     window.choice_data.eq(choice_run.data),
+                     choice_write.addr.eq(select.choice_addr),
+                     choice_write.data.eq(select.choice_data),
+                     choice_write.en.eq(select.choice_en)]
+        wide_run = wide.read_port()
+        wide_write = wide.write_port()
+        m.d.comb += [wide_run.addr.eq(select.wide_addr), select.wide_data.eq(wide_run.data)]
+        opc_write = op_cycles.write_port()
+        m.d.comb += [opc_write.addr.eq(sequencer.opc_addr), opc_write.data.eq(sequencer.opc_data),
+                     opc_write.en.eq(sequencer.opc_en)]
+        m.d.comb += [self.busy.eq(sequencer.busy), self.done.eq(sequencer.done),
+                     self.error.eq(sequencer.error)]
+
+        # -- the bus -------------------------------------------------------------------------
+        bus = self.bus
+        regmap = self.regmap
+        address = Signal(BUS_ADDRESS_BITS + 2)          # byte address of the access
+        write, wdata = Signal(), Signal(32)
+        rdata = Signal(32)
+        m.d.comb += bus.dat_r.eq(rdata)
+        start_ignored, bus_error = Signal(), Signal()
+        image_base = Signal(16)
+
+        def in_window(name):
+            win = regmap[name]
+            size = 1 << (4 * win.words - 1).bit_length()
+            return (address >= win.offset) & (address < win.offset + size), win
+
+        def index_in(name):
+            return (address - regmap[name].offset)[2:]
+
+        program_bus, constants_bus = program.read_port(), constants.read_port()
+        table_bus, wide_bus = table.read_port(), wide.read_port()
+        choice_bus, opc_bus = choice.read_port(), op_cycles.read_port()
+        program_write = program.write_port()
+        constants_write = constants.write_port(granularity=32)
+        table_write = table.write_port()
+        m.d.comb += [
+            program_bus.addr.eq(index_in("PROGRAM")),
+            program_write.addr.eq(index_in("PROGRAM")), program_write.data.eq(wdata),
+            constants_bus.addr.eq(index_in("CONSTANTS")[1:]),
+            constants_write.addr.eq(index_in("CONSTANTS")[1:]),
+            constants_write.data.eq(wdata.replicate(2)),
+            table_bus.addr.eq(index_in("TABLE")),
+            table_write.addr.eq(index_in("TABLE")), table_write.data.eq(wdata),
+            wide_bus.addr.eq(index_in("WIDE")),
+            choice_bus.addr.eq(index_in("BITS")),
+            opc_bus.addr.eq(index_in("OP_CYCLES")),
+        ]
+        # The wide memory's one write port serves the writer during a run and the bus else.
+        bus_wide_write = Signal()
+        m.d.comb += [
+            wide_write.addr.eq(Mux(sequencer.busy, writer.wide_addr, index_in("WIDE"))),
+            wide_write.data.eq(Mux(sequencer.busy, writer.wide_data, wdata)),
+            wide_write.en.eq(Mux(sequencer.busy, writer.wide_en, bus_wide_write)),
+        ]
+        data_word, data_half = index_in("DATA")[1:], index_in("DATA")[0]
+        image_element = index_in("IMAGE") << 2          # first code of the bus word
+        image_group = image_base + (image_element[4:] << 1)
+        image_lane = image_element[:4]
+        image_high = Cat(*(wdata[8 * i + 4:8 * i + 8] for i in range(4)))
+        image_low = Cat(*(wdata[8 * i:8 * i + 4] for i in range(4)))
+        image_phase = Signal()
+
+        control = regmap["CONTROL"]
+        status_value = Cat(sequencer.busy, sequencer.done, sequencer.error, Const(0, 5),
+                           sequencer.error_code, start_ignored, bus_error)
+        config_value = Cat(Const(cfg.cols, 8), Const(cfg.pool_lanes, 8),
+                           Const(cfg.master_bits, 4),
+                           Const(sum(1 << b for b in cfg.supported_bits), 9))
+        registers = {
+            "ID": Const(ACCEL_ID, 32),
+            "VERSION": Const(HARDWARE_VERSION | PROGRAM_VERSION << 8 | REGMAP_VERSION << 16, 32),
+            "CONFIG": config_value,
+            "MAX_TERMS": Const(cfg.max_terms, 32),
+            "DATA_WORDS": Const(cfg.data_words, 32),
+            "STATUS": status_value,
+            "CYCLES": sequencer.cycles,
+            "OPS_DONE": sequencer.ops_done,
+            "IMAGE_BASE": image_base,
+        }
+        memory_windows = {"PROGRAM": program_bus.data,
+                          "CONSTANTS": constants_bus.data.word_select(
+                              index_in("CONSTANTS")[0], 32),
+                          "TABLE": table_bus.data, "WIDE": wide_bus.data,
+                          "BITS": choice_bus.data, "OP_CYCLES": opc_bus.data,
+                          "DATA": data.port.rdata.word_select(data_half, 32)}
+        read_source = Signal(range(len(memory_windows) + 1))
+        start = Signal()
+        m.d.comb += sequencer.start.eq(start)
+
+        with m.FSM(name="bus"):
+            with m.State("IDLE"):
+                with m.If(bus.cyc & bus.stb):
+                    m.d.sync += [address.eq(bus.adr << 2), write.eq(bus.we),
+                                 wdata.eq(bus.dat_w), rdata.eq(0), image_phase.eq(0)]
+                    m.next = "ACCESS"
+            with m.State("ACCESS"):
+                m.next = "ACK"
+                decoded = Signal()
+                for name, value in registers.items():
+                    with m.If(address == regmap[name].offset):
+                        m.d.comb += decoded.eq(1)
+                        m.d.sync += rdata.eq(value)
+                with m.If(address == control.offset):
+                    m.d.comb += decoded.eq(1)
+                    with m.If(write):
+                        with m.If(wdata[1]):
+                            m.d.comb += soft_reset.eq(1)
+                            m.d.sync += [start_ignored.eq(0), bus_error.eq(0)]
+                        with m.Elif(wdata[0]):
+                            with m.If(sequencer.busy):
+                                m.d.sync += start_ignored.eq(1)
+                            with m.Else():
+                                m.d.comb += start.eq(1)
+                        with m.If(wdata[2]):
+                            m.d.sync += [start_ignored.eq(0), bus_error.eq(0)]
+                with m.If((address == regmap["IMAGE_BASE"].offset) & write):
+                    m.d.sync += image_base.eq(wdata)
+                for array in ("BITS", "OP_CYCLES"):
+                    reg = regmap[array]
+                    with m.If((address >= reg.offset) & (address < reg.offset + 4 * reg.count)):
+                        m.d.comb += decoded.eq(1)
+                        with m.If(~write):
+                            m.d.sync += read_source.eq(list(memory_windows).index(array))
+                            m.next = "READ"
+                for name in ("PROGRAM", "CONSTANTS", "TABLE", "WIDE", "IMAGE", "DATA"):
+                    inside, win = in_window(name)
+                    with m.If(inside):
+                        m.d.comb += decoded.eq(1)
+                        with m.If(sequencer.busy | (address >= win.offset + 4 * win.words)):
+                            m.d.sync += bus_error.eq(1)
+                        with m.Elif(write):
+                            if name == "PROGRAM":
+                                m.d.comb += program_write.en.eq(1)
+                            elif name == "CONSTANTS":
+                                m.d.comb += constants_write.en.eq(
+                                    Mux(index_in("CONSTANTS")[0], 0b10, 0b01))
+                            elif name == "TABLE":
+                                m.d.comb += table_write.en.eq(1)
+                            elif name == "WIDE":
+                                m.d.comb += bus_wide_write.eq(1)
+                            elif name == "IMAGE":
+                                m.next = "IMAGE"
+                            else:
+                                m.next = "DATA_WRITE"
+                        with m.Else():
+                            if name == "IMAGE":              # write-only
+                                m.d.sync += bus_error.eq(1)
+                            else:
+                                m.d.sync += read_source.eq(list(memory_windows).index(name))
+                                m.next = "DATA_READ" if name == "DATA" else "READ"
+                with m.If(~decoded):
+                    m.d.sync += bus_error.eq(1)
+            with m.State("READ"):             # the memory's data for `address` is out now
+                with m.Switch(read_source):
+                    for index, value in enumerate(memory_windows.values()):
+                        with m.Case(index):
+                            m.d.sync += rdata.eq(value)
+                m.next = "ACK"
+            with m.State("DATA_READ"):
+                m.d.comb += [bus_port.addr.eq(data_word), bus_port.read.eq(1)]
+                with m.If(bus_port.grant):
+                    m.next = "READ"
+            with m.State("DATA_WRITE"):
+                m.d.comb += [bus_port.addr.eq(data_word), bus_port.write.eq(1),
+                             bus_port.wdata.eq(wdata.replicate(2)),
+                             bus_port.wmask.eq(Mux(data_half, 0xFF00, 0x00FF))]
+                with m.If(bus_port.grant):
+                    m.next = "ACK"
+            with m.State("IMAGE"):
+                m.d.comb += [bus_port.addr.eq(image_group + image_phase), bus_port.write.eq(1),
+                             bus_port.wdata.eq(Mux(image_phase, image_low, image_high)
+                                               .replicate(NIBBLES // 4)),
+                             bus_port.wmask.eq(Const(0xF, NIBBLES) << image_lane)]
+                with m.If(bus_port.grant):
+                    m.d.sync += image_phase.eq(1)
+                    with m.If(image_phase):
+                        m.next = "ACK"
+            with m.State("ACK"):
+                m.d.comb += bus.ack.eq(1)
+                m.next = "IDLE"
+        return m

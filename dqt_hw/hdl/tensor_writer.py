@@ -1,0 +1,94 @@
+"""The tensor writer: output codes to the data memory (nibble-split groups) or the wide memory.
+
+Producers (the conv drain, the pool and elementwise units) send one output value per
+transfer, with where it goes: for a narrow tensor the group (the word address of its
+high-nibble word) and the lane, for a wide tensor the wide-memory index. Narrow codes of one
+group collect in a staging register; the transfer marked `flush` writes the group's high and
+low nibble words with a write mask covering exactly the lanes received, so no group is ever
+read back (the iCE40 SPRAM's nibble mask does this in hardware).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .data_memory import ADDRESS_BITS, DATA_WORD_BITS, NIBBLES, data_port_signature
+
+__all__ = ["output_layout", "TensorWriter"]
+
+
+def output_layout():
+    """One output value and its place (see the module docstring)."""
+    return data.StructLayout({
+        "wide": unsigned(1),
+        "addr": unsigned(ADDRESS_BITS),
+        "lane": unsigned(4),
+        "value": signed(32),
+        "flush": unsigned(1),
+    })
+
+
+class TensorWriter(wiring.Component):
+    """Ports: `input` (stream of `output_layout()`), `port` (data memory client), `wide_addr`,
+    `wide_data`, `wide_en` (a write port of the wide memory), `idle`.
+
+    A narrow flush costs two data-memory writes (high word, then low word) during which
+    `input` is not ready; a wide value is written in the cycle it is accepted.
+    """
+
+    def __init__(self, *, wide_depth):
+        self.wide_depth = wide_depth
+        super().__init__({
+            "input": In(stream.Signature(output_layout())),
+            "port": Out(data_port_signature()),
+            "wide_addr": Out(range(wide_depth)),
+            "wide_data": Out(32),
+            "wide_en": Out(1),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        item = self.input.payload
+        high = Signal(DATA_WORD_BITS)
+        low = Signal(DATA_WORD_BITS)
+        mask = Signal(NIBBLES)
+        address = Signal(ADDRESS_BITS)
+        writing, phase = Signal(), Signal()
+        accept = Signal()
+        m.d.comb += [
+            self.input.ready.eq(~writing),
+            accept.eq(self.input.valid & ~writing),
+            self.wide_addr.eq(item.addr),
+            self.wide_data.eq(item.value),
+            self.wide_en.eq(accept & item.wide),
+        ]
+        with m.If(accept & ~item.wide):
+            lane_mask = Signal(NIBBLES)
+            m.d.comb += lane_mask.eq(1 << item.lane)
+            m.d.sync += [
+                high.eq((high & ~_spread(lane_mask)) | (item.value[4:8] << (item.lane * 4))),
+                low.eq((low & ~_spread(lane_mask)) | (item.value[:4] << (item.lane * 4))),
+                mask.eq(mask | lane_mask),
+                address.eq(item.addr),
+            ]
+            with m.If(item.flush):
+                m.d.sync += [writing.eq(1), phase.eq(0)]
+        m.d.comb += [
+            self.port.addr.eq(address + phase),
+            self.port.write.eq(writing),
+            self.port.wdata.eq(Mux(phase, low, high)),
+            self.port.wmask.eq(mask),
+        ]
+        with m.If(writing & self.port.grant):
+            with m.If(phase):
+                m.d.sync += [writing.eq(0), mask.eq(0)]
+            with m.Else():
+                m.d.sync += phase.eq(1)
+        m.d.comb += self.idle.eq(~writing)
+        return m
+
+
+def _spread(lanes):
+    """A 16-bit lane mask -> a 64-bit mask with each lane's nibble set."""
+    return Cat(*(lanes[i].replicate(4) for i in range(NIBBLES)))

@@ -1,0 +1,182 @@
+"""The weight buffer: one 32-bit word per array column and beat slot, loaded with nested codes.
+
+Before the MAC array computes a group of output channels, the loader reads each channel's
+weight row (master codes, nibble-split groups; the high nibbles only at b <= 3), nests every
+code to the layer's b bits (`NestUnit`, signed) and packs the nested codes densely by fusion
+mode w = `mode_bits(b)`: one beat of 16 two-bit codes per word at w = 2, two beats of four
+4-bit codes at w = 4, four 8-bit codes at w = 8. The buffer then serves every output pixel of
+the layer from on-chip memory, one word per column per beat at any b: this reuse is what lets
+the array take 16 x cols weight codes per cycle at b = 2 while the data memory delivers 16
+codes per cycle in all. The array's weight lanes read these nested codes directly
+(`MacArray(nest_weights=False)`).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .arith import check_positive_int
+from .data_memory import ADDRESS_BITS, DATA_WORD_BITS, data_port_signature
+from .layouts import bits_shape
+from .nest_unit import NestUnit
+from .pe import mode_bits
+
+__all__ = ["BUFFER_WORD_BITS", "GROUP_LANES", "WeightBuffer", "words_per_group",
+           "unpack_beat"]
+
+BUFFER_WORD_BITS = 32
+GROUP_LANES = 16
+
+
+def words_per_group(width):
+    """Buffer words that 16 codes nested in mode `width` fill: 1, 2, 4 for w = 2, 4, 8."""
+    return GROUP_LANES * width // BUFFER_WORD_BITS
+
+
+def unpack_beat(word, beat, width, lanes):
+    """Python model: the signed codes of beat `beat` (its index in its word) of a buffer word
+    packed in mode `width` with `lanes` codes per beat."""
+    codes = []
+    for lane in range(lanes):
+        field = (word >> (width * (beat * lanes + lane))) & ((1 << width) - 1)
+        codes.append(field - (1 << width) if field >> (width - 1) else field)
+    return codes
+
+
+class WeightBuffer(wiring.Component):
+    """Loader plus buffer memory, `cols` x 32 bits wide and `depth` words deep.
+
+    Load: with `start` (a pulse while `idle`) the loader reads `columns` weight rows of
+    `row_words` words each, the first at `row_base` and each next one `row_words` further,
+    and writes column j's nested codes to column j of the buffer, from word 0 on, at bit-width
+    `bits` (`both`: read the low nibbles too; set it for b >= 4). Columns >= `columns` keep
+    their old contents.
+    Read: `read_addr`/`read_en` -> `read_data` (cols x 32 bits) the next cycle (held while
+    `read_en` is low), for the array.
+
+    Parameters: `cols`, `depth` (words per column), `supported_bits` (the b values to nest to).
+    """
+
+    def __init__(self, *, cols, depth, supported_bits, master_bits=8):
+        check_positive_int("cols", cols)
+        check_positive_int("depth", depth)
+        self.cols, self.depth = cols, depth
+        self.master_bits = master_bits
+        self.supported_bits = tuple(supported_bits)
+        self.modes = tuple(sorted({mode_bits(b) for b in self.supported_bits}))
+        super().__init__({
+            "row_base": In(ADDRESS_BITS),
+            "row_words": In(12),
+            "columns": In(range(cols + 1)),
+            "bits": In(bits_shape(master_bits)),
+            "both": In(1),
+            "start": In(1),
+            "idle": Out(1),
+            "port": Out(data_port_signature()),
+            "read_addr": In(range(depth)),
+            "read_en": In(1),
+            "read_data": Out(cols * BUFFER_WORD_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.memory = memory = Memory(shape=unsigned(self.cols * BUFFER_WORD_BITS),
+                                              depth=self.depth, init=[])
+        reader = memory.read_port()
+        writer = memory.write_port(granularity=BUFFER_WORD_BITS)
+        m.d.comb += [reader.addr.eq(self.read_addr), reader.en.eq(self.read_en),
+                     self.read_data.eq(reader.data)]
+
+        # -- reads: column by column, group by group -----------------------------------------
+        reading, phase = Signal(), Signal()
+        column = Signal(range(self.cols + 1))
+        group_words = Signal(12)                       # word offset of the group in its row
+        row_addr = Signal(ADDRESS_BITS)
+        granted, finishing = Signal(), Signal()
+        staged_valid = Signal()
+        staged_column = Signal(range(self.cols))
+        staged_group = Signal(11)
+        arrive_high, arrive_last = Signal(), Signal()
+        high, low = Signal(DATA_WORD_BITS), Signal(DATA_WORD_BITS)
+        arrive_column, arrive_group = Signal.like(staged_column), Signal.like(staged_group)
+        in_flight = Signal()            # a group's reads are done, its data arrives this cycle
+        free = Signal()                 # the staging register can take the arriving group
+        m.d.comb += [
+            self.port.addr.eq(row_addr + group_words + phase),
+            self.port.read.eq(reading & free),
+            granted.eq(reading & free & self.port.grant),
+            finishing.eq(granted & (phase | ~self.both)),
+        ]
+        with m.If(self.start & self.idle):
+            m.d.sync += [reading.eq(self.columns != 0), phase.eq(0), column.eq(0),
+                         group_words.eq(0), row_addr.eq(self.row_base)]
+        with m.Elif(granted & ~finishing):
+            m.d.sync += phase.eq(1)
+        with m.Elif(finishing):
+            m.d.sync += phase.eq(0)
+            with m.If(group_words + 2 == self.row_words):
+                m.d.sync += [group_words.eq(0), row_addr.eq(row_addr + self.row_words),
+                             column.eq(column + 1)]
+                with m.If(column + 1 == self.columns):
+                    m.d.sync += reading.eq(0)
+            with m.Else():
+                m.d.sync += group_words.eq(group_words + 2)
+        m.d.sync += [arrive_high.eq(granted & ~phase), arrive_last.eq(finishing),
+                     arrive_column.eq(column), arrive_group.eq(group_words[1:])]
+        with m.If(arrive_high):
+            m.d.sync += high.eq(self.port.rdata)
+
+        # -- staging: nest the arrived group and write its words -----------------------------
+        stage_high, stage_low = Signal(DATA_WORD_BITS), Signal(DATA_WORD_BITS)
+        word = Signal(range(4))
+        width_words = Signal(range(5))
+        mode_log2 = Signal(range(4))          # log2(words per group): 0, 1, 2
+        with m.Switch(self.bits):
+            for bits in self.supported_bits:
+                with m.Case(bits):
+                    w = mode_bits(bits)
+                    m.d.comb += [width_words.eq(words_per_group(w)),
+                                 mode_log2.eq(words_per_group(w).bit_length() - 1)]
+        writing_last = Signal()
+        m.d.comb += [writing_last.eq(staged_valid & (word == width_words - 1)),
+                     # The group whose last read is granted now arrives next cycle: the
+                     # staging register must be free by then.
+                     free.eq(Mux(arrive_last, width_words == 1,
+                                 ~staged_valid | writing_last))]
+        with m.If(arrive_last):
+            m.d.sync += [staged_valid.eq(1), staged_column.eq(arrive_column),
+                         staged_group.eq(arrive_group), word.eq(0),
+                         stage_high.eq(Mux(self.both, high, self.port.rdata)),
+                         stage_low.eq(Mux(self.both, self.port.rdata, 0))]
+        with m.Elif(writing_last):
+            m.d.sync += staged_valid.eq(0)
+        with m.Elif(staged_valid):
+            m.d.sync += word.eq(word + 1)
+
+        nested = []
+        for lane in range(GROUP_LANES):
+            unit = NestUnit(master_bits=self.master_bits, signed=True,
+                            supported_bits=self.supported_bits)
+            m.submodules[f"nest_{lane}"] = unit
+            code = Cat(stage_low[4 * lane:4 * lane + 4], stage_high[4 * lane:4 * lane + 4])
+            m.d.comb += [unit.master.eq(code), unit.bits.eq(self.bits)]
+            nested.append(unit.nested)
+        packed = {}
+        for w in self.modes:
+            per_word = BUFFER_WORD_BITS // w
+            packed[w] = [Cat(*(nested[k * per_word + i][:w] for i in range(per_word)))
+                         for k in range(words_per_group(w))]
+        data_word = Signal(BUFFER_WORD_BITS)
+        with m.Switch(self.bits):
+            for bits in self.supported_bits:
+                with m.Case(bits):
+                    words = packed[mode_bits(bits)]
+                    m.d.comb += data_word.eq(Cat(*words).word_select(word, BUFFER_WORD_BITS))
+        m.d.comb += [
+            writer.addr.eq((staged_group << mode_log2) + word),
+            writer.data.eq(data_word.replicate(self.cols)),
+            writer.en.eq(Mux(staged_valid, 1 << staged_column, 0)),
+        ]
+        m.d.comb += self.idle.eq(~reading & ~staged_valid & ~arrive_last & ~arrive_high)
+        return m

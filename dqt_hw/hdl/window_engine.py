@@ -1,0 +1,316 @@
+"""The window engine: runs conv2d/linear (CONV) and pooling (POOL) instructions.
+
+Both walk the windows of their output pixels with the `ActivationFetcher` and end each window
+in a set of values that the drain requantizes and hands to the tensor writer:
+
+- CONV, per group of `cols` output channels: load the group's weight rows into the
+  `WeightBuffer` (nested to the layer's b), then stream every output pixel's window through
+  the `MacArray` (one row, `cols` columns: the activation beat is broadcast, each column has
+  its channel's weights). Each window ends in `cols` accumulators, requantized with the
+  channel's constants from the constants memory and acc_shift = 2(n - b).
+- POOL, per chunk of up to `pool_lanes` channels: the same walk with one beat per tap; the
+  lanes of each beat are summed per channel, and each window's sums are requantized with the
+  instruction's M and r.
+
+The bit-width of a CONV comes from the instruction or, for a controlled layer, from the
+controller: the slot's chosen candidate (choice memory) indexes the controller table, whose
+word gives b. A precision switch therefore costs two table reads at the start of the op.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from ..accel.program import INSTRUCTION, Opcode
+from .activation_fetcher import ActivationFetcher
+from .data_memory import ADDRESS_BITS, data_port_signature
+from .layouts import bits_shape
+from .mac_array import MacArray
+from .pe import mode_bits
+from .requantizer import Requantizer
+from .tensor_writer import output_layout
+from .weight_buffer import WeightBuffer
+
+__all__ = ["POOL_SUM_BITS", "WindowEngine"]
+
+#: Width of a pooling window sum: 8-bit codes over at most 15 x 15 taps, signed.
+POOL_SUM_BITS = 18
+
+
+class WindowEngine(wiring.Component):
+    """Executes one CONV or POOL instruction (`instr`, constant while busy) per `start` pulse;
+    `done` pulses when its last output has been handed to the tensor writer and the writer is
+    idle. See the module docstring; docs/accelerator.md has the cycle model.
+
+    Ports: data-memory clients `fetch_port` (activations) and `load_port` (weights); `output`
+    (to the tensor writer) and `writer_idle`; read ports of the constants memory (`const_*`,
+    64-bit entries), the choice memory (`choice_*`) and the controller table (`table_*`);
+    `bits` (the b the current or last CONV ran at).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "instr": In(INSTRUCTION),
+            "start": In(1),
+            "done": Out(1),
+            "fetch_port": Out(data_port_signature()),
+            "load_port": Out(data_port_signature()),
+            "output": Out(stream.Signature(output_layout())),
+            "writer_idle": In(1),
+            "const_addr": Out(range(config.constant_entries)),
+            "const_en": Out(1),
+            "const_data": In(64),
+            "choice_addr": Out(range(config.slots)),
+            "choice_data": In(8),
+            "table_addr": Out(range(config.table_words)),
+            "table_data": In(32),
+            "bits": Out(bits_shape(config.master_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        n, cols, pool_lanes = cfg.master_bits, cfg.cols, cfg.pool_lanes
+        ins = self.instr
+        is_conv = Signal()
+        m.d.comb += is_conv.eq(ins.opcode == Opcode.CONV)
+
+        m.submodules.fetcher = fetcher = ActivationFetcher()
+        m.submodules.buffer = buffer = WeightBuffer(cols=cols, depth=cfg.buffer_depth,
+                                                    supported_bits=cfg.supported_bits)
+        m.submodules.array = array = MacArray(rows=1, cols=cols, master_bits=n,
+                                              max_terms=cfg.max_terms,
+                                              supported_bits=cfg.supported_bits,
+                                              nest_weights=False)
+        m.submodules.requantizer = requantizer = Requantizer(
+            master_bits=n, max_terms=cfg.max_terms, multiplier_bits=16, range_ports=True)
+        m.submodules.tags = tags = SyncFIFO(width=output_layout().size, depth=4)
+        wiring.connect(m, wiring.flipped(self.fetch_port), fetcher.port)
+        wiring.connect(m, wiring.flipped(self.load_port), buffer.port)
+
+        # -- the op's bit-width and the mode it selects --------------------------------------
+        bits = Signal(bits_shape(n), init=n)
+        m.d.comb += self.bits.eq(bits)
+        lanes_log2, beats_log2, mode = Signal(range(5)), Signal(range(3)), Signal(range(9))
+        with m.Switch(bits):
+            for b in cfg.supported_bits:
+                with m.Case(b):
+                    w = mode_bits(b)
+                    m.d.comb += [lanes_log2.eq(2 * (n // w).bit_length() - 2),
+                                 beats_log2.eq({8: 2, 4: 1, 2: 0}[w]), mode.eq(w)]
+        pool_log2 = Signal(range(5))
+        m.d.comb += pool_log2.eq(Mux((pool_lanes >= 16) & (ins.in_cp[:4] == 0), 4,
+                                     Mux((pool_lanes >= 4) & (ins.in_cp[:2] == 0), 2, 0)))
+        step_log2 = Signal(range(5))
+        m.d.comb += step_log2.eq(Mux(is_conv, (cols - 1).bit_length(), pool_log2))
+
+        # -- sequencing ----------------------------------------------------------------------
+        first = Signal(12)                      # first output channel of the current group
+        row_base = Signal(ADDRESS_BITS)
+        group_done = Signal()
+        drain_idle = Signal()
+        columns = Signal(range(cols + 1))
+        m.d.comb += columns.eq(Mux(ins.out_c - first >= cols, cols, ins.out_c - first))
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [first.eq(0), row_base.eq(ins.weights)]
+                    with m.If(is_conv & ins.bits_select):
+                        m.next = "CHOICE"
+                    with m.Else():
+                        m.d.sync += bits.eq(Mux(is_conv, ins.bits, n))
+                        m.next = "GROUP"
+            with m.State("CHOICE"):
+                m.d.comb += self.choice_addr.eq(ins.slot)
+                m.next = "TABLE"
+            with m.State("TABLE"):
+                m.d.comb += [self.choice_addr.eq(ins.slot),
+                             self.table_addr.eq(ins.table_row + self.choice_data[:4])]
+                m.next = "BITS"
+            with m.State("BITS"):
+                m.d.sync += bits.eq(self.table_data[:4])
+                m.next = "GROUP"
+            with m.State("GROUP"):
+                with m.If(first >= ins.out_c):
+                    m.next = "FINISH"
+                with m.Elif(is_conv):
+                    m.d.comb += buffer.start.eq(1)
+                    m.next = "LOAD"
+                with m.Else():
+                    m.next = "WALK"
+            with m.State("LOAD"):
+                with m.If(buffer.idle):
+                    m.next = "WALK"
+            with m.State("WALK"):
+                m.d.comb += fetcher.start.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(group_done):
+                    m.d.sync += [first.eq(first + (Const(1, 5) << step_log2)),
+                                 row_base.eq(row_base + (ins.row_words << step_log2))]
+                    m.next = "GROUP"
+            with m.State("FINISH"):
+                with m.If(drain_idle & ~tags.r_rdy & ~requantizer.output.valid
+                          & self.writer_idle):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
+        m.d.comb += [
+            buffer.row_base.eq(row_base), buffer.row_words.eq(ins.row_words),
+            buffer.columns.eq(columns), buffer.bits.eq(bits), buffer.both.eq(bits >= 4),
+        ]
+        g = fetcher.window
+        m.d.comb += [
+            g.in_a.eq(ins.in_a), g.in_h.eq(ins.in_h), g.in_w.eq(ins.in_w),
+            g.in_cp.eq(ins.in_cp), g.out_h.eq(ins.out_h), g.out_w.eq(ins.out_w),
+            g.kernel_h.eq(ins.kernel_h), g.kernel_w.eq(ins.kernel_w), g.stride.eq(ins.stride),
+            g.pad.eq(ins.pad), g.in_row.eq(ins.in_row), g.px_step.eq(ins.px_step),
+            g.row_step.eq(ins.row_step),
+            g.e_init.eq(Mux(is_conv, ins.e_init, ins.e_init + first)),
+            g.chunks.eq(Mux(is_conv, ins.in_cp >> lanes_log2, 1)),
+            g.lanes_log2.eq(Mux(is_conv, lanes_log2, pool_log2)),
+            g.both.eq(~is_conv | (bits >= 4)),
+        ]
+
+        # -- CONV: beat stage (weight buffer read) and the array -----------------------------
+        beat = fetcher.beats.payload
+        stage_valid, stage_last = Signal(), Signal()
+        stage_sub = Signal(2)
+        stage_codes = Signal(data.ArrayLayout(unsigned(8), 16))
+        conv_ready = Signal()
+        m.d.comb += [
+            conv_ready.eq(~stage_valid | array.operands.ready),
+            buffer.read_addr.eq(beat.index >> beats_log2),
+            buffer.read_en.eq(fetcher.beats.valid & conv_ready & is_conv),
+        ]
+        with m.If(conv_ready & is_conv):
+            m.d.sync += stage_valid.eq(fetcher.beats.valid)
+            with m.If(fetcher.beats.valid):
+                m.d.sync += [stage_codes.eq(beat.codes), stage_last.eq(beat.last),
+                             stage_sub.eq(beat.index & ((Const(1, 3) << beats_log2) - 1))]
+        operands = array.operands.payload
+        m.d.comb += [array.bits.eq(bits), array.operands.valid.eq(stage_valid),
+                     operands.last.eq(stage_last)]
+        for lane in range(array.lanes):
+            m.d.comb += operands.activations[0][lane].eq(stage_codes[lane])
+        for column in range(cols):
+            word = buffer.read_data[32 * column:32 * column + 32]
+            for lane in range(array.lanes):
+                options = {8: word.word_select(stage_sub, 8) if lane == 0 else None,
+                           4: (word.word_select(Cat(Const(lane, 2), stage_sub[0]), 4)
+                               if lane < 4 else None),
+                           2: word[2 * lane:2 * lane + 2]}
+                value = Const(0, signed(8))
+                for w in sorted({mode_bits(b) for b in cfg.supported_bits}):
+                    if options[w] is not None:
+                        value = Mux(mode == w, options[w].as_signed(), value)
+                m.d.comb += operands.weights[column][lane].eq(value)
+
+        # -- POOL: window sums per lane ------------------------------------------------------
+        sums = [Signal(signed(POOL_SUM_BITS), name=f"sum_{lane}") for lane in range(pool_lanes)]
+        pool_set = Signal()                      # a window's sums are complete
+        pool_values = [Signal(signed(POOL_SUM_BITS), name=f"pool_{lane}")
+                       for lane in range(pool_lanes)]
+        set_taken = Signal()
+        pool_ready = Signal()
+        m.d.comb += pool_ready.eq(~pool_set | set_taken)
+        m.d.comb += fetcher.beats.ready.eq(Mux(is_conv, conv_ready, pool_ready))
+        with m.If(~is_conv & fetcher.beats.valid & pool_ready):
+            for lane in range(pool_lanes):
+                code = beat.codes[lane]
+                value = Mux(ins.a_signed, code.as_signed(), code.as_unsigned())
+                total = sums[lane] + value
+                m.d.sync += sums[lane].eq(Mux(beat.last, 0, total))
+                with m.If(beat.last):
+                    m.d.sync += pool_values[lane].eq(total)
+            m.d.sync += pool_set.eq(beat.last)
+        with m.Elif(set_taken):
+            m.d.sync += pool_set.eq(0)
+
+        # -- drain: each window's set of values -> requantizer -> writer ---------------------
+        width = max(cfg.acc_width, POOL_SUM_BITS)
+        depth = max(cols, pool_lanes)
+        hold = [Signal(signed(width), name=f"hold_{j}") for j in range(depth)]
+        holding = Signal()
+        index = Signal(range(depth + 1))           # next value of the held set to send
+        count = Signal(range(depth + 1))           # values of this set to send
+        e_pix, w_pix = Signal(21), Signal(16)      # this pixel's first output element / index
+        px, py = Signal(8), Signal(8)
+        result_taken = Signal()
+        m.d.comb += [array.results.ready.eq(~holding & is_conv),
+                     result_taken.eq(array.results.valid & ~holding & is_conv),
+                     set_taken.eq(pool_set & ~holding & ~is_conv)]
+        with m.If(result_taken):
+            m.d.sync += [holding.eq(1), index.eq(0), count.eq(columns)]
+            for j in range(cols):
+                m.d.sync += hold[j].eq(array.results.payload[0][j])
+        with m.If(set_taken):
+            m.d.sync += [holding.eq(1), index.eq(0),
+                         count.eq(Mux(ins.out_c - first >= (Const(1, 5) << pool_log2),
+                                      Const(1, 5) << pool_log2, ins.out_c - first))]
+            for j in range(pool_lanes):
+                m.d.sync += hold[j].eq(pool_values[j])
+        # Pipelined: the constants read for value `index` is issued when the requantizer
+        # takes the previous one (or is empty), so one value enters per cycle.
+        feeding, feed_index = Signal(), Signal(range(depth))
+        fed = Signal()
+        m.d.comb += fed.eq(feeding & requantizer.input.ready & tags.w_rdy)
+        issue = Signal()
+        m.d.comb += [issue.eq(holding & (index < count) & (~feeding | fed)),
+                     self.const_addr.eq(ins.consts + first + index),
+                     self.const_en.eq(issue)]
+        with m.If(issue):
+            m.d.sync += [feeding.eq(1), feed_index.eq(index), index.eq(index + 1)]
+        with m.Elif(fed):
+            m.d.sync += feeding.eq(0)
+        constants = data.View(data.StructLayout({"bias": signed(32), "multiplier": unsigned(16),
+                                                 "shift": unsigned(6)}), self.const_data[:54])
+        held = Signal(signed(width))
+        m.d.comb += held.eq(Cat(*hold).word_select(feed_index, width).as_signed())
+        rq = requantizer.input.payload
+        m.d.comb += [
+            requantizer.bits.eq(bits), requantizer.lo.eq(ins.lo), requantizer.hi.eq(ins.hi),
+            requantizer.input.valid.eq(feeding & tags.w_rdy),
+            rq.acc.eq(held),
+            rq.multiplier.eq(Mux(is_conv, constants.multiplier, ins.multiplier)),
+            rq.shift.eq(Mux(is_conv, constants.shift, ins.shift)),
+            rq.bias.eq(Mux(is_conv, constants.bias, 0)),
+        ]
+        tag = data.View(output_layout(), tags.w_data)
+        element = Signal(21)
+        m.d.comb += [
+            element.eq(e_pix + feed_index),
+            tag.wide.eq(ins.out_wide),
+            tag.addr.eq(Mux(ins.out_wide, w_pix + feed_index, ins.out + (element[4:] << 1))),
+            tag.lane.eq(element[:4]),
+            tag.flush.eq(feed_index == count - 1),
+            tags.w_en.eq(fed),
+        ]
+        set_done = Signal()
+        m.d.comb += set_done.eq(holding & (index == count) & (~feeding | fed))
+        last_pixel = Signal()
+        m.d.comb += last_pixel.eq((px == ins.out_w - 1) & (py == ins.out_h - 1))
+        with m.If(set_done):
+            m.d.sync += holding.eq(0)
+            with m.If(last_pixel):
+                m.d.sync += [px.eq(0), py.eq(0)]
+            with m.Elif(px == ins.out_w - 1):
+                m.d.sync += [px.eq(0), py.eq(py + 1)]
+            with m.Else():
+                m.d.sync += px.eq(px + 1)
+            m.d.sync += [e_pix.eq(e_pix + ins.out_cp), w_pix.eq(w_pix + ins.out_c)]
+        m.d.comb += group_done.eq(set_done & last_pixel)
+        with m.If(buffer.start | (~is_conv & fetcher.start)):
+            m.d.sync += [e_pix.eq(first), w_pix.eq(ins.out + first), px.eq(0), py.eq(0)]
+        m.d.comb += drain_idle.eq(~holding & ~feeding)
+
+        out = data.View(output_layout(), tags.r_data)
+        m.d.comb += [
+            self.output.valid.eq(requantizer.output.valid & tags.r_rdy),
+            self.output.payload.eq(out),
+            self.output.payload.value.eq(requantizer.output.payload),
+            requantizer.output.ready.eq(self.output.ready & tags.r_rdy),
+            tags.r_en.eq(requantizer.output.valid & self.output.ready),
+        ]
+        return m
