@@ -1,0 +1,260 @@
+"""Whole-network co-simulation of the accelerator against the golden model and PyTorch.
+
+    python sim/net.py --package build/pkg-digits-dqt --images 20
+    python sim/net.py --package PKG --checkpoint CKPT --dataset fashion-mnist --images 1000 \
+        --sim verilator --json build/sim-net.json
+
+Compiles the package for the accelerator configuration (`--cols`, defaults of
+`AcceleratorConfig`), writes the accelerator's Verilog, builds it with cocotb's runner, loads
+the model through the bus and runs test images one by one (sim/tb_accelerator.py). Each
+image's logits, prediction and per-layer bits are compared with `dqt_hw.golden.run_graph` on
+the package and with the PyTorch integer emulation of the checkpoint the package came from
+(the manifest names it; `--checkpoint` overrides, `--no-torch` skips it). Prints a summary
+(mismatches, accuracy, bit choices, cycles per image, images/s of the co-simulation) and
+exits 1 on any mismatch. `make sim-net PKG=... IMAGES=... SIM=...` runs it.
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIM_DIR = Path(__file__).resolve().parent
+REPO_DIR = SIM_DIR.parent
+if str(REPO_DIR) not in sys.path:
+    sys.path.insert(0, str(REPO_DIR))
+if str(SIM_DIR) not in sys.path:
+    sys.path.insert(0, str(SIM_DIR))
+
+from regression import SIMULATORS, _check_simulator  # noqa: E402
+
+__all__ = ["NetJob", "run_net", "accelerator_verilog", "main"]
+
+
+@dataclasses.dataclass
+class NetJob:
+    package: str
+    images: int = 20
+    first: int = 0
+    dataset: str = None
+    checkpoint: str = None
+    torch: bool = True
+    simulator: str = "verilator"
+    cols: int = 4
+    poll_cycles: int = 512
+    build_root: str = None
+    verbose: bool = False
+
+
+def accelerator_verilog(config):
+    """The Verilog text of `Accelerator(config)` (no model in its memories: the bench loads
+    it over the bus), top module `accelerator`."""
+    from amaranth.back import verilog
+    from dqt_hw.hdl.accelerator import Accelerator
+    return verilog.convert(Accelerator(config), name="accelerator", emit_src=False)
+
+
+def golden_outputs(graph, codes, batch=500):
+    """(logits (N, classes), bits (N, slots) or None) of the golden interpreter: the chosen
+    bit-widths of every select_bits op, concatenated in op order (the accelerator's slots)."""
+    from dqt_hw.golden import run_graph
+    selects = [op["output"] for op in graph["ops"] if op["op"] == "select_bits"]
+    logits, bits = [], []
+    for start in range(0, len(codes), batch):
+        env = run_graph(graph, codes[start:start + batch], keep_all=True)
+        logits.append(env["logits"])
+        if selects:
+            bits.append(np.concatenate([env[name] for name in selects], axis=1))
+    return np.concatenate(logits), (np.concatenate(bits) if selects else None)
+
+
+def _references(job, graph, manifest, codes):
+    logits, bits = golden_outputs(graph, codes)
+    refs = {"golden_logits": logits}
+    if bits is not None:
+        refs["golden_bits"] = bits
+    if job.torch:
+        checkpoint = job.checkpoint or manifest.get("metadata", {}).get("checkpoint")
+        if not checkpoint or not Path(checkpoint).is_file():
+            raise SystemExit(f"error: the package's checkpoint {checkpoint!r} is not here; "
+                             f"give --checkpoint or --no-torch")
+        from dqt_hw.torch_reference import run_checkpoint
+        torch = run_checkpoint(checkpoint, codes, progress=False)
+        refs["torch_logits"] = torch["logits"]
+        if torch["bits"] is not None:
+            refs["torch_bits"] = torch["bits"]
+        if not np.array_equal(torch["logits"], logits):
+            raise SystemExit("error: the golden model and the PyTorch emulation disagree on "
+                             "this package; re-export it from the checkpoint")
+    return refs
+
+
+def run_net(job):
+    """Run one co-simulation; return the summary dict (see `summarize`)."""
+    _check_simulator(job.simulator)
+    import cocotb_tools.runner
+    from cocotb_tools.runner import get_runner
+
+    from dqt_hw.accel.compiler import compile_package
+    from dqt_hw.accel.config import AcceleratorConfig
+    from dqt_hw.eval import load_test_set
+    from dqt_hw.package import load_package
+
+    config = AcceleratorConfig(cols=job.cols)
+    graph, manifest = load_package(job.package)
+    model = compile_package(job.package, config)
+    dataset = job.dataset or manifest.get("metadata", {}).get("dataset")
+    if not dataset:
+        raise SystemExit("error: the package does not name its dataset; give --dataset")
+    shape = manifest["inputs"]["image"]["shape"]
+    codes, labels = load_test_set(dataset, manifest["master_bits"], shape)
+    if job.first + job.images > len(codes):
+        raise SystemExit(f"error: {dataset} has {len(codes)} test images; --first "
+                         f"{job.first} --images {job.images} asks beyond that")
+    codes = codes[job.first:job.first + job.images]
+    labels = labels[job.first:job.first + job.images]
+    refs = _references(job, graph, manifest, codes)
+
+    cocotb_tools.runner.MAX_PARALLEL_BUILD_JOBS = 1
+    key = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True)
+                         .encode()).hexdigest()[:12]
+    build_root = Path(job.build_root) if job.build_root else SIM_DIR / f"sim_build_net_{job.simulator}"
+    build_dir = build_root / key
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / "accelerator.v"
+    text = accelerator_verilog(config)
+    if not source.is_file() or source.read_text() != text:
+        source.write_text(text)
+    arrays = build_dir / "job.npz"
+    np.savez(arrays, images=codes, labels=labels, **refs)
+    report = build_dir / "report.json"
+    report.unlink(missing_ok=True)
+    job_file = build_dir / "job.json"
+    job_file.write_text(json.dumps({
+        "package": str(Path(job.package).resolve()), "config": dataclasses.asdict(config),
+        "arrays": str(arrays), "report": str(report), "first": job.first,
+        "poll_cycles": job.poll_cycles}))
+
+    runner = get_runner(job.simulator)
+    logging.getLogger(type(runner).__qualname__).setLevel(
+        logging.INFO if job.verbose else logging.ERROR)
+    build_args = (["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"]
+                  if job.simulator == "verilator" else [])
+    started = time.perf_counter()
+    runner.build(sources=[source], hdl_toplevel="accelerator", build_dir=build_dir,
+                 build_args=build_args, timescale=("1ns", "1ps"), verbose=job.verbose,
+                 log_file=build_dir / "build.log")
+    build_s = time.perf_counter() - started
+    started = time.perf_counter()
+    try:
+        runner.test(test_module="tb_accelerator", hdl_toplevel="accelerator",
+                    build_dir=build_dir, test_dir=build_dir,
+                    extra_env={"DQT_NET_JOB": str(job_file)},
+                    results_xml=str(build_dir / "results.xml"), timescale=("1ns", "1ps"),
+                    verbose=job.verbose, log_file=build_dir / "sim.log")
+    except SystemExit:
+        pass
+    sim_s = time.perf_counter() - started
+    if not report.is_file():
+        tail = (build_dir / "sim.log").read_text(errors="replace").splitlines()[-20:]
+        raise SystemExit("error: the simulation wrote no report; sim.log ends with:\n"
+                         + "\n".join(tail))
+    return summarize(json.loads(report.read_text()), model, job, dataset, build_s, sim_s)
+
+
+def summarize(report, model, job, dataset, build_s, sim_s):
+    records = report["images"]
+    mismatches = sum(not all(v for k, v in r.items() if "_match_" in k) for r in records)
+    cycles = np.array([r["cycles"] for r in records])
+    ops = [o["name"] for o in model.ops]
+    op_cycles = np.array([r["op_cycles"] for r in records])
+    bits = np.array([r["bits"] for r in records]) if records and records[0]["bits"] else None
+    summary = {
+        "package": job.package, "dataset": dataset, "first": job.first,
+        "images": len(records), "simulator": job.simulator,
+        "config": dataclasses.asdict(model.config), "mismatches": int(mismatches),
+        "references": [ref for ref in ("golden", "torch")
+                       if records and f"logits_match_{ref}" in records[0]],
+        "accuracy": (float(np.mean([r["prediction"] == r["label"] for r in records]))
+                     if records and "label" in records[0] else None),
+        "cycles_mean": float(cycles.mean()) if len(cycles) else None,
+        "cycles_min": int(cycles.min()) if len(cycles) else None,
+        "cycles_max": int(cycles.max()) if len(cycles) else None,
+        "op_cycles_mean": dict(zip(ops, op_cycles.mean(axis=0).tolist())) if len(records) else {},
+        "build_s": build_s, "sim_s": sim_s, "load_s": report["load_s"],
+        "run_s": report["run_s"],
+        "images_per_s": len(records) / report["run_s"] if report["run_s"] else None,
+        "bus_accesses": report["bus_accesses"],
+    }
+    if bits is not None:
+        slots = [s["layer"] for s in model.slots]
+        summary["bits_histogram"] = {
+            layer: {str(b): int((bits[:, i] == b).sum()) for b in sorted(set(bits[:, i]))}
+            for i, layer in enumerate(slots)}
+        summary["bits_switches"] = int(np.sum(np.any(bits[1:] != bits[:-1], axis=1)))
+        summary["bit_vectors"] = len({tuple(row) for row in bits.tolist()})
+    return summary
+
+
+def format_summary(summary):
+    lines = [f"{summary['images']} {summary['dataset']} images (from #{summary['first']}) on "
+             f"{summary['simulator']}, 1x{summary['config']['cols']} array: "
+             f"{summary['mismatches']} mismatches against {' and '.join(summary['references'])}"]
+    if summary["accuracy"] is not None:
+        lines.append(f"  top-1 {100 * summary['accuracy']:.2f} %")
+    if summary["cycles_mean"] is not None:
+        lines.append(f"  cycles per image: mean {summary['cycles_mean']:.0f} (min "
+                     f"{summary['cycles_min']}, max {summary['cycles_max']})")
+    if "bits_histogram" in summary:
+        lines.append(f"  bit vectors: {summary['bit_vectors']} distinct; consecutive images "
+                     f"switched precision {summary['bits_switches']} times")
+        for layer, hist in summary["bits_histogram"].items():
+            lines.append(f"    {layer}: " + ", ".join(f"{b} bits x{c}" for b, c in hist.items()))
+    lines.append(f"  build {summary['build_s']:.0f} s, model load {summary['load_s']:.1f} s, "
+                 f"run {summary['run_s']:.1f} s = {summary['images_per_s']:.2f} images/s")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python sim/net.py", description=__doc__.split("\n\n")[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--package", required=True, help="integer model package directory")
+    parser.add_argument("--images", type=int, default=20, help="test images to run (20)")
+    parser.add_argument("--first", type=int, default=0, help="index of the first test image")
+    parser.add_argument("--dataset", default=None,
+                        help="digits or fashion-mnist (default: the package's)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint for the PyTorch reference (default: the manifest's)")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="compare with the golden model only")
+    parser.add_argument("--sim", default="verilator", choices=SIMULATORS)
+    parser.add_argument("--cols", type=int, default=4, help="MAC array columns (4)")
+    parser.add_argument("--json", default=None, help="write the summary here (JSON)")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if args.images < 1:
+        parser.error("--images must be at least 1")
+    job = NetJob(package=args.package, images=args.images, first=args.first,
+                 dataset=args.dataset, checkpoint=args.checkpoint, torch=not args.no_torch,
+                 simulator=args.sim, cols=args.cols, verbose=args.verbose)
+    try:
+        summary = run_net(job)
+    except (ValueError, OSError) as error:
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    if args.json:
+        from dqt_hw.atomic import write_atomic
+        write_atomic(args.json, json.dumps(summary, indent=1) + "\n")
+    return 1 if summary["mismatches"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
