@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_file", "write_atomic", "replace_dir"]
+__all__ = ["atomic_file", "write_atomic", "replace_dir", "atomic_dir"]
 
 
 def _default_mode():
@@ -62,3 +62,18 @@ def replace_dir(staging, out_dir):
     os.rename(out_dir, retired / out_dir.name)
     os.rename(staging, out_dir)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(out_dir):
+    """Yield a staging folder beside `out_dir`; on success it replaces `out_dir` (see
+    `replace_dir`), on any exception it is removed and `out_dir` is left as it was."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield staging
+        replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

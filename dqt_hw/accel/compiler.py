@@ -136,7 +136,10 @@ class _Compiler:
     # -- tensors --------------------------------------------------------------------------
     def shapes(self):
         from ..package import describe_graph
-        notes = describe_graph(self.graph)
+        try:
+            notes = describe_graph(self.graph)
+        except ValueError as error:            # GraphError, PackageError
+            raise CompileError(str(error)) from None
         shapes = {name: list(spec["shape"]) for name, spec in self.graph["inputs"].items()}
         for op in self.ops:
             shapes[op["output"]] = notes[op["name"]]["output_shape"]

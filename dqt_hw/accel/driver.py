@@ -2,7 +2,8 @@
 
 `AcceleratorDriver(transport, model)` talks to the register map (`dqt_hw.accel.regmap`)
 through a *transport* with two coroutines, `read(address) -> int` and `write(address,
-value)` (byte addresses, 32-bit values). The same driver runs against the Amaranth simulator,
+value)` (byte addresses, 32-bit values), and optionally `wait(cycles)`, which lets time pass
+between STATUS polls (a simulator advances its clock, a board sleeps). The same driver runs against the Amaranth simulator,
 cocotb on the generated Verilog and (through a serial bridge) a board; the C firmware follows
 the same steps. All methods are coroutines, so simulators that advance time on `await` drive
 it directly; synchronous transports are wrapped by `asyncio.run`.
@@ -69,11 +70,12 @@ class AcceleratorDriver:
     """Drive one accelerator (see the module docstring). `timeout_cycles` bounds the wait for
     DONE, counted in STATUS polls."""
 
-    def __init__(self, transport, model, *, max_polls=10**7):
+    def __init__(self, transport, model, *, max_polls=10**6, poll_cycles=256):
         self.transport = transport
         self.model = model
         self.regmap = register_map(model.config)
         self.max_polls = max_polls
+        self.poll_cycles = poll_cycles
         self._logits = next(o for o in model.outputs if o["name"] != "bits"
                             and o.get("memory") != "slots")
         self._bits = next((o for o in model.outputs if o.get("memory") == "slots"), None)
@@ -125,10 +127,13 @@ class AcceleratorDriver:
     async def run(self):
         """START, then poll STATUS until DONE; raise on an error code or a timeout."""
         await self.write("CONTROL", 1)
+        wait = getattr(self.transport, "wait", None)
         for _ in range(self.max_polls):
             status = await self.read("STATUS")
             if status & 0b10 and not status & 0b1:
                 break
+            if wait is not None:
+                await wait(self.poll_cycles)
         else:
             raise AcceleratorError(f"no DONE after {self.max_polls} STATUS polls")
         if status & 0b100:

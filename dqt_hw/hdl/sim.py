@@ -12,7 +12,7 @@ from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
 __all__ = ["CLOCK_PERIOD", "DEFAULT_SEED", "test_seed", "rng_for", "simulate", "send", "receive",
-           "latency_of", "run_stream"]
+           "latency_of", "run_stream", "WishboneTransport"]
 
 CLOCK_PERIOD = 1e-8
 DEFAULT_SEED = 2026
@@ -127,3 +127,37 @@ def run_stream(dut, items, *, rng=None, stall=0.0, sink="input", source="output"
 
     simulate(harness, producer, consumer)
     return outputs, last[0] - first[0]
+
+
+class WishboneTransport:
+    """The `dqt_hw.accel.driver` transport over a Wishbone classic bus in the Amaranth
+    simulator (one access at a time, from an async testbench's `ctx`)."""
+
+    def __init__(self, ctx, bus):
+        self.ctx, self.bus = ctx, bus
+
+    async def _start(self, address, write, value=0):
+        ctx, bus = self.ctx, self.bus
+        ctx.set(bus.adr, address >> 2)
+        ctx.set(bus.we, write)
+        ctx.set(bus.dat_w, value)
+        ctx.set(bus.cyc, 1)
+        ctx.set(bus.stb, 1)
+
+    def _end(self):
+        for signal in (self.bus.cyc, self.bus.stb, self.bus.we):
+            self.ctx.set(signal, 0)
+
+    async def write(self, address, value):
+        await self._start(address, 1, value)
+        await self.ctx.tick().until(self.bus.ack)
+        self._end()
+
+    async def read(self, address):
+        await self._start(address, 0)
+        value, = await self.ctx.tick().sample(self.bus.dat_r).until(self.bus.ack)
+        self._end()
+        return value
+
+    async def wait(self, cycles):
+        await self.ctx.tick().repeat(cycles)

@@ -1,0 +1,169 @@
+"""The whole accelerator in the Amaranth simulator: small networks run bit-exactly through the
+bus, and the bus's documented behaviour for bad programs and bad accesses."""
+
+import numpy as np
+import pytest
+
+from dqt_hw.accel.compiler import compile_graph
+from dqt_hw.accel.config import AcceleratorConfig
+from dqt_hw.accel.driver import AcceleratorDriver, AcceleratorError, model_writes
+from dqt_hw.accel.program import encode_program
+from dqt_hw.accel.regmap import ACCEL_ID, ErrorCode, register_map
+from dqt_hw.golden import run_graph
+from dqt_hw.hdl.accelerator import Accelerator
+from dqt_hw.hdl.sim import WishboneTransport, simulate, test_seed
+
+from test_export_package import random_graph, random_images
+
+CONFIG = AcceleratorConfig(cols=2, data_words=2048, program_words=256, constant_entries=128,
+                           wide_words=64, table_words=64, slots=8, max_ops=16, max_terms=256)
+REGMAP = register_map(CONFIG)
+STATUS, CONTROL = REGMAP["STATUS"].offset, REGMAP["CONTROL"].offset
+
+
+def _status(value):
+    return {"busy": value & 1, "done": value >> 1 & 1, "error": value >> 2 & 1,
+            "code": value >> 8 & 0xFF, "start_ignored": value >> 16 & 1,
+            "bus_error": value >> 17 & 1}
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_networks_run_bit_exact_through_the_bus(dynamic):
+    seed = test_seed(f"accelerator network dynamic={dynamic}")
+    graph = random_graph(seed % 1000, dynamic=dynamic)
+    images = random_images(2, seed=seed % 1000 + 1)
+    model = compile_graph(graph, CONFIG)
+    expected = run_graph(graph, images)
+    dut = Accelerator(CONFIG)
+    results = []
+
+    async def bench(ctx):
+        driver = AcceleratorDriver(WishboneTransport(ctx, dut.bus), model, poll_cycles=64)
+        await driver.check_identity()
+        await driver.load_model()
+        for codes in images:
+            results.append(await driver.infer(codes))
+
+    simulate(dut, bench)
+    for index, result in enumerate(results):
+        assert result.logits.tolist() == expected["logits"][index].tolist()
+        if dynamic:
+            assert result.bits == expected["bits"][index].tolist()
+        assert result.prediction == int(np.argmax(expected["logits"][index]))
+        assert len(result.op_cycles) == len(model.ops) and all(result.op_cycles)
+        assert sum(result.op_cycles) < result.cycles
+
+
+def _run_program(program, *, extra=None):
+    """Load `program` (words) with a compiled model's other memories, start, return STATUS
+    and what `extra(ctx, transport)` returns."""
+    model = compile_graph(random_graph(0, dynamic=True), CONFIG)
+    dut = Accelerator(CONFIG, data=model.data, constants=model.constants, table=model.table)
+    out = {}
+
+    async def bench(ctx):
+        bus = WishboneTransport(ctx, dut.bus)
+        for i, word in enumerate(program):
+            await bus.write(REGMAP["PROGRAM"].offset + 4 * i, word)
+        await bus.write(CONTROL, 1)
+        if extra is not None:
+            out["extra"] = await extra(ctx, bus)
+        for _ in range(20000):
+            status = _status(await bus.read(STATUS))
+            if status["done"]:
+                break
+            await bus.wait(16)
+        out["status"] = status
+
+    simulate(dut, bench)
+    return out, model
+
+
+def test_a_corrupt_program_is_refused_before_it_runs():
+    model = compile_graph(random_graph(0, dynamic=True), CONFIG)
+    program = list(model.program)
+    program[40] ^= 1 << 7                      # one flipped bit in an instruction
+    out, _ = _run_program(program)
+    assert out["status"] == dict(busy=0, done=1, error=1, code=ErrorCode.BAD_CHECKSUM,
+                                 start_ignored=0, bus_error=0)
+    out, _ = _run_program([0x12345678] + program[1:])
+    assert out["status"]["code"] == ErrorCode.BAD_HEADER
+    out, _ = _run_program(program[:1] + [2 | 1 << 16] + program[2:])
+    assert out["status"]["code"] == ErrorCode.BAD_HEADER          # another version
+    out, _ = _run_program(program[:1] + [1 | 200 << 16] + program[2:])
+    assert out["status"]["code"] == ErrorCode.TOO_MANY_OPS
+
+
+def test_bad_instructions_stop_the_run_with_their_code():
+    out, _ = _run_program(encode_program([dict(opcode=7)]))
+    assert out["status"]["code"] == ErrorCode.BAD_OPCODE and out["status"]["error"]
+    out, _ = _run_program(encode_program([dict(opcode=1, out_h=0)]))
+    assert out["status"]["code"] == ErrorCode.BAD_INSTRUCTION
+    out, _ = _run_program(encode_program([]))
+    assert out["status"] == dict(busy=0, done=1, error=0, code=0, start_ignored=0,
+                                 bus_error=0)
+
+
+def test_start_while_busy_is_ignored_and_memories_are_closed():
+    model = compile_graph(random_graph(0, dynamic=True), CONFIG)
+
+    async def during_the_run(ctx, bus):
+        await bus.write(CONTROL, 1)                                # START again
+        seen = _status(await bus.read(STATUS))
+        data = await bus.read(REGMAP["DATA"].offset)               # a window while busy
+        return seen, data, _status(await bus.read(STATUS))
+
+    out, _ = _run_program(model.program, extra=during_the_run)
+    seen, data, after = out["extra"]
+    assert seen["busy"] and seen["start_ignored"] and not seen["bus_error"]
+    assert data == 0 and after["bus_error"]
+    assert out["status"]["done"] and not out["status"]["error"]
+
+
+def test_identity_undefined_addresses_and_soft_reset():
+    model = compile_graph(random_graph(0, dynamic=True), CONFIG)
+    dut = Accelerator(CONFIG, program=model.program, data=model.data,
+                      constants=model.constants, table=model.table)
+    seen = {}
+
+    async def bench(ctx):
+        bus = WishboneTransport(ctx, dut.bus)
+        seen["id"] = await bus.read(REGMAP["ID"].offset)
+        seen["undefined"] = await bus.read(0x0030)
+        seen["after_undefined"] = _status(await bus.read(STATUS))
+        await bus.write(CONTROL, 0b100)                           # CLEAR
+        seen["cleared"] = _status(await bus.read(STATUS))
+        await bus.write(CONTROL, 1)
+        await bus.wait(50)
+        seen["running"] = _status(await bus.read(STATUS))
+        await bus.write(CONTROL, 0b10)                            # SOFT_RESET
+        seen["reset"] = _status(await bus.read(STATUS))
+        await bus.write(0x40000, 0xFFFFFFFF)                      # between windows: dropped
+        seen["dropped"] = _status(await bus.read(STATUS))
+
+    simulate(dut, bench)
+    assert seen["id"] == ACCEL_ID
+    assert seen["undefined"] == 0 and seen["after_undefined"]["bus_error"]
+    assert not seen["cleared"]["bus_error"]
+    assert seen["running"]["busy"]
+    assert seen["reset"] == dict(busy=0, done=0, error=0, code=0, start_ignored=0, bus_error=0)
+    assert seen["dropped"]["bus_error"]
+
+
+def test_driver_refuses_other_hardware():
+    model = compile_graph(random_graph(0, dynamic=True),
+                          AcceleratorConfig(**{**CONFIG.__dict__, "cols": 4}))
+    dut = Accelerator(CONFIG)
+    raised = []
+
+    async def bench(ctx):
+        driver = AcceleratorDriver(WishboneTransport(ctx, dut.bus), model)
+        try:
+            await driver.check_identity()
+        except AcceleratorError as error:
+            raised.append(str(error))
+
+    simulate(dut, bench)
+    assert raised == ["the hardware has 2 columns and bit mask 0x1fc; the model was compiled "
+                      "for 4 and 0x1fc"]
+    assert model_writes(model)[0] == (REGMAP["PROGRAM"].offset, model.program[0])
