@@ -2,7 +2,7 @@
 PYTHON ?= python3
 SIM ?= verilator
 
-.PHONY: install demo test sim rtl rtl-check bench bench-train bench-export bench-hw
+.PHONY: install demo test sim sim-net rtl rtl-check bench bench-train bench-export bench-hw
 
 # System packages (Icarus Verilog for SIM=icarus, Fashion-MNIST IDX files) and the Python
 # package with every extra. Needs root for apt-get, as on a fresh machine or CI.
@@ -26,6 +26,14 @@ rtl-check:
 # Full cocotb regression on the generated Verilog (SIM=verilator or SIM=icarus).
 sim:
 	$(MAKE) -C sim SIM=$(SIM)
+
+# Whole-network co-simulation of the accelerator (docs/accelerator.md):
+#   make sim-net PKG=build/pkg-digits-dqt IMAGES=100 SIM=verilator
+PKG ?=
+IMAGES ?= 20
+sim-net:
+	@test -n "$(PKG)" || { echo "error: give PKG=<package directory>"; exit 2; }
+	$(PYTHON) sim/net.py --package $(PKG) --images $(IMAGES) --sim $(SIM) $(SIM_NET_ARGS)
 
 bench: bench-train bench-export bench-hw
 

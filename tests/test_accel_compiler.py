@@ -161,3 +161,11 @@ def test_cli_writes_a_compiled_model_and_refuses_cleanly(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: op ") and err.count("\n") == 1
     assert not bad.exists() and not list(tmp_path.glob(".bad*"))
+
+
+def test_every_instruction_field_is_documented():
+    from pathlib import Path
+    from dqt_hw.accel.program import INSTRUCTION
+    text = (Path(__file__).resolve().parents[1] / "docs" / "accelerator.md").read_text()
+    missing = [name for name, _ in INSTRUCTION if name not in text]
+    assert missing == []
