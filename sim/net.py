@@ -49,16 +49,41 @@ class NetJob:
     simulator: str = "verilator"
     cols: int = 4
     poll_cycles: int = 512
+    pin_bits: int = None
     build_root: str = None
     verbose: bool = False
 
 
 def accelerator_verilog(config):
     """The Verilog text of `Accelerator(config)` (no model in its memories: the bench loads
-    it over the bus), top module `accelerator`."""
+    it over the bus), top module `accelerator` with ports `clk` and the bus.
+
+    The clock domain has no reset input: registers start at their initial values, as on an
+    FPGA. A reset input would feed the next-state logic of every register, and Verilator
+    re-evaluates all logic that depends on a top-level input whenever one changes, which made
+    the simulation about a third slower."""
     from amaranth.back import verilog
-    from dqt_hw.hdl.accelerator import Accelerator
-    return verilog.convert(Accelerator(config), name="accelerator", emit_src=False)
+    from amaranth.hdl import ClockDomain, ClockSignal, Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from dqt_hw.hdl.accelerator import Accelerator, wishbone_signature
+
+    class SimulationTop(wiring.Component):
+        def __init__(self):
+            super().__init__({"clk": In(1), "bus": In(wishbone_signature()),
+                              "busy": Out(1), "done": Out(1), "error": Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.domains.sync = ClockDomain(reset_less=True)
+            m.d.comb += ClockSignal("sync").eq(self.clk)
+            m.submodules.accelerator = accelerator = Accelerator(config)
+            wiring.connect(m, wiring.flipped(self.bus), accelerator.bus)
+            m.d.comb += [self.busy.eq(accelerator.busy), self.done.eq(accelerator.done),
+                         self.error.eq(accelerator.error)]
+            return m
+
+    return verilog.convert(SimulationTop(), name="accelerator", emit_src=False)
 
 
 def golden_outputs(graph, codes, batch=500):
@@ -73,6 +98,14 @@ def golden_outputs(graph, codes, batch=500):
         if selects:
             bits.append(np.concatenate([env[name] for name in selects], axis=1))
     return np.concatenate(logits), (np.concatenate(bits) if selects else None)
+
+
+def pin_bits(graph, bits):
+    """A copy of `graph` whose dynamic-precision layers all run at `bits` (the controller
+    still runs and its choices stay outputs)."""
+    ops = [dict(op, bits=bits) if isinstance(op.get("bits"), dict) else op
+           for op in graph["ops"]]
+    return dict(graph, ops=ops)
 
 
 def _references(job, graph, manifest, codes):
@@ -120,14 +153,25 @@ def run_net(job):
                          f"{job.first} --images {job.images} asks beyond that")
     codes = codes[job.first:job.first + job.images]
     labels = labels[job.first:job.first + job.images]
+    key = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True)
+                         .encode()).hexdigest()[:12]
+    build_root = (Path(job.build_root) if job.build_root
+                  else SIM_DIR / f"sim_build_net_{job.simulator}")
+    build_dir = build_root / key
+    build_dir.mkdir(parents=True, exist_ok=True)
+    package = Path(job.package).resolve()
+    if job.pin_bits is not None:
+        # Every controlled layer at one width: a package of the pinned graph, golden only.
+        from dqt_hw.package import write_package
+        graph = pin_bits(graph, job.pin_bits)
+        package = build_dir / f"package-pinned-{job.pin_bits}"
+        write_package(graph, package, metadata=manifest.get("metadata"),
+                      controlled_layers=manifest.get("controlled_layers"))
+        model = compile_package(package, config)
+        job = dataclasses.replace(job, torch=False)
     refs = _references(job, graph, manifest, codes)
 
     cocotb_tools.runner.MAX_PARALLEL_BUILD_JOBS = 1
-    key = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True)
-                         .encode()).hexdigest()[:12]
-    build_root = Path(job.build_root) if job.build_root else SIM_DIR / f"sim_build_net_{job.simulator}"
-    build_dir = build_root / key
-    build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / "accelerator.v"
     text = accelerator_verilog(config)
     if not source.is_file() or source.read_text() != text:
@@ -138,7 +182,7 @@ def run_net(job):
     report.unlink(missing_ok=True)
     job_file = build_dir / "job.json"
     job_file.write_text(json.dumps({
-        "package": str(Path(job.package).resolve()), "config": dataclasses.asdict(config),
+        "package": str(package), "config": dataclasses.asdict(config),
         "arrays": str(arrays), "report": str(report), "first": job.first,
         "poll_cycles": job.poll_cycles}))
 
@@ -183,7 +227,8 @@ def summarize(report, model, job, dataset, build_s, sim_s):
     op_cycles = np.array([r["op_cycles"] for r in records])
     bits = np.array([r["bits"] for r in records]) if records and records[0]["bits"] else None
     summary = {
-        "package": job.package, "dataset": dataset, "first": job.first,
+        "package": job.package, "pin_bits": job.pin_bits, "dataset": dataset,
+        "first": job.first,
         "images": len(records), "simulator": job.simulator,
         "config": dataclasses.asdict(model.config), "mismatches": int(mismatches),
         "references": [ref for ref in ("golden", "torch")
@@ -242,6 +287,8 @@ def main(argv=None):
                         help="compare with the golden model only")
     parser.add_argument("--sim", default="verilator", choices=SIMULATORS)
     parser.add_argument("--cols", type=int, default=4, help="MAC array columns (4)")
+    parser.add_argument("--bits", type=int, default=None, dest="pin_bits",
+                        help="run every dynamic layer at this width (golden reference only)")
     parser.add_argument("--json", default=None, help="write the summary here (JSON)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -249,7 +296,8 @@ def main(argv=None):
         parser.error("--images must be at least 1")
     job = NetJob(package=args.package, images=args.images, first=args.first,
                  dataset=args.dataset, checkpoint=args.checkpoint, torch=not args.no_torch,
-                 simulator=args.sim, cols=args.cols, verbose=args.verbose)
+                 simulator=args.sim, cols=args.cols, pin_bits=args.pin_bits,
+                 verbose=args.verbose)
     try:
         summary = run_net(job)
     except (ValueError, OSError) as error:
