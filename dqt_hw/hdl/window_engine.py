@@ -7,7 +7,8 @@ in a set of values that the drain requantizes and hands to the tensor writer:
   `WeightBuffer` (nested to the layer's b), then stream every output pixel's window through
   the `MacArray` (one row, `cols` columns: the activation beat is broadcast, each column has
   its channel's weights). Each window ends in `cols` accumulators, requantized with the
-  channel's constants from the constants memory and acc_shift = 2(n - b).
+  channel's constants (read from the data memory into registers once per group) and
+  acc_shift = 2(n - b).
 - POOL, per chunk of up to `pool_lanes` channels: the same walk with one beat per tap; the
   lanes of each beat are summed per channel, and each window's sums are requantized with the
   instruction's M and r.
@@ -43,10 +44,10 @@ class WindowEngine(wiring.Component):
     `done` pulses when its last output has been handed to the tensor writer and the writer is
     idle. See the module docstring; docs/accelerator.md has the cycle model.
 
-    Ports: data-memory clients `fetch_port` (activations) and `load_port` (weights); `output`
-    (to the tensor writer) and `writer_idle`; read ports of the constants memory (`const_*`,
-    64-bit entries), the choice memory (`choice_*`) and the controller table (`table_*`);
-    `bits` (the b the current or last CONV ran at).
+    Ports: data-memory clients `fetch_port` (activations), `load_port` (weights) and
+    `const_port` (the group's constants); `output` (to the tensor writer) and `writer_idle`;
+    read ports of the choice memory (`choice_*`) and the controller table (`table_*`); `bits`
+    (the b the current or last CONV ran at).
     """
 
     def __init__(self, config):
@@ -59,9 +60,7 @@ class WindowEngine(wiring.Component):
             "load_port": Out(data_port_signature()),
             "output": Out(stream.Signature(output_layout())),
             "writer_idle": In(1),
-            "const_addr": Out(range(config.constant_entries)),
-            "const_en": Out(1),
-            "const_data": In(64),
+            "const_port": Out(data_port_signature()),
             "choice_addr": Out(range(config.slots)),
             "choice_data": In(8),
             "table_addr": Out(range(config.table_words)),
@@ -109,6 +108,11 @@ class WindowEngine(wiring.Component):
         # -- sequencing ----------------------------------------------------------------------
         first = Signal(12)                      # first output channel of the current group
         row_base = Signal(ADDRESS_BITS)
+        constant_layout = data.StructLayout({"bias": signed(32), "multiplier": unsigned(16),
+                                             "shift": unsigned(6)})
+        constants = [Signal(constant_layout, name=f"constants_{j}") for j in range(cols)]
+        const_index, const_arrive = Signal(range(cols + 1)), Signal()
+        const_arrive_index = Signal(range(cols))
         group_done = Signal()
         drain_idle = Signal()
         columns = Signal(range(cols + 1))
@@ -136,10 +140,18 @@ class WindowEngine(wiring.Component):
                 with m.If(first >= ins.out_c):
                     m.next = "FINISH"
                 with m.Elif(is_conv):
-                    m.d.comb += buffer.start.eq(1)
-                    m.next = "LOAD"
+                    m.d.sync += const_index.eq(0)
+                    m.next = "CONSTANTS"
                 with m.Else():
                     m.next = "WALK"
+            with m.State("CONSTANTS"):       # one data word per column of the group
+                m.d.comb += [self.const_port.addr.eq(ins.consts + first + const_index),
+                             self.const_port.read.eq(const_index < columns)]
+                with m.If(self.const_port.grant & (const_index < columns)):
+                    m.d.sync += const_index.eq(const_index + 1)
+                with m.If((const_index == columns) & ~const_arrive):
+                    m.d.comb += buffer.start.eq(1)
+                    m.next = "LOAD"
             with m.State("LOAD"):
                 with m.If(buffer.idle):
                     m.next = "WALK"
@@ -251,31 +263,33 @@ class WindowEngine(wiring.Component):
                                       Const(1, 5) << pool_log2, ins.out_c - first))]
             for j in range(pool_lanes):
                 m.d.sync += hold[j].eq(pool_values[j])
-        # Pipelined: the constants read for value `index` is issued when the requantizer
-        # takes the previous one (or is empty), so one value enters per cycle.
-        feeding, feed_index = Signal(), Signal(range(depth))
-        fed = Signal()
-        m.d.comb += fed.eq(feeding & requantizer.input.ready & tags.w_rdy)
-        issue = Signal()
-        m.d.comb += [issue.eq(holding & (index < count) & (~feeding | fed)),
-                     self.const_addr.eq(ins.consts + first + index),
-                     self.const_en.eq(issue)]
-        with m.If(issue):
-            m.d.sync += [feeding.eq(1), feed_index.eq(index), index.eq(index + 1)]
-        with m.Elif(fed):
-            m.d.sync += feeding.eq(0)
-        constants = data.View(data.StructLayout({"bias": signed(32), "multiplier": unsigned(16),
-                                                 "shift": unsigned(6)}), self.const_data[:54])
+        m.d.sync += [const_arrive.eq(self.const_port.read & self.const_port.grant),
+                     const_arrive_index.eq(const_index)]
+        with m.If(const_arrive):
+            with m.Switch(const_arrive_index):
+                for j in range(cols):
+                    with m.Case(j):
+                        m.d.sync += constants[j].eq(self.const_port.rdata[:constant_layout.size])
+        # One held value enters the requantizer per cycle, with its channel's constants.
+        offer, fed = Signal(), Signal()
+        m.d.comb += [offer.eq(holding & (index < count) & tags.w_rdy),
+                     fed.eq(offer & requantizer.input.ready)]
+        with m.If(fed):
+            m.d.sync += index.eq(index + 1)
+        feed_index = index
         held = Signal(signed(width))
         m.d.comb += held.eq(Cat(*hold).word_select(feed_index, width).as_signed())
+        channel = Signal(constant_layout)
+        m.d.comb += channel.eq(Cat(*constants).word_select(index[:max(1, (cols - 1).bit_length())],
+                                                          constant_layout.size))
         rq = requantizer.input.payload
         m.d.comb += [
             requantizer.bits.eq(bits), requantizer.lo.eq(ins.lo), requantizer.hi.eq(ins.hi),
-            requantizer.input.valid.eq(feeding & tags.w_rdy),
+            requantizer.input.valid.eq(offer),
             rq.acc.eq(held),
-            rq.multiplier.eq(Mux(is_conv, constants.multiplier, ins.multiplier)),
-            rq.shift.eq(Mux(is_conv, constants.shift, ins.shift)),
-            rq.bias.eq(Mux(is_conv, constants.bias, 0)),
+            rq.multiplier.eq(Mux(is_conv, channel.multiplier, ins.multiplier)),
+            rq.shift.eq(Mux(is_conv, channel.shift, ins.shift)),
+            rq.bias.eq(Mux(is_conv, channel.bias, 0)),
         ]
         tag = data.View(output_layout(), tags.w_data)
         element = Signal(21)
@@ -288,7 +302,7 @@ class WindowEngine(wiring.Component):
             tags.w_en.eq(fed),
         ]
         set_done = Signal()
-        m.d.comb += set_done.eq(holding & (index == count) & (~feeding | fed))
+        m.d.comb += set_done.eq(holding & (index == count))
         last_pixel = Signal()
         m.d.comb += last_pixel.eq((px == ins.out_w - 1) & (py == ins.out_h - 1))
         with m.If(set_done):
@@ -303,7 +317,7 @@ class WindowEngine(wiring.Component):
         m.d.comb += group_done.eq(set_done & last_pixel)
         with m.If(buffer.start | (~is_conv & fetcher.start)):
             m.d.sync += [e_pix.eq(first), w_pix.eq(ins.out + first), px.eq(0), py.eq(0)]
-        m.d.comb += drain_idle.eq(~holding & ~feeding)
+        m.d.comb += drain_idle.eq(~holding)
 
         out = data.View(output_layout(), tags.r_data)
         m.d.comb += [
