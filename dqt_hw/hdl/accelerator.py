@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from ..accel.config import AcceleratorConfig
 from ..accel.program import Opcode, PROGRAM_VERSION
 from ..accel.regmap import ACCEL_ID, HARDWARE_VERSION, REGMAP_VERSION, register_map
-from .data_memory import DataArbiter, DataMemory, NIBBLES
+from .data_memory import DATA_MEMORIES, DataArbiter, DataMemory, NIBBLES
 from .elementwise_engine import ElementwiseEngine
 from .select_engine import SelectEngine
 from .sequencer import Sequencer
@@ -44,12 +44,14 @@ class Accelerator(wiring.Component):
 
     Parameters: `config` (`AcceleratorConfig`); optional initial contents `program`,
     `data`, `table` (lists of words, e.g. a `CompiledModel`'s, so that a bitstream can hold a
-    model; the host may still load another one through the bus).
+    model; the host may still load another one through the bus); `data_memory`: "portable"
+    (`lib.memory.Memory`, the default) or "ice40-spram" (the UP5K's SPRAMs, which cannot hold
+    initial contents: a model is then loaded over the bus).
 
     Ports: `bus` (Wishbone classic slave), `busy`, `done`, `error` (for status LEDs).
     """
 
-    def __init__(self, config=None, *, program=(), data=(), table=()):
+    def __init__(self, config=None, *, program=(), data=(), table=(), data_memory="portable"):
         self.config = config or AcceleratorConfig()
         if not isinstance(self.config, AcceleratorConfig):
             raise TypeError(f"`config` must be an AcceleratorConfig, not {config!r}")
@@ -62,6 +64,13 @@ class Accelerator(wiring.Component):
             if len(self.init[name]) > depth:
                 raise ValueError(f"`{name}` has {len(self.init[name])} words but the memory "
                                  f"holds {depth}")
+        if data_memory not in DATA_MEMORIES:
+            raise ValueError(f"`data_memory` must be one of {', '.join(DATA_MEMORIES)}, "
+                             f"not {data_memory!r}")
+        if data_memory == "ice40-spram" and self.init["data"]:
+            raise ValueError("the iCE40 SPRAM data memory has no initial contents; load the "
+                             "data image over the bus, or use the portable data memory")
+        self.data_memory = data_memory
         super().__init__({
             "bus": In(wishbone_signature()),
             "busy": Out(1),
@@ -75,7 +84,11 @@ class Accelerator(wiring.Component):
         soft_reset = Signal()
 
         # -- memories --------------------------------------------------------------------------
-        m.submodules.data = data = DataMemory(depth=cfg.data_words, init=self.init["data"])
+        if self.data_memory == "portable":
+            data = DataMemory(depth=cfg.data_words, init=self.init["data"])
+        else:
+            data = DATA_MEMORIES[self.data_memory](depth=cfg.data_words)
+        m.submodules.data = data
         m.submodules.program = program = Memory(shape=unsigned(32), depth=cfg.program_words,
                                                 init=self.init["program"])
         m.submodules.table = table = Memory(shape=unsigned(32), depth=cfg.table_words,

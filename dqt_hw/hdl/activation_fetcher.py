@@ -18,10 +18,10 @@ become zero beats without a read.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .data_memory import ADDRESS_BITS, DATA_WORD_BITS, data_port_signature
+from .register_fifo import RegisterFIFO
 
 __all__ = ["GROUP_LANES", "activation_beat_layout", "window_signature", "ActivationFetcher"]
 
@@ -83,10 +83,10 @@ class ActivationFetcher(wiring.Component):
         desc_layout = data.StructLayout({"zero": 1, "new": 1, "offset": 4, "index": 12,
                                          "last": 1})
         group_layout = data.StructLayout({"high": DATA_WORD_BITS, "low": DATA_WORD_BITS})
-        m.submodules.desc_fifo = desc_fifo = SyncFIFO(width=desc_layout.size,
+        m.submodules.desc_fifo = desc_fifo = RegisterFIFO(width=desc_layout.size,
                                                       depth=self.fifo_depth)
-        m.submodules.req_fifo = req_fifo = SyncFIFO(width=ADDRESS_BITS, depth=self.fifo_depth)
-        m.submodules.group_fifo = group_fifo = SyncFIFO(width=group_layout.size,
+        m.submodules.req_fifo = req_fifo = RegisterFIFO(width=ADDRESS_BITS, depth=self.fifo_depth)
+        m.submodules.group_fifo = group_fifo = RegisterFIFO(width=group_layout.size,
                                                         depth=self.fifo_depth)
 
         # -- 1. address generator ----------------------------------------------------------

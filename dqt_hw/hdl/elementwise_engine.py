@@ -10,13 +10,13 @@ flush. Signed and unsigned operands are both held as 9-bit signed codes.
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..accel.program import INSTRUCTION
 from .data_memory import DATA_WORD_BITS, data_port_signature
 from .residual_adder import ResidualAdder
 from .tensor_writer import output_layout
+from .register_fifo import RegisterFIFO
 
 __all__ = ["ElementwiseEngine"]
 
@@ -44,7 +44,7 @@ class ElementwiseEngine(wiring.Component):
         m.submodules.adder = adder = ResidualAdder(master_bits=9, signed=True,
                                                    constant_bits=16, offset_bits=32,
                                                    range_ports=True)
-        m.submodules.tags = tags = SyncFIFO(width=output_layout().size, depth=4)
+        m.submodules.tags = tags = RegisterFIFO(width=output_layout().size, depth=4)
         group = Signal(16)
         words = [Signal(DATA_WORD_BITS, name=f"word_{i}") for i in range(4)]   # A hi, lo, B hi, lo
         word = Signal(range(5))            # next word to read

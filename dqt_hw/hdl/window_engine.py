@@ -20,7 +20,6 @@ word gives b. A precision switch therefore costs two table reads at the start of
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..accel.program import INSTRUCTION, Opcode
@@ -32,6 +31,7 @@ from .pe import mode_bits
 from .requantizer import Requantizer
 from .tensor_writer import output_layout
 from .weight_buffer import WeightBuffer
+from .register_fifo import RegisterFIFO
 
 __all__ = ["POOL_SUM_BITS", "WindowEngine"]
 
@@ -85,7 +85,7 @@ class WindowEngine(wiring.Component):
                                               nest_weights=False)
         m.submodules.requantizer = requantizer = Requantizer(
             master_bits=n, max_terms=cfg.max_terms, multiplier_bits=16, range_ports=True)
-        m.submodules.tags = tags = SyncFIFO(width=output_layout().size, depth=4)
+        m.submodules.tags = tags = RegisterFIFO(width=output_layout().size, depth=4)
         wiring.connect(m, wiring.flipped(self.fetch_port), fetcher.port)
         wiring.connect(m, wiring.flipped(self.load_port), buffer.port)
 
