@@ -495,7 +495,7 @@ class _Compiler:
             b = placements[names[1]] if kind == "add" else a
             if kind == "add":
                 for name, value, width in (("k1", op["k1"], 16), ("k2", op["k2"], 16),
-                                           ("k3", op["k3"], 32)):
+                                           ("k3", op["k3"], self.config.value_bits)):
                     if not -(1 << (width - 1)) <= value < 1 << (width - 1):
                         _fail(op, f"{name} = {value} does not fit the adder's signed "
                                   f"{width}-bit constant")

@@ -96,6 +96,12 @@ class AcceleratorConfig:
         return accumulator_bits(self.master_bits, self.master_bits, self.max_terms)
 
     @property
+    def value_bits(self):
+        """Width of the values the shared requantizer takes: an accumulator, or a residual
+        join's k1 a + k2 b (16-bit constants times 9-bit codes, 26 bits with the bias k3)."""
+        return max(self.acc_width, accumulator_bits(self.master_bits, self.master_bits, 1024))
+
+    @property
     def buffer_depth(self):
         """Weight-buffer words per column: `max_terms` 8-bit codes, four per 32-bit word."""
         return self.max_terms * self.master_bits // BUFFER_WORD_BITS

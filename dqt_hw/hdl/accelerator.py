@@ -20,6 +20,7 @@ from ..accel.program import Opcode, PROGRAM_VERSION
 from ..accel.regmap import ACCEL_ID, HARDWARE_VERSION, REGMAP_VERSION, register_map
 from .data_memory import DATA_MEMORIES, DataArbiter, DataMemory, NIBBLES
 from .elementwise_engine import ElementwiseEngine
+from .requantize_stage import RequantizeStage
 from .select_engine import SelectEngine
 from .sequencer import Sequencer
 from .tensor_writer import TensorWriter
@@ -104,13 +105,14 @@ class Accelerator(wiring.Component):
         # -- the run: sequencer and engines, all reset by CONTROL.SOFT_RESET ---------------
         sequencer = Sequencer(cfg)
         window = WindowEngine(cfg)
-        elementwise = ElementwiseEngine()
+        elementwise = ElementwiseEngine(acc_width=cfg.value_bits)
+        stage = RequantizeStage(cfg)
         select = SelectEngine(cfg)
         writer = TensorWriter(wide_depth=cfg.wide_words)
         arbiter = DataArbiter(6)
         for name, block in (("sequencer", sequencer), ("window", window),
                             ("elementwise", elementwise), ("select", select),
-                            ("writer", writer)):
+                            ("stage", stage), ("writer", writer)):
             m.submodules[name] = ResetInserter(soft_reset)(block)
         m.submodules.arbiter = arbiter
         wiring.connect(m, arbiter.memory, data.port)
@@ -129,19 +131,23 @@ class Accelerator(wiring.Component):
             elementwise.start.eq(sequencer.start_elementwise),
             select.start.eq(sequencer.start_select),
             sequencer.engine_done.eq(window.done | elementwise.done | select.done),
-            window.writer_idle.eq(writer.idle), elementwise.writer_idle.eq(writer.idle),
+            window.drained.eq(stage.idle & writer.idle),
+            elementwise.drained.eq(stage.idle & writer.idle),
         ]
-        # The tensor writer takes the active engine's outputs.
+        # The requantize stage takes the active engine's requests and feeds the writer.
         from_elementwise = instr.opcode == Opcode.ELEMENTWISE
-        source_window, source_elementwise = window.output, elementwise.output
+        source_window, source_elementwise = window.requests, elementwise.requests
         m.d.comb += [
-            writer.input.valid.eq(Mux(from_elementwise, source_elementwise.valid,
-                                      source_window.valid)),
-            writer.input.payload.eq(Mux(from_elementwise, source_elementwise.payload,
-                                        source_window.payload)),
-            source_window.ready.eq(writer.input.ready & ~from_elementwise),
-            source_elementwise.ready.eq(writer.input.ready & from_elementwise),
+            stage.requests.valid.eq(Mux(from_elementwise, source_elementwise.valid,
+                                        source_window.valid)),
+            stage.requests.payload.eq(Mux(from_elementwise, source_elementwise.payload,
+                                          source_window.payload)),
+            source_window.ready.eq(stage.requests.ready & ~from_elementwise),
+            source_elementwise.ready.eq(stage.requests.ready & from_elementwise),
+            stage.bits.eq(Mux(instr.opcode == Opcode.CONV, window.bits, cfg.master_bits)),
+            stage.lo.eq(instr.lo), stage.hi.eq(instr.hi),
         ]
+        wiring.connect(m, stage.output, writer.input)
         program_run = program.read_port()
         m.d.comb += [program_run.addr.eq(sequencer.prog_addr),
                      sequencer.prog_data.eq(program_run.data)]
