@@ -74,7 +74,7 @@ class ActivationFetcher(wiring.Component):
     cover the reads in flight at b = 2 (`test_fetcher_streams_one_beat_per_cycle`).
     """
 
-    def __init__(self, *, queue_depth=8, group_depth=4):
+    def __init__(self, *, queue_depth=6, group_depth=4):
         self.queue_depth, self.group_depth = queue_depth, group_depth
         super().__init__({
             "window": Out(window_signature()),
