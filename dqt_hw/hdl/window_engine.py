@@ -197,6 +197,7 @@ class WindowEngine(wiring.Component):
                      operands.last.eq(beat.last)]
         for lane in range(array.lanes):
             m.d.comb += operands.activations[0][lane].eq(beat.codes[lane])
+        modes = sorted({mode_bits(b) for b in cfg.supported_bits})
         for column in range(cols):
             word = buffer.read_data[32 * column:32 * column + 32]
             for lane in range(array.lanes):
@@ -204,10 +205,12 @@ class WindowEngine(wiring.Component):
                            4: (word.word_select(Cat(Const(lane, 2), beat_sub[0]), 4)
                                if lane < 4 else None),
                            2: word[2 * lane:2 * lane + 2]}
-                value = Const(0, signed(8))
-                for w in sorted({mode_bits(b) for b in cfg.supported_bits}):
-                    if options[w] is not None:
-                        value = Mux(mode == w, options[w].as_signed(), value)
+                # A lane that only one mode reads takes its field directly: in the other
+                # modes the PE ignores it.
+                fields = [(w, options[w].as_signed()) for w in modes if options[w] is not None]
+                value = fields[0][1]
+                for w, field in fields[1:]:
+                    value = Mux(mode == w, field, value)
                 m.d.comb += operands.weights[column][lane].eq(value)
 
         # -- POOL: window sums per lane ------------------------------------------------------
