@@ -464,7 +464,7 @@ class _Compiler:
             else:
                 kh = kw = h = w = stride = 1
                 pad, cp = 0, info["in_cp"]
-            fields.update(self.window(h, w, cp, kh, kw, stride, pad))
+            fields.update(window_fields(h, w, cp, kh, kw, stride, pad))
             fields.update(opcode=Opcode.CONV, in_a=source.base, weights=info["weights"],
                           row_words=info["row_words"], consts=info["consts"])
             bits = op["bits"]
@@ -485,8 +485,8 @@ class _Compiler:
                 kernel, stride = (op["kernel"], op["kernel"]), op["stride"]
             if op["multiplier"] >= 1 << 16:
                 _fail(op, f"multiplier {op['multiplier']} exceeds 16 bits")
-            fields.update(self.window(h, w, source.channels_stored, kernel[0], kernel[1],
-                                      stride, 0))
+            fields.update(window_fields(h, w, source.channels_stored, kernel[0], kernel[1],
+                                        stride, 0))
             fields.update(opcode=Opcode.POOL, in_a=source.base, a_signed=int(source.signed),
                           multiplier=op["multiplier"], shift=op["shift"])
         elif kind in ("add", "clip"):
@@ -514,14 +514,20 @@ class _Compiler:
             _fail(op, f"op kind {kind!r} has no accelerator instruction")
         return fields
 
-    def window(self, h, w, cp, kh, kw, stride, pad):
-        """Geometry fields of a window walk (conv and pool), in stored elements."""
-        if kh > 15 or kw > 15 or stride > 15 or pad > 15:
-            raise CompileError(f"kernel {kh}x{kw}, stride {stride} or padding {pad} exceeds "
-                               f"the 4-bit instruction fields (at most 15)")
-        return dict(in_h=h, in_w=w, in_cp=cp, kernel_h=kh, kernel_w=kw, stride=stride,
-                    pad=pad, in_row=w * cp, px_step=stride * cp, row_step=stride * w * cp,
-                    e_init=-pad * (w + 1) * cp)
+
+
+def window_fields(h, w, cp, kh, kw, stride, pad):
+    """Geometry fields of a window walk (conv and pool) over an h x w input of cp stored
+    channels, in stored elements. The fetcher walks output pixels, taps and channel chunks by
+    adding steps: the wraps say how far a tap row, a pixel and a pixel row move beyond the
+    step of the counter inside them (docs/accelerator.md)."""
+    if kh > 15 or kw > 15 or stride > 15 or pad > 15:
+        raise CompileError(f"kernel {kh}x{kw}, stride {stride} or padding {pad} exceeds "
+                           f"the 4-bit instruction fields (at most 15)")
+    out_w = (w + 2 * pad - kw) // stride + 1
+    return dict(in_h=h, in_w=w, in_cp=cp, kernel_h=kh, kernel_w=kw, stride=stride, pad=pad,
+                e_init=-pad * (w + 1) * cp, row_wrap=w * cp - kw * cp,
+                pixel_wrap=stride * cp - kh * w * cp, line_wrap=stride * w * cp - out_w * stride * cp)
 
 
 def compile_graph(graph, config=None, *, keep_tensors=False):

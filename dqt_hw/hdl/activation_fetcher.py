@@ -16,7 +16,7 @@ read ahead while the previous group's beats go out. Taps outside the input (zero
 become zero beats without a read.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,7 +47,11 @@ def window_signature():
         "in_a": In(16), "in_h": In(8), "in_w": In(8), "in_cp": In(12),
         "out_h": In(8), "out_w": In(8),
         "kernel_h": In(4), "kernel_w": In(4), "stride": In(4), "pad": In(4),
-        "in_row": In(16), "px_step": In(16), "row_step": In(20), "e_init": In(signed(20)),
+        "e_init": In(signed(20)),        # element of the first window's first tap
+        "tap_step": In(16),              # from a tap's last chunk to the next tap's first
+        "row_wrap": In(signed(20)),      # tap row, pixel, pixel row: each adds its wrap to
+        "pixel_wrap": In(signed(20)),    # the step of the counter inside it
+        "line_wrap": In(signed(20)),
         "chunks": In(12),        # beats per tap
         "lanes_log2": In(range(5)),   # 0, 2 or 4: codes per beat 1, 4, 16
         "both": In(1),           # read the low nibbles too (b >= 4, pooling)
@@ -100,19 +104,27 @@ class ActivationFetcher(wiring.Component):
                                                             depth=self.group_depth)
 
         # -- 1. address generator ----------------------------------------------------------
+        # One element offset walks the windows: each beat adds the step of the innermost
+        # counter that moves on (chunk, tap, tap row, pixel, pixel row); the four outer steps
+        # are the tap step plus the instruction's wrap distances, fixed during a walk.
         running = Signal()
         oy, ox = Signal(8), Signal(8)
         ty, tx = Signal(4), Signal(4)
         chunk, index = Signal(12), Signal(12)
         iy0, ix0 = Signal(signed(10)), Signal(signed(10))
-        e_row, e_pix, e_ty, e_tap, e_cur = (Signal(signed(ELEMENT_BITS), name=name) for name in
-                                            ("e_row", "e_pix", "e_ty", "e_tap", "e_cur"))
+        e_cur = Signal(signed(ELEMENT_BITS))
+        steps = [Signal(signed(ELEMENT_BITS), name=f"step_{name}")
+                 for name in ("chunk", "tap", "tap_row", "pixel", "pixel_row")]
+        m.d.comb += [
+            steps[0].eq(Const(1, 5) << g.lanes_log2), steps[1].eq(g.tap_step),
+            steps[2].eq(steps[1] + g.row_wrap), steps[3].eq(steps[2] + g.pixel_wrap),
+            steps[4].eq(steps[3] + g.line_wrap),
+        ]
         tag, tag_valid = Signal(ADDRESS_BITS), Signal()
         iy, ix = Signal(signed(11)), Signal(signed(11))
         zero, new, group_addr = Signal(), Signal(), Signal(ADDRESS_BITS)
         chunk_last, tx_last, ty_last = Signal(), Signal(), Signal()
         ox_last, oy_last = Signal(), Signal()
-        step = Signal(5)
         m.d.comb += [
             iy.eq(iy0 + ty), ix.eq(ix0 + tx),
             zero.eq((iy < 0) | (iy >= g.in_h) | (ix < 0) | (ix >= g.in_w)),
@@ -121,7 +133,6 @@ class ActivationFetcher(wiring.Component):
             chunk_last.eq(chunk == g.chunks - 1), tx_last.eq(tx == g.kernel_w - 1),
             ty_last.eq(ty == g.kernel_h - 1), ox_last.eq(ox == g.out_w - 1),
             oy_last.eq(oy == g.out_h - 1),
-            step.eq(Const(1, 5) << g.lanes_log2),
         ]
         desc = data.View(desc_layout, desc_fifo.w_data)
         advance, window_last = Signal(), Signal()
@@ -133,43 +144,39 @@ class ActivationFetcher(wiring.Component):
             desc_fifo.w_en.eq(advance),
             req_fifo.w_data.eq(group_addr), req_fifo.w_en.eq(advance & new),
         ]
+        level = Signal(range(5))               # the innermost counter that moves on
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), oy.eq(0), ox.eq(0), ty.eq(0), tx.eq(0), chunk.eq(0),
-                         index.eq(0), iy0.eq(-g.pad), ix0.eq(-g.pad), e_row.eq(g.e_init),
-                         e_pix.eq(g.e_init), e_ty.eq(g.e_init), e_tap.eq(g.e_init),
-                         e_cur.eq(g.e_init), tag_valid.eq(0)]
+                         index.eq(0), iy0.eq(-g.pad), ix0.eq(-g.pad), e_cur.eq(g.e_init),
+                         tag_valid.eq(0)]
         with m.If(advance):
             with m.If(new):
                 m.d.sync += [tag.eq(group_addr), tag_valid.eq(1)]
-            m.d.sync += index.eq(Mux(window_last, 0, index + 1))
+            m.d.sync += [index.eq(Mux(window_last, 0, index + 1)),
+                         e_cur.eq(e_cur + Array(steps)[level])]
             with m.If(~chunk_last):
-                m.d.sync += [chunk.eq(chunk + 1), e_cur.eq(e_cur + step)]
+                m.d.comb += level.eq(0)
+                m.d.sync += chunk.eq(chunk + 1)
             with m.Else():
                 m.d.sync += chunk.eq(0)
                 with m.If(~tx_last):
-                    m.d.sync += [tx.eq(tx + 1), e_tap.eq(e_tap + g.in_cp),
-                                 e_cur.eq(e_tap + g.in_cp)]
+                    m.d.comb += level.eq(1)
+                    m.d.sync += tx.eq(tx + 1)
                 with m.Else():
                     m.d.sync += tx.eq(0)
                     with m.If(~ty_last):
-                        m.d.sync += [ty.eq(ty + 1), e_ty.eq(e_ty + g.in_row),
-                                     e_tap.eq(e_ty + g.in_row), e_cur.eq(e_ty + g.in_row)]
+                        m.d.comb += level.eq(2)
+                        m.d.sync += ty.eq(ty + 1)
                     with m.Else():
                         m.d.sync += ty.eq(0)
                         with m.If(~ox_last):
-                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + g.stride),
-                                         e_pix.eq(e_pix + g.px_step),
-                                         e_ty.eq(e_pix + g.px_step), e_tap.eq(e_pix + g.px_step),
-                                         e_cur.eq(e_pix + g.px_step)]
+                            m.d.comb += level.eq(3)
+                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + g.stride)]
                         with m.Else():
+                            m.d.comb += level.eq(4)
                             m.d.sync += [ox.eq(0), ix0.eq(-g.pad)]
                             with m.If(~oy_last):
-                                m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + g.stride),
-                                             e_row.eq(e_row + g.row_step),
-                                             e_pix.eq(e_row + g.row_step),
-                                             e_ty.eq(e_row + g.row_step),
-                                             e_tap.eq(e_row + g.row_step),
-                                             e_cur.eq(e_row + g.row_step)]
+                                m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + g.stride)]
                             with m.Else():
                                 m.d.sync += running.eq(0)
 
