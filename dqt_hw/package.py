@@ -22,19 +22,18 @@ import json
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import replace_dir
+from .atomic import replace_dir, staging_dir
 from .golden import (GRAPH_FORMAT, GRAPH_VERSION, MULTIPLIER_BITS, GraphError,
                      accumulator_bits, layer_terms, requantizer_bits, run_graph, validate_graph)
 
 __all__ = [
     "PACKAGE_FORMAT", "PACKAGE_VERSION", "MANIFEST_NAME", "DEFAULT_WORD_BITS",
     "TABLE_FIELD_BITS", "PackageError", "pack_words", "format_hex", "parse_hex",
-    "describe_graph", "write_package", "read_package", "load_package", "layer_ops",
+    "describe_graph", "check_out_dir", "write_package", "read_package", "load_package", "layer_ops",
     "layer_bits", "run_cli", "summary", "main",
 ]
 
@@ -438,6 +437,14 @@ def _is_package(path):
     return isinstance(manifest, dict) and manifest.get("format") == PACKAGE_FORMAT
 
 
+def check_out_dir(out_dir):
+    """Refuse an `out_dir` that exists and is neither empty nor a package (PackageError)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir())
+                                                        or _is_package(out_dir))):
+        _fail(str(out_dir), "exists and is not a dqt-hw package; choose another --out")
+
+
 def write_package(graph, out_dir, *, word_bits=DEFAULT_WORD_BITS, metadata=None,
                   controlled_layers=None):
     """Write `graph` (a golden description) as a package in `out_dir`, atomically.
@@ -458,13 +465,10 @@ def write_package(graph, out_dir, *, word_bits=DEFAULT_WORD_BITS, metadata=None,
     if not isinstance(word_bits, int) or word_bits < graph.get("master_bits", 1):
         raise PackageError(f"`word_bits` must be an integer >= the master width, "
                            f"not {word_bits!r}")
-    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir())
-                                                        or _is_package(out_dir))):
-        _fail(str(out_dir), "exists and is not a dqt-hw package; choose another --out")
+    check_out_dir(out_dir)
     manifest, files = _build(graph, word_bits=word_bits, metadata=metadata,
                              controlled_layers=controlled_layers)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    staging = staging_dir(out_dir)
     try:
         for relative, data in files.items():
             path = staging / relative

@@ -138,7 +138,7 @@ def checkpoints(tmp_path_factory):
 @pytest.mark.parametrize("name, message", [
     ("missing.pt", "missing.pt: no such checkpoint file"),
     ("truncated.pt", "truncated.pt is truncated or corrupt"),
-    ("garbage.pt", "garbage.pt is truncated or corrupt"),
+    ("garbage.pt", "garbage.pt is not a PyTorch checkpoint: it is a text file"),
     ("plain.pt", "plain.pt is a plain state dict, not a dqt-hw checkpoint"),
     ("mismatch.pt", "mismatch.pt: the state dict does not match the config's architecture"),
     ("fp32.pt", "mode 'fp32' has no nested integer form"),

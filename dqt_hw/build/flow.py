@@ -12,7 +12,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from amaranth.back import verilog
 from tqdm import tqdm
 
 from .. import toolchain
-from ..atomic import replace_dir
+from ..atomic import replace_dir, staging_dir
 from .blocks import ARRAY_BLOCK, build_blocks
 from .harness import TimingHarness
 from .targets import TARGETS, capacity_use, classify_cells
@@ -105,8 +104,7 @@ def _staging_for(out_dir):
         if not is_build:
             raise BuildError(f"`--out` {out_dir} exists and is not a dqt-hw build folder; "
                              f"choose another --out")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    return staging_dir(out_dir)
 
 
 def run_build(config, *, argv=None, progress=True):
