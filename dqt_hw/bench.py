@@ -15,6 +15,7 @@ from pathlib import Path
 from . import toolchain
 from .atomic import write_atomic
 from .build import run_build
+from .build.blocks import BLOCKS
 from .build.config import parse_args
 from .build.report import fmax_cell, inference_markdown, op_count_markdown
 from .build.targets import TARGETS
@@ -113,8 +114,8 @@ def collect_tables(reports):
         flex = report.get("flexibility")
         if not flex:
             continue
-        pe = report["blocks"]["scalable_pe"]["synthesis"]["resources"]
-        fixed = report["blocks"]["fixed_mac"]["synthesis"]["resources"]
+        pe = report["blocks"]["pe_scalable"]["synthesis"]["resources"]
+        fixed = report["blocks"]["pe_fixed"]["synthesis"]["resources"]
         ratio = dict(flex["ratio"])
         # Reports from before the LUT4-sites column: recompute it from the same counts.
         sites = TARGETS[target].lut_sites
@@ -184,7 +185,9 @@ def main(argv=None):
             existing = args.out / target / "report.json"
             if args.reuse and existing.exists():
                 report = json.loads(existing.read_text())
-                if report.get("command") == commands[-1]:
+                # Reports from before the block names were unified are rebuilt, not misread.
+                if (report.get("command") == commands[-1]
+                        and set(report["blocks"]) <= {spec.name for spec in BLOCKS}):
                     print(f"bench: reusing {existing}", file=sys.stderr, flush=True)
                     reports[target] = report
                     continue

@@ -290,7 +290,7 @@ def _check_array_estimate(report, config, target):
     The array holds rows x cols processing elements, so it needs at least that many times the
     PE's LUT4 and flip-flops (synthesized just before).
     """
-    pe = report["blocks"].get("scalable_pe")
+    pe = report["blocks"].get("pe_scalable")
     if pe is None:
         return
     count = config.rows * config.cols

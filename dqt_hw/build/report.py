@@ -118,7 +118,7 @@ def _transition(report, config):
 def _flexibility(report, config):
     """Scalable PE against the fixed MAC: area ratio, products per cycle, MAC/s."""
     blocks = report["blocks"]
-    pe, fixed = blocks.get("scalable_pe"), blocks.get("fixed_mac")
+    pe, fixed = blocks.get("pe_scalable"), blocks.get("pe_fixed")
     if pe is None or fixed is None:
         return None
     pe_res, fixed_res = _resources(pe), _resources(fixed)
@@ -253,7 +253,7 @@ def render_markdown(report):
               _num(m["pe_mac_per_s"]), _num(m["fixed_mac_per_s"]), _num(m["array_mac_per_s"])]
              for m in flexibility["modes"]])]
     else:
-        out.append("Not available: build both `scalable_pe` and `fixed_mac`.")
+        out.append("Not available: build both `pe_scalable` and `pe_fixed`.")
 
     energy_section = report["energy"]
     per_op = energy_section["per_operation"]
