@@ -17,7 +17,8 @@ from .atomic import write_atomic
 from .build import run_build
 from .build.blocks import BLOCKS
 from .build.config import parse_args
-from .build.report import fmax_cell, inference_markdown, op_count_markdown
+from .build.report import (fmax_cell, flexibility_verdict, inference_markdown,
+                           op_count_markdown)
 from .build.targets import TARGETS
 
 __all__ = ["main", "collect_tables"]
@@ -120,8 +121,7 @@ def collect_tables(reports):
         # Reports from before the LUT4-sites column: recompute it from the same counts.
         sites = TARGETS[target].lut_sites
         ratio.setdefault("LUT4_sites", sites(pe) / sites(fixed))
-        worst = max(ratio["LUT4"], ratio["LUT4_sites"], ratio["FF"] or 0)
-        verdict = "met" if worst <= 1.5 else "missed"
+        verdict = flexibility_verdict(ratio, report["config"]["master_bits"])
         rows.append([target, f"{pe['LUT4']} / {fixed['LUT4']}", f"{ratio['LUT4']:.2f}x",
                      f"{sites(pe)} / {sites(fixed)}", f"{ratio['LUT4_sites']:.2f}x",
                      f"{pe['FF']} / {fixed['FF']}", f"{ratio['FF']:.2f}x", verdict])

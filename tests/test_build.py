@@ -69,6 +69,8 @@ def test_small_ice40_build_end_to_end(tmp_path):
                     "## Energy model"):
         assert heading in markdown
     assert "`synth_ice40 -top <block>`" in markdown and "--seed 1..2" in markdown
+    assert ("at n = 8 (Bit Fusion pays 2.5x): **not applicable (the goal is stated for n = 8, "
+            "this build has n = 4)**.") in markdown
     assert _leftovers(tmp_path) == []
     # The bench's combined tables read the same report.
     tables = bench.collect_tables({"ice40-up5k": report})
@@ -275,3 +277,14 @@ def test_block_names_are_the_rtl_design_names():
     from dqt_hw.build.blocks import BLOCKS
     from dqt_hw.hdl.rtl import REFERENCE_DESIGNS
     assert {spec.name for spec in BLOCKS} <= set(REFERENCE_DESIGNS)
+
+
+@pytest.mark.parametrize("ratio, bits, verdict", [
+    ({"LUT4": 2.22, "LUT4_sites": 2.22, "FF": 1.0}, 8, "missed (LUT4 2.22x, LUT4 sites 2.22x "
+                                                       "above 1.5x)"),
+    ({"LUT4": 1.24, "LUT4_sites": 1.40, "FF": 1.0}, 8, "met"),
+    ({"LUT4": 1.24, "LUT4_sites": 1.60, "FF": None}, 8, "missed (LUT4 sites 1.60x above 1.5x)"),
+])
+def test_every_goal_line_says_met_or_missed(ratio, bits, verdict):
+    from dqt_hw.build.report import flexibility_verdict
+    assert flexibility_verdict(ratio, bits) == verdict
