@@ -92,11 +92,18 @@ def export_checkpoint(checkpoint, out_dir, *, word_bits=DEFAULT_WORD_BITS,
         "training_complete": metrics.get("complete"),
         "config": _json_safe(config),
     }
-    if isinstance(config, dict) and "dataset" in config:
-        metadata["dataset"] = config["dataset"]
+    from train.data import CLASSES, DATASETS, describe_test_set
+    from train.integerize import LOGIT_FRAC_BITS
+    name = config.get("dataset") if isinstance(config, dict) else None
+    if name is not None:
+        metadata["dataset"] = name
     controlled = config.get("layer_names") if isinstance(config, dict) else None
+    known = name in DATASETS
+    logits = {"tensor": "logits", "frac_bits": LOGIT_FRAC_BITS,
+              "classes": CLASSES[name] if known else None}
     return write_package(graph, out_dir, word_bits=word_bits, metadata=metadata,
-                         controlled_layers=controlled)
+                         controlled_layers=controlled, logits=logits,
+                         dataset=describe_test_set(name) if known else None)
 
 
 def main(argv=None):

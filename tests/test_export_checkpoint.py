@@ -59,6 +59,17 @@ def test_export_eval_compare_from_the_command_line(trained_digits, tmp_path):
     assert report["images"] == 360
     _, manifest = load_package(package)
     assert manifest["metadata"]["dataset"] == "digits"
+    assert manifest["metadata"]["training_complete"] is True
+    assert manifest["logits"] == {"tensor": "logits", "frac_bits": 16,
+                                  "classes": [str(d) for d in range(10)]}
+    # The manifest alone rebuilds the test set: rows of load_digits(), pixels by its rule.
+    from sklearn.datasets import load_digits
+    digits, card = load_digits(), manifest["dataset"]
+    assert card["name"] == "digits" and card["images"] == len(card["rows"]) == 360
+    images, labels = load_dataset("digits", "test")
+    pixels = (digits.images.astype(np.int64) * 255 + 8) // 16       # card["pixels"]
+    assert np.array_equal(pixels[card["rows"]], images[:, 0])
+    assert np.array_equal(digits.target[card["rows"]], labels)
     config = torch.load(trained_digits, weights_only=True)["config"]
     assert manifest["controlled_layers"] == config["layer_names"]
     result = _cli("dqt_hw.vectors", package, "--images", 4, "--dataset", "digits",
