@@ -8,7 +8,8 @@ SYSTEM_PYTHON ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SIM ?= verilator
-# pytest-xdist workers for `make test` (CI has two cores).
+# pytest-xdist workers for `make test` (CI has two cores). Each test file runs on one worker
+# (--dist loadfile), so its progress line times that file alone and its fixtures run once.
 TEST_JOBS ?= 2
 # Icarus Verilog (SIM=icarus) and the Fashion-MNIST IDX files; python3-venv only where
 # $(SYSTEM_PYTHON) lacks ensurepip (Debian's own python3).
@@ -50,7 +51,7 @@ demo: install
 	$(PYTHON) -m dqt_hw.demo
 
 test: install
-	$(PYTHON) -m pytest -n $(TEST_JOBS)
+	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile
 
 # Regenerate the committed Verilog under rtl/.
 rtl: install
