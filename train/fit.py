@@ -20,10 +20,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
-
-import signal
 
 import numpy as np
 
