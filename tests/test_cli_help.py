@@ -51,6 +51,8 @@ def test_help_does_not_import_torch(module):
 
 @pytest.mark.parametrize("module, args, message", [
     ("dqt_hw.export", ["missing.pt", "--out", "pkg"], "missing.pt: no such checkpoint file"),
+    ("dqt_hw.export", ["{notes}/todo.txt", "--out", "pkg"],
+     "todo.txt is not a PyTorch checkpoint: it is an empty file"),
     ("dqt_hw.eval", ["{pkg}", "--dataset", "digits", "--compare", "missing.pt"],
      "missing.pt: no such checkpoint file"),
     ("train.fit", ["--out", "{notes}"], "already holds files that are not a training run"),

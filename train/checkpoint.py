@@ -37,11 +37,10 @@ import pickle
 import warnings
 import zipfile
 
-import torch
-
 from dqt_hw.atomic import atomic_file
 
-from .model import build_model
+# torch and train.model are imported where used: a file that is plainly not a checkpoint (a
+# typo, a text file) is reported before torch loads, which takes seconds on a cold start.
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "save_checkpoint",
            "load_checkpoint", "load_model", "load_run", "checkpoint_config"]
@@ -76,6 +75,7 @@ def checkpoint_config(model, dataset, training=None):
 
 def save_checkpoint(path, model, config, metrics=None, training_state=None):
     """Write the checkpoint atomically (temporary file in the same folder, then rename)."""
+    import torch
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                "config": _plain(config),
                "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -131,6 +131,7 @@ def _load_payload(path):
         if damaged:
             raise CheckpointError(f"checkpoint {path} is corrupt: {damaged} in it fails its "
                                   f"CRC check")
+    import torch
     try:
         with warnings.catch_warnings():            # e.g. a pickle protocol torch did not write
             warnings.simplefilter("ignore")
@@ -178,6 +179,7 @@ def load_model(path):
 def load_run(path):
     """(QResNet in eval mode, config dict, metrics dict) of a checkpoint; see `load_model`."""
     payload = load_checkpoint(path)
+    from .model import build_model
     config = payload["config"]
     if not isinstance(config.get("model"), dict):
         raise CheckpointError(f"{path}: config has no 'model' architecture dict")
