@@ -28,7 +28,7 @@ def _inside(path, folder):
 
 
 def _name(requirement):
-    """(distribution name, extras) of a requirement string such as 'amaranth[builtin-yosys]>=0.5'."""
+    """(distribution name, extras) of a requirement such as 'amaranth[builtin-yosys]>=0.5'."""
     match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?", requirement)
     extras = {e.strip() for e in (match.group(2) or "").split(",") if e.strip()}
     return match.group(1), extras

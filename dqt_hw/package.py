@@ -35,8 +35,8 @@ __all__ = [
     "PACKAGE_FORMAT", "PACKAGE_VERSION", "MANIFEST_NAME", "MANIFEST_SHA_NAME",
     "INPUT_QUANTIZER", "DEFAULT_WORD_BITS",
     "TABLE_FIELD_BITS", "PackageError", "pack_words", "format_hex", "parse_hex",
-    "describe_graph", "check_out_dir", "write_package", "read_package", "load_package", "layer_ops",
-    "layer_bits", "run_cli", "summary", "main",
+    "describe_graph", "check_out_dir", "write_package", "read_package", "load_package",
+    "layer_ops", "layer_bits", "run_cli", "summary", "main",
 ]
 
 PACKAGE_FORMAT = "dqt-hw-package"
@@ -673,7 +673,7 @@ def _check_interface(where, manifest):
     for name, spec in manifest["inputs"].items():
         if spec.get("quantizer", INPUT_QUANTIZER) != INPUT_QUANTIZER:
             _fail(where, f"input {name!r}: quantizer {spec['quantizer']!r} is not the rule "
-                             f"dqt_hw uses ({INPUT_QUANTIZER['code']})")
+                         f"dqt_hw uses ({INPUT_QUANTIZER['code']})")
     logits = manifest.get("logits")
     if logits is not None:
         producer = {entry["output"]: entry["name"] for entry in manifest["ops"]}
@@ -682,14 +682,13 @@ def _check_interface(where, manifest):
             _fail(where, f"logits.tensor {tensor!r} is not an output of the graph")
         frac_bits = logits.get("frac_bits")
         if not isinstance(frac_bits, int) or isinstance(frac_bits, bool) or frac_bits < 0:
-            _fail(where, f"logits.frac_bits must be a non-negative integer, not "
-                             f"{frac_bits!r}")
+            _fail(where, f"logits.frac_bits must be a non-negative integer, not {frac_bits!r}")
         width = notes[producer[tensor]]["output_shape"][-1]
         classes = logits.get("classes")
         if classes is not None and (not isinstance(classes, list) or len(classes) != width
                                     or not all(isinstance(c, str) for c in classes)):
             _fail(where, f"logits.classes must name the {width} classes as strings, not "
-                             f"{classes!r}")
+                         f"{classes!r}")
     if manifest.get("dataset") is not None and not isinstance(manifest["dataset"].get("name"),
                                                               str):
         _fail(where, "dataset must be null or an object with a 'name'")

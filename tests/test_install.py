@@ -56,7 +56,8 @@ def test_venv_check_names_every_leak(tmp_path):
     venv = tmp_path / ".venv"
     (venv / "lib").mkdir(parents=True)
     found = check_venv.problems(
-        venv, prefix="/opt/python", base_prefix="/opt/python", config="include-system-site-packages = true\n",
+        venv, prefix="/opt/python", base_prefix="/opt/python",
+        config="include-system-site-packages = true\n",
         path=["/usr/lib/python3/dist-packages", str(Path.home() / ".local/lib/python3.11/"
                                                                "site-packages")],
         dists={"numpy": None, "torch": _fake_dist("/usr/lib/python3/dist-packages")})
