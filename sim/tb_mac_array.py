@@ -1,5 +1,5 @@
-"""cocotb testbench of the MAC arrays (rtl/mac_array_2x2.v: Bit Fusion PEs,
-rtl/mac_array_fixed_2x2.v: fixed n x n MACs) against the golden model.
+"""cocotb testbench of the MAC arrays (rtl/mac_array.v: Bit Fusion PEs,
+rtl/mac_array_fixed.v: fixed n x n MACs) against the golden model.
 
 Each dot product runs at its own random bit-width b (the `bits` port changes only between dot
 products, as the array's contract asks): random master codes x (rows x K, unsigned) and w

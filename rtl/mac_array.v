@@ -2,7 +2,7 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module mac_array_2x2(operands__payload, operands__valid, results__ready, clk, rst, operands__ready, results__payload, results__valid, bits);
+module mac_array(operands__payload, operands__valid, results__ready, clk, rst, operands__ready, results__payload, results__valid, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$129  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -461,327 +461,327 @@ module mac_array_2x2(operands__payload, operands__valid, results__ready, clk, rs
   assign operands__ready = \$1  | results__ready;
   assign accept = operands__valid & operands__ready;
   assign \$2  = accept & operands__payload[512];
-  \mac_array_2x2.nest_a_0_0  nest_a_0_0 (
+  \mac_array.nest_a_0_0  nest_a_0_0 (
     .bits(bits),
     .master(operands__payload[7:0]),
     .nested(nested)
   );
-  \mac_array_2x2.nest_a_0_1  nest_a_0_1 (
+  \mac_array.nest_a_0_1  nest_a_0_1 (
     .bits(bits),
     .master(operands__payload[15:8]),
     .nested(\nested$147 )
   );
-  \mac_array_2x2.nest_a_0_10  nest_a_0_10 (
+  \mac_array.nest_a_0_10  nest_a_0_10 (
     .bits(bits),
     .master(operands__payload[87:80]),
     .nested(\nested$165 )
   );
-  \mac_array_2x2.nest_a_0_11  nest_a_0_11 (
+  \mac_array.nest_a_0_11  nest_a_0_11 (
     .bits(bits),
     .master(operands__payload[95:88]),
     .nested(\nested$167 )
   );
-  \mac_array_2x2.nest_a_0_12  nest_a_0_12 (
+  \mac_array.nest_a_0_12  nest_a_0_12 (
     .bits(bits),
     .master(operands__payload[103:96]),
     .nested(\nested$169 )
   );
-  \mac_array_2x2.nest_a_0_13  nest_a_0_13 (
+  \mac_array.nest_a_0_13  nest_a_0_13 (
     .bits(bits),
     .master(operands__payload[111:104]),
     .nested(\nested$171 )
   );
-  \mac_array_2x2.nest_a_0_14  nest_a_0_14 (
+  \mac_array.nest_a_0_14  nest_a_0_14 (
     .bits(bits),
     .master(operands__payload[119:112]),
     .nested(\nested$173 )
   );
-  \mac_array_2x2.nest_a_0_15  nest_a_0_15 (
+  \mac_array.nest_a_0_15  nest_a_0_15 (
     .bits(bits),
     .master(operands__payload[127:120]),
     .nested(\nested$175 )
   );
-  \mac_array_2x2.nest_a_0_2  nest_a_0_2 (
+  \mac_array.nest_a_0_2  nest_a_0_2 (
     .bits(bits),
     .master(operands__payload[23:16]),
     .nested(\nested$149 )
   );
-  \mac_array_2x2.nest_a_0_3  nest_a_0_3 (
+  \mac_array.nest_a_0_3  nest_a_0_3 (
     .bits(bits),
     .master(operands__payload[31:24]),
     .nested(\nested$151 )
   );
-  \mac_array_2x2.nest_a_0_4  nest_a_0_4 (
+  \mac_array.nest_a_0_4  nest_a_0_4 (
     .bits(bits),
     .master(operands__payload[39:32]),
     .nested(\nested$153 )
   );
-  \mac_array_2x2.nest_a_0_5  nest_a_0_5 (
+  \mac_array.nest_a_0_5  nest_a_0_5 (
     .bits(bits),
     .master(operands__payload[47:40]),
     .nested(\nested$155 )
   );
-  \mac_array_2x2.nest_a_0_6  nest_a_0_6 (
+  \mac_array.nest_a_0_6  nest_a_0_6 (
     .bits(bits),
     .master(operands__payload[55:48]),
     .nested(\nested$157 )
   );
-  \mac_array_2x2.nest_a_0_7  nest_a_0_7 (
+  \mac_array.nest_a_0_7  nest_a_0_7 (
     .bits(bits),
     .master(operands__payload[63:56]),
     .nested(\nested$159 )
   );
-  \mac_array_2x2.nest_a_0_8  nest_a_0_8 (
+  \mac_array.nest_a_0_8  nest_a_0_8 (
     .bits(bits),
     .master(operands__payload[71:64]),
     .nested(\nested$161 )
   );
-  \mac_array_2x2.nest_a_0_9  nest_a_0_9 (
+  \mac_array.nest_a_0_9  nest_a_0_9 (
     .bits(bits),
     .master(operands__payload[79:72]),
     .nested(\nested$163 )
   );
-  \mac_array_2x2.nest_a_1_0  nest_a_1_0 (
+  \mac_array.nest_a_1_0  nest_a_1_0 (
     .bits(bits),
     .master(operands__payload[135:128]),
     .nested(\nested$204 )
   );
-  \mac_array_2x2.nest_a_1_1  nest_a_1_1 (
+  \mac_array.nest_a_1_1  nest_a_1_1 (
     .bits(bits),
     .master(operands__payload[143:136]),
     .nested(\nested$206 )
   );
-  \mac_array_2x2.nest_a_1_10  nest_a_1_10 (
+  \mac_array.nest_a_1_10  nest_a_1_10 (
     .bits(bits),
     .master(operands__payload[215:208]),
     .nested(\nested$215 )
   );
-  \mac_array_2x2.nest_a_1_11  nest_a_1_11 (
+  \mac_array.nest_a_1_11  nest_a_1_11 (
     .bits(bits),
     .master(operands__payload[223:216]),
     .nested(\nested$216 )
   );
-  \mac_array_2x2.nest_a_1_12  nest_a_1_12 (
+  \mac_array.nest_a_1_12  nest_a_1_12 (
     .bits(bits),
     .master(operands__payload[231:224]),
     .nested(\nested$217 )
   );
-  \mac_array_2x2.nest_a_1_13  nest_a_1_13 (
+  \mac_array.nest_a_1_13  nest_a_1_13 (
     .bits(bits),
     .master(operands__payload[239:232]),
     .nested(\nested$218 )
   );
-  \mac_array_2x2.nest_a_1_14  nest_a_1_14 (
+  \mac_array.nest_a_1_14  nest_a_1_14 (
     .bits(bits),
     .master(operands__payload[247:240]),
     .nested(\nested$219 )
   );
-  \mac_array_2x2.nest_a_1_15  nest_a_1_15 (
+  \mac_array.nest_a_1_15  nest_a_1_15 (
     .bits(bits),
     .master(operands__payload[255:248]),
     .nested(\nested$220 )
   );
-  \mac_array_2x2.nest_a_1_2  nest_a_1_2 (
+  \mac_array.nest_a_1_2  nest_a_1_2 (
     .bits(bits),
     .master(operands__payload[151:144]),
     .nested(\nested$207 )
   );
-  \mac_array_2x2.nest_a_1_3  nest_a_1_3 (
+  \mac_array.nest_a_1_3  nest_a_1_3 (
     .bits(bits),
     .master(operands__payload[159:152]),
     .nested(\nested$208 )
   );
-  \mac_array_2x2.nest_a_1_4  nest_a_1_4 (
+  \mac_array.nest_a_1_4  nest_a_1_4 (
     .bits(bits),
     .master(operands__payload[167:160]),
     .nested(\nested$209 )
   );
-  \mac_array_2x2.nest_a_1_5  nest_a_1_5 (
+  \mac_array.nest_a_1_5  nest_a_1_5 (
     .bits(bits),
     .master(operands__payload[175:168]),
     .nested(\nested$210 )
   );
-  \mac_array_2x2.nest_a_1_6  nest_a_1_6 (
+  \mac_array.nest_a_1_6  nest_a_1_6 (
     .bits(bits),
     .master(operands__payload[183:176]),
     .nested(\nested$211 )
   );
-  \mac_array_2x2.nest_a_1_7  nest_a_1_7 (
+  \mac_array.nest_a_1_7  nest_a_1_7 (
     .bits(bits),
     .master(operands__payload[191:184]),
     .nested(\nested$212 )
   );
-  \mac_array_2x2.nest_a_1_8  nest_a_1_8 (
+  \mac_array.nest_a_1_8  nest_a_1_8 (
     .bits(bits),
     .master(operands__payload[199:192]),
     .nested(\nested$213 )
   );
-  \mac_array_2x2.nest_a_1_9  nest_a_1_9 (
+  \mac_array.nest_a_1_9  nest_a_1_9 (
     .bits(bits),
     .master(operands__payload[207:200]),
     .nested(\nested$214 )
   );
-  \mac_array_2x2.nest_w_0_0  nest_w_0_0 (
+  \mac_array.nest_w_0_0  nest_w_0_0 (
     .bits(bits),
     .master(operands__payload[263:256]),
     .nested(\nested$146 )
   );
-  \mac_array_2x2.nest_w_0_1  nest_w_0_1 (
+  \mac_array.nest_w_0_1  nest_w_0_1 (
     .bits(bits),
     .master(operands__payload[271:264]),
     .nested(\nested$148 )
   );
-  \mac_array_2x2.nest_w_0_10  nest_w_0_10 (
+  \mac_array.nest_w_0_10  nest_w_0_10 (
     .bits(bits),
     .master(operands__payload[343:336]),
     .nested(\nested$166 )
   );
-  \mac_array_2x2.nest_w_0_11  nest_w_0_11 (
+  \mac_array.nest_w_0_11  nest_w_0_11 (
     .bits(bits),
     .master(operands__payload[351:344]),
     .nested(\nested$168 )
   );
-  \mac_array_2x2.nest_w_0_12  nest_w_0_12 (
+  \mac_array.nest_w_0_12  nest_w_0_12 (
     .bits(bits),
     .master(operands__payload[359:352]),
     .nested(\nested$170 )
   );
-  \mac_array_2x2.nest_w_0_13  nest_w_0_13 (
+  \mac_array.nest_w_0_13  nest_w_0_13 (
     .bits(bits),
     .master(operands__payload[367:360]),
     .nested(\nested$172 )
   );
-  \mac_array_2x2.nest_w_0_14  nest_w_0_14 (
+  \mac_array.nest_w_0_14  nest_w_0_14 (
     .bits(bits),
     .master(operands__payload[375:368]),
     .nested(\nested$174 )
   );
-  \mac_array_2x2.nest_w_0_15  nest_w_0_15 (
+  \mac_array.nest_w_0_15  nest_w_0_15 (
     .bits(bits),
     .master(operands__payload[383:376]),
     .nested(\nested$176 )
   );
-  \mac_array_2x2.nest_w_0_2  nest_w_0_2 (
+  \mac_array.nest_w_0_2  nest_w_0_2 (
     .bits(bits),
     .master(operands__payload[279:272]),
     .nested(\nested$150 )
   );
-  \mac_array_2x2.nest_w_0_3  nest_w_0_3 (
+  \mac_array.nest_w_0_3  nest_w_0_3 (
     .bits(bits),
     .master(operands__payload[287:280]),
     .nested(\nested$152 )
   );
-  \mac_array_2x2.nest_w_0_4  nest_w_0_4 (
+  \mac_array.nest_w_0_4  nest_w_0_4 (
     .bits(bits),
     .master(operands__payload[295:288]),
     .nested(\nested$154 )
   );
-  \mac_array_2x2.nest_w_0_5  nest_w_0_5 (
+  \mac_array.nest_w_0_5  nest_w_0_5 (
     .bits(bits),
     .master(operands__payload[303:296]),
     .nested(\nested$156 )
   );
-  \mac_array_2x2.nest_w_0_6  nest_w_0_6 (
+  \mac_array.nest_w_0_6  nest_w_0_6 (
     .bits(bits),
     .master(operands__payload[311:304]),
     .nested(\nested$158 )
   );
-  \mac_array_2x2.nest_w_0_7  nest_w_0_7 (
+  \mac_array.nest_w_0_7  nest_w_0_7 (
     .bits(bits),
     .master(operands__payload[319:312]),
     .nested(\nested$160 )
   );
-  \mac_array_2x2.nest_w_0_8  nest_w_0_8 (
+  \mac_array.nest_w_0_8  nest_w_0_8 (
     .bits(bits),
     .master(operands__payload[327:320]),
     .nested(\nested$162 )
   );
-  \mac_array_2x2.nest_w_0_9  nest_w_0_9 (
+  \mac_array.nest_w_0_9  nest_w_0_9 (
     .bits(bits),
     .master(operands__payload[335:328]),
     .nested(\nested$164 )
   );
-  \mac_array_2x2.nest_w_1_0  nest_w_1_0 (
+  \mac_array.nest_w_1_0  nest_w_1_0 (
     .bits(bits),
     .master(operands__payload[391:384]),
     .nested(\nested$183 )
   );
-  \mac_array_2x2.nest_w_1_1  nest_w_1_1 (
+  \mac_array.nest_w_1_1  nest_w_1_1 (
     .bits(bits),
     .master(operands__payload[399:392]),
     .nested(\nested$184 )
   );
-  \mac_array_2x2.nest_w_1_10  nest_w_1_10 (
+  \mac_array.nest_w_1_10  nest_w_1_10 (
     .bits(bits),
     .master(operands__payload[471:464]),
     .nested(\nested$193 )
   );
-  \mac_array_2x2.nest_w_1_11  nest_w_1_11 (
+  \mac_array.nest_w_1_11  nest_w_1_11 (
     .bits(bits),
     .master(operands__payload[479:472]),
     .nested(\nested$194 )
   );
-  \mac_array_2x2.nest_w_1_12  nest_w_1_12 (
+  \mac_array.nest_w_1_12  nest_w_1_12 (
     .bits(bits),
     .master(operands__payload[487:480]),
     .nested(\nested$195 )
   );
-  \mac_array_2x2.nest_w_1_13  nest_w_1_13 (
+  \mac_array.nest_w_1_13  nest_w_1_13 (
     .bits(bits),
     .master(operands__payload[495:488]),
     .nested(\nested$196 )
   );
-  \mac_array_2x2.nest_w_1_14  nest_w_1_14 (
+  \mac_array.nest_w_1_14  nest_w_1_14 (
     .bits(bits),
     .master(operands__payload[503:496]),
     .nested(\nested$197 )
   );
-  \mac_array_2x2.nest_w_1_15  nest_w_1_15 (
+  \mac_array.nest_w_1_15  nest_w_1_15 (
     .bits(bits),
     .master(operands__payload[511:504]),
     .nested(\nested$198 )
   );
-  \mac_array_2x2.nest_w_1_2  nest_w_1_2 (
+  \mac_array.nest_w_1_2  nest_w_1_2 (
     .bits(bits),
     .master(operands__payload[407:400]),
     .nested(\nested$185 )
   );
-  \mac_array_2x2.nest_w_1_3  nest_w_1_3 (
+  \mac_array.nest_w_1_3  nest_w_1_3 (
     .bits(bits),
     .master(operands__payload[415:408]),
     .nested(\nested$186 )
   );
-  \mac_array_2x2.nest_w_1_4  nest_w_1_4 (
+  \mac_array.nest_w_1_4  nest_w_1_4 (
     .bits(bits),
     .master(operands__payload[423:416]),
     .nested(\nested$187 )
   );
-  \mac_array_2x2.nest_w_1_5  nest_w_1_5 (
+  \mac_array.nest_w_1_5  nest_w_1_5 (
     .bits(bits),
     .master(operands__payload[431:424]),
     .nested(\nested$188 )
   );
-  \mac_array_2x2.nest_w_1_6  nest_w_1_6 (
+  \mac_array.nest_w_1_6  nest_w_1_6 (
     .bits(bits),
     .master(operands__payload[439:432]),
     .nested(\nested$189 )
   );
-  \mac_array_2x2.nest_w_1_7  nest_w_1_7 (
+  \mac_array.nest_w_1_7  nest_w_1_7 (
     .bits(bits),
     .master(operands__payload[447:440]),
     .nested(\nested$190 )
   );
-  \mac_array_2x2.nest_w_1_8  nest_w_1_8 (
+  \mac_array.nest_w_1_8  nest_w_1_8 (
     .bits(bits),
     .master(operands__payload[455:448]),
     .nested(\nested$191 )
   );
-  \mac_array_2x2.nest_w_1_9  nest_w_1_9 (
+  \mac_array.nest_w_1_9  nest_w_1_9 (
     .bits(bits),
     .master(operands__payload[463:456]),
     .nested(\nested$192 )
   );
-  \mac_array_2x2.pe_0_0  pe_0_0 (
+  \mac_array.pe_0_0  pe_0_0 (
     .acc(acc),
     .activations(activations),
     .bits(bits),
@@ -791,7 +791,7 @@ module mac_array_2x2(operands__payload, operands__valid, results__ready, clk, rs
     .rst(rst),
     .weights(weights)
   );
-  \mac_array_2x2.pe_0_1  pe_0_1 (
+  \mac_array.pe_0_1  pe_0_1 (
     .acc(\acc$180 ),
     .activations(\activations$181 ),
     .bits(bits),
@@ -801,7 +801,7 @@ module mac_array_2x2(operands__payload, operands__valid, results__ready, clk, rs
     .rst(rst),
     .weights(\weights$182 )
   );
-  \mac_array_2x2.pe_1_0  pe_1_0 (
+  \mac_array.pe_1_0  pe_1_0 (
     .acc(\acc$202 ),
     .activations(\activations$203 ),
     .bits(bits),
@@ -811,7 +811,7 @@ module mac_array_2x2(operands__payload, operands__valid, results__ready, clk, rs
     .rst(rst),
     .weights(\weights$205 )
   );
-  \mac_array_2x2.pe_1_1  pe_1_1 (
+  \mac_array.pe_1_1  pe_1_1 (
     .acc(\acc$224 ),
     .activations(\activations$225 ),
     .bits(bits),
@@ -1323,7 +1323,7 @@ module mac_array_2x2(operands__payload, operands__valid, results__ready, clk, rs
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_0 (master, nested, bits);
+module \mac_array.nest_a_0_0 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$130  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1414,7 +1414,7 @@ module \mac_array_2x2.nest_a_0_0 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_1 (master, nested, bits);
+module \mac_array.nest_a_0_1 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$131  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1481,7 +1481,7 @@ module \mac_array_2x2.nest_a_0_1 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_10 (master, nested, bits);
+module \mac_array.nest_a_0_10 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$132  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1527,7 +1527,7 @@ module \mac_array_2x2.nest_a_0_10 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_11 (master, nested, bits);
+module \mac_array.nest_a_0_11 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$133  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1573,7 +1573,7 @@ module \mac_array_2x2.nest_a_0_11 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_12 (master, nested, bits);
+module \mac_array.nest_a_0_12 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$134  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1619,7 +1619,7 @@ module \mac_array_2x2.nest_a_0_12 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_13 (master, nested, bits);
+module \mac_array.nest_a_0_13 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$135  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1665,7 +1665,7 @@ module \mac_array_2x2.nest_a_0_13 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_14 (master, nested, bits);
+module \mac_array.nest_a_0_14 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$136  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1711,7 +1711,7 @@ module \mac_array_2x2.nest_a_0_14 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_15 (master, nested, bits);
+module \mac_array.nest_a_0_15 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$137  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1757,7 +1757,7 @@ module \mac_array_2x2.nest_a_0_15 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_2 (master, nested, bits);
+module \mac_array.nest_a_0_2 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$138  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1824,7 +1824,7 @@ module \mac_array_2x2.nest_a_0_2 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_3 (master, nested, bits);
+module \mac_array.nest_a_0_3 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$139  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1891,7 +1891,7 @@ module \mac_array_2x2.nest_a_0_3 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_4 (master, nested, bits);
+module \mac_array.nest_a_0_4 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$140  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1937,7 +1937,7 @@ module \mac_array_2x2.nest_a_0_4 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_5 (master, nested, bits);
+module \mac_array.nest_a_0_5 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$141  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -1983,7 +1983,7 @@ module \mac_array_2x2.nest_a_0_5 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_6 (master, nested, bits);
+module \mac_array.nest_a_0_6 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$142  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2029,7 +2029,7 @@ module \mac_array_2x2.nest_a_0_6 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_7 (master, nested, bits);
+module \mac_array.nest_a_0_7 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$143  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2075,7 +2075,7 @@ module \mac_array_2x2.nest_a_0_7 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_8 (master, nested, bits);
+module \mac_array.nest_a_0_8 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$144  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2121,7 +2121,7 @@ module \mac_array_2x2.nest_a_0_8 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_0_9 (master, nested, bits);
+module \mac_array.nest_a_0_9 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$145  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2167,7 +2167,7 @@ module \mac_array_2x2.nest_a_0_9 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_0 (master, nested, bits);
+module \mac_array.nest_a_1_0 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$146  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2258,7 +2258,7 @@ module \mac_array_2x2.nest_a_1_0 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_1 (master, nested, bits);
+module \mac_array.nest_a_1_1 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$147  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2325,7 +2325,7 @@ module \mac_array_2x2.nest_a_1_1 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_10 (master, nested, bits);
+module \mac_array.nest_a_1_10 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$148  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2371,7 +2371,7 @@ module \mac_array_2x2.nest_a_1_10 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_11 (master, nested, bits);
+module \mac_array.nest_a_1_11 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$149  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2417,7 +2417,7 @@ module \mac_array_2x2.nest_a_1_11 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_12 (master, nested, bits);
+module \mac_array.nest_a_1_12 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$150  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2463,7 +2463,7 @@ module \mac_array_2x2.nest_a_1_12 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_13 (master, nested, bits);
+module \mac_array.nest_a_1_13 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$151  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2509,7 +2509,7 @@ module \mac_array_2x2.nest_a_1_13 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_14 (master, nested, bits);
+module \mac_array.nest_a_1_14 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$152  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2555,7 +2555,7 @@ module \mac_array_2x2.nest_a_1_14 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_15 (master, nested, bits);
+module \mac_array.nest_a_1_15 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$153  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2601,7 +2601,7 @@ module \mac_array_2x2.nest_a_1_15 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_2 (master, nested, bits);
+module \mac_array.nest_a_1_2 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$154  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2668,7 +2668,7 @@ module \mac_array_2x2.nest_a_1_2 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_3 (master, nested, bits);
+module \mac_array.nest_a_1_3 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$155  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2735,7 +2735,7 @@ module \mac_array_2x2.nest_a_1_3 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_4 (master, nested, bits);
+module \mac_array.nest_a_1_4 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$156  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2781,7 +2781,7 @@ module \mac_array_2x2.nest_a_1_4 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_5 (master, nested, bits);
+module \mac_array.nest_a_1_5 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$157  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2827,7 +2827,7 @@ module \mac_array_2x2.nest_a_1_5 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_6 (master, nested, bits);
+module \mac_array.nest_a_1_6 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$158  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2873,7 +2873,7 @@ module \mac_array_2x2.nest_a_1_6 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_7 (master, nested, bits);
+module \mac_array.nest_a_1_7 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$159  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2919,7 +2919,7 @@ module \mac_array_2x2.nest_a_1_7 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_8 (master, nested, bits);
+module \mac_array.nest_a_1_8 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$160  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -2965,7 +2965,7 @@ module \mac_array_2x2.nest_a_1_8 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_a_1_9 (master, nested, bits);
+module \mac_array.nest_a_1_9 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$161  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3011,7 +3011,7 @@ module \mac_array_2x2.nest_a_1_9 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_0 (master, nested, bits);
+module \mac_array.nest_w_0_0 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$162  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3102,7 +3102,7 @@ module \mac_array_2x2.nest_w_0_0 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_1 (master, nested, bits);
+module \mac_array.nest_w_0_1 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$163  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3169,7 +3169,7 @@ module \mac_array_2x2.nest_w_0_1 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_10 (master, nested, bits);
+module \mac_array.nest_w_0_10 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$164  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3215,7 +3215,7 @@ module \mac_array_2x2.nest_w_0_10 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_11 (master, nested, bits);
+module \mac_array.nest_w_0_11 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$165  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3261,7 +3261,7 @@ module \mac_array_2x2.nest_w_0_11 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_12 (master, nested, bits);
+module \mac_array.nest_w_0_12 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$166  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3307,7 +3307,7 @@ module \mac_array_2x2.nest_w_0_12 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_13 (master, nested, bits);
+module \mac_array.nest_w_0_13 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$167  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3353,7 +3353,7 @@ module \mac_array_2x2.nest_w_0_13 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_14 (master, nested, bits);
+module \mac_array.nest_w_0_14 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$168  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3399,7 +3399,7 @@ module \mac_array_2x2.nest_w_0_14 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_15 (master, nested, bits);
+module \mac_array.nest_w_0_15 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$169  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3445,7 +3445,7 @@ module \mac_array_2x2.nest_w_0_15 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_2 (master, nested, bits);
+module \mac_array.nest_w_0_2 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$170  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3512,7 +3512,7 @@ module \mac_array_2x2.nest_w_0_2 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_3 (master, nested, bits);
+module \mac_array.nest_w_0_3 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$171  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3579,7 +3579,7 @@ module \mac_array_2x2.nest_w_0_3 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_4 (master, nested, bits);
+module \mac_array.nest_w_0_4 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$172  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3625,7 +3625,7 @@ module \mac_array_2x2.nest_w_0_4 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_5 (master, nested, bits);
+module \mac_array.nest_w_0_5 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$173  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3671,7 +3671,7 @@ module \mac_array_2x2.nest_w_0_5 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_6 (master, nested, bits);
+module \mac_array.nest_w_0_6 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$174  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3717,7 +3717,7 @@ module \mac_array_2x2.nest_w_0_6 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_7 (master, nested, bits);
+module \mac_array.nest_w_0_7 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$175  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3763,7 +3763,7 @@ module \mac_array_2x2.nest_w_0_7 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_8 (master, nested, bits);
+module \mac_array.nest_w_0_8 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$176  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3809,7 +3809,7 @@ module \mac_array_2x2.nest_w_0_8 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_0_9 (master, nested, bits);
+module \mac_array.nest_w_0_9 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$177  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3855,7 +3855,7 @@ module \mac_array_2x2.nest_w_0_9 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_0 (master, nested, bits);
+module \mac_array.nest_w_1_0 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$178  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -3946,7 +3946,7 @@ module \mac_array_2x2.nest_w_1_0 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_1 (master, nested, bits);
+module \mac_array.nest_w_1_1 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$179  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4013,7 +4013,7 @@ module \mac_array_2x2.nest_w_1_1 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_10 (master, nested, bits);
+module \mac_array.nest_w_1_10 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$180  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4059,7 +4059,7 @@ module \mac_array_2x2.nest_w_1_10 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_11 (master, nested, bits);
+module \mac_array.nest_w_1_11 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$181  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4105,7 +4105,7 @@ module \mac_array_2x2.nest_w_1_11 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_12 (master, nested, bits);
+module \mac_array.nest_w_1_12 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$182  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4151,7 +4151,7 @@ module \mac_array_2x2.nest_w_1_12 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_13 (master, nested, bits);
+module \mac_array.nest_w_1_13 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$183  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4197,7 +4197,7 @@ module \mac_array_2x2.nest_w_1_13 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_14 (master, nested, bits);
+module \mac_array.nest_w_1_14 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$184  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4243,7 +4243,7 @@ module \mac_array_2x2.nest_w_1_14 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_15 (master, nested, bits);
+module \mac_array.nest_w_1_15 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$185  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4289,7 +4289,7 @@ module \mac_array_2x2.nest_w_1_15 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_2 (master, nested, bits);
+module \mac_array.nest_w_1_2 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$186  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4356,7 +4356,7 @@ module \mac_array_2x2.nest_w_1_2 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_3 (master, nested, bits);
+module \mac_array.nest_w_1_3 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$187  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4423,7 +4423,7 @@ module \mac_array_2x2.nest_w_1_3 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_4 (master, nested, bits);
+module \mac_array.nest_w_1_4 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$188  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4469,7 +4469,7 @@ module \mac_array_2x2.nest_w_1_4 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_5 (master, nested, bits);
+module \mac_array.nest_w_1_5 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$189  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4515,7 +4515,7 @@ module \mac_array_2x2.nest_w_1_5 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_6 (master, nested, bits);
+module \mac_array.nest_w_1_6 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$190  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4561,7 +4561,7 @@ module \mac_array_2x2.nest_w_1_6 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_7 (master, nested, bits);
+module \mac_array.nest_w_1_7 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$191  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4607,7 +4607,7 @@ module \mac_array_2x2.nest_w_1_7 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_8 (master, nested, bits);
+module \mac_array.nest_w_1_8 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$192  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4653,7 +4653,7 @@ module \mac_array_2x2.nest_w_1_8 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.nest_w_1_9 (master, nested, bits);
+module \mac_array.nest_w_1_9 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$193  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -4699,7 +4699,7 @@ module \mac_array_2x2.nest_w_1_9 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.pe_0_0 (clk, rst, enable, activations, weights, clear, acc, bits);
+module \mac_array.pe_0_0 (clk, rst, enable, activations, weights, clear, acc, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$194  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
@@ -5487,7 +5487,7 @@ module \mac_array_2x2.pe_0_0 (clk, rst, enable, activations, weights, clear, acc
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.pe_0_1 (clk, rst, enable, activations, weights, clear, acc, bits);
+module \mac_array.pe_0_1 (clk, rst, enable, activations, weights, clear, acc, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$195  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
@@ -6275,7 +6275,7 @@ module \mac_array_2x2.pe_0_1 (clk, rst, enable, activations, weights, clear, acc
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.pe_1_0 (clk, rst, enable, activations, weights, clear, acc, bits);
+module \mac_array.pe_1_0 (clk, rst, enable, activations, weights, clear, acc, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$196  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;
@@ -7063,7 +7063,7 @@ module \mac_array_2x2.pe_1_0 (clk, rst, enable, activations, weights, clear, acc
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_2x2.pe_1_1 (clk, rst, enable, activations, weights, clear, acc, bits);
+module \mac_array.pe_1_1 (clk, rst, enable, activations, weights, clear, acc, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$197  = 0;
   wire \$1 ;
   wire [1:0] \$10 ;

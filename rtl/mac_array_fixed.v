@@ -2,7 +2,7 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module mac_array_fixed_2x2(operands__payload, operands__valid, results__ready, clk, rst, operands__ready, results__payload, results__valid, bits);
+module mac_array_fixed(operands__payload, operands__valid, results__ready, clk, rst, operands__ready, results__payload, results__valid, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -101,27 +101,27 @@ module mac_array_fixed_2x2(operands__payload, operands__valid, results__ready, c
   assign operands__ready = \$1  | results__ready;
   assign accept = operands__valid & operands__ready;
   assign \$2  = accept & operands__payload[32];
-  \mac_array_fixed_2x2.nest_a_0_0  nest_a_0_0 (
+  \mac_array_fixed.nest_a_0_0  nest_a_0_0 (
     .bits(bits),
     .master(operands__payload[7:0]),
     .nested(activations)
   );
-  \mac_array_fixed_2x2.nest_a_1_0  nest_a_1_0 (
+  \mac_array_fixed.nest_a_1_0  nest_a_1_0 (
     .bits(bits),
     .master(operands__payload[15:8]),
     .nested(\activations$38 )
   );
-  \mac_array_fixed_2x2.nest_w_0_0  nest_w_0_0 (
+  \mac_array_fixed.nest_w_0_0  nest_w_0_0 (
     .bits(bits),
     .master(operands__payload[23:16]),
     .nested(weights)
   );
-  \mac_array_fixed_2x2.nest_w_1_0  nest_w_1_0 (
+  \mac_array_fixed.nest_w_1_0  nest_w_1_0 (
     .bits(bits),
     .master(operands__payload[31:24]),
     .nested(\weights$32 )
   );
-  \mac_array_fixed_2x2.pe_0_0  pe_0_0 (
+  \mac_array_fixed.pe_0_0  pe_0_0 (
     .acc(acc),
     .activations(activations),
     .clear(clear),
@@ -130,7 +130,7 @@ module mac_array_fixed_2x2(operands__payload, operands__valid, results__ready, c
     .rst(rst),
     .weights(weights)
   );
-  \mac_array_fixed_2x2.pe_0_1  pe_0_1 (
+  \mac_array_fixed.pe_0_1  pe_0_1 (
     .acc(\acc$30 ),
     .activations(activations),
     .clear(clear),
@@ -139,7 +139,7 @@ module mac_array_fixed_2x2(operands__payload, operands__valid, results__ready, c
     .rst(rst),
     .weights(\weights$32 )
   );
-  \mac_array_fixed_2x2.pe_1_0  pe_1_0 (
+  \mac_array_fixed.pe_1_0  pe_1_0 (
     .acc(\acc$37 ),
     .activations(\activations$38 ),
     .clear(clear),
@@ -148,7 +148,7 @@ module mac_array_fixed_2x2(operands__payload, operands__valid, results__ready, c
     .rst(rst),
     .weights(weights)
   );
-  \mac_array_fixed_2x2.pe_1_1  pe_1_1 (
+  \mac_array_fixed.pe_1_1  pe_1_1 (
     .acc(\acc$44 ),
     .activations(\activations$38 ),
     .clear(clear),
@@ -239,7 +239,7 @@ module mac_array_fixed_2x2(operands__payload, operands__valid, results__ready, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed_2x2.nest_a_0_0 (master, nested, bits);
+module \mac_array_fixed.nest_a_0_0 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -330,7 +330,7 @@ module \mac_array_fixed_2x2.nest_a_0_0 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed_2x2.nest_a_1_0 (master, nested, bits);
+module \mac_array_fixed.nest_a_1_0 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -421,7 +421,7 @@ module \mac_array_fixed_2x2.nest_a_1_0 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed_2x2.nest_w_0_0 (master, nested, bits);
+module \mac_array_fixed.nest_w_0_0 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -512,7 +512,7 @@ module \mac_array_fixed_2x2.nest_w_0_0 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed_2x2.nest_w_1_0 (master, nested, bits);
+module \mac_array_fixed.nest_w_1_0 (master, nested, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
@@ -603,7 +603,7 @@ module \mac_array_fixed_2x2.nest_w_1_0 (master, nested, bits);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed_2x2.pe_0_0 (rst, enable, activations, weights, clear, acc, clk);
+module \mac_array_fixed.pe_0_0 (rst, enable, activations, weights, clear, acc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [28:0] \$1 ;
   wire [29:0] \$2 ;
@@ -645,7 +645,7 @@ module \mac_array_fixed_2x2.pe_0_0 (rst, enable, activations, weights, clear, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed_2x2.pe_0_1 (rst, enable, activations, weights, clear, acc, clk);
+module \mac_array_fixed.pe_0_1 (rst, enable, activations, weights, clear, acc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [28:0] \$1 ;
   wire [29:0] \$2 ;
@@ -687,7 +687,7 @@ module \mac_array_fixed_2x2.pe_0_1 (rst, enable, activations, weights, clear, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed_2x2.pe_1_0 (rst, enable, activations, weights, clear, acc, clk);
+module \mac_array_fixed.pe_1_0 (rst, enable, activations, weights, clear, acc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [28:0] \$1 ;
   wire [29:0] \$2 ;
@@ -729,7 +729,7 @@ module \mac_array_fixed_2x2.pe_1_0 (rst, enable, activations, weights, clear, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed_2x2.pe_1_1 (rst, enable, activations, weights, clear, acc, clk);
+module \mac_array_fixed.pe_1_1 (rst, enable, activations, weights, clear, acc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [28:0] \$1 ;
   wire [29:0] \$2 ;
