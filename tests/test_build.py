@@ -216,9 +216,9 @@ def test_harness_has_four_pins_and_refuses_non_components():
 def test_cells_are_classified_for_both_families():
     counts = classify_cells({"SB_LUT4": 10, "SB_CARRY": 3, "SB_DFFER": 2, "SB_MAC16": 1,
                              "LUT4": 5, "CCU2C": 2, "TRELLIS_FF": 4, "MULT18X18D": 1,
-                             "DP16KD": 1, "PFUMX": 2})
-    assert counts == {"LUT4": 15, "carry": 5, "FF": 6, "DSP": 2, "BRAM": 1, "LUTRAM": 0,
-                      "other": 2}
+                             "DP16KD": 1, "PFUMX": 2, "SB_SPRAM256KA": 4})
+    assert counts == {"LUT4": 15, "carry": 5, "FF": 6, "DSP": 2, "BRAM": 1, "SPRAM": 4,
+                      "LUTRAM": 0, "other": 2}
     assert set(TARGETS) == {"ice40-up5k", "ecp5-25f", "ecp5-85f"}
 
 

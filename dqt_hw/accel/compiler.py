@@ -184,9 +184,6 @@ class _Compiler:
                 if kinds[source] == "wide" and op["op"] != "select_bits":
                     _fail(op, f"reads {tensor!r}, a 32-bit tensor (logits); only select_bits "
                               f"reads 32-bit values on the accelerator")
-                if kinds[source] == "signed" and op["op"] in ("conv2d", "linear"):
-                    _fail(op, f"reads {tensor!r}, which holds signed codes; conv2d and linear "
-                              f"take unsigned activation codes (docs/arithmetic.md §1)")
         for name, kind in list(kinds.items()):
             if name in alias:
                 kinds[name] = kinds[alias[name]]
@@ -535,5 +532,8 @@ def compile_graph(graph, config=None, *, keep_tensors=False):
     `AcceleratorConfig()`). `keep_tensors` gives every tensor its own data words (no reuse),
     so that all of them can be inspected after a run."""
     config = config or AcceleratorConfig()
-    validate_graph(graph)
+    try:
+        validate_graph(graph)
+    except ValueError as error:                 # GraphError: one line, as every refusal
+        raise CompileError(str(error)) from None
     return _Compiler(graph, config, keep_tensors).compile()
