@@ -9,7 +9,9 @@ adds in a beat at the layer's bit-width), read from the data memory's nibble-spl
    request;
 2. the reader issues those reads: the high-nibble word only at b <= 3 (`both` low), both words
    otherwise, and queues the returned groups;
-3. the emitter pairs each beat with its group and selects its lanes.
+3. the emitter takes each beat's lanes from the group at the head of the group queue, and
+   drops the group after its last beat (the address generator marks it: it holds each
+   descriptor back one beat to see whether the next beat needs the same group).
 
 So a b = 2 layer reads one 64-bit word per beat, and a b = 4 layer two words per four beats,
 read ahead while the previous group's beats go out. Taps outside the input (zero padding)
@@ -78,7 +80,7 @@ class ActivationFetcher(wiring.Component):
     cover the reads in flight at b = 2 (`test_fetcher_streams_one_beat_per_cycle`).
     """
 
-    def __init__(self, *, queue_depth=6, group_depth=4):
+    def __init__(self, *, queue_depth=5, group_depth=4):
         self.queue_depth, self.group_depth = queue_depth, group_depth
         super().__init__({
             "window": Out(window_signature()),
@@ -93,7 +95,9 @@ class ActivationFetcher(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         g = self.window
-        desc_layout = data.StructLayout({"zero": 1, "new": 1, "offset": 4, "index": 12,
+        # A beat's descriptor; `release`: its group is not used by the next beat (the next
+        # beat is zero or needs another group), so the emitter drops it from the queue.
+        desc_layout = data.StructLayout({"zero": 1, "release": 1, "offset": 4, "index": 12,
                                          "last": 1})
         group_layout = data.StructLayout({"high": DATA_WORD_BITS, "low": DATA_WORD_BITS})
         m.submodules.desc_fifo = desc_fifo = RegisterFIFO(width=desc_layout.size,
@@ -134,16 +138,26 @@ class ActivationFetcher(wiring.Component):
             ty_last.eq(ty == g.kernel_h - 1), ox_last.eq(ox == g.out_w - 1),
             oy_last.eq(oy == g.out_h - 1),
         ]
+        # Each descriptor is held for one beat, until the next beat says whether its group is
+        # released; the last one is pushed when the walk has ended.
+        held = Signal(desc_layout)
+        held_valid = Signal()
         desc = data.View(desc_layout, desc_fifo.w_data)
-        advance, window_last = Signal(), Signal()
+        advance, window_last, flush = Signal(), Signal(), Signal()
         m.d.comb += [
             window_last.eq(chunk_last & tx_last & ty_last),
             advance.eq(running & desc_fifo.w_rdy & (~new | req_fifo.w_rdy)),
-            desc.zero.eq(zero), desc.new.eq(new), desc.offset.eq(e_cur[:4]),
-            desc.index.eq(index), desc.last.eq(window_last),
-            desc_fifo.w_en.eq(advance),
+            flush.eq(~running & held_valid & desc_fifo.w_rdy),
+            desc.eq(held),
+            desc.release.eq(~held.zero & (flush | zero | new)),
+            desc_fifo.w_en.eq((advance & held_valid) | flush),
             req_fifo.w_data.eq(group_addr), req_fifo.w_en.eq(advance & new),
         ]
+        with m.If(flush):
+            m.d.sync += held_valid.eq(0)
+        with m.If(advance):
+            m.d.sync += [held_valid.eq(1), held.zero.eq(zero), held.offset.eq(e_cur[:4]),
+                         held.index.eq(index), held.last.eq(window_last)]
         level = Signal(range(5))               # the innermost counter that moves on
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), oy.eq(0), ox.eq(0), ty.eq(0), tx.eq(0), chunk.eq(0),
@@ -152,6 +166,8 @@ class ActivationFetcher(wiring.Component):
         with m.If(advance):
             with m.If(new):
                 m.d.sync += [tag.eq(group_addr), tag_valid.eq(1)]
+            with m.If(zero):                  # the group was released: ask for it again
+                m.d.sync += tag_valid.eq(0)
             m.d.sync += [index.eq(Mux(window_last, 0, index + 1)),
                          e_cur.eq(e_cur + Array(steps)[level])]
             with m.If(~chunk_last):
@@ -217,20 +233,18 @@ class ActivationFetcher(wiring.Component):
         m.d.sync += pending.eq(pending + load - arrive_last)
 
         # -- 3. emitter --------------------------------------------------------------------
+        # The group at the head of its queue is the current beat's (no copy of it is kept).
         head = data.View(desc_layout, desc_fifo.r_data)
-        group_head = data.View(group_layout, group_fifo.r_data)
-        cache = Signal(group_layout)
+        source = data.View(group_layout, group_fifo.r_data)
         out = self.beats
         emit = Signal()
         m.d.comb += [
-            emit.eq(desc_fifo.r_rdy & (~head.new | group_fifo.r_rdy)
+            emit.eq(desc_fifo.r_rdy & (head.zero | group_fifo.r_rdy)
                     & (~out.valid | out.ready)),
             desc_fifo.r_en.eq(emit),
-            group_fifo.r_en.eq(emit & head.new),
+            group_fifo.r_en.eq(emit & head.release),
             self.emit.eq(emit), self.emit_index.eq(head.index),
         ]
-        source = Signal(group_layout)
-        m.d.comb += source.eq(Mux(head.new, group_head.as_value(), cache.as_value()))
         codes = [Cat(source.low[4 * k:4 * k + 4], source.high[4 * k:4 * k + 4])
                  for k in range(GROUP_LANES)]
         code_array = data.View(data.ArrayLayout(unsigned(8), GROUP_LANES), Cat(*codes))
@@ -246,8 +260,6 @@ class ActivationFetcher(wiring.Component):
                 value = codes[lane]
             lanes.append(Mux(head.zero, 0, value))
         with m.If(emit):
-            with m.If(head.new):
-                m.d.sync += cache.eq(group_head)
             m.d.sync += [out.valid.eq(1), out.payload.index.eq(head.index),
                          out.payload.last.eq(head.last)]
             for lane, value in enumerate(lanes):
@@ -255,6 +267,7 @@ class ActivationFetcher(wiring.Component):
         with m.Elif(out.ready):
             m.d.sync += out.valid.eq(0)
 
-        m.d.comb += self.idle.eq(~running & ~desc_fifo.r_rdy & ~req_fifo.r_rdy & ~active
+        m.d.comb += self.idle.eq(~running & ~held_valid & ~desc_fifo.r_rdy & ~req_fifo.r_rdy
+                                 & ~active
                                  & (pending == 0) & ~group_fifo.r_rdy & ~out.valid)
         return m
