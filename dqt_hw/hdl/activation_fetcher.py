@@ -75,12 +75,13 @@ class ActivationFetcher(wiring.Component):
     can start a one-cycle read (the weight buffer) that lines up with the beat.
 
     `queue_depth` sizes the descriptor and request queues, `group_depth` the queue of read
-    groups (128 bits per entry). The defaults keep every mode at one beat per cycle: the
-    descriptor queue lets the address generator run ahead of the read latency, four groups
-    cover the reads in flight at b = 2 (`test_fetcher_streams_one_beat_per_cycle`).
+    groups (128 bits per entry). The defaults keep every mode at one beat per cycle
+    (`test_fetcher_streams_one_beat_per_cycle`): a request's read goes out in the cycle it is
+    taken and an arriving group passes straight to an empty queue's output, so a group is in
+    flight for two cycles at most.
     """
 
-    def __init__(self, *, queue_depth=5, group_depth=4):
+    def __init__(self, *, queue_depth=3, group_depth=2):
         self.queue_depth, self.group_depth = queue_depth, group_depth
         super().__init__({
             "window": Out(window_signature()),
@@ -105,7 +106,8 @@ class ActivationFetcher(wiring.Component):
         m.submodules.req_fifo = req_fifo = RegisterFIFO(width=ADDRESS_BITS,
                                                         depth=self.queue_depth)
         m.submodules.group_fifo = group_fifo = RegisterFIFO(width=group_layout.size,
-                                                            depth=self.group_depth)
+                                                            depth=self.group_depth,
+                                                            bypass=True)
 
         # -- 1. address generator ----------------------------------------------------------
         # One element offset walks the windows: each beat adds the step of the innermost
@@ -197,30 +199,32 @@ class ActivationFetcher(wiring.Component):
                                 m.d.sync += running.eq(0)
 
         # -- 2. reader ---------------------------------------------------------------------
+        # A request's first read goes out in the cycle the request is taken (if the port is
+        # free); `active` holds a request whose reads are not all granted yet.
         active, phase = Signal(), Signal()
         address = Signal(ADDRESS_BITS)
         pending = Signal(range(3))          # requests taken but whose group is not queued yet
         arrive_high, arrive_last = Signal(), Signal()
-        granted = Signal()
-        finishing = Signal()
+        take, want, granted, finishing = Signal(), Signal(), Signal(), Signal()
+        read_phase = Signal()
         m.d.comb += [
-            self.port.addr.eq(address + phase), self.port.read.eq(active),
-            granted.eq(active & self.port.grant),
-            finishing.eq(granted & (phase | ~g.both)),
-        ]
-        load = Signal()
-        m.d.comb += [
-            load.eq(req_fifo.r_rdy & (~active | finishing)
+            take.eq(~active & req_fifo.r_rdy
                     & (group_fifo.w_level + pending < self.group_depth)),
-            req_fifo.r_en.eq(load),
+            want.eq(active | take),
+            read_phase.eq(active & phase),
+            self.port.addr.eq(Mux(active, address, req_fifo.r_data) + read_phase),
+            self.port.read.eq(want),
+            granted.eq(want & self.port.grant),
+            finishing.eq(granted & (read_phase | ~g.both)),
+            req_fifo.r_en.eq(take),
         ]
-        with m.If(load):
-            m.d.sync += [active.eq(1), phase.eq(0), address.eq(req_fifo.r_data)]
-        with m.Elif(finishing):
+        with m.If(take & ~finishing):
+            m.d.sync += [active.eq(1), address.eq(req_fifo.r_data), phase.eq(granted)]
+        with m.Elif(active & finishing):
             m.d.sync += active.eq(0)
-        with m.Elif(granted):
+        with m.Elif(active & granted):
             m.d.sync += phase.eq(1)
-        m.d.sync += [arrive_high.eq(granted & ~phase), arrive_last.eq(finishing)]
+        m.d.sync += [arrive_high.eq(granted & ~read_phase), arrive_last.eq(finishing)]
         high_reg = Signal(DATA_WORD_BITS)
         with m.If(arrive_high):
             m.d.sync += high_reg.eq(self.port.rdata)
@@ -230,7 +234,7 @@ class ActivationFetcher(wiring.Component):
             group_in.low.eq(Mux(g.both, self.port.rdata, 0)),
             group_fifo.w_en.eq(arrive_last),
         ]
-        m.d.sync += pending.eq(pending + load - arrive_last)
+        m.d.sync += pending.eq(pending + take - arrive_last)
 
         # -- 3. emitter --------------------------------------------------------------------
         # The group at the head of its queue is the current beat's (no copy of it is kept).
