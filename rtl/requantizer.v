@@ -5,28 +5,54 @@
 module requantizer(input__payload, input__valid, output__ready, clk, rst, input__ready, output__payload, output__valid, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [4:0] \$1 ;
-  wire \$10 ;
-  wire \$11 ;
+  wire [44:0] \$10 ;
+  wire [45:0] \$11 ;
   wire [46:0] \$12 ;
-  wire [46:0] \$13 ;
-  reg [51:0] \$14 ;
-  reg \$15 ;
-  reg [7:0] \$16 ;
-  reg \$17 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [11:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire [6:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [12:0] \$25 ;
+  wire [12:0] \$26 ;
+  wire [8:0] \$27 ;
+  wire [8:0] \$28 ;
+  reg [50:0] \$29 ;
   wire \$3 ;
+  reg \$30 ;
+  reg [65:0] \$31 ;
+  reg \$32 ;
+  reg [51:0] \$33 ;
+  reg \$34 ;
+  reg [46:0] \$35 ;
+  reg \$36 ;
+  reg [10:0] \$37 ;
+  reg \$38 ;
+  reg [7:0] \$39 ;
   wire [59:0] \$4 ;
-  wire [44:0] \$5 ;
-  wire [46:0] \$6 ;
-  wire [46:0] \$7 ;
-  wire [47:0] \$8 ;
-  wire [47:0] \$9 ;
+  reg \$40 ;
+  wire [29:0] \$5 ;
+  wire [29:0] \$6 ;
+  wire [29:0] \$7 ;
+  wire [30:0] \$8 ;
+  wire [31:0] \$9 ;
+  wire above;
   wire [4:0] acc_shift;
   wire advance;
+  wire below;
   input [3:0] bits;
   wire [3:0] bits;
   input clk;
   wire clk;
+  wire [46:0] halved;
   input [78:0] input__payload;
   wire [78:0] input__payload;
   wire [28:0] \input__payload.acc ;
@@ -37,99 +63,236 @@ module requantizer(input__payload, input__valid, output__ready, clk, rst, input_
   wire input__ready;
   input input__valid;
   wire input__valid;
-  wire [29:0] offset;
+  wire [50:0] out;
+  wire [65:0] \out$13 ;
+  wire [29:0] \out$13.p0 ;
+  wire [29:0] \out$13.p1 ;
+  wire [5:0] \out$13.shift ;
+  wire [51:0] \out$15 ;
+  wire [45:0] \out$15.scaled ;
+  wire [5:0] \out$15.shift ;
+  wire [14:0] \out.multiplier ;
+  wire [29:0] \out.offset ;
+  wire [5:0] \out.shift ;
   output [7:0] output__payload;
   reg [7:0] output__payload = 8'h00;
   input output__ready;
   wire output__ready;
   output output__valid;
   reg output__valid = 1'h0;
-  wire [51:0] product;
-  wire [45:0] \product.scaled ;
-  wire [5:0] \product.shift ;
-  wire [46:0] rounded;
+  wire [8:0] rounded;
   input rst;
   wire rst;
   wire [28:0] shifted;
-  reg [51:0] stage_0 = 52'h0000000000000;
-  wire [45:0] \stage_0.scaled ;
+  reg [50:0] stage_0 = 51'h0000000000000;
+  wire [14:0] \stage_0.multiplier ;
+  wire [29:0] \stage_0.offset ;
   wire [5:0] \stage_0.shift ;
   reg stage_0_valid = 1'h0;
+  reg [65:0] stage_1 = 66'h00000000000000000;
+  wire [29:0] \stage_1.p0 ;
+  wire [29:0] \stage_1.p1 ;
+  wire [5:0] \stage_1.shift ;
+  reg stage_1_valid = 1'h0;
+  reg [51:0] stage_2 = 52'h0000000000000;
+  wire [45:0] \stage_2.scaled ;
+  wire [5:0] \stage_2.shift ;
+  reg stage_2_valid = 1'h0;
+  reg [46:0] stage_3 = 47'h000000000000;
+  reg stage_3_valid = 1'h0;
+  reg [10:0] stage_4 = 11'h000;
+  reg stage_4_valid = 1'h0;
   assign \$1  = 4'h8 - bits;
   assign \$2  = $signed(\$1 ) * $signed(3'h2);
   assign \$3  = ~ output__valid;
   assign input__ready = \$3  | output__ready;
   assign \$4  = $signed(input__payload[28:0]) << \$2 [4:0];
-  assign offset = $signed(\$4 [28:0]) + $signed(input__payload[78:50]);
-  assign \$5  = $signed(offset) * $signed({ 1'h0, input__payload[43:29] });
-  assign \$7  = $signed(\$6 ) >>> stage_0[51:46];
-  assign \$8  = $signed(\$7 ) + $signed(2'h1);
-  assign \$10  = $signed(\$9 [46:0]) < $signed(1'h0);
-  assign \$11  = $signed(\$9 [46:0]) > $signed(9'h0ff);
-  assign \$12  = \$11  ? 47'h0000000000ff : \$9 [46:0];
-  assign \$13  = \$10  ? 47'h000000000000 : \$12 ;
+  assign \$5  = $signed(\$4 [28:0]) + $signed(input__payload[78:50]);
+  assign \$6  = stage_0[14:0] * stage_0[44:30];
+  assign \$7  = $signed(stage_0[29:15]) * $signed({ 1'h0, stage_0[44:30] });
+  assign \$9  = 1'h0 + \$8 ;
+  assign \$11  = $signed({ 1'h0, \$9  }) + $signed(\$10 );
+  assign halved = $signed(\$12 ) >>> stage_2[51:46];
+  assign \$13  = & stage_3[46:11];
+  assign \$14  = | stage_3[46:11];
+  assign \$15  = ~ \$14 ;
+  assign \$16  = \$13  | \$15 ;
+  assign \$18  = $signed(\$17 ) < $signed(1'h0);
+  assign below = \$16  ? \$18  : stage_3[46];
+  assign \$19  = & stage_3[46:11];
+  assign \$20  = | stage_3[46:11];
+  assign \$21  = ~ \$20 ;
+  assign \$22  = \$19  | \$21 ;
+  assign \$23  = $signed(stage_3[11:0]) > $signed(10'h1fe);
+  assign \$24  = ~ stage_3[46];
+  assign above = \$22  ? \$23  : \$24 ;
+  assign \$25  = $signed(stage_3[11:0]) + $signed(2'h1);
+  assign \$27  = stage_4[1] ? 9'h0ff : stage_4[10:2];
+  assign \$28  = stage_4[0] ? 9'h000 : \$27 ;
   always @(posedge clk)
-    stage_0 <= \$14 ;
+    stage_0 <= \$29 ;
   always @(posedge clk)
-    stage_0_valid <= \$15 ;
+    stage_0_valid <= \$30 ;
   always @(posedge clk)
-    output__payload <= \$16 ;
+    stage_1 <= \$31 ;
   always @(posedge clk)
-    output__valid <= \$17 ;
+    stage_1_valid <= \$32 ;
+  always @(posedge clk)
+    stage_2 <= \$33 ;
+  always @(posedge clk)
+    stage_2_valid <= \$34 ;
+  always @(posedge clk)
+    stage_3 <= \$35 ;
+  always @(posedge clk)
+    stage_3_valid <= \$36 ;
+  always @(posedge clk)
+    stage_4 <= \$37 ;
+  always @(posedge clk)
+    stage_4_valid <= \$38 ;
+  always @(posedge clk)
+    output__payload <= \$39 ;
+  always @(posedge clk)
+    output__valid <= \$40 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$14  = stage_0;
+    \$29  = stage_0;
     if (input__ready) begin
-      \$14  = product;
-    end
-    if (rst) begin
-      \$14  = 52'h0000000000000;
+      \$29  = out;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$15  = stage_0_valid;
+    \$30  = stage_0_valid;
     if (input__ready) begin
-      \$15  = input__valid;
+      \$30  = input__valid;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$30  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$16  = output__payload;
+    \$31  = stage_1;
     if (input__ready) begin
-      \$16  = \$13 [7:0];
-    end
-    if (rst) begin
-      \$16  = 8'h00;
+      \$31  = \out$13 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$17  = output__valid;
+    \$32  = stage_1_valid;
     if (input__ready) begin
-      \$17  = stage_0_valid;
+      \$32  = stage_0_valid;
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$32  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$33  = stage_2;
+    if (input__ready) begin
+      \$33  = \out$15 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$34  = stage_2_valid;
+    if (input__ready) begin
+      \$34  = stage_1_valid;
+    end
+    if (rst) begin
+      \$34  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$35  = stage_3;
+    if (input__ready) begin
+      \$35  = halved;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$36  = stage_3_valid;
+    if (input__ready) begin
+      \$36  = stage_2_valid;
+    end
+    if (rst) begin
+      \$36  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$37  = stage_4;
+    if (input__ready) begin
+      \$37  = { \$26 [8:0], above, below };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = stage_4_valid;
+    if (input__ready) begin
+      \$38  = stage_3_valid;
+    end
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$39  = output__payload;
+    if (input__ready) begin
+      \$39  = \$28 [7:0];
+    end
+    if (rst) begin
+      \$39  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = output__valid;
+    if (input__ready) begin
+      \$40  = stage_4_valid;
+    end
+    if (rst) begin
+      \$40  = 1'h0;
     end
   end
   assign acc_shift = \$2 [4:0];
   assign advance = input__ready;
   assign shifted = \$4 [28:0];
-  assign rounded = \$9 [46:0];
+  assign rounded = \$26 [8:0];
   assign \input__payload.acc  = input__payload[28:0];
   assign \input__payload.multiplier  = input__payload[43:29];
   assign \input__payload.shift  = input__payload[49:44];
   assign \input__payload.bias  = input__payload[78:50];
-  assign \product.scaled  = product[45:0];
-  assign \product.shift  = product[51:46];
-  assign \stage_0.scaled  = stage_0[45:0];
-  assign \stage_0.shift  = stage_0[51:46];
-  assign product[51:46] = input__payload[49:44];
-  assign product[45:0] = { \$5 [44], \$5  };
-  assign \$6  = { stage_0[45:0], 1'h0 };
-  assign \$9  = { \$8 [47], \$8 [47:1] };
+  assign \out.offset  = out[29:0];
+  assign \out.multiplier  = out[44:30];
+  assign \out.shift  = out[50:45];
+  assign \out$13.p0  = \out$13 [29:0];
+  assign \out$13.p1  = \out$13 [59:30];
+  assign \out$13.shift  = \out$13 [65:60];
+  assign \stage_0.offset  = stage_0[29:0];
+  assign \stage_0.multiplier  = stage_0[44:30];
+  assign \stage_0.shift  = stage_0[50:45];
+  assign \out$15.scaled  = \out$15 [45:0];
+  assign \out$15.shift  = \out$15 [51:46];
+  assign \stage_1.p0  = stage_1[29:0];
+  assign \stage_1.p1  = stage_1[59:30];
+  assign \stage_1.shift  = stage_1[65:60];
+  assign \stage_2.scaled  = stage_2[45:0];
+  assign \stage_2.shift  = stage_2[51:46];
+  assign \out$15 [51:46] = stage_1[65:60];
+  assign \out$15 [45:0] = \$11 ;
+  assign \out$13 [65:60] = stage_0[50:45];
+  assign \out$13 [59:30] = \$7 ;
+  assign \out$13 [29:0] = \$6 ;
+  assign out[50:45] = input__payload[49:44];
+  assign out[44:30] = input__payload[43:29];
+  assign out[29:0] = \$5 ;
+  assign \$8  = { 1'h0, stage_1[29:0] };
+  assign \$10  = { stage_1[59:30], 15'h0000 };
+  assign \$12  = { stage_2[45:0], 1'h0 };
+  assign \$17  = { stage_3[11], stage_3[11:1] };
+  assign \$26  = { \$25 [12], \$25 [12:1] };
 endmodule

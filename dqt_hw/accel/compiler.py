@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from ..golden import accumulator_bits, validate_graph
+from ..golden import MULTIPLIER_BITS, accumulator_bits, validate_graph
 from ..package import PackageError, load_package
 from .config import AcceleratorConfig, GROUP_CODES, products_per_beat
 from .layout import TensorPlacement, conv_weight_rows, pack_groups, storage_channels
@@ -387,9 +387,9 @@ class _Compiler:
                 _fail(op, "bias does not fit the 32-bit constants field")
             for channel in range(rows.shape[0]):
                 m, r = int(op["multiplier"][channel]), int(op["shift"][channel])
-                if m >= 1 << 16 or r >= 64:
+                if m >= 1 << MULTIPLIER_BITS or r >= 64:
                     _fail(op, f"channel {channel}: multiplier {m} or shift {r} exceeds the "
-                              f"constants fields (16 and 6 bits)")
+                              f"requantizer's {MULTIPLIER_BITS}-bit multiplier or 6-bit shift")
                 constants.append(pack_constant(bias[channel], m, r))
         # The constants follow the weights in the data memory.
         for info in layer_info.values():
@@ -480,8 +480,9 @@ class _Compiler:
                 kernel, stride = (h, w), 1
             else:
                 kernel, stride = (op["kernel"], op["kernel"]), op["stride"]
-            if op["multiplier"] >= 1 << 16:
-                _fail(op, f"multiplier {op['multiplier']} exceeds 16 bits")
+            if op["multiplier"] >= 1 << MULTIPLIER_BITS:
+                _fail(op, f"multiplier {op['multiplier']} exceeds the requantizer's "
+                          f"{MULTIPLIER_BITS} bits")
             fields.update(window_fields(h, w, source.channels_stored, kernel[0], kernel[1],
                                         stride, 0))
             fields.update(opcode=Opcode.POOL, in_a=source.base, a_signed=int(source.signed),
