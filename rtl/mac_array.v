@@ -3,295 +3,680 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module mac_array(operands__payload, operands__valid, results__ready, clk, rst, operands__ready, results__payload, results__valid, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$129  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  reg \$3 ;
-  reg \$4 ;
+  reg \$auto$verilog_backend.cc:2355:dump_module$257  = 0;
+  wire [1:0] \$1 ;
+  wire [1:0] \$10 ;
+  wire [1:0] \$100 ;
+  wire [1:0] \$101 ;
+  wire [1:0] \$102 ;
+  wire [1:0] \$103 ;
+  wire [1:0] \$104 ;
+  wire [1:0] \$105 ;
+  wire [1:0] \$106 ;
+  wire [1:0] \$107 ;
+  wire [1:0] \$108 ;
+  wire [1:0] \$109 ;
+  wire [1:0] \$11 ;
+  wire [1:0] \$110 ;
+  wire [1:0] \$111 ;
+  wire [1:0] \$112 ;
+  wire [1:0] \$113 ;
+  wire [1:0] \$114 ;
+  wire [1:0] \$115 ;
+  wire [1:0] \$116 ;
+  wire [1:0] \$117 ;
+  wire [1:0] \$118 ;
+  wire [1:0] \$119 ;
+  wire [1:0] \$12 ;
+  wire [1:0] \$120 ;
+  wire [1:0] \$121 ;
+  wire [1:0] \$122 ;
+  wire [1:0] \$123 ;
+  wire [1:0] \$124 ;
+  wire [1:0] \$125 ;
+  wire [1:0] \$126 ;
+  wire [1:0] \$127 ;
+  wire [1:0] \$128 ;
+  wire \$129 ;
+  wire [1:0] \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  reg [3:0] \$132 ;
+  reg \$133 ;
+  reg \$134 ;
+  reg \$135 ;
+  reg \$136 ;
+  reg [2:0] \$137 ;
+  reg [7:0] \$138 ;
+  reg [7:0] \$139 ;
+  wire [1:0] \$14 ;
+  reg [7:0] \$140 ;
+  reg [7:0] \$141 ;
+  reg [7:0] \$142 ;
+  reg [7:0] \$143 ;
+  reg [7:0] \$144 ;
+  reg [7:0] \$145 ;
+  reg [7:0] \$146 ;
+  reg [7:0] \$147 ;
+  reg [7:0] \$148 ;
+  reg [7:0] \$149 ;
+  wire [1:0] \$15 ;
+  reg [7:0] \$150 ;
+  reg [7:0] \$151 ;
+  reg [7:0] \$152 ;
+  reg [7:0] \$153 ;
+  reg [31:0] \$154 ;
+  reg [7:0] \$155 ;
+  reg [7:0] \$156 ;
+  reg [7:0] \$157 ;
+  reg [7:0] \$158 ;
+  reg [7:0] \$159 ;
+  wire [1:0] \$16 ;
+  reg [7:0] \$160 ;
+  reg [7:0] \$161 ;
+  reg [7:0] \$162 ;
+  reg [7:0] \$163 ;
+  reg [7:0] \$164 ;
+  reg [7:0] \$165 ;
+  reg [7:0] \$166 ;
+  reg [7:0] \$167 ;
+  reg [7:0] \$168 ;
+  reg [7:0] \$169 ;
+  wire [1:0] \$17 ;
+  reg [7:0] \$170 ;
+  reg [31:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg [7:0] \$174 ;
+  reg [7:0] \$175 ;
+  reg [7:0] \$176 ;
+  reg [7:0] \$177 ;
+  reg [7:0] \$178 ;
+  reg [7:0] \$179 ;
+  wire [1:0] \$18 ;
+  reg [7:0] \$180 ;
+  reg [7:0] \$181 ;
+  reg [7:0] \$182 ;
+  reg [7:0] \$183 ;
+  reg [7:0] \$184 ;
+  reg [7:0] \$185 ;
+  reg [7:0] \$186 ;
+  reg [7:0] \$187 ;
+  reg [31:0] \$188 ;
+  reg [7:0] \$189 ;
+  wire [1:0] \$19 ;
+  reg [7:0] \$190 ;
+  reg [7:0] \$191 ;
+  reg [7:0] \$192 ;
+  reg [7:0] \$193 ;
+  reg [7:0] \$194 ;
+  reg [7:0] \$195 ;
+  reg [7:0] \$196 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
+  wire [1:0] \$2 ;
+  wire [1:0] \$20 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [31:0] \$205 ;
+  reg \$206 ;
+  reg \$207 ;
+  reg [2:0] \$208 ;
+  reg \$209 ;
+  wire [1:0] \$21 ;
+  reg \$210 ;
+  reg \$211 ;
+  reg \$212 ;
+  reg \$213 ;
+  wire [13:0] \$214 ;
+  wire [14:0] \$215 ;
+  wire [13:0] \$216 ;
+  wire [14:0] \$217 ;
+  wire [13:0] \$218 ;
+  wire [14:0] \$219 ;
+  wire [1:0] \$22 ;
+  wire [13:0] \$220 ;
+  wire [14:0] \$221 ;
+  wire [1:0] \$23 ;
+  wire [1:0] \$24 ;
+  wire [1:0] \$25 ;
+  wire [1:0] \$26 ;
+  wire [1:0] \$27 ;
+  wire [1:0] \$28 ;
+  wire [1:0] \$29 ;
+  wire [1:0] \$3 ;
+  wire [1:0] \$30 ;
+  wire [1:0] \$31 ;
+  wire [1:0] \$32 ;
+  wire [1:0] \$33 ;
+  wire [1:0] \$34 ;
+  wire [1:0] \$35 ;
+  wire [1:0] \$36 ;
+  wire [1:0] \$37 ;
+  wire [1:0] \$38 ;
+  wire [1:0] \$39 ;
+  wire [1:0] \$4 ;
+  wire [1:0] \$40 ;
+  wire [1:0] \$41 ;
+  wire [1:0] \$42 ;
+  wire [1:0] \$43 ;
+  wire [1:0] \$44 ;
+  wire [1:0] \$45 ;
+  wire [1:0] \$46 ;
+  wire [1:0] \$47 ;
+  wire [1:0] \$48 ;
+  wire [1:0] \$49 ;
+  wire [1:0] \$5 ;
+  wire [1:0] \$50 ;
+  wire [1:0] \$51 ;
+  wire [1:0] \$52 ;
+  wire [1:0] \$53 ;
+  wire [1:0] \$54 ;
+  wire [1:0] \$55 ;
+  wire [1:0] \$56 ;
+  wire [1:0] \$57 ;
+  wire [1:0] \$58 ;
+  wire [1:0] \$59 ;
+  wire [1:0] \$6 ;
+  wire [1:0] \$60 ;
+  wire [1:0] \$61 ;
+  wire [1:0] \$62 ;
+  wire [1:0] \$63 ;
+  wire [1:0] \$64 ;
+  wire [1:0] \$65 ;
+  wire [1:0] \$66 ;
+  wire [1:0] \$67 ;
+  wire [1:0] \$68 ;
+  wire [1:0] \$69 ;
+  wire [1:0] \$7 ;
+  wire [1:0] \$70 ;
+  wire [1:0] \$71 ;
+  wire [1:0] \$72 ;
+  wire [1:0] \$73 ;
+  wire [1:0] \$74 ;
+  wire [1:0] \$75 ;
+  wire [1:0] \$76 ;
+  wire [1:0] \$77 ;
+  wire [1:0] \$78 ;
+  wire [1:0] \$79 ;
+  wire [1:0] \$8 ;
+  wire [1:0] \$80 ;
+  wire [1:0] \$81 ;
+  wire [1:0] \$82 ;
+  wire [1:0] \$83 ;
+  wire [1:0] \$84 ;
+  wire [1:0] \$85 ;
+  wire [1:0] \$86 ;
+  wire [1:0] \$87 ;
+  wire [1:0] \$88 ;
+  wire [1:0] \$89 ;
+  wire [1:0] \$9 ;
+  wire [1:0] \$90 ;
+  wire [1:0] \$91 ;
+  wire [1:0] \$92 ;
+  wire [1:0] \$93 ;
+  wire [1:0] \$94 ;
+  wire [1:0] \$95 ;
+  wire [1:0] \$96 ;
+  wire [1:0] \$97 ;
+  wire [1:0] \$98 ;
+  wire [1:0] \$99 ;
+  wire \$signal ;
+  wire \$signal$12 ;
+  (* init = 32'd0 *)
+  wire [31:0] a_digits;
+  (* init = 32'd0 *)
+  wire [31:0] \a_digits$297 ;
+  wire [1:0] \a_digits$297[0] ;
+  wire [1:0] \a_digits$297[10] ;
+  wire [1:0] \a_digits$297[11] ;
+  wire [1:0] \a_digits$297[12] ;
+  wire [1:0] \a_digits$297[13] ;
+  wire [1:0] \a_digits$297[14] ;
+  wire [1:0] \a_digits$297[15] ;
+  wire [1:0] \a_digits$297[1] ;
+  wire [1:0] \a_digits$297[2] ;
+  wire [1:0] \a_digits$297[3] ;
+  wire [1:0] \a_digits$297[4] ;
+  wire [1:0] \a_digits$297[5] ;
+  wire [1:0] \a_digits$297[6] ;
+  wire [1:0] \a_digits$297[7] ;
+  wire [1:0] \a_digits$297[8] ;
+  wire [1:0] \a_digits$297[9] ;
+  (* init = 32'd0 *)
+  wire [31:0] \a_digits$304 ;
+  wire [1:0] \a_digits$304[0] ;
+  wire [1:0] \a_digits$304[10] ;
+  wire [1:0] \a_digits$304[11] ;
+  wire [1:0] \a_digits$304[12] ;
+  wire [1:0] \a_digits$304[13] ;
+  wire [1:0] \a_digits$304[14] ;
+  wire [1:0] \a_digits$304[15] ;
+  wire [1:0] \a_digits$304[1] ;
+  wire [1:0] \a_digits$304[2] ;
+  wire [1:0] \a_digits$304[3] ;
+  wire [1:0] \a_digits$304[4] ;
+  wire [1:0] \a_digits$304[5] ;
+  wire [1:0] \a_digits$304[6] ;
+  wire [1:0] \a_digits$304[7] ;
+  wire [1:0] \a_digits$304[8] ;
+  wire [1:0] \a_digits$304[9] ;
+  (* init = 32'd0 *)
+  wire [31:0] \a_digits$311 ;
+  wire [1:0] \a_digits$311[0] ;
+  wire [1:0] \a_digits$311[10] ;
+  wire [1:0] \a_digits$311[11] ;
+  wire [1:0] \a_digits$311[12] ;
+  wire [1:0] \a_digits$311[13] ;
+  wire [1:0] \a_digits$311[14] ;
+  wire [1:0] \a_digits$311[15] ;
+  wire [1:0] \a_digits$311[1] ;
+  wire [1:0] \a_digits$311[2] ;
+  wire [1:0] \a_digits$311[3] ;
+  wire [1:0] \a_digits$311[4] ;
+  wire [1:0] \a_digits$311[5] ;
+  wire [1:0] \a_digits$311[6] ;
+  wire [1:0] \a_digits$311[7] ;
+  wire [1:0] \a_digits$311[8] ;
+  wire [1:0] \a_digits$311[9] ;
+  wire [1:0] \a_digits[0] ;
+  wire [1:0] \a_digits[10] ;
+  wire [1:0] \a_digits[11] ;
+  wire [1:0] \a_digits[12] ;
+  wire [1:0] \a_digits[13] ;
+  wire [1:0] \a_digits[14] ;
+  wire [1:0] \a_digits[15] ;
+  wire [1:0] \a_digits[1] ;
+  wire [1:0] \a_digits[2] ;
+  wire [1:0] \a_digits[3] ;
+  wire [1:0] \a_digits[4] ;
+  wire [1:0] \a_digits[5] ;
+  wire [1:0] \a_digits[6] ;
+  wire [1:0] \a_digits[7] ;
+  wire [1:0] \a_digits[8] ;
+  wire [1:0] \a_digits[9] ;
   wire [28:0] acc;
-  wire [28:0] \acc$180 ;
-  wire [28:0] \acc$202 ;
-  wire [28:0] \acc$224 ;
-  wire accept;
-  wire [127:0] activations;
-  wire [127:0] \activations$181 ;
-  wire [7:0] \activations$181[0] ;
-  wire [7:0] \activations$181[10] ;
-  wire [7:0] \activations$181[11] ;
-  wire [7:0] \activations$181[12] ;
-  wire [7:0] \activations$181[13] ;
-  wire [7:0] \activations$181[14] ;
-  wire [7:0] \activations$181[15] ;
-  wire [7:0] \activations$181[1] ;
-  wire [7:0] \activations$181[2] ;
-  wire [7:0] \activations$181[3] ;
-  wire [7:0] \activations$181[4] ;
-  wire [7:0] \activations$181[5] ;
-  wire [7:0] \activations$181[6] ;
-  wire [7:0] \activations$181[7] ;
-  wire [7:0] \activations$181[8] ;
-  wire [7:0] \activations$181[9] ;
-  wire [127:0] \activations$203 ;
-  wire [7:0] \activations$203[0] ;
-  wire [7:0] \activations$203[10] ;
-  wire [7:0] \activations$203[11] ;
-  wire [7:0] \activations$203[12] ;
-  wire [7:0] \activations$203[13] ;
-  wire [7:0] \activations$203[14] ;
-  wire [7:0] \activations$203[15] ;
-  wire [7:0] \activations$203[1] ;
-  wire [7:0] \activations$203[2] ;
-  wire [7:0] \activations$203[3] ;
-  wire [7:0] \activations$203[4] ;
-  wire [7:0] \activations$203[5] ;
-  wire [7:0] \activations$203[6] ;
-  wire [7:0] \activations$203[7] ;
-  wire [7:0] \activations$203[8] ;
-  wire [7:0] \activations$203[9] ;
-  wire [127:0] \activations$225 ;
-  wire [7:0] \activations$225[0] ;
-  wire [7:0] \activations$225[10] ;
-  wire [7:0] \activations$225[11] ;
-  wire [7:0] \activations$225[12] ;
-  wire [7:0] \activations$225[13] ;
-  wire [7:0] \activations$225[14] ;
-  wire [7:0] \activations$225[15] ;
-  wire [7:0] \activations$225[1] ;
-  wire [7:0] \activations$225[2] ;
-  wire [7:0] \activations$225[3] ;
-  wire [7:0] \activations$225[4] ;
-  wire [7:0] \activations$225[5] ;
-  wire [7:0] \activations$225[6] ;
-  wire [7:0] \activations$225[7] ;
-  wire [7:0] \activations$225[8] ;
-  wire [7:0] \activations$225[9] ;
-  wire [7:0] \activations[0] ;
-  wire [7:0] \activations[10] ;
-  wire [7:0] \activations[11] ;
-  wire [7:0] \activations[12] ;
-  wire [7:0] \activations[13] ;
-  wire [7:0] \activations[14] ;
-  wire [7:0] \activations[15] ;
-  wire [7:0] \activations[1] ;
-  wire [7:0] \activations[2] ;
-  wire [7:0] \activations[3] ;
-  wire [7:0] \activations[4] ;
-  wire [7:0] \activations[5] ;
-  wire [7:0] \activations[6] ;
-  wire [7:0] \activations[7] ;
-  wire [7:0] \activations[8] ;
-  wire [7:0] \activations[9] ;
+  wire [28:0] \acc$296 ;
+  wire [28:0] \acc$303 ;
+  wire [28:0] \acc$310 ;
+  wire advance;
+  wire \advance$295 ;
+  wire \advance$302 ;
+  wire \advance$309 ;
   input [3:0] bits;
   wire [3:0] bits;
-  wire [3:0] \bits$101 ;
-  wire [3:0] \bits$103 ;
-  wire [3:0] \bits$105 ;
-  wire [3:0] \bits$107 ;
-  wire [3:0] \bits$109 ;
-  wire [3:0] \bits$11 ;
-  wire [3:0] \bits$111 ;
-  wire [3:0] \bits$113 ;
-  wire [3:0] \bits$115 ;
-  wire [3:0] \bits$117 ;
-  wire [3:0] \bits$119 ;
-  wire [3:0] \bits$121 ;
-  wire [3:0] \bits$123 ;
-  wire [3:0] \bits$125 ;
-  wire [3:0] \bits$127 ;
-  wire [3:0] \bits$129 ;
-  wire [3:0] \bits$13 ;
-  wire [3:0] \bits$131 ;
-  wire [3:0] \bits$133 ;
-  wire [3:0] \bits$135 ;
-  wire [3:0] \bits$137 ;
-  wire [3:0] \bits$138 ;
-  wire [3:0] \bits$15 ;
-  wire [3:0] \bits$17 ;
-  wire [3:0] \bits$177 ;
-  wire [3:0] \bits$19 ;
-  wire [3:0] \bits$199 ;
-  wire [3:0] \bits$21 ;
-  wire [3:0] \bits$221 ;
-  wire [3:0] \bits$23 ;
-  wire [3:0] \bits$25 ;
-  wire [3:0] \bits$27 ;
-  wire [3:0] \bits$29 ;
-  wire [3:0] \bits$31 ;
-  wire [3:0] \bits$33 ;
-  wire [3:0] \bits$35 ;
-  wire [3:0] \bits$37 ;
-  wire [3:0] \bits$39 ;
-  wire [3:0] \bits$41 ;
-  wire [3:0] \bits$43 ;
-  wire [3:0] \bits$45 ;
-  wire [3:0] \bits$47 ;
-  wire [3:0] \bits$49 ;
-  wire [3:0] \bits$51 ;
-  wire [3:0] \bits$53 ;
-  wire [3:0] \bits$55 ;
-  wire [3:0] \bits$57 ;
-  wire [3:0] \bits$59 ;
-  wire [3:0] \bits$61 ;
-  wire [3:0] \bits$63 ;
-  wire [3:0] \bits$65 ;
-  wire [3:0] \bits$67 ;
-  wire [3:0] \bits$69 ;
-  wire [3:0] \bits$71 ;
-  wire [3:0] \bits$73 ;
-  wire [3:0] \bits$75 ;
-  wire [3:0] \bits$77 ;
-  wire [3:0] \bits$79 ;
-  wire [3:0] \bits$81 ;
-  wire [3:0] \bits$83 ;
-  wire [3:0] \bits$85 ;
-  wire [3:0] \bits$87 ;
-  wire [3:0] \bits$89 ;
-  wire [3:0] \bits$91 ;
-  wire [3:0] \bits$93 ;
-  wire [3:0] \bits$95 ;
-  wire [3:0] \bits$97 ;
-  wire [3:0] \bits$99 ;
-  reg clear = 1'h1;
-  (* init = 1'h1 *)
-  wire \clear$179 ;
-  (* init = 1'h1 *)
-  wire \clear$201 ;
-  (* init = 1'h1 *)
-  wire \clear$223 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$158 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$160 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$162 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$164 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$166 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$168 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$170 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$172 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$174 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$176 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$178 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$180 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$182 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$184 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$186 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$188 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$190 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$192 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$194 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$196 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$198 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$200 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$202 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$204 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$206 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$208 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$210 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$212 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$214 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$216 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$218 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$220 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$222 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$224 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$226 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$228 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$230 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$232 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$234 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$236 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$238 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$240 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$242 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$244 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$246 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$248 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$250 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$252 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$254 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$256 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$258 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$260 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$262 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$264 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$266 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$268 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$270 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$272 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$274 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$276 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$278 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$280 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$282 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$284 ;
+  reg [3:0] \bits$9  = 4'h8;
   input clk;
   wire clk;
-  wire enable;
-  wire \enable$178 ;
-  wire \enable$200 ;
-  wire \enable$222 ;
+  reg [31:0] edge_a_digits_0 = 32'd0;
+  reg [31:0] edge_a_digits_1 = 32'd0;
+  reg edge_last = 1'h0;
+  reg [2:0] edge_mode = 3'h0;
+  wire \edge_mode.w2 ;
+  wire \edge_mode.w4 ;
+  wire \edge_mode.w8 ;
+  reg edge_start = 1'h1;
+  reg edge_valid = 1'h0;
+  reg [31:0] edge_w_digits_0 = 32'd0;
+  reg [31:0] edge_w_digits_1 = 32'd0;
+  reg last_0 = 1'h0;
+  reg last_1 = 1'h0;
+  reg last_2 = 1'h0;
   wire [7:0] master;
-  wire [7:0] \master$100 ;
-  wire [7:0] \master$102 ;
-  wire [7:0] \master$104 ;
-  wire [7:0] \master$106 ;
-  wire [7:0] \master$108 ;
-  wire [7:0] \master$110 ;
-  wire [7:0] \master$112 ;
-  wire [7:0] \master$114 ;
-  wire [7:0] \master$116 ;
-  wire [7:0] \master$118 ;
-  wire [7:0] \master$12 ;
-  wire [7:0] \master$120 ;
-  wire [7:0] \master$122 ;
-  wire [7:0] \master$124 ;
-  wire [7:0] \master$126 ;
-  wire [7:0] \master$128 ;
-  wire [7:0] \master$130 ;
-  wire [7:0] \master$132 ;
-  wire [7:0] \master$134 ;
-  wire [7:0] \master$136 ;
-  wire [7:0] \master$14 ;
-  wire [7:0] \master$16 ;
-  wire [7:0] \master$18 ;
-  wire [7:0] \master$20 ;
-  wire [7:0] \master$22 ;
-  wire [7:0] \master$24 ;
-  wire [7:0] \master$26 ;
-  wire [7:0] \master$28 ;
-  wire [7:0] \master$30 ;
-  wire [7:0] \master$32 ;
-  wire [7:0] \master$34 ;
-  wire [7:0] \master$36 ;
-  wire [7:0] \master$38 ;
-  wire [7:0] \master$40 ;
-  wire [7:0] \master$42 ;
-  wire [7:0] \master$44 ;
-  wire [7:0] \master$46 ;
-  wire [7:0] \master$48 ;
-  wire [7:0] \master$50 ;
-  wire [7:0] \master$52 ;
-  wire [7:0] \master$54 ;
-  wire [7:0] \master$56 ;
-  wire [7:0] \master$58 ;
-  wire [7:0] \master$60 ;
-  wire [7:0] \master$62 ;
-  wire [7:0] \master$64 ;
-  wire [7:0] \master$66 ;
-  wire [7:0] \master$68 ;
-  wire [7:0] \master$70 ;
-  wire [7:0] \master$72 ;
-  wire [7:0] \master$74 ;
-  wire [7:0] \master$76 ;
-  wire [7:0] \master$78 ;
-  wire [7:0] \master$80 ;
-  wire [7:0] \master$82 ;
-  wire [7:0] \master$84 ;
-  wire [7:0] \master$86 ;
-  wire [7:0] \master$88 ;
-  wire [7:0] \master$90 ;
-  wire [7:0] \master$92 ;
-  wire [7:0] \master$94 ;
-  wire [7:0] \master$96 ;
-  wire [7:0] \master$98 ;
+  wire [7:0] \master$159 ;
+  wire [7:0] \master$161 ;
+  wire [7:0] \master$163 ;
+  wire [7:0] \master$165 ;
+  wire [7:0] \master$167 ;
+  wire [7:0] \master$169 ;
+  wire [7:0] \master$171 ;
+  wire [7:0] \master$173 ;
+  wire [7:0] \master$175 ;
+  wire [7:0] \master$177 ;
+  wire [7:0] \master$179 ;
+  wire [7:0] \master$181 ;
+  wire [7:0] \master$183 ;
+  wire [7:0] \master$185 ;
+  wire [7:0] \master$187 ;
+  wire [7:0] \master$189 ;
+  wire [7:0] \master$191 ;
+  wire [7:0] \master$193 ;
+  wire [7:0] \master$195 ;
+  wire [7:0] \master$197 ;
+  wire [7:0] \master$199 ;
+  wire [7:0] \master$201 ;
+  wire [7:0] \master$203 ;
+  wire [7:0] \master$205 ;
+  wire [7:0] \master$207 ;
+  wire [7:0] \master$209 ;
+  wire [7:0] \master$211 ;
+  wire [7:0] \master$213 ;
+  wire [7:0] \master$215 ;
+  wire [7:0] \master$217 ;
+  wire [7:0] \master$219 ;
+  wire [7:0] \master$221 ;
+  wire [7:0] \master$223 ;
+  wire [7:0] \master$225 ;
+  wire [7:0] \master$227 ;
+  wire [7:0] \master$229 ;
+  wire [7:0] \master$231 ;
+  wire [7:0] \master$233 ;
+  wire [7:0] \master$235 ;
+  wire [7:0] \master$237 ;
+  wire [7:0] \master$239 ;
+  wire [7:0] \master$241 ;
+  wire [7:0] \master$243 ;
+  wire [7:0] \master$245 ;
+  wire [7:0] \master$247 ;
+  wire [7:0] \master$249 ;
+  wire [7:0] \master$251 ;
+  wire [7:0] \master$253 ;
+  wire [7:0] \master$255 ;
+  wire [7:0] \master$257 ;
+  wire [7:0] \master$259 ;
+  wire [7:0] \master$261 ;
+  wire [7:0] \master$263 ;
+  wire [7:0] \master$265 ;
+  wire [7:0] \master$267 ;
+  wire [7:0] \master$269 ;
+  wire [7:0] \master$271 ;
+  wire [7:0] \master$273 ;
+  wire [7:0] \master$275 ;
+  wire [7:0] \master$277 ;
+  wire [7:0] \master$279 ;
+  wire [7:0] \master$281 ;
+  wire [7:0] \master$283 ;
+  reg [2:0] mode;
+  (* init = 3'h0 *)
+  wire [2:0] \mode$285 ;
+  wire \mode$285.w2 ;
+  wire \mode$285.w4 ;
+  wire \mode$285.w8 ;
+  (* init = 3'h0 *)
+  wire [2:0] \mode$292 ;
+  wire \mode$292.w2 ;
+  wire \mode$292.w4 ;
+  wire \mode$292.w8 ;
+  (* init = 3'h0 *)
+  wire [2:0] \mode$299 ;
+  wire \mode$299.w2 ;
+  wire \mode$299.w4 ;
+  wire \mode$299.w8 ;
+  (* init = 3'h0 *)
+  wire [2:0] \mode$306 ;
+  wire \mode$306.w2 ;
+  wire \mode$306.w4 ;
+  wire \mode$306.w8 ;
+  wire \mode.w2 ;
+  wire \mode.w4 ;
+  wire \mode.w8 ;
+  reg nest_last = 1'h0;
+  reg [2:0] nest_mode = 3'h0;
+  wire \nest_mode.w2 ;
+  wire \nest_mode.w4 ;
+  wire \nest_mode.w8 ;
+  reg nest_start = 1'h1;
+  reg nest_valid = 1'h0;
   wire [7:0] nested;
+  wire [7:0] \nested$101 ;
+  wire [7:0] \nested$103 ;
+  wire [7:0] \nested$105 ;
+  wire [7:0] \nested$107 ;
+  wire [7:0] \nested$109 ;
+  wire [7:0] \nested$111 ;
+  wire [7:0] \nested$113 ;
+  wire [7:0] \nested$115 ;
+  wire [7:0] \nested$118 ;
+  wire [7:0] \nested$120 ;
+  wire [7:0] \nested$122 ;
+  wire [7:0] \nested$124 ;
+  wire [7:0] \nested$126 ;
+  wire [7:0] \nested$128 ;
+  wire [7:0] \nested$130 ;
+  wire [7:0] \nested$132 ;
+  wire [7:0] \nested$134 ;
+  wire [7:0] \nested$136 ;
+  wire [7:0] \nested$138 ;
+  wire [7:0] \nested$140 ;
+  wire [7:0] \nested$142 ;
+  wire [7:0] \nested$144 ;
   wire [7:0] \nested$146 ;
-  wire [7:0] \nested$147 ;
   wire [7:0] \nested$148 ;
-  wire [7:0] \nested$149 ;
-  wire [7:0] \nested$150 ;
-  wire [7:0] \nested$151 ;
-  wire [7:0] \nested$152 ;
-  wire [7:0] \nested$153 ;
-  wire [7:0] \nested$154 ;
-  wire [7:0] \nested$155 ;
-  wire [7:0] \nested$156 ;
-  wire [7:0] \nested$157 ;
-  wire [7:0] \nested$158 ;
-  wire [7:0] \nested$159 ;
-  wire [7:0] \nested$160 ;
-  wire [7:0] \nested$161 ;
-  wire [7:0] \nested$162 ;
-  wire [7:0] \nested$163 ;
-  wire [7:0] \nested$164 ;
-  wire [7:0] \nested$165 ;
-  wire [7:0] \nested$166 ;
-  wire [7:0] \nested$167 ;
-  wire [7:0] \nested$168 ;
-  wire [7:0] \nested$169 ;
-  wire [7:0] \nested$170 ;
-  wire [7:0] \nested$171 ;
-  wire [7:0] \nested$172 ;
-  wire [7:0] \nested$173 ;
-  wire [7:0] \nested$174 ;
-  wire [7:0] \nested$175 ;
-  wire [7:0] \nested$176 ;
-  wire [7:0] \nested$183 ;
-  wire [7:0] \nested$184 ;
-  wire [7:0] \nested$185 ;
-  wire [7:0] \nested$186 ;
-  wire [7:0] \nested$187 ;
-  wire [7:0] \nested$188 ;
-  wire [7:0] \nested$189 ;
-  wire [7:0] \nested$190 ;
-  wire [7:0] \nested$191 ;
-  wire [7:0] \nested$192 ;
-  wire [7:0] \nested$193 ;
-  wire [7:0] \nested$194 ;
-  wire [7:0] \nested$195 ;
-  wire [7:0] \nested$196 ;
-  wire [7:0] \nested$197 ;
-  wire [7:0] \nested$198 ;
-  wire [7:0] \nested$204 ;
-  wire [7:0] \nested$206 ;
-  wire [7:0] \nested$207 ;
-  wire [7:0] \nested$208 ;
-  wire [7:0] \nested$209 ;
-  wire [7:0] \nested$210 ;
-  wire [7:0] \nested$211 ;
-  wire [7:0] \nested$212 ;
-  wire [7:0] \nested$213 ;
-  wire [7:0] \nested$214 ;
-  wire [7:0] \nested$215 ;
-  wire [7:0] \nested$216 ;
-  wire [7:0] \nested$217 ;
-  wire [7:0] \nested$218 ;
-  wire [7:0] \nested$219 ;
-  wire [7:0] \nested$220 ;
+  wire [7:0] \nested$21 ;
+  wire [7:0] \nested$23 ;
+  wire [7:0] \nested$25 ;
+  wire [7:0] \nested$27 ;
+  wire [7:0] \nested$29 ;
+  wire [7:0] \nested$31 ;
+  wire [7:0] \nested$33 ;
+  wire [7:0] \nested$35 ;
+  wire [7:0] \nested$37 ;
+  wire [7:0] \nested$39 ;
+  wire [7:0] \nested$41 ;
+  wire [7:0] \nested$43 ;
+  wire [7:0] \nested$45 ;
+  wire [7:0] \nested$47 ;
+  wire [7:0] \nested$49 ;
+  wire [7:0] \nested$52 ;
+  wire [7:0] \nested$54 ;
+  wire [7:0] \nested$56 ;
+  wire [7:0] \nested$58 ;
+  wire [7:0] \nested$60 ;
+  wire [7:0] \nested$62 ;
+  wire [7:0] \nested$64 ;
+  wire [7:0] \nested$66 ;
+  wire [7:0] \nested$68 ;
+  wire [7:0] \nested$70 ;
+  wire [7:0] \nested$72 ;
+  wire [7:0] \nested$74 ;
+  wire [7:0] \nested$76 ;
+  wire [7:0] \nested$78 ;
+  wire [7:0] \nested$80 ;
+  wire [7:0] \nested$82 ;
+  wire [7:0] \nested$85 ;
+  wire [7:0] \nested$87 ;
+  wire [7:0] \nested$89 ;
+  wire [7:0] \nested$91 ;
+  wire [7:0] \nested$93 ;
+  wire [7:0] \nested$95 ;
+  wire [7:0] \nested$97 ;
+  wire [7:0] \nested$99 ;
+  reg [7:0] nested_a_0_0 = 8'h00;
+  reg [7:0] nested_a_0_1 = 8'h00;
+  reg [7:0] nested_a_0_10 = 8'h00;
+  reg [7:0] nested_a_0_11 = 8'h00;
+  reg [7:0] nested_a_0_12 = 8'h00;
+  reg [7:0] nested_a_0_13 = 8'h00;
+  reg [7:0] nested_a_0_14 = 8'h00;
+  reg [7:0] nested_a_0_15 = 8'h00;
+  reg [7:0] nested_a_0_2 = 8'h00;
+  reg [7:0] nested_a_0_3 = 8'h00;
+  reg [7:0] nested_a_0_4 = 8'h00;
+  reg [7:0] nested_a_0_5 = 8'h00;
+  reg [7:0] nested_a_0_6 = 8'h00;
+  reg [7:0] nested_a_0_7 = 8'h00;
+  reg [7:0] nested_a_0_8 = 8'h00;
+  reg [7:0] nested_a_0_9 = 8'h00;
+  reg [7:0] nested_a_1_0 = 8'h00;
+  reg [7:0] nested_a_1_1 = 8'h00;
+  reg [7:0] nested_a_1_10 = 8'h00;
+  reg [7:0] nested_a_1_11 = 8'h00;
+  reg [7:0] nested_a_1_12 = 8'h00;
+  reg [7:0] nested_a_1_13 = 8'h00;
+  reg [7:0] nested_a_1_14 = 8'h00;
+  reg [7:0] nested_a_1_15 = 8'h00;
+  reg [7:0] nested_a_1_2 = 8'h00;
+  reg [7:0] nested_a_1_3 = 8'h00;
+  reg [7:0] nested_a_1_4 = 8'h00;
+  reg [7:0] nested_a_1_5 = 8'h00;
+  reg [7:0] nested_a_1_6 = 8'h00;
+  reg [7:0] nested_a_1_7 = 8'h00;
+  reg [7:0] nested_a_1_8 = 8'h00;
+  reg [7:0] nested_a_1_9 = 8'h00;
+  reg [7:0] nested_w_0_0 = 8'h00;
+  reg [7:0] nested_w_0_1 = 8'h00;
+  reg [7:0] nested_w_0_10 = 8'h00;
+  reg [7:0] nested_w_0_11 = 8'h00;
+  reg [7:0] nested_w_0_12 = 8'h00;
+  reg [7:0] nested_w_0_13 = 8'h00;
+  reg [7:0] nested_w_0_14 = 8'h00;
+  reg [7:0] nested_w_0_15 = 8'h00;
+  reg [7:0] nested_w_0_2 = 8'h00;
+  reg [7:0] nested_w_0_3 = 8'h00;
+  reg [7:0] nested_w_0_4 = 8'h00;
+  reg [7:0] nested_w_0_5 = 8'h00;
+  reg [7:0] nested_w_0_6 = 8'h00;
+  reg [7:0] nested_w_0_7 = 8'h00;
+  reg [7:0] nested_w_0_8 = 8'h00;
+  reg [7:0] nested_w_0_9 = 8'h00;
+  reg [7:0] nested_w_1_0 = 8'h00;
+  reg [7:0] nested_w_1_1 = 8'h00;
+  reg [7:0] nested_w_1_10 = 8'h00;
+  reg [7:0] nested_w_1_11 = 8'h00;
+  reg [7:0] nested_w_1_12 = 8'h00;
+  reg [7:0] nested_w_1_13 = 8'h00;
+  reg [7:0] nested_w_1_14 = 8'h00;
+  reg [7:0] nested_w_1_15 = 8'h00;
+  reg [7:0] nested_w_1_2 = 8'h00;
+  reg [7:0] nested_w_1_3 = 8'h00;
+  reg [7:0] nested_w_1_4 = 8'h00;
+  reg [7:0] nested_w_1_5 = 8'h00;
+  reg [7:0] nested_w_1_6 = 8'h00;
+  reg [7:0] nested_w_1_7 = 8'h00;
+  reg [7:0] nested_w_1_8 = 8'h00;
+  reg [7:0] nested_w_1_9 = 8'h00;
   input [512:0] operands__payload;
   wire [512:0] operands__payload;
   wire [255:0] \operands__payload.activations ;
@@ -384,605 +769,1470 @@ module mac_array(operands__payload, operands__valid, results__ready, clk, rst, o
   input rst;
   wire rst;
   (* init = 1'h1 *)
-  wire starting;
-  wire [127:0] weights;
-  wire [127:0] \weights$182 ;
-  wire [7:0] \weights$182[0] ;
-  wire [7:0] \weights$182[10] ;
-  wire [7:0] \weights$182[11] ;
-  wire [7:0] \weights$182[12] ;
-  wire [7:0] \weights$182[13] ;
-  wire [7:0] \weights$182[14] ;
-  wire [7:0] \weights$182[15] ;
-  wire [7:0] \weights$182[1] ;
-  wire [7:0] \weights$182[2] ;
-  wire [7:0] \weights$182[3] ;
-  wire [7:0] \weights$182[4] ;
-  wire [7:0] \weights$182[5] ;
-  wire [7:0] \weights$182[6] ;
-  wire [7:0] \weights$182[7] ;
-  wire [7:0] \weights$182[8] ;
-  wire [7:0] \weights$182[9] ;
-  wire [127:0] \weights$205 ;
-  wire [7:0] \weights$205[0] ;
-  wire [7:0] \weights$205[10] ;
-  wire [7:0] \weights$205[11] ;
-  wire [7:0] \weights$205[12] ;
-  wire [7:0] \weights$205[13] ;
-  wire [7:0] \weights$205[14] ;
-  wire [7:0] \weights$205[15] ;
-  wire [7:0] \weights$205[1] ;
-  wire [7:0] \weights$205[2] ;
-  wire [7:0] \weights$205[3] ;
-  wire [7:0] \weights$205[4] ;
-  wire [7:0] \weights$205[5] ;
-  wire [7:0] \weights$205[6] ;
-  wire [7:0] \weights$205[7] ;
-  wire [7:0] \weights$205[8] ;
-  wire [7:0] \weights$205[9] ;
-  wire [127:0] \weights$226 ;
-  wire [7:0] \weights$226[0] ;
-  wire [7:0] \weights$226[10] ;
-  wire [7:0] \weights$226[11] ;
-  wire [7:0] \weights$226[12] ;
-  wire [7:0] \weights$226[13] ;
-  wire [7:0] \weights$226[14] ;
-  wire [7:0] \weights$226[15] ;
-  wire [7:0] \weights$226[1] ;
-  wire [7:0] \weights$226[2] ;
-  wire [7:0] \weights$226[3] ;
-  wire [7:0] \weights$226[4] ;
-  wire [7:0] \weights$226[5] ;
-  wire [7:0] \weights$226[6] ;
-  wire [7:0] \weights$226[7] ;
-  wire [7:0] \weights$226[8] ;
-  wire [7:0] \weights$226[9] ;
-  wire [7:0] \weights[0] ;
-  wire [7:0] \weights[10] ;
-  wire [7:0] \weights[11] ;
-  wire [7:0] \weights[12] ;
-  wire [7:0] \weights[13] ;
-  wire [7:0] \weights[14] ;
-  wire [7:0] \weights[15] ;
-  wire [7:0] \weights[1] ;
-  wire [7:0] \weights[2] ;
-  wire [7:0] \weights[3] ;
-  wire [7:0] \weights[4] ;
-  wire [7:0] \weights[5] ;
-  wire [7:0] \weights[6] ;
-  wire [7:0] \weights[7] ;
-  wire [7:0] \weights[8] ;
-  wire [7:0] \weights[9] ;
+  wire start;
+  (* init = 1'h1 *)
+  wire \start$294 ;
+  (* init = 1'h1 *)
+  wire \start$301 ;
+  (* init = 1'h1 *)
+  wire \start$308 ;
+  reg starting = 1'h1;
+  (* init = 1'h0 *)
+  wire valid;
+  (* init = 1'h0 *)
+  wire \valid$293 ;
+  (* init = 1'h0 *)
+  wire \valid$300 ;
+  (* init = 1'h0 *)
+  wire \valid$307 ;
+  (* init = 32'd0 *)
+  wire [31:0] w_digits;
+  (* init = 32'd0 *)
+  wire [31:0] \w_digits$298 ;
+  wire [1:0] \w_digits$298[0] ;
+  wire [1:0] \w_digits$298[10] ;
+  wire [1:0] \w_digits$298[11] ;
+  wire [1:0] \w_digits$298[12] ;
+  wire [1:0] \w_digits$298[13] ;
+  wire [1:0] \w_digits$298[14] ;
+  wire [1:0] \w_digits$298[15] ;
+  wire [1:0] \w_digits$298[1] ;
+  wire [1:0] \w_digits$298[2] ;
+  wire [1:0] \w_digits$298[3] ;
+  wire [1:0] \w_digits$298[4] ;
+  wire [1:0] \w_digits$298[5] ;
+  wire [1:0] \w_digits$298[6] ;
+  wire [1:0] \w_digits$298[7] ;
+  wire [1:0] \w_digits$298[8] ;
+  wire [1:0] \w_digits$298[9] ;
+  (* init = 32'd0 *)
+  wire [31:0] \w_digits$305 ;
+  wire [1:0] \w_digits$305[0] ;
+  wire [1:0] \w_digits$305[10] ;
+  wire [1:0] \w_digits$305[11] ;
+  wire [1:0] \w_digits$305[12] ;
+  wire [1:0] \w_digits$305[13] ;
+  wire [1:0] \w_digits$305[14] ;
+  wire [1:0] \w_digits$305[15] ;
+  wire [1:0] \w_digits$305[1] ;
+  wire [1:0] \w_digits$305[2] ;
+  wire [1:0] \w_digits$305[3] ;
+  wire [1:0] \w_digits$305[4] ;
+  wire [1:0] \w_digits$305[5] ;
+  wire [1:0] \w_digits$305[6] ;
+  wire [1:0] \w_digits$305[7] ;
+  wire [1:0] \w_digits$305[8] ;
+  wire [1:0] \w_digits$305[9] ;
+  (* init = 32'd0 *)
+  wire [31:0] \w_digits$312 ;
+  wire [1:0] \w_digits$312[0] ;
+  wire [1:0] \w_digits$312[10] ;
+  wire [1:0] \w_digits$312[11] ;
+  wire [1:0] \w_digits$312[12] ;
+  wire [1:0] \w_digits$312[13] ;
+  wire [1:0] \w_digits$312[14] ;
+  wire [1:0] \w_digits$312[15] ;
+  wire [1:0] \w_digits$312[1] ;
+  wire [1:0] \w_digits$312[2] ;
+  wire [1:0] \w_digits$312[3] ;
+  wire [1:0] \w_digits$312[4] ;
+  wire [1:0] \w_digits$312[5] ;
+  wire [1:0] \w_digits$312[6] ;
+  wire [1:0] \w_digits$312[7] ;
+  wire [1:0] \w_digits$312[8] ;
+  wire [1:0] \w_digits$312[9] ;
+  wire [1:0] \w_digits[0] ;
+  wire [1:0] \w_digits[10] ;
+  wire [1:0] \w_digits[11] ;
+  wire [1:0] \w_digits[12] ;
+  wire [1:0] \w_digits[13] ;
+  wire [1:0] \w_digits[14] ;
+  wire [1:0] \w_digits[15] ;
+  wire [1:0] \w_digits[1] ;
+  wire [1:0] \w_digits[2] ;
+  wire [1:0] \w_digits[3] ;
+  wire [1:0] \w_digits[4] ;
+  wire [1:0] \w_digits[5] ;
+  wire [1:0] \w_digits[6] ;
+  wire [1:0] \w_digits[7] ;
+  wire [1:0] \w_digits[8] ;
+  wire [1:0] \w_digits[9] ;
+  assign \$3  = nest_mode[1] ? nested_a_0_0[1:0] : nested_a_0_4[1:0];
+  assign \$4  = nest_mode[2] ? nested_a_0_0[1:0] : \$3 ;
+  assign \$6  = nest_mode[2] ? nested_a_0_0[1:0] : \$5 ;
+  assign \$7  = nest_mode[1] ? nested_a_0_1[1:0] : nested_a_0_5[1:0];
+  assign \$8  = nest_mode[2] ? nested_a_0_0[1:0] : \$7 ;
+  assign \$9  = nest_mode[1] ? nested_a_0_0[3:2] : nested_a_0_6[1:0];
+  assign \$10  = nest_mode[2] ? nested_a_0_0[3:2] : \$9 ;
+  assign \$11  = nest_mode[1] ? nested_a_0_0[3:2] : nested_a_0_7[1:0];
+  assign \$12  = nest_mode[2] ? nested_a_0_0[3:2] : \$11 ;
+  assign \$13  = nest_mode[1] ? nested_a_0_1[3:2] : nested_a_0_8[1:0];
+  assign \$14  = nest_mode[2] ? nested_a_0_0[3:2] : \$13 ;
+  assign \$15  = nest_mode[1] ? nested_a_0_1[3:2] : nested_a_0_9[1:0];
+  assign \$16  = nest_mode[2] ? nested_a_0_0[3:2] : \$15 ;
+  assign \$18  = nest_mode[2] ? nested_a_0_0[5:4] : \$17 ;
+  assign \$19  = nest_mode[1] ? nested_a_0_2[1:0] : nested_a_0_10[1:0];
+  assign \$20  = nest_mode[2] ? nested_a_0_0[5:4] : \$19 ;
+  assign \$22  = nest_mode[2] ? nested_a_0_0[5:4] : \$21 ;
+  assign \$23  = nest_mode[1] ? nested_a_0_3[1:0] : nested_a_0_11[1:0];
+  assign \$24  = nest_mode[2] ? nested_a_0_0[5:4] : \$23 ;
+  assign \$25  = nest_mode[1] ? nested_a_0_2[3:2] : nested_a_0_12[1:0];
+  assign \$26  = nest_mode[2] ? nested_a_0_0[7:6] : \$25 ;
+  assign \$27  = nest_mode[1] ? nested_a_0_2[3:2] : nested_a_0_13[1:0];
+  assign \$28  = nest_mode[2] ? nested_a_0_0[7:6] : \$27 ;
+  assign \$29  = nest_mode[1] ? nested_a_0_3[3:2] : nested_a_0_14[1:0];
+  assign \$30  = nest_mode[2] ? nested_a_0_0[7:6] : \$29 ;
+  assign \$31  = nest_mode[1] ? nested_a_0_3[3:2] : nested_a_0_15[1:0];
+  assign \$32  = nest_mode[2] ? nested_a_0_0[7:6] : \$31 ;
+  assign \$35  = nest_mode[1] ? nested_a_1_0[1:0] : nested_a_1_4[1:0];
+  assign \$36  = nest_mode[2] ? nested_a_1_0[1:0] : \$35 ;
+  assign \$38  = nest_mode[2] ? nested_a_1_0[1:0] : \$37 ;
+  assign \$39  = nest_mode[1] ? nested_a_1_1[1:0] : nested_a_1_5[1:0];
+  assign \$40  = nest_mode[2] ? nested_a_1_0[1:0] : \$39 ;
+  assign \$41  = nest_mode[1] ? nested_a_1_0[3:2] : nested_a_1_6[1:0];
+  assign \$42  = nest_mode[2] ? nested_a_1_0[3:2] : \$41 ;
+  assign \$43  = nest_mode[1] ? nested_a_1_0[3:2] : nested_a_1_7[1:0];
+  assign \$44  = nest_mode[2] ? nested_a_1_0[3:2] : \$43 ;
+  assign \$45  = nest_mode[1] ? nested_a_1_1[3:2] : nested_a_1_8[1:0];
+  assign \$46  = nest_mode[2] ? nested_a_1_0[3:2] : \$45 ;
+  assign \$47  = nest_mode[1] ? nested_a_1_1[3:2] : nested_a_1_9[1:0];
+  assign \$48  = nest_mode[2] ? nested_a_1_0[3:2] : \$47 ;
+  assign \$50  = nest_mode[2] ? nested_a_1_0[5:4] : \$49 ;
+  assign \$51  = nest_mode[1] ? nested_a_1_2[1:0] : nested_a_1_10[1:0];
+  assign \$52  = nest_mode[2] ? nested_a_1_0[5:4] : \$51 ;
+  assign \$54  = nest_mode[2] ? nested_a_1_0[5:4] : \$53 ;
+  assign \$55  = nest_mode[1] ? nested_a_1_3[1:0] : nested_a_1_11[1:0];
+  assign \$56  = nest_mode[2] ? nested_a_1_0[5:4] : \$55 ;
+  assign \$57  = nest_mode[1] ? nested_a_1_2[3:2] : nested_a_1_12[1:0];
+  assign \$58  = nest_mode[2] ? nested_a_1_0[7:6] : \$57 ;
+  assign \$59  = nest_mode[1] ? nested_a_1_2[3:2] : nested_a_1_13[1:0];
+  assign \$60  = nest_mode[2] ? nested_a_1_0[7:6] : \$59 ;
+  assign \$61  = nest_mode[1] ? nested_a_1_3[3:2] : nested_a_1_14[1:0];
+  assign \$62  = nest_mode[2] ? nested_a_1_0[7:6] : \$61 ;
+  assign \$63  = nest_mode[1] ? nested_a_1_3[3:2] : nested_a_1_15[1:0];
+  assign \$64  = nest_mode[2] ? nested_a_1_0[7:6] : \$63 ;
+  assign \$67  = nest_mode[1] ? nested_w_0_0[3:2] : nested_w_0_4[1:0];
+  assign \$68  = nest_mode[2] ? nested_w_0_0[3:2] : \$67 ;
+  assign \$70  = nest_mode[2] ? nested_w_0_0[5:4] : \$69 ;
+  assign \$71  = nest_mode[1] ? nested_w_0_1[3:2] : nested_w_0_5[1:0];
+  assign \$72  = nest_mode[2] ? nested_w_0_0[7:6] : \$71 ;
+  assign \$73  = nest_mode[1] ? nested_w_0_0[1:0] : nested_w_0_6[1:0];
+  assign \$74  = nest_mode[2] ? nested_w_0_0[1:0] : \$73 ;
+  assign \$75  = nest_mode[1] ? nested_w_0_0[3:2] : nested_w_0_7[1:0];
+  assign \$76  = nest_mode[2] ? nested_w_0_0[3:2] : \$75 ;
+  assign \$77  = nest_mode[1] ? nested_w_0_1[1:0] : nested_w_0_8[1:0];
+  assign \$78  = nest_mode[2] ? nested_w_0_0[5:4] : \$77 ;
+  assign \$79  = nest_mode[1] ? nested_w_0_1[3:2] : nested_w_0_9[1:0];
+  assign \$80  = nest_mode[2] ? nested_w_0_0[7:6] : \$79 ;
+  assign \$82  = nest_mode[2] ? nested_w_0_0[1:0] : \$81 ;
+  assign \$83  = nest_mode[1] ? nested_w_0_2[3:2] : nested_w_0_10[1:0];
+  assign \$84  = nest_mode[2] ? nested_w_0_0[3:2] : \$83 ;
+  assign \$86  = nest_mode[2] ? nested_w_0_0[5:4] : \$85 ;
+  assign \$87  = nest_mode[1] ? nested_w_0_3[3:2] : nested_w_0_11[1:0];
+  assign \$88  = nest_mode[2] ? nested_w_0_0[7:6] : \$87 ;
+  assign \$89  = nest_mode[1] ? nested_w_0_2[1:0] : nested_w_0_12[1:0];
+  assign \$90  = nest_mode[2] ? nested_w_0_0[1:0] : \$89 ;
+  assign \$91  = nest_mode[1] ? nested_w_0_2[3:2] : nested_w_0_13[1:0];
+  assign \$92  = nest_mode[2] ? nested_w_0_0[3:2] : \$91 ;
+  assign \$93  = nest_mode[1] ? nested_w_0_3[1:0] : nested_w_0_14[1:0];
+  assign \$94  = nest_mode[2] ? nested_w_0_0[5:4] : \$93 ;
+  assign \$95  = nest_mode[1] ? nested_w_0_3[3:2] : nested_w_0_15[1:0];
+  assign \$96  = nest_mode[2] ? nested_w_0_0[7:6] : \$95 ;
+  assign \$99  = nest_mode[1] ? nested_w_1_0[3:2] : nested_w_1_4[1:0];
+  assign \$100  = nest_mode[2] ? nested_w_1_0[3:2] : \$99 ;
+  assign \$102  = nest_mode[2] ? nested_w_1_0[5:4] : \$101 ;
+  assign \$103  = nest_mode[1] ? nested_w_1_1[3:2] : nested_w_1_5[1:0];
+  assign \$104  = nest_mode[2] ? nested_w_1_0[7:6] : \$103 ;
+  assign \$105  = nest_mode[1] ? nested_w_1_0[1:0] : nested_w_1_6[1:0];
+  assign \$106  = nest_mode[2] ? nested_w_1_0[1:0] : \$105 ;
+  assign \$107  = nest_mode[1] ? nested_w_1_0[3:2] : nested_w_1_7[1:0];
+  assign \$108  = nest_mode[2] ? nested_w_1_0[3:2] : \$107 ;
+  assign \$109  = nest_mode[1] ? nested_w_1_1[1:0] : nested_w_1_8[1:0];
+  assign \$110  = nest_mode[2] ? nested_w_1_0[5:4] : \$109 ;
+  assign \$111  = nest_mode[1] ? nested_w_1_1[3:2] : nested_w_1_9[1:0];
+  assign \$112  = nest_mode[2] ? nested_w_1_0[7:6] : \$111 ;
+  assign \$114  = nest_mode[2] ? nested_w_1_0[1:0] : \$113 ;
+  assign \$115  = nest_mode[1] ? nested_w_1_2[3:2] : nested_w_1_10[1:0];
+  assign \$116  = nest_mode[2] ? nested_w_1_0[3:2] : \$115 ;
+  assign \$118  = nest_mode[2] ? nested_w_1_0[5:4] : \$117 ;
+  assign \$119  = nest_mode[1] ? nested_w_1_3[3:2] : nested_w_1_11[1:0];
+  assign \$120  = nest_mode[2] ? nested_w_1_0[7:6] : \$119 ;
+  assign \$121  = nest_mode[1] ? nested_w_1_2[1:0] : nested_w_1_12[1:0];
+  assign \$122  = nest_mode[2] ? nested_w_1_0[1:0] : \$121 ;
+  assign \$123  = nest_mode[1] ? nested_w_1_2[3:2] : nested_w_1_13[1:0];
+  assign \$124  = nest_mode[2] ? nested_w_1_0[3:2] : \$123 ;
+  assign \$125  = nest_mode[1] ? nested_w_1_3[1:0] : nested_w_1_14[1:0];
+  assign \$126  = nest_mode[2] ? nested_w_1_0[5:4] : \$125 ;
+  assign \$127  = nest_mode[1] ? nested_w_1_3[3:2] : nested_w_1_15[1:0];
+  assign \$128  = nest_mode[2] ? nested_w_1_0[7:6] : \$127 ;
+  assign \$129  = nest_valid & nest_last;
+  assign \$130  = ~ results__valid;
+  assign \$signal$12  = \$130  | results__ready;
+  assign \$131  = \bits$9  == bits;
+  assign operands__ready = \$signal$12  & \$131 ;
+  assign \$signal  = operands__valid & operands__ready;
   always @(posedge clk)
-    clear <= \$3 ;
+    \bits$9  <= \$132 ;
   always @(posedge clk)
-    results__valid <= \$4 ;
-  assign \$1  = ~ results__valid;
-  assign operands__ready = \$1  | results__ready;
-  assign accept = operands__valid & operands__ready;
-  assign \$2  = accept & operands__payload[512];
+    starting <= \$133 ;
+  always @(posedge clk)
+    nest_valid <= \$134 ;
+  always @(posedge clk)
+    nest_start <= \$135 ;
+  always @(posedge clk)
+    nest_last <= \$136 ;
+  always @(posedge clk)
+    nest_mode <= \$137 ;
+  always @(posedge clk)
+    nested_a_0_0 <= \$138 ;
+  always @(posedge clk)
+    nested_a_0_1 <= \$139 ;
+  always @(posedge clk)
+    nested_a_0_2 <= \$140 ;
+  always @(posedge clk)
+    nested_a_0_3 <= \$141 ;
+  always @(posedge clk)
+    nested_a_0_4 <= \$142 ;
+  always @(posedge clk)
+    nested_a_0_5 <= \$143 ;
+  always @(posedge clk)
+    nested_a_0_6 <= \$144 ;
+  always @(posedge clk)
+    nested_a_0_7 <= \$145 ;
+  always @(posedge clk)
+    nested_a_0_8 <= \$146 ;
+  always @(posedge clk)
+    nested_a_0_9 <= \$147 ;
+  always @(posedge clk)
+    nested_a_0_10 <= \$148 ;
+  always @(posedge clk)
+    nested_a_0_11 <= \$149 ;
+  always @(posedge clk)
+    nested_a_0_12 <= \$150 ;
+  always @(posedge clk)
+    nested_a_0_13 <= \$151 ;
+  always @(posedge clk)
+    nested_a_0_14 <= \$152 ;
+  always @(posedge clk)
+    nested_a_0_15 <= \$153 ;
+  always @(posedge clk)
+    edge_a_digits_0 <= \$154 ;
+  always @(posedge clk)
+    nested_a_1_0 <= \$155 ;
+  always @(posedge clk)
+    nested_a_1_1 <= \$156 ;
+  always @(posedge clk)
+    nested_a_1_2 <= \$157 ;
+  always @(posedge clk)
+    nested_a_1_3 <= \$158 ;
+  always @(posedge clk)
+    nested_a_1_4 <= \$159 ;
+  always @(posedge clk)
+    nested_a_1_5 <= \$160 ;
+  always @(posedge clk)
+    nested_a_1_6 <= \$161 ;
+  always @(posedge clk)
+    nested_a_1_7 <= \$162 ;
+  always @(posedge clk)
+    nested_a_1_8 <= \$163 ;
+  always @(posedge clk)
+    nested_a_1_9 <= \$164 ;
+  always @(posedge clk)
+    nested_a_1_10 <= \$165 ;
+  always @(posedge clk)
+    nested_a_1_11 <= \$166 ;
+  always @(posedge clk)
+    nested_a_1_12 <= \$167 ;
+  always @(posedge clk)
+    nested_a_1_13 <= \$168 ;
+  always @(posedge clk)
+    nested_a_1_14 <= \$169 ;
+  always @(posedge clk)
+    nested_a_1_15 <= \$170 ;
+  always @(posedge clk)
+    edge_a_digits_1 <= \$171 ;
+  always @(posedge clk)
+    nested_w_0_0 <= \$172 ;
+  always @(posedge clk)
+    nested_w_0_1 <= \$173 ;
+  always @(posedge clk)
+    nested_w_0_2 <= \$174 ;
+  always @(posedge clk)
+    nested_w_0_3 <= \$175 ;
+  always @(posedge clk)
+    nested_w_0_4 <= \$176 ;
+  always @(posedge clk)
+    nested_w_0_5 <= \$177 ;
+  always @(posedge clk)
+    nested_w_0_6 <= \$178 ;
+  always @(posedge clk)
+    nested_w_0_7 <= \$179 ;
+  always @(posedge clk)
+    nested_w_0_8 <= \$180 ;
+  always @(posedge clk)
+    nested_w_0_9 <= \$181 ;
+  always @(posedge clk)
+    nested_w_0_10 <= \$182 ;
+  always @(posedge clk)
+    nested_w_0_11 <= \$183 ;
+  always @(posedge clk)
+    nested_w_0_12 <= \$184 ;
+  always @(posedge clk)
+    nested_w_0_13 <= \$185 ;
+  always @(posedge clk)
+    nested_w_0_14 <= \$186 ;
+  always @(posedge clk)
+    nested_w_0_15 <= \$187 ;
+  always @(posedge clk)
+    edge_w_digits_0 <= \$188 ;
+  always @(posedge clk)
+    nested_w_1_0 <= \$189 ;
+  always @(posedge clk)
+    nested_w_1_1 <= \$190 ;
+  always @(posedge clk)
+    nested_w_1_2 <= \$191 ;
+  always @(posedge clk)
+    nested_w_1_3 <= \$192 ;
+  always @(posedge clk)
+    nested_w_1_4 <= \$193 ;
+  always @(posedge clk)
+    nested_w_1_5 <= \$194 ;
+  always @(posedge clk)
+    nested_w_1_6 <= \$195 ;
+  always @(posedge clk)
+    nested_w_1_7 <= \$196 ;
+  always @(posedge clk)
+    nested_w_1_8 <= \$197 ;
+  always @(posedge clk)
+    nested_w_1_9 <= \$198 ;
+  always @(posedge clk)
+    nested_w_1_10 <= \$199 ;
+  always @(posedge clk)
+    nested_w_1_11 <= \$200 ;
+  always @(posedge clk)
+    nested_w_1_12 <= \$201 ;
+  always @(posedge clk)
+    nested_w_1_13 <= \$202 ;
+  always @(posedge clk)
+    nested_w_1_14 <= \$203 ;
+  always @(posedge clk)
+    nested_w_1_15 <= \$204 ;
+  always @(posedge clk)
+    edge_w_digits_1 <= \$205 ;
+  always @(posedge clk)
+    edge_valid <= \$206 ;
+  always @(posedge clk)
+    edge_start <= \$207 ;
+  always @(posedge clk)
+    edge_mode <= \$208 ;
+  always @(posedge clk)
+    edge_last <= \$209 ;
+  always @(posedge clk)
+    last_0 <= \$210 ;
+  always @(posedge clk)
+    last_1 <= \$211 ;
+  always @(posedge clk)
+    last_2 <= \$212 ;
+  always @(posedge clk)
+    results__valid <= \$213 ;
   \mac_array.nest_a_0_0  nest_a_0_0 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[7:0]),
     .nested(nested)
   );
   \mac_array.nest_a_0_1  nest_a_0_1 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[15:8]),
-    .nested(\nested$147 )
+    .nested(\nested$21 )
   );
   \mac_array.nest_a_0_10  nest_a_0_10 (
-    .bits(bits),
     .master(operands__payload[87:80]),
-    .nested(\nested$165 )
+    .nested(\nested$39 )
   );
   \mac_array.nest_a_0_11  nest_a_0_11 (
-    .bits(bits),
     .master(operands__payload[95:88]),
-    .nested(\nested$167 )
+    .nested(\nested$41 )
   );
   \mac_array.nest_a_0_12  nest_a_0_12 (
-    .bits(bits),
     .master(operands__payload[103:96]),
-    .nested(\nested$169 )
+    .nested(\nested$43 )
   );
   \mac_array.nest_a_0_13  nest_a_0_13 (
-    .bits(bits),
     .master(operands__payload[111:104]),
-    .nested(\nested$171 )
+    .nested(\nested$45 )
   );
   \mac_array.nest_a_0_14  nest_a_0_14 (
-    .bits(bits),
     .master(operands__payload[119:112]),
-    .nested(\nested$173 )
+    .nested(\nested$47 )
   );
   \mac_array.nest_a_0_15  nest_a_0_15 (
-    .bits(bits),
     .master(operands__payload[127:120]),
-    .nested(\nested$175 )
+    .nested(\nested$49 )
   );
   \mac_array.nest_a_0_2  nest_a_0_2 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[23:16]),
-    .nested(\nested$149 )
+    .nested(\nested$23 )
   );
   \mac_array.nest_a_0_3  nest_a_0_3 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[31:24]),
-    .nested(\nested$151 )
+    .nested(\nested$25 )
   );
   \mac_array.nest_a_0_4  nest_a_0_4 (
-    .bits(bits),
     .master(operands__payload[39:32]),
-    .nested(\nested$153 )
+    .nested(\nested$27 )
   );
   \mac_array.nest_a_0_5  nest_a_0_5 (
-    .bits(bits),
     .master(operands__payload[47:40]),
-    .nested(\nested$155 )
+    .nested(\nested$29 )
   );
   \mac_array.nest_a_0_6  nest_a_0_6 (
-    .bits(bits),
     .master(operands__payload[55:48]),
-    .nested(\nested$157 )
+    .nested(\nested$31 )
   );
   \mac_array.nest_a_0_7  nest_a_0_7 (
-    .bits(bits),
     .master(operands__payload[63:56]),
-    .nested(\nested$159 )
+    .nested(\nested$33 )
   );
   \mac_array.nest_a_0_8  nest_a_0_8 (
-    .bits(bits),
     .master(operands__payload[71:64]),
-    .nested(\nested$161 )
+    .nested(\nested$35 )
   );
   \mac_array.nest_a_0_9  nest_a_0_9 (
-    .bits(bits),
     .master(operands__payload[79:72]),
-    .nested(\nested$163 )
+    .nested(\nested$37 )
   );
   \mac_array.nest_a_1_0  nest_a_1_0 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[135:128]),
-    .nested(\nested$204 )
+    .nested(\nested$52 )
   );
   \mac_array.nest_a_1_1  nest_a_1_1 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[143:136]),
-    .nested(\nested$206 )
+    .nested(\nested$54 )
   );
   \mac_array.nest_a_1_10  nest_a_1_10 (
-    .bits(bits),
     .master(operands__payload[215:208]),
-    .nested(\nested$215 )
+    .nested(\nested$72 )
   );
   \mac_array.nest_a_1_11  nest_a_1_11 (
-    .bits(bits),
     .master(operands__payload[223:216]),
-    .nested(\nested$216 )
+    .nested(\nested$74 )
   );
   \mac_array.nest_a_1_12  nest_a_1_12 (
-    .bits(bits),
     .master(operands__payload[231:224]),
-    .nested(\nested$217 )
+    .nested(\nested$76 )
   );
   \mac_array.nest_a_1_13  nest_a_1_13 (
-    .bits(bits),
     .master(operands__payload[239:232]),
-    .nested(\nested$218 )
+    .nested(\nested$78 )
   );
   \mac_array.nest_a_1_14  nest_a_1_14 (
-    .bits(bits),
     .master(operands__payload[247:240]),
-    .nested(\nested$219 )
+    .nested(\nested$80 )
   );
   \mac_array.nest_a_1_15  nest_a_1_15 (
-    .bits(bits),
     .master(operands__payload[255:248]),
-    .nested(\nested$220 )
+    .nested(\nested$82 )
   );
   \mac_array.nest_a_1_2  nest_a_1_2 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[151:144]),
-    .nested(\nested$207 )
+    .nested(\nested$56 )
   );
   \mac_array.nest_a_1_3  nest_a_1_3 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[159:152]),
-    .nested(\nested$208 )
+    .nested(\nested$58 )
   );
   \mac_array.nest_a_1_4  nest_a_1_4 (
-    .bits(bits),
     .master(operands__payload[167:160]),
-    .nested(\nested$209 )
+    .nested(\nested$60 )
   );
   \mac_array.nest_a_1_5  nest_a_1_5 (
-    .bits(bits),
     .master(operands__payload[175:168]),
-    .nested(\nested$210 )
+    .nested(\nested$62 )
   );
   \mac_array.nest_a_1_6  nest_a_1_6 (
-    .bits(bits),
     .master(operands__payload[183:176]),
-    .nested(\nested$211 )
+    .nested(\nested$64 )
   );
   \mac_array.nest_a_1_7  nest_a_1_7 (
-    .bits(bits),
     .master(operands__payload[191:184]),
-    .nested(\nested$212 )
+    .nested(\nested$66 )
   );
   \mac_array.nest_a_1_8  nest_a_1_8 (
-    .bits(bits),
     .master(operands__payload[199:192]),
-    .nested(\nested$213 )
+    .nested(\nested$68 )
   );
   \mac_array.nest_a_1_9  nest_a_1_9 (
-    .bits(bits),
     .master(operands__payload[207:200]),
-    .nested(\nested$214 )
+    .nested(\nested$70 )
   );
   \mac_array.nest_w_0_0  nest_w_0_0 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[263:256]),
-    .nested(\nested$146 )
+    .nested(\nested$85 )
   );
   \mac_array.nest_w_0_1  nest_w_0_1 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[271:264]),
-    .nested(\nested$148 )
+    .nested(\nested$87 )
   );
   \mac_array.nest_w_0_10  nest_w_0_10 (
-    .bits(bits),
     .master(operands__payload[343:336]),
-    .nested(\nested$166 )
+    .nested(\nested$105 )
   );
   \mac_array.nest_w_0_11  nest_w_0_11 (
-    .bits(bits),
     .master(operands__payload[351:344]),
-    .nested(\nested$168 )
+    .nested(\nested$107 )
   );
   \mac_array.nest_w_0_12  nest_w_0_12 (
-    .bits(bits),
     .master(operands__payload[359:352]),
-    .nested(\nested$170 )
+    .nested(\nested$109 )
   );
   \mac_array.nest_w_0_13  nest_w_0_13 (
-    .bits(bits),
     .master(operands__payload[367:360]),
-    .nested(\nested$172 )
+    .nested(\nested$111 )
   );
   \mac_array.nest_w_0_14  nest_w_0_14 (
-    .bits(bits),
     .master(operands__payload[375:368]),
-    .nested(\nested$174 )
+    .nested(\nested$113 )
   );
   \mac_array.nest_w_0_15  nest_w_0_15 (
-    .bits(bits),
     .master(operands__payload[383:376]),
-    .nested(\nested$176 )
+    .nested(\nested$115 )
   );
   \mac_array.nest_w_0_2  nest_w_0_2 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[279:272]),
-    .nested(\nested$150 )
+    .nested(\nested$89 )
   );
   \mac_array.nest_w_0_3  nest_w_0_3 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[287:280]),
-    .nested(\nested$152 )
+    .nested(\nested$91 )
   );
   \mac_array.nest_w_0_4  nest_w_0_4 (
-    .bits(bits),
     .master(operands__payload[295:288]),
-    .nested(\nested$154 )
+    .nested(\nested$93 )
   );
   \mac_array.nest_w_0_5  nest_w_0_5 (
-    .bits(bits),
     .master(operands__payload[303:296]),
-    .nested(\nested$156 )
+    .nested(\nested$95 )
   );
   \mac_array.nest_w_0_6  nest_w_0_6 (
-    .bits(bits),
     .master(operands__payload[311:304]),
-    .nested(\nested$158 )
+    .nested(\nested$97 )
   );
   \mac_array.nest_w_0_7  nest_w_0_7 (
-    .bits(bits),
     .master(operands__payload[319:312]),
-    .nested(\nested$160 )
+    .nested(\nested$99 )
   );
   \mac_array.nest_w_0_8  nest_w_0_8 (
-    .bits(bits),
     .master(operands__payload[327:320]),
-    .nested(\nested$162 )
+    .nested(\nested$101 )
   );
   \mac_array.nest_w_0_9  nest_w_0_9 (
-    .bits(bits),
     .master(operands__payload[335:328]),
-    .nested(\nested$164 )
+    .nested(\nested$103 )
   );
   \mac_array.nest_w_1_0  nest_w_1_0 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[391:384]),
-    .nested(\nested$183 )
+    .nested(\nested$118 )
   );
   \mac_array.nest_w_1_1  nest_w_1_1 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[399:392]),
-    .nested(\nested$184 )
+    .nested(\nested$120 )
   );
   \mac_array.nest_w_1_10  nest_w_1_10 (
-    .bits(bits),
     .master(operands__payload[471:464]),
-    .nested(\nested$193 )
+    .nested(\nested$138 )
   );
   \mac_array.nest_w_1_11  nest_w_1_11 (
-    .bits(bits),
     .master(operands__payload[479:472]),
-    .nested(\nested$194 )
+    .nested(\nested$140 )
   );
   \mac_array.nest_w_1_12  nest_w_1_12 (
-    .bits(bits),
     .master(operands__payload[487:480]),
-    .nested(\nested$195 )
+    .nested(\nested$142 )
   );
   \mac_array.nest_w_1_13  nest_w_1_13 (
-    .bits(bits),
     .master(operands__payload[495:488]),
-    .nested(\nested$196 )
+    .nested(\nested$144 )
   );
   \mac_array.nest_w_1_14  nest_w_1_14 (
-    .bits(bits),
     .master(operands__payload[503:496]),
-    .nested(\nested$197 )
+    .nested(\nested$146 )
   );
   \mac_array.nest_w_1_15  nest_w_1_15 (
-    .bits(bits),
     .master(operands__payload[511:504]),
-    .nested(\nested$198 )
+    .nested(\nested$148 )
   );
   \mac_array.nest_w_1_2  nest_w_1_2 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[407:400]),
-    .nested(\nested$185 )
+    .nested(\nested$122 )
   );
   \mac_array.nest_w_1_3  nest_w_1_3 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[415:408]),
-    .nested(\nested$186 )
+    .nested(\nested$124 )
   );
   \mac_array.nest_w_1_4  nest_w_1_4 (
-    .bits(bits),
     .master(operands__payload[423:416]),
-    .nested(\nested$187 )
+    .nested(\nested$126 )
   );
   \mac_array.nest_w_1_5  nest_w_1_5 (
-    .bits(bits),
     .master(operands__payload[431:424]),
-    .nested(\nested$188 )
+    .nested(\nested$128 )
   );
   \mac_array.nest_w_1_6  nest_w_1_6 (
-    .bits(bits),
     .master(operands__payload[439:432]),
-    .nested(\nested$189 )
+    .nested(\nested$130 )
   );
   \mac_array.nest_w_1_7  nest_w_1_7 (
-    .bits(bits),
     .master(operands__payload[447:440]),
-    .nested(\nested$190 )
+    .nested(\nested$132 )
   );
   \mac_array.nest_w_1_8  nest_w_1_8 (
-    .bits(bits),
     .master(operands__payload[455:448]),
-    .nested(\nested$191 )
+    .nested(\nested$134 )
   );
   \mac_array.nest_w_1_9  nest_w_1_9 (
-    .bits(bits),
     .master(operands__payload[463:456]),
-    .nested(\nested$192 )
+    .nested(\nested$136 )
   );
   \mac_array.pe_0_0  pe_0_0 (
-    .acc(acc),
-    .activations(activations),
-    .bits(bits),
-    .clear(clear),
+    .a_digits(edge_a_digits_0),
+    .advance(\$signal$12 ),
     .clk(clk),
-    .enable(accept),
+    .low(\$215 ),
+    .mode(edge_mode),
+    .\port$881$0 (\$214 ),
     .rst(rst),
-    .weights(weights)
+    .start(edge_start),
+    .valid(edge_valid),
+    .w_digits(edge_w_digits_0)
   );
   \mac_array.pe_0_1  pe_0_1 (
-    .acc(\acc$180 ),
-    .activations(\activations$181 ),
-    .bits(bits),
-    .clear(clear),
+    .a_digits(edge_a_digits_0),
+    .advance(\$signal$12 ),
     .clk(clk),
-    .enable(accept),
+    .low(\$217 ),
+    .mode(edge_mode),
+    .\port$1204$0 (\$216 ),
     .rst(rst),
-    .weights(\weights$182 )
+    .start(edge_start),
+    .valid(edge_valid),
+    .w_digits(edge_w_digits_1)
   );
   \mac_array.pe_1_0  pe_1_0 (
-    .acc(\acc$202 ),
-    .activations(\activations$203 ),
-    .bits(bits),
-    .clear(clear),
+    .a_digits(edge_a_digits_1),
+    .advance(\$signal$12 ),
     .clk(clk),
-    .enable(accept),
+    .low(\$219 ),
+    .mode(edge_mode),
+    .\port$1527$0 (\$218 ),
     .rst(rst),
-    .weights(\weights$205 )
+    .start(edge_start),
+    .valid(edge_valid),
+    .w_digits(edge_w_digits_0)
   );
   \mac_array.pe_1_1  pe_1_1 (
-    .acc(\acc$224 ),
-    .activations(\activations$225 ),
-    .bits(bits),
-    .clear(clear),
+    .a_digits(edge_a_digits_1),
+    .advance(\$signal$12 ),
     .clk(clk),
-    .enable(accept),
+    .low(\$221 ),
+    .mode(edge_mode),
+    .\port$1850$0 (\$220 ),
     .rst(rst),
-    .weights(\weights$226 )
+    .start(edge_start),
+    .valid(edge_valid),
+    .w_digits(edge_w_digits_1)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$129 ) begin end
-    \$3  = clear;
-    if (accept) begin
-      \$3  = operands__payload[512];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$132  = bits;
     if (rst) begin
-      \$3  = 1'h1;
+      \$132  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$129 ) begin end
-    \$4  = results__valid;
-    if (\$2 ) begin
-      \$4  = 1'h1;
-    end else if (results__ready) begin
-      \$4  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$133  = starting;
+    if (\$signal ) begin
+      \$133  = operands__payload[512];
     end
     if (rst) begin
-      \$4  = 1'h0;
+      \$133  = 1'h1;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$134  = nest_valid;
+    if (\$signal$12 ) begin
+      \$134  = \$signal ;
+    end
+    if (rst) begin
+      \$134  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$135  = nest_start;
+    if (\$signal$12 ) begin
+      \$135  = starting;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$136  = nest_last;
+    if (\$signal$12 ) begin
+      \$136  = operands__payload[512];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$137  = nest_mode;
+    if (\$signal$12 ) begin
+      \$137  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$138  = nested_a_0_0;
+    if (\$signal$12 ) begin
+      \$138  = nested;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$139  = nested_a_0_1;
+    if (\$signal$12 ) begin
+      \$139  = \nested$21 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$140  = nested_a_0_2;
+    if (\$signal$12 ) begin
+      \$140  = \nested$23 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$141  = nested_a_0_3;
+    if (\$signal$12 ) begin
+      \$141  = \nested$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$142  = nested_a_0_4;
+    if (\$signal$12 ) begin
+      \$142  = \nested$27 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$143  = nested_a_0_5;
+    if (\$signal$12 ) begin
+      \$143  = \nested$29 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$144  = nested_a_0_6;
+    if (\$signal$12 ) begin
+      \$144  = \nested$31 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$145  = nested_a_0_7;
+    if (\$signal$12 ) begin
+      \$145  = \nested$33 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$146  = nested_a_0_8;
+    if (\$signal$12 ) begin
+      \$146  = \nested$35 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$147  = nested_a_0_9;
+    if (\$signal$12 ) begin
+      \$147  = \nested$37 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$148  = nested_a_0_10;
+    if (\$signal$12 ) begin
+      \$148  = \nested$39 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$149  = nested_a_0_11;
+    if (\$signal$12 ) begin
+      \$149  = \nested$41 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$150  = nested_a_0_12;
+    if (\$signal$12 ) begin
+      \$150  = \nested$43 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$151  = nested_a_0_13;
+    if (\$signal$12 ) begin
+      \$151  = \nested$45 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$152  = nested_a_0_14;
+    if (\$signal$12 ) begin
+      \$152  = \nested$47 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$153  = nested_a_0_15;
+    if (\$signal$12 ) begin
+      \$153  = \nested$49 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$154  = edge_a_digits_0;
+    if (\$signal$12 ) begin
+      \$154  = { \$32 , \$30 , \$28 , \$26 , \$24 , \$22 , \$20 , \$18 , \$16 , \$14 , \$12 , \$10 , \$8 , \$6 , \$4 , \$2  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$155  = nested_a_1_0;
+    if (\$signal$12 ) begin
+      \$155  = \nested$52 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$156  = nested_a_1_1;
+    if (\$signal$12 ) begin
+      \$156  = \nested$54 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$157  = nested_a_1_2;
+    if (\$signal$12 ) begin
+      \$157  = \nested$56 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$158  = nested_a_1_3;
+    if (\$signal$12 ) begin
+      \$158  = \nested$58 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$159  = nested_a_1_4;
+    if (\$signal$12 ) begin
+      \$159  = \nested$60 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$160  = nested_a_1_5;
+    if (\$signal$12 ) begin
+      \$160  = \nested$62 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$161  = nested_a_1_6;
+    if (\$signal$12 ) begin
+      \$161  = \nested$64 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$162  = nested_a_1_7;
+    if (\$signal$12 ) begin
+      \$162  = \nested$66 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$163  = nested_a_1_8;
+    if (\$signal$12 ) begin
+      \$163  = \nested$68 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$164  = nested_a_1_9;
+    if (\$signal$12 ) begin
+      \$164  = \nested$70 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$165  = nested_a_1_10;
+    if (\$signal$12 ) begin
+      \$165  = \nested$72 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$166  = nested_a_1_11;
+    if (\$signal$12 ) begin
+      \$166  = \nested$74 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$167  = nested_a_1_12;
+    if (\$signal$12 ) begin
+      \$167  = \nested$76 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$168  = nested_a_1_13;
+    if (\$signal$12 ) begin
+      \$168  = \nested$78 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$169  = nested_a_1_14;
+    if (\$signal$12 ) begin
+      \$169  = \nested$80 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$170  = nested_a_1_15;
+    if (\$signal$12 ) begin
+      \$170  = \nested$82 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$171  = edge_a_digits_1;
+    if (\$signal$12 ) begin
+      \$171  = { \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$172  = nested_w_0_0;
+    if (\$signal$12 ) begin
+      \$172  = \nested$85 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$173  = nested_w_0_1;
+    if (\$signal$12 ) begin
+      \$173  = \nested$87 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$174  = nested_w_0_2;
+    if (\$signal$12 ) begin
+      \$174  = \nested$89 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$175  = nested_w_0_3;
+    if (\$signal$12 ) begin
+      \$175  = \nested$91 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$176  = nested_w_0_4;
+    if (\$signal$12 ) begin
+      \$176  = \nested$93 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$177  = nested_w_0_5;
+    if (\$signal$12 ) begin
+      \$177  = \nested$95 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$178  = nested_w_0_6;
+    if (\$signal$12 ) begin
+      \$178  = \nested$97 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$179  = nested_w_0_7;
+    if (\$signal$12 ) begin
+      \$179  = \nested$99 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$180  = nested_w_0_8;
+    if (\$signal$12 ) begin
+      \$180  = \nested$101 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$181  = nested_w_0_9;
+    if (\$signal$12 ) begin
+      \$181  = \nested$103 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$182  = nested_w_0_10;
+    if (\$signal$12 ) begin
+      \$182  = \nested$105 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$183  = nested_w_0_11;
+    if (\$signal$12 ) begin
+      \$183  = \nested$107 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$184  = nested_w_0_12;
+    if (\$signal$12 ) begin
+      \$184  = \nested$109 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$185  = nested_w_0_13;
+    if (\$signal$12 ) begin
+      \$185  = \nested$111 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$186  = nested_w_0_14;
+    if (\$signal$12 ) begin
+      \$186  = \nested$113 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$187  = nested_w_0_15;
+    if (\$signal$12 ) begin
+      \$187  = \nested$115 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$188  = edge_w_digits_0;
+    if (\$signal$12 ) begin
+      \$188  = { \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$189  = nested_w_1_0;
+    if (\$signal$12 ) begin
+      \$189  = \nested$118 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$190  = nested_w_1_1;
+    if (\$signal$12 ) begin
+      \$190  = \nested$120 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$191  = nested_w_1_2;
+    if (\$signal$12 ) begin
+      \$191  = \nested$122 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$192  = nested_w_1_3;
+    if (\$signal$12 ) begin
+      \$192  = \nested$124 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$193  = nested_w_1_4;
+    if (\$signal$12 ) begin
+      \$193  = \nested$126 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$194  = nested_w_1_5;
+    if (\$signal$12 ) begin
+      \$194  = \nested$128 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$195  = nested_w_1_6;
+    if (\$signal$12 ) begin
+      \$195  = \nested$130 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$196  = nested_w_1_7;
+    if (\$signal$12 ) begin
+      \$196  = \nested$132 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$197  = nested_w_1_8;
+    if (\$signal$12 ) begin
+      \$197  = \nested$134 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$198  = nested_w_1_9;
+    if (\$signal$12 ) begin
+      \$198  = \nested$136 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$199  = nested_w_1_10;
+    if (\$signal$12 ) begin
+      \$199  = \nested$138 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$200  = nested_w_1_11;
+    if (\$signal$12 ) begin
+      \$200  = \nested$140 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$201  = nested_w_1_12;
+    if (\$signal$12 ) begin
+      \$201  = \nested$142 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$202  = nested_w_1_13;
+    if (\$signal$12 ) begin
+      \$202  = \nested$144 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$203  = nested_w_1_14;
+    if (\$signal$12 ) begin
+      \$203  = \nested$146 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$204  = nested_w_1_15;
+    if (\$signal$12 ) begin
+      \$204  = \nested$148 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$205  = edge_w_digits_1;
+    if (\$signal$12 ) begin
+      \$205  = { \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$206  = edge_valid;
+    if (\$signal$12 ) begin
+      \$206  = nest_valid;
+    end
+    if (rst) begin
+      \$206  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$207  = edge_start;
+    if (\$signal$12 ) begin
+      \$207  = nest_start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$208  = edge_mode;
+    if (\$signal$12 ) begin
+      \$208  = nest_mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$209  = edge_last;
+    if (\$signal$12 ) begin
+      \$209  = \$129 ;
+    end
+    if (rst) begin
+      \$209  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$210  = last_0;
+    if (\$signal$12 ) begin
+      \$210  = edge_last;
+    end
+    if (rst) begin
+      \$210  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$211  = last_1;
+    if (\$signal$12 ) begin
+      \$211  = last_0;
+    end
+    if (rst) begin
+      \$211  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$212  = last_2;
+    if (\$signal$12 ) begin
+      \$212  = last_1;
+    end
+    if (rst) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    \$213  = results__valid;
+    if (\$signal$12 ) begin
+      if (last_2) begin
+        \$213  = 1'h1;
+      end else if (results__ready) begin
+        \$213  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$257 ) begin end
+    mode = 3'h0;
+    casez (\bits$9 )
+      4'h2:
+          mode[0] = 1'h1;
+      4'h3:
+          mode[1] = 1'h1;
+      4'h4:
+          mode[1] = 1'h1;
+      4'h5:
+          mode[2] = 1'h1;
+      4'h6:
+          mode[2] = 1'h1;
+      4'h7:
+          mode[2] = 1'h1;
+      4'h8:
+          mode[2] = 1'h1;
+    endcase
+  end
   assign master = operands__payload[7:0];
-  assign \bits$11  = bits;
-  assign \master$12  = operands__payload[15:8];
-  assign \bits$13  = bits;
-  assign \master$14  = operands__payload[23:16];
-  assign \bits$15  = bits;
-  assign \master$16  = operands__payload[31:24];
-  assign \bits$17  = bits;
-  assign \master$18  = operands__payload[39:32];
-  assign \bits$19  = bits;
-  assign \master$20  = operands__payload[47:40];
-  assign \bits$21  = bits;
-  assign \master$22  = operands__payload[55:48];
-  assign \bits$23  = bits;
-  assign \master$24  = operands__payload[63:56];
-  assign \bits$25  = bits;
-  assign \master$26  = operands__payload[71:64];
-  assign \bits$27  = bits;
-  assign \master$28  = operands__payload[79:72];
-  assign \bits$29  = bits;
-  assign \master$30  = operands__payload[87:80];
-  assign \bits$31  = bits;
-  assign \master$32  = operands__payload[95:88];
-  assign \bits$33  = bits;
-  assign \master$34  = operands__payload[103:96];
-  assign \bits$35  = bits;
-  assign \master$36  = operands__payload[111:104];
-  assign \bits$37  = bits;
-  assign \master$38  = operands__payload[119:112];
-  assign \bits$39  = bits;
-  assign \master$40  = operands__payload[127:120];
-  assign \bits$41  = bits;
-  assign \master$42  = operands__payload[135:128];
-  assign \bits$43  = bits;
-  assign \master$44  = operands__payload[143:136];
-  assign \bits$45  = bits;
-  assign \master$46  = operands__payload[151:144];
-  assign \bits$47  = bits;
-  assign \master$48  = operands__payload[159:152];
-  assign \bits$49  = bits;
-  assign \master$50  = operands__payload[167:160];
-  assign \bits$51  = bits;
-  assign \master$52  = operands__payload[175:168];
-  assign \bits$53  = bits;
-  assign \master$54  = operands__payload[183:176];
-  assign \bits$55  = bits;
-  assign \master$56  = operands__payload[191:184];
-  assign \bits$57  = bits;
-  assign \master$58  = operands__payload[199:192];
-  assign \bits$59  = bits;
-  assign \master$60  = operands__payload[207:200];
-  assign \bits$61  = bits;
-  assign \master$62  = operands__payload[215:208];
-  assign \bits$63  = bits;
-  assign \master$64  = operands__payload[223:216];
-  assign \bits$65  = bits;
-  assign \master$66  = operands__payload[231:224];
-  assign \bits$67  = bits;
-  assign \master$68  = operands__payload[239:232];
-  assign \bits$69  = bits;
-  assign \master$70  = operands__payload[247:240];
-  assign \bits$71  = bits;
-  assign \master$72  = operands__payload[255:248];
-  assign \bits$73  = bits;
-  assign \master$74  = operands__payload[263:256];
-  assign \bits$75  = bits;
-  assign \master$76  = operands__payload[271:264];
-  assign \bits$77  = bits;
-  assign \master$78  = operands__payload[279:272];
-  assign \bits$79  = bits;
-  assign \master$80  = operands__payload[287:280];
-  assign \bits$81  = bits;
-  assign \master$82  = operands__payload[295:288];
-  assign \bits$83  = bits;
-  assign \master$84  = operands__payload[303:296];
-  assign \bits$85  = bits;
-  assign \master$86  = operands__payload[311:304];
-  assign \bits$87  = bits;
-  assign \master$88  = operands__payload[319:312];
-  assign \bits$89  = bits;
-  assign \master$90  = operands__payload[327:320];
-  assign \bits$91  = bits;
-  assign \master$92  = operands__payload[335:328];
-  assign \bits$93  = bits;
-  assign \master$94  = operands__payload[343:336];
-  assign \bits$95  = bits;
-  assign \master$96  = operands__payload[351:344];
-  assign \bits$97  = bits;
-  assign \master$98  = operands__payload[359:352];
-  assign \bits$99  = bits;
-  assign \master$100  = operands__payload[367:360];
-  assign \bits$101  = bits;
-  assign \master$102  = operands__payload[375:368];
-  assign \bits$103  = bits;
-  assign \master$104  = operands__payload[383:376];
-  assign \bits$105  = bits;
-  assign \master$106  = operands__payload[391:384];
-  assign \bits$107  = bits;
-  assign \master$108  = operands__payload[399:392];
-  assign \bits$109  = bits;
-  assign \master$110  = operands__payload[407:400];
-  assign \bits$111  = bits;
-  assign \master$112  = operands__payload[415:408];
-  assign \bits$113  = bits;
-  assign \master$114  = operands__payload[423:416];
-  assign \bits$115  = bits;
-  assign \master$116  = operands__payload[431:424];
-  assign \bits$117  = bits;
-  assign \master$118  = operands__payload[439:432];
-  assign \bits$119  = bits;
-  assign \master$120  = operands__payload[447:440];
-  assign \bits$121  = bits;
-  assign \master$122  = operands__payload[455:448];
-  assign \bits$123  = bits;
-  assign \master$124  = operands__payload[463:456];
-  assign \bits$125  = bits;
-  assign \master$126  = operands__payload[471:464];
-  assign \bits$127  = bits;
-  assign \master$128  = operands__payload[479:472];
-  assign \bits$129  = bits;
-  assign \master$130  = operands__payload[487:480];
-  assign \bits$131  = bits;
-  assign \master$132  = operands__payload[495:488];
-  assign \bits$133  = bits;
-  assign \master$134  = operands__payload[503:496];
-  assign \bits$135  = bits;
-  assign \master$136  = operands__payload[511:504];
-  assign \bits$137  = bits;
-  assign \bits$138  = bits;
-  assign enable = accept;
-  assign starting = clear;
-  assign \bits$177  = bits;
-  assign \enable$178  = accept;
-  assign \clear$179  = clear;
-  assign \bits$199  = bits;
-  assign \enable$200  = accept;
-  assign \clear$201  = clear;
-  assign \bits$221  = bits;
-  assign \enable$222  = accept;
-  assign \clear$223  = clear;
+  assign \bits$158  = \bits$9 ;
+  assign \master$159  = operands__payload[15:8];
+  assign \bits$160  = \bits$9 ;
+  assign \master$161  = operands__payload[23:16];
+  assign \bits$162  = \bits$9 ;
+  assign \master$163  = operands__payload[31:24];
+  assign \bits$164  = \bits$9 ;
+  assign \master$165  = operands__payload[39:32];
+  assign \bits$166  = \bits$9 ;
+  assign \master$167  = operands__payload[47:40];
+  assign \bits$168  = \bits$9 ;
+  assign \master$169  = operands__payload[55:48];
+  assign \bits$170  = \bits$9 ;
+  assign \master$171  = operands__payload[63:56];
+  assign \bits$172  = \bits$9 ;
+  assign \master$173  = operands__payload[71:64];
+  assign \bits$174  = \bits$9 ;
+  assign \master$175  = operands__payload[79:72];
+  assign \bits$176  = \bits$9 ;
+  assign \master$177  = operands__payload[87:80];
+  assign \bits$178  = \bits$9 ;
+  assign \master$179  = operands__payload[95:88];
+  assign \bits$180  = \bits$9 ;
+  assign \master$181  = operands__payload[103:96];
+  assign \bits$182  = \bits$9 ;
+  assign \master$183  = operands__payload[111:104];
+  assign \bits$184  = \bits$9 ;
+  assign \master$185  = operands__payload[119:112];
+  assign \bits$186  = \bits$9 ;
+  assign \master$187  = operands__payload[127:120];
+  assign \bits$188  = \bits$9 ;
+  assign \master$189  = operands__payload[135:128];
+  assign \bits$190  = \bits$9 ;
+  assign \master$191  = operands__payload[143:136];
+  assign \bits$192  = \bits$9 ;
+  assign \master$193  = operands__payload[151:144];
+  assign \bits$194  = \bits$9 ;
+  assign \master$195  = operands__payload[159:152];
+  assign \bits$196  = \bits$9 ;
+  assign \master$197  = operands__payload[167:160];
+  assign \bits$198  = \bits$9 ;
+  assign \master$199  = operands__payload[175:168];
+  assign \bits$200  = \bits$9 ;
+  assign \master$201  = operands__payload[183:176];
+  assign \bits$202  = \bits$9 ;
+  assign \master$203  = operands__payload[191:184];
+  assign \bits$204  = \bits$9 ;
+  assign \master$205  = operands__payload[199:192];
+  assign \bits$206  = \bits$9 ;
+  assign \master$207  = operands__payload[207:200];
+  assign \bits$208  = \bits$9 ;
+  assign \master$209  = operands__payload[215:208];
+  assign \bits$210  = \bits$9 ;
+  assign \master$211  = operands__payload[223:216];
+  assign \bits$212  = \bits$9 ;
+  assign \master$213  = operands__payload[231:224];
+  assign \bits$214  = \bits$9 ;
+  assign \master$215  = operands__payload[239:232];
+  assign \bits$216  = \bits$9 ;
+  assign \master$217  = operands__payload[247:240];
+  assign \bits$218  = \bits$9 ;
+  assign \master$219  = operands__payload[255:248];
+  assign \bits$220  = \bits$9 ;
+  assign \master$221  = operands__payload[263:256];
+  assign \bits$222  = \bits$9 ;
+  assign \master$223  = operands__payload[271:264];
+  assign \bits$224  = \bits$9 ;
+  assign \master$225  = operands__payload[279:272];
+  assign \bits$226  = \bits$9 ;
+  assign \master$227  = operands__payload[287:280];
+  assign \bits$228  = \bits$9 ;
+  assign \master$229  = operands__payload[295:288];
+  assign \bits$230  = \bits$9 ;
+  assign \master$231  = operands__payload[303:296];
+  assign \bits$232  = \bits$9 ;
+  assign \master$233  = operands__payload[311:304];
+  assign \bits$234  = \bits$9 ;
+  assign \master$235  = operands__payload[319:312];
+  assign \bits$236  = \bits$9 ;
+  assign \master$237  = operands__payload[327:320];
+  assign \bits$238  = \bits$9 ;
+  assign \master$239  = operands__payload[335:328];
+  assign \bits$240  = \bits$9 ;
+  assign \master$241  = operands__payload[343:336];
+  assign \bits$242  = \bits$9 ;
+  assign \master$243  = operands__payload[351:344];
+  assign \bits$244  = \bits$9 ;
+  assign \master$245  = operands__payload[359:352];
+  assign \bits$246  = \bits$9 ;
+  assign \master$247  = operands__payload[367:360];
+  assign \bits$248  = \bits$9 ;
+  assign \master$249  = operands__payload[375:368];
+  assign \bits$250  = \bits$9 ;
+  assign \master$251  = operands__payload[383:376];
+  assign \bits$252  = \bits$9 ;
+  assign \master$253  = operands__payload[391:384];
+  assign \bits$254  = \bits$9 ;
+  assign \master$255  = operands__payload[399:392];
+  assign \bits$256  = \bits$9 ;
+  assign \master$257  = operands__payload[407:400];
+  assign \bits$258  = \bits$9 ;
+  assign \master$259  = operands__payload[415:408];
+  assign \bits$260  = \bits$9 ;
+  assign \master$261  = operands__payload[423:416];
+  assign \bits$262  = \bits$9 ;
+  assign \master$263  = operands__payload[431:424];
+  assign \bits$264  = \bits$9 ;
+  assign \master$265  = operands__payload[439:432];
+  assign \bits$266  = \bits$9 ;
+  assign \master$267  = operands__payload[447:440];
+  assign \bits$268  = \bits$9 ;
+  assign \master$269  = operands__payload[455:448];
+  assign \bits$270  = \bits$9 ;
+  assign \master$271  = operands__payload[463:456];
+  assign \bits$272  = \bits$9 ;
+  assign \master$273  = operands__payload[471:464];
+  assign \bits$274  = \bits$9 ;
+  assign \master$275  = operands__payload[479:472];
+  assign \bits$276  = \bits$9 ;
+  assign \master$277  = operands__payload[487:480];
+  assign \bits$278  = \bits$9 ;
+  assign \master$279  = operands__payload[495:488];
+  assign \bits$280  = \bits$9 ;
+  assign \master$281  = operands__payload[503:496];
+  assign \bits$282  = \bits$9 ;
+  assign \master$283  = operands__payload[511:504];
+  assign \bits$284  = \bits$9 ;
+  assign \mode$285  = edge_mode;
+  assign valid = edge_valid;
+  assign start = edge_start;
+  assign advance = \$signal$12 ;
+  assign acc = { \$214 , \$215  };
+  assign a_digits = edge_a_digits_0;
+  assign w_digits = edge_w_digits_0;
+  assign \mode$292  = edge_mode;
+  assign \valid$293  = edge_valid;
+  assign \start$294  = edge_start;
+  assign \advance$295  = \$signal$12 ;
+  assign \acc$296  = { \$216 , \$217  };
+  assign \a_digits$297  = edge_a_digits_0;
+  assign \w_digits$298  = edge_w_digits_1;
+  assign \mode$299  = edge_mode;
+  assign \valid$300  = edge_valid;
+  assign \start$301  = edge_start;
+  assign \advance$302  = \$signal$12 ;
+  assign \acc$303  = { \$218 , \$219  };
+  assign \a_digits$304  = edge_a_digits_1;
+  assign \w_digits$305  = edge_w_digits_0;
+  assign \mode$306  = edge_mode;
+  assign \valid$307  = edge_valid;
+  assign \start$308  = edge_start;
+  assign \advance$309  = \$signal$12 ;
+  assign \acc$310  = { \$220 , \$221  };
+  assign \a_digits$311  = edge_a_digits_1;
+  assign \w_digits$312  = edge_w_digits_1;
   assign \operands__payload.activations  = operands__payload[255:0];
   assign \operands__payload.activations[0]  = operands__payload[127:0];
   assign \operands__payload.activations[0][0]  = operands__payload[7:0];
@@ -1060,297 +2310,205 @@ module mac_array(operands__payload, operands__valid, results__ready, clk, rst, o
   assign \results__payload[1]  = results__payload[115:58];
   assign \results__payload[1][0]  = results__payload[86:58];
   assign \results__payload[1][1]  = results__payload[115:87];
-  assign \activations[0]  = activations[7:0];
-  assign \activations[1]  = activations[15:8];
-  assign \activations[2]  = activations[23:16];
-  assign \activations[3]  = activations[31:24];
-  assign \activations[4]  = activations[39:32];
-  assign \activations[5]  = activations[47:40];
-  assign \activations[6]  = activations[55:48];
-  assign \activations[7]  = activations[63:56];
-  assign \activations[8]  = activations[71:64];
-  assign \activations[9]  = activations[79:72];
-  assign \activations[10]  = activations[87:80];
-  assign \activations[11]  = activations[95:88];
-  assign \activations[12]  = activations[103:96];
-  assign \activations[13]  = activations[111:104];
-  assign \activations[14]  = activations[119:112];
-  assign \activations[15]  = activations[127:120];
-  assign \weights[0]  = weights[7:0];
-  assign \weights[1]  = weights[15:8];
-  assign \weights[2]  = weights[23:16];
-  assign \weights[3]  = weights[31:24];
-  assign \weights[4]  = weights[39:32];
-  assign \weights[5]  = weights[47:40];
-  assign \weights[6]  = weights[55:48];
-  assign \weights[7]  = weights[63:56];
-  assign \weights[8]  = weights[71:64];
-  assign \weights[9]  = weights[79:72];
-  assign \weights[10]  = weights[87:80];
-  assign \weights[11]  = weights[95:88];
-  assign \weights[12]  = weights[103:96];
-  assign \weights[13]  = weights[111:104];
-  assign \weights[14]  = weights[119:112];
-  assign \weights[15]  = weights[127:120];
-  assign \activations$181[0]  = \activations$181 [7:0];
-  assign \activations$181[1]  = \activations$181 [15:8];
-  assign \activations$181[2]  = \activations$181 [23:16];
-  assign \activations$181[3]  = \activations$181 [31:24];
-  assign \activations$181[4]  = \activations$181 [39:32];
-  assign \activations$181[5]  = \activations$181 [47:40];
-  assign \activations$181[6]  = \activations$181 [55:48];
-  assign \activations$181[7]  = \activations$181 [63:56];
-  assign \activations$181[8]  = \activations$181 [71:64];
-  assign \activations$181[9]  = \activations$181 [79:72];
-  assign \activations$181[10]  = \activations$181 [87:80];
-  assign \activations$181[11]  = \activations$181 [95:88];
-  assign \activations$181[12]  = \activations$181 [103:96];
-  assign \activations$181[13]  = \activations$181 [111:104];
-  assign \activations$181[14]  = \activations$181 [119:112];
-  assign \activations$181[15]  = \activations$181 [127:120];
-  assign \weights$182[0]  = \weights$182 [7:0];
-  assign \weights$182[1]  = \weights$182 [15:8];
-  assign \weights$182[2]  = \weights$182 [23:16];
-  assign \weights$182[3]  = \weights$182 [31:24];
-  assign \weights$182[4]  = \weights$182 [39:32];
-  assign \weights$182[5]  = \weights$182 [47:40];
-  assign \weights$182[6]  = \weights$182 [55:48];
-  assign \weights$182[7]  = \weights$182 [63:56];
-  assign \weights$182[8]  = \weights$182 [71:64];
-  assign \weights$182[9]  = \weights$182 [79:72];
-  assign \weights$182[10]  = \weights$182 [87:80];
-  assign \weights$182[11]  = \weights$182 [95:88];
-  assign \weights$182[12]  = \weights$182 [103:96];
-  assign \weights$182[13]  = \weights$182 [111:104];
-  assign \weights$182[14]  = \weights$182 [119:112];
-  assign \weights$182[15]  = \weights$182 [127:120];
-  assign \activations$203[0]  = \activations$203 [7:0];
-  assign \activations$203[1]  = \activations$203 [15:8];
-  assign \activations$203[2]  = \activations$203 [23:16];
-  assign \activations$203[3]  = \activations$203 [31:24];
-  assign \activations$203[4]  = \activations$203 [39:32];
-  assign \activations$203[5]  = \activations$203 [47:40];
-  assign \activations$203[6]  = \activations$203 [55:48];
-  assign \activations$203[7]  = \activations$203 [63:56];
-  assign \activations$203[8]  = \activations$203 [71:64];
-  assign \activations$203[9]  = \activations$203 [79:72];
-  assign \activations$203[10]  = \activations$203 [87:80];
-  assign \activations$203[11]  = \activations$203 [95:88];
-  assign \activations$203[12]  = \activations$203 [103:96];
-  assign \activations$203[13]  = \activations$203 [111:104];
-  assign \activations$203[14]  = \activations$203 [119:112];
-  assign \activations$203[15]  = \activations$203 [127:120];
-  assign \weights$205[0]  = \weights$205 [7:0];
-  assign \weights$205[1]  = \weights$205 [15:8];
-  assign \weights$205[2]  = \weights$205 [23:16];
-  assign \weights$205[3]  = \weights$205 [31:24];
-  assign \weights$205[4]  = \weights$205 [39:32];
-  assign \weights$205[5]  = \weights$205 [47:40];
-  assign \weights$205[6]  = \weights$205 [55:48];
-  assign \weights$205[7]  = \weights$205 [63:56];
-  assign \weights$205[8]  = \weights$205 [71:64];
-  assign \weights$205[9]  = \weights$205 [79:72];
-  assign \weights$205[10]  = \weights$205 [87:80];
-  assign \weights$205[11]  = \weights$205 [95:88];
-  assign \weights$205[12]  = \weights$205 [103:96];
-  assign \weights$205[13]  = \weights$205 [111:104];
-  assign \weights$205[14]  = \weights$205 [119:112];
-  assign \weights$205[15]  = \weights$205 [127:120];
-  assign \activations$225[0]  = \activations$225 [7:0];
-  assign \activations$225[1]  = \activations$225 [15:8];
-  assign \activations$225[2]  = \activations$225 [23:16];
-  assign \activations$225[3]  = \activations$225 [31:24];
-  assign \activations$225[4]  = \activations$225 [39:32];
-  assign \activations$225[5]  = \activations$225 [47:40];
-  assign \activations$225[6]  = \activations$225 [55:48];
-  assign \activations$225[7]  = \activations$225 [63:56];
-  assign \activations$225[8]  = \activations$225 [71:64];
-  assign \activations$225[9]  = \activations$225 [79:72];
-  assign \activations$225[10]  = \activations$225 [87:80];
-  assign \activations$225[11]  = \activations$225 [95:88];
-  assign \activations$225[12]  = \activations$225 [103:96];
-  assign \activations$225[13]  = \activations$225 [111:104];
-  assign \activations$225[14]  = \activations$225 [119:112];
-  assign \activations$225[15]  = \activations$225 [127:120];
-  assign \weights$226[0]  = \weights$226 [7:0];
-  assign \weights$226[1]  = \weights$226 [15:8];
-  assign \weights$226[2]  = \weights$226 [23:16];
-  assign \weights$226[3]  = \weights$226 [31:24];
-  assign \weights$226[4]  = \weights$226 [39:32];
-  assign \weights$226[5]  = \weights$226 [47:40];
-  assign \weights$226[6]  = \weights$226 [55:48];
-  assign \weights$226[7]  = \weights$226 [63:56];
-  assign \weights$226[8]  = \weights$226 [71:64];
-  assign \weights$226[9]  = \weights$226 [79:72];
-  assign \weights$226[10]  = \weights$226 [87:80];
-  assign \weights$226[11]  = \weights$226 [95:88];
-  assign \weights$226[12]  = \weights$226 [103:96];
-  assign \weights$226[13]  = \weights$226 [111:104];
-  assign \weights$226[14]  = \weights$226 [119:112];
-  assign \weights$226[15]  = \weights$226 [127:120];
-  assign \weights$226 [127:120] = \nested$198 ;
-  assign \weights$226 [119:112] = \nested$197 ;
-  assign \weights$226 [111:104] = \nested$196 ;
-  assign \weights$226 [103:96] = \nested$195 ;
-  assign \weights$226 [95:88] = \nested$194 ;
-  assign \weights$226 [87:80] = \nested$193 ;
-  assign \weights$226 [79:72] = \nested$192 ;
-  assign \weights$226 [71:64] = \nested$191 ;
-  assign \weights$226 [63:56] = \nested$190 ;
-  assign \weights$226 [55:48] = \nested$189 ;
-  assign \weights$226 [47:40] = \nested$188 ;
-  assign \weights$226 [39:32] = \nested$187 ;
-  assign \weights$226 [31:24] = \nested$186 ;
-  assign \weights$226 [23:16] = \nested$185 ;
-  assign \weights$226 [15:8] = \nested$184 ;
-  assign \weights$226 [7:0] = \nested$183 ;
-  assign \activations$225 [127:120] = \nested$220 ;
-  assign \activations$225 [119:112] = \nested$219 ;
-  assign \activations$225 [111:104] = \nested$218 ;
-  assign \activations$225 [103:96] = \nested$217 ;
-  assign \activations$225 [95:88] = \nested$216 ;
-  assign \activations$225 [87:80] = \nested$215 ;
-  assign \activations$225 [79:72] = \nested$214 ;
-  assign \activations$225 [71:64] = \nested$213 ;
-  assign \activations$225 [63:56] = \nested$212 ;
-  assign \activations$225 [55:48] = \nested$211 ;
-  assign \activations$225 [47:40] = \nested$210 ;
-  assign \activations$225 [39:32] = \nested$209 ;
-  assign \activations$225 [31:24] = \nested$208 ;
-  assign \activations$225 [23:16] = \nested$207 ;
-  assign \activations$225 [15:8] = \nested$206 ;
-  assign \activations$225 [7:0] = \nested$204 ;
-  assign \weights$205 [127:120] = \nested$176 ;
-  assign \weights$205 [119:112] = \nested$174 ;
-  assign \weights$205 [111:104] = \nested$172 ;
-  assign \weights$205 [103:96] = \nested$170 ;
-  assign \weights$205 [95:88] = \nested$168 ;
-  assign \weights$205 [87:80] = \nested$166 ;
-  assign \weights$205 [79:72] = \nested$164 ;
-  assign \weights$205 [71:64] = \nested$162 ;
-  assign \weights$205 [63:56] = \nested$160 ;
-  assign \weights$205 [55:48] = \nested$158 ;
-  assign \weights$205 [47:40] = \nested$156 ;
-  assign \weights$205 [39:32] = \nested$154 ;
-  assign \weights$205 [31:24] = \nested$152 ;
-  assign \weights$205 [23:16] = \nested$150 ;
-  assign \weights$205 [15:8] = \nested$148 ;
-  assign \weights$205 [7:0] = \nested$146 ;
-  assign \activations$203 [127:120] = \nested$220 ;
-  assign \activations$203 [119:112] = \nested$219 ;
-  assign \activations$203 [111:104] = \nested$218 ;
-  assign \activations$203 [103:96] = \nested$217 ;
-  assign \activations$203 [95:88] = \nested$216 ;
-  assign \activations$203 [87:80] = \nested$215 ;
-  assign \activations$203 [79:72] = \nested$214 ;
-  assign \activations$203 [71:64] = \nested$213 ;
-  assign \activations$203 [63:56] = \nested$212 ;
-  assign \activations$203 [55:48] = \nested$211 ;
-  assign \activations$203 [47:40] = \nested$210 ;
-  assign \activations$203 [39:32] = \nested$209 ;
-  assign \activations$203 [31:24] = \nested$208 ;
-  assign \activations$203 [23:16] = \nested$207 ;
-  assign \activations$203 [15:8] = \nested$206 ;
-  assign \activations$203 [7:0] = \nested$204 ;
-  assign \weights$182 [127:120] = \nested$198 ;
-  assign \weights$182 [119:112] = \nested$197 ;
-  assign \weights$182 [111:104] = \nested$196 ;
-  assign \weights$182 [103:96] = \nested$195 ;
-  assign \weights$182 [95:88] = \nested$194 ;
-  assign \weights$182 [87:80] = \nested$193 ;
-  assign \weights$182 [79:72] = \nested$192 ;
-  assign \weights$182 [71:64] = \nested$191 ;
-  assign \weights$182 [63:56] = \nested$190 ;
-  assign \weights$182 [55:48] = \nested$189 ;
-  assign \weights$182 [47:40] = \nested$188 ;
-  assign \weights$182 [39:32] = \nested$187 ;
-  assign \weights$182 [31:24] = \nested$186 ;
-  assign \weights$182 [23:16] = \nested$185 ;
-  assign \weights$182 [15:8] = \nested$184 ;
-  assign \weights$182 [7:0] = \nested$183 ;
-  assign \activations$181 [127:120] = \nested$175 ;
-  assign \activations$181 [119:112] = \nested$173 ;
-  assign \activations$181 [111:104] = \nested$171 ;
-  assign \activations$181 [103:96] = \nested$169 ;
-  assign \activations$181 [95:88] = \nested$167 ;
-  assign \activations$181 [87:80] = \nested$165 ;
-  assign \activations$181 [79:72] = \nested$163 ;
-  assign \activations$181 [71:64] = \nested$161 ;
-  assign \activations$181 [63:56] = \nested$159 ;
-  assign \activations$181 [55:48] = \nested$157 ;
-  assign \activations$181 [47:40] = \nested$155 ;
-  assign \activations$181 [39:32] = \nested$153 ;
-  assign \activations$181 [31:24] = \nested$151 ;
-  assign \activations$181 [23:16] = \nested$149 ;
-  assign \activations$181 [15:8] = \nested$147 ;
-  assign \activations$181 [7:0] = nested;
-  assign weights[127:120] = \nested$176 ;
-  assign weights[119:112] = \nested$174 ;
-  assign weights[111:104] = \nested$172 ;
-  assign weights[103:96] = \nested$170 ;
-  assign weights[95:88] = \nested$168 ;
-  assign weights[87:80] = \nested$166 ;
-  assign weights[79:72] = \nested$164 ;
-  assign weights[71:64] = \nested$162 ;
-  assign weights[63:56] = \nested$160 ;
-  assign weights[55:48] = \nested$158 ;
-  assign weights[47:40] = \nested$156 ;
-  assign weights[39:32] = \nested$154 ;
-  assign weights[31:24] = \nested$152 ;
-  assign weights[23:16] = \nested$150 ;
-  assign weights[15:8] = \nested$148 ;
-  assign weights[7:0] = \nested$146 ;
-  assign activations[127:120] = \nested$175 ;
-  assign activations[119:112] = \nested$173 ;
-  assign activations[111:104] = \nested$171 ;
-  assign activations[103:96] = \nested$169 ;
-  assign activations[95:88] = \nested$167 ;
-  assign activations[87:80] = \nested$165 ;
-  assign activations[79:72] = \nested$163 ;
-  assign activations[71:64] = \nested$161 ;
-  assign activations[63:56] = \nested$159 ;
-  assign activations[55:48] = \nested$157 ;
-  assign activations[47:40] = \nested$155 ;
-  assign activations[39:32] = \nested$153 ;
-  assign activations[31:24] = \nested$151 ;
-  assign activations[23:16] = \nested$149 ;
-  assign activations[15:8] = \nested$147 ;
-  assign activations[7:0] = nested;
-  assign results__payload[115:87] = \acc$224 ;
-  assign results__payload[86:58] = \acc$202 ;
-  assign results__payload[57:29] = \acc$180 ;
-  assign results__payload[28:0] = acc;
+  assign \nest_mode.w2  = nest_mode[0];
+  assign \nest_mode.w4  = nest_mode[1];
+  assign \nest_mode.w8  = nest_mode[2];
+  assign \mode.w2  = mode[0];
+  assign \mode.w4  = mode[1];
+  assign \mode.w8  = mode[2];
+  assign \edge_mode.w2  = edge_mode[0];
+  assign \edge_mode.w4  = edge_mode[1];
+  assign \edge_mode.w8  = edge_mode[2];
+  assign \mode$285.w2  = edge_mode[0];
+  assign \mode$285.w4  = edge_mode[1];
+  assign \mode$285.w8  = edge_mode[2];
+  assign \a_digits[0]  = edge_a_digits_0[1:0];
+  assign \a_digits[1]  = edge_a_digits_0[3:2];
+  assign \a_digits[2]  = edge_a_digits_0[5:4];
+  assign \a_digits[3]  = edge_a_digits_0[7:6];
+  assign \a_digits[4]  = edge_a_digits_0[9:8];
+  assign \a_digits[5]  = edge_a_digits_0[11:10];
+  assign \a_digits[6]  = edge_a_digits_0[13:12];
+  assign \a_digits[7]  = edge_a_digits_0[15:14];
+  assign \a_digits[8]  = edge_a_digits_0[17:16];
+  assign \a_digits[9]  = edge_a_digits_0[19:18];
+  assign \a_digits[10]  = edge_a_digits_0[21:20];
+  assign \a_digits[11]  = edge_a_digits_0[23:22];
+  assign \a_digits[12]  = edge_a_digits_0[25:24];
+  assign \a_digits[13]  = edge_a_digits_0[27:26];
+  assign \a_digits[14]  = edge_a_digits_0[29:28];
+  assign \a_digits[15]  = edge_a_digits_0[31:30];
+  assign \w_digits[0]  = edge_w_digits_0[1:0];
+  assign \w_digits[1]  = edge_w_digits_0[3:2];
+  assign \w_digits[2]  = edge_w_digits_0[5:4];
+  assign \w_digits[3]  = edge_w_digits_0[7:6];
+  assign \w_digits[4]  = edge_w_digits_0[9:8];
+  assign \w_digits[5]  = edge_w_digits_0[11:10];
+  assign \w_digits[6]  = edge_w_digits_0[13:12];
+  assign \w_digits[7]  = edge_w_digits_0[15:14];
+  assign \w_digits[8]  = edge_w_digits_0[17:16];
+  assign \w_digits[9]  = edge_w_digits_0[19:18];
+  assign \w_digits[10]  = edge_w_digits_0[21:20];
+  assign \w_digits[11]  = edge_w_digits_0[23:22];
+  assign \w_digits[12]  = edge_w_digits_0[25:24];
+  assign \w_digits[13]  = edge_w_digits_0[27:26];
+  assign \w_digits[14]  = edge_w_digits_0[29:28];
+  assign \w_digits[15]  = edge_w_digits_0[31:30];
+  assign \mode$292.w2  = edge_mode[0];
+  assign \mode$292.w4  = edge_mode[1];
+  assign \mode$292.w8  = edge_mode[2];
+  assign \a_digits$297[0]  = edge_a_digits_0[1:0];
+  assign \a_digits$297[1]  = edge_a_digits_0[3:2];
+  assign \a_digits$297[2]  = edge_a_digits_0[5:4];
+  assign \a_digits$297[3]  = edge_a_digits_0[7:6];
+  assign \a_digits$297[4]  = edge_a_digits_0[9:8];
+  assign \a_digits$297[5]  = edge_a_digits_0[11:10];
+  assign \a_digits$297[6]  = edge_a_digits_0[13:12];
+  assign \a_digits$297[7]  = edge_a_digits_0[15:14];
+  assign \a_digits$297[8]  = edge_a_digits_0[17:16];
+  assign \a_digits$297[9]  = edge_a_digits_0[19:18];
+  assign \a_digits$297[10]  = edge_a_digits_0[21:20];
+  assign \a_digits$297[11]  = edge_a_digits_0[23:22];
+  assign \a_digits$297[12]  = edge_a_digits_0[25:24];
+  assign \a_digits$297[13]  = edge_a_digits_0[27:26];
+  assign \a_digits$297[14]  = edge_a_digits_0[29:28];
+  assign \a_digits$297[15]  = edge_a_digits_0[31:30];
+  assign \w_digits$298[0]  = edge_w_digits_1[1:0];
+  assign \w_digits$298[1]  = edge_w_digits_1[3:2];
+  assign \w_digits$298[2]  = edge_w_digits_1[5:4];
+  assign \w_digits$298[3]  = edge_w_digits_1[7:6];
+  assign \w_digits$298[4]  = edge_w_digits_1[9:8];
+  assign \w_digits$298[5]  = edge_w_digits_1[11:10];
+  assign \w_digits$298[6]  = edge_w_digits_1[13:12];
+  assign \w_digits$298[7]  = edge_w_digits_1[15:14];
+  assign \w_digits$298[8]  = edge_w_digits_1[17:16];
+  assign \w_digits$298[9]  = edge_w_digits_1[19:18];
+  assign \w_digits$298[10]  = edge_w_digits_1[21:20];
+  assign \w_digits$298[11]  = edge_w_digits_1[23:22];
+  assign \w_digits$298[12]  = edge_w_digits_1[25:24];
+  assign \w_digits$298[13]  = edge_w_digits_1[27:26];
+  assign \w_digits$298[14]  = edge_w_digits_1[29:28];
+  assign \w_digits$298[15]  = edge_w_digits_1[31:30];
+  assign \mode$299.w2  = edge_mode[0];
+  assign \mode$299.w4  = edge_mode[1];
+  assign \mode$299.w8  = edge_mode[2];
+  assign \a_digits$304[0]  = edge_a_digits_1[1:0];
+  assign \a_digits$304[1]  = edge_a_digits_1[3:2];
+  assign \a_digits$304[2]  = edge_a_digits_1[5:4];
+  assign \a_digits$304[3]  = edge_a_digits_1[7:6];
+  assign \a_digits$304[4]  = edge_a_digits_1[9:8];
+  assign \a_digits$304[5]  = edge_a_digits_1[11:10];
+  assign \a_digits$304[6]  = edge_a_digits_1[13:12];
+  assign \a_digits$304[7]  = edge_a_digits_1[15:14];
+  assign \a_digits$304[8]  = edge_a_digits_1[17:16];
+  assign \a_digits$304[9]  = edge_a_digits_1[19:18];
+  assign \a_digits$304[10]  = edge_a_digits_1[21:20];
+  assign \a_digits$304[11]  = edge_a_digits_1[23:22];
+  assign \a_digits$304[12]  = edge_a_digits_1[25:24];
+  assign \a_digits$304[13]  = edge_a_digits_1[27:26];
+  assign \a_digits$304[14]  = edge_a_digits_1[29:28];
+  assign \a_digits$304[15]  = edge_a_digits_1[31:30];
+  assign \w_digits$305[0]  = edge_w_digits_0[1:0];
+  assign \w_digits$305[1]  = edge_w_digits_0[3:2];
+  assign \w_digits$305[2]  = edge_w_digits_0[5:4];
+  assign \w_digits$305[3]  = edge_w_digits_0[7:6];
+  assign \w_digits$305[4]  = edge_w_digits_0[9:8];
+  assign \w_digits$305[5]  = edge_w_digits_0[11:10];
+  assign \w_digits$305[6]  = edge_w_digits_0[13:12];
+  assign \w_digits$305[7]  = edge_w_digits_0[15:14];
+  assign \w_digits$305[8]  = edge_w_digits_0[17:16];
+  assign \w_digits$305[9]  = edge_w_digits_0[19:18];
+  assign \w_digits$305[10]  = edge_w_digits_0[21:20];
+  assign \w_digits$305[11]  = edge_w_digits_0[23:22];
+  assign \w_digits$305[12]  = edge_w_digits_0[25:24];
+  assign \w_digits$305[13]  = edge_w_digits_0[27:26];
+  assign \w_digits$305[14]  = edge_w_digits_0[29:28];
+  assign \w_digits$305[15]  = edge_w_digits_0[31:30];
+  assign \mode$306.w2  = edge_mode[0];
+  assign \mode$306.w4  = edge_mode[1];
+  assign \mode$306.w8  = edge_mode[2];
+  assign \a_digits$311[0]  = edge_a_digits_1[1:0];
+  assign \a_digits$311[1]  = edge_a_digits_1[3:2];
+  assign \a_digits$311[2]  = edge_a_digits_1[5:4];
+  assign \a_digits$311[3]  = edge_a_digits_1[7:6];
+  assign \a_digits$311[4]  = edge_a_digits_1[9:8];
+  assign \a_digits$311[5]  = edge_a_digits_1[11:10];
+  assign \a_digits$311[6]  = edge_a_digits_1[13:12];
+  assign \a_digits$311[7]  = edge_a_digits_1[15:14];
+  assign \a_digits$311[8]  = edge_a_digits_1[17:16];
+  assign \a_digits$311[9]  = edge_a_digits_1[19:18];
+  assign \a_digits$311[10]  = edge_a_digits_1[21:20];
+  assign \a_digits$311[11]  = edge_a_digits_1[23:22];
+  assign \a_digits$311[12]  = edge_a_digits_1[25:24];
+  assign \a_digits$311[13]  = edge_a_digits_1[27:26];
+  assign \a_digits$311[14]  = edge_a_digits_1[29:28];
+  assign \a_digits$311[15]  = edge_a_digits_1[31:30];
+  assign \w_digits$312[0]  = edge_w_digits_1[1:0];
+  assign \w_digits$312[1]  = edge_w_digits_1[3:2];
+  assign \w_digits$312[2]  = edge_w_digits_1[5:4];
+  assign \w_digits$312[3]  = edge_w_digits_1[7:6];
+  assign \w_digits$312[4]  = edge_w_digits_1[9:8];
+  assign \w_digits$312[5]  = edge_w_digits_1[11:10];
+  assign \w_digits$312[6]  = edge_w_digits_1[13:12];
+  assign \w_digits$312[7]  = edge_w_digits_1[15:14];
+  assign \w_digits$312[8]  = edge_w_digits_1[17:16];
+  assign \w_digits$312[9]  = edge_w_digits_1[19:18];
+  assign \w_digits$312[10]  = edge_w_digits_1[21:20];
+  assign \w_digits$312[11]  = edge_w_digits_1[23:22];
+  assign \w_digits$312[12]  = edge_w_digits_1[25:24];
+  assign \w_digits$312[13]  = edge_w_digits_1[27:26];
+  assign \w_digits$312[14]  = edge_w_digits_1[29:28];
+  assign \w_digits$312[15]  = edge_w_digits_1[31:30];
+  assign results__payload[115:87] = { \$220 , \$221  };
+  assign results__payload[86:58] = { \$218 , \$219  };
+  assign results__payload[57:29] = { \$216 , \$217  };
+  assign results__payload[28:0] = { \$214 , \$215  };
+  assign \$1  = nested_a_0_0[1:0];
+  assign \$2  = \$1 ;
+  assign \$5  = nested_a_0_1[1:0];
+  assign \$17  = nested_a_0_2[1:0];
+  assign \$21  = nested_a_0_3[1:0];
+  assign \$33  = nested_a_1_0[1:0];
+  assign \$34  = \$33 ;
+  assign \$37  = nested_a_1_1[1:0];
+  assign \$49  = nested_a_1_2[1:0];
+  assign \$53  = nested_a_1_3[1:0];
+  assign \$65  = nested_w_0_0[1:0];
+  assign \$66  = \$65 ;
+  assign \$69  = nested_w_0_1[1:0];
+  assign \$81  = nested_w_0_2[1:0];
+  assign \$85  = nested_w_0_3[1:0];
+  assign \$97  = nested_w_1_0[1:0];
+  assign \$98  = \$97 ;
+  assign \$101  = nested_w_1_1[1:0];
+  assign \$113  = nested_w_1_2[1:0];
+  assign \$117  = nested_w_1_3[1:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_a_0_0 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$130  = 0;
+module \mac_array.nest_a_0_0 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$258  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$130 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$258 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
@@ -1364,33 +2522,13 @@ module \mac_array.nest_a_0_0 (master, nested, bits);
           step = 3'h2;
       4'h7:
           step = 3'h1;
-      4'h8:
+      default:
           step = 3'h0;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$130 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-      4'h5:
-          lo = 9'h000;
-      4'h6:
-          lo = 9'h000;
-      4'h7:
-          lo = 9'h000;
-      4'h8:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$130 ) begin end
-    hi = 8'hff;
+    if (\$auto$verilog_backend.cc:2355:dump_module$258 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
@@ -1404,797 +2542,469 @@ module \mac_array.nest_a_0_0 (master, nested, bits);
           hi = 8'h3f;
       4'h7:
           hi = 8'h7f;
-      4'h8:
+      default:
           hi = 8'hff;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$258 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      4'h4:
+          floor = 9'h1f8;
+      4'h5:
+          floor = 9'h1f0;
+      4'h6:
+          floor = 9'h1e0;
+      4'h7:
+          floor = 9'h1c0;
+      default:
+          floor = 9'h180;
+    endcase
+  end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_a_0_1 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$131  = 0;
+module \mac_array.nest_a_0_1 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$259  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$131 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$259 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$131 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$131 ) begin end
-    hi = 8'hff;
+    if (\$auto$verilog_backend.cc:2355:dump_module$259 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
       4'h3:
           hi = 8'h07;
-      4'h4:
+      default:
           hi = 8'h0f;
     endcase
   end
-  assign nested = \$7 [7:0];
-  assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_10 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$132  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$132 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$132 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$259 ) begin end
     (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
-          nested = \$8 [7:0];
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
       default:
-          nested = master;
+          floor = 9'h1f8;
     endcase
   end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_a_0_11 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$133  = 0;
+module \mac_array.nest_a_0_10 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$133 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$133 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_12 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$134  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$134 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$134 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_13 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$135  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$135 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$135 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_14 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$136  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$136 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$136 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_15 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$137  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$137 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$137 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_2 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$138  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  reg [7:0] hi;
-  reg [8:0] lo;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_11 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_12 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_13 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_14 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_15 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_2 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$260  = 0;
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  input [3:0] bits;
+  wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
+  reg [7:0] hi;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$138 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$260 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$138 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$138 ) begin end
-    hi = 8'hff;
+    if (\$auto$verilog_backend.cc:2355:dump_module$260 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
       4'h3:
           hi = 8'h07;
-      4'h4:
+      default:
           hi = 8'h0f;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$260 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      default:
+          floor = 9'h1f8;
+    endcase
+  end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_a_0_3 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$139  = 0;
+module \mac_array.nest_a_0_3 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$261  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$139 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$261 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$139 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$139 ) begin end
-    hi = 8'hff;
+    if (\$auto$verilog_backend.cc:2355:dump_module$261 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
       4'h3:
           hi = 8'h07;
-      4'h4:
+      default:
           hi = 8'h0f;
     endcase
   end
-  assign nested = \$7 [7:0];
-  assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_4 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$140  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$140 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$140 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$261 ) begin end
     (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
-          nested = \$8 [7:0];
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
       default:
-          nested = master;
+          floor = 9'h1f8;
     endcase
   end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_a_0_5 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$141  = 0;
+module \mac_array.nest_a_0_4 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$141 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$141 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_6 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$142  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$142 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$142 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_7 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$143  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$143 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$143 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_8 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$144  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$144 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$144 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_0_9 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$145  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$145 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$145 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_0 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$146  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  reg [7:0] hi;
-  reg [8:0] lo;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_5 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_6 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_7 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_8 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_0_9 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_0 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$262  = 0;
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  input [3:0] bits;
+  wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
+  reg [7:0] hi;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$146 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$262 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
@@ -2208,33 +3018,13 @@ module \mac_array.nest_a_1_0 (master, nested, bits);
           step = 3'h2;
       4'h7:
           step = 3'h1;
-      4'h8:
+      default:
           step = 3'h0;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$146 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-      4'h5:
-          lo = 9'h000;
-      4'h6:
-          lo = 9'h000;
-      4'h7:
-          lo = 9'h000;
-      4'h8:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$146 ) begin end
-    hi = 8'hff;
+    if (\$auto$verilog_backend.cc:2355:dump_module$262 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
@@ -2248,797 +3038,471 @@ module \mac_array.nest_a_1_0 (master, nested, bits);
           hi = 8'h3f;
       4'h7:
           hi = 8'h7f;
-      4'h8:
+      default:
           hi = 8'hff;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$262 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      4'h4:
+          floor = 9'h1f8;
+      4'h5:
+          floor = 9'h1f0;
+      4'h6:
+          floor = 9'h1e0;
+      4'h7:
+          floor = 9'h1c0;
+      default:
+          floor = 9'h180;
+    endcase
+  end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_a_1_1 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$147  = 0;
+module \mac_array.nest_a_1_1 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$263  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$147 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$263 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$147 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$147 ) begin end
-    hi = 8'hff;
+    if (\$auto$verilog_backend.cc:2355:dump_module$263 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
       4'h3:
           hi = 8'h07;
-      4'h4:
+      default:
           hi = 8'h0f;
     endcase
   end
-  assign nested = \$7 [7:0];
-  assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_10 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$148  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$148 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$148 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$263 ) begin end
     (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
-          nested = \$8 [7:0];
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
       default:
-          nested = master;
+          floor = 9'h1f8;
     endcase
   end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_a_1_11 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$149  = 0;
+module \mac_array.nest_a_1_10 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$149 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$149 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_12 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$150  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$150 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$150 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_13 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$151  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$151 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$151 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_14 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$152  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$152 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$152 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_15 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$153  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$153 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$153 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_2 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$154  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  reg [7:0] hi;
-  reg [8:0] lo;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_11 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_12 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_13 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_14 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_15 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_2 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$264  = 0;
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  input [3:0] bits;
+  wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
+  reg [7:0] hi;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$154 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$264 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$154 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$154 ) begin end
-    hi = 8'hff;
+    if (\$auto$verilog_backend.cc:2355:dump_module$264 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
       4'h3:
           hi = 8'h07;
-      4'h4:
+      default:
           hi = 8'h0f;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$264 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      default:
+          floor = 9'h1f8;
+    endcase
+  end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_a_1_3 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$155  = 0;
+module \mac_array.nest_a_1_3 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$265  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$155 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$265 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$155 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$155 ) begin end
-    hi = 8'hff;
+    if (\$auto$verilog_backend.cc:2355:dump_module$265 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
       4'h3:
           hi = 8'h07;
-      4'h4:
+      default:
           hi = 8'h0f;
     endcase
   end
-  assign nested = \$7 [7:0];
-  assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_4 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$156  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$156 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$156 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$265 ) begin end
     (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
-          nested = \$8 [7:0];
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
       default:
-          nested = master;
+          floor = 9'h1f8;
     endcase
   end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_a_1_5 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$157  = 0;
+module \mac_array.nest_a_1_4 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$157 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$157 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_6 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$158  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$158 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$158 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_7 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$159  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$159 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$159 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_8 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$160  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$160 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$160 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_a_1_9 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$161  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = \$2  + 1'h1;
-  assign \$5  = $signed(rounded_2) < $signed(1'h0);
-  assign \$6  = $signed(rounded_2) > $signed(3'h3);
-  assign \$7  = \$6  ? 10'h003 : rounded_2;
-  assign \$8  = \$5  ? 10'h000 : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$161 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$161 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { 6'h00, \$1 [8:6] };
-  assign \$4  = { 1'h0, \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_0 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$162  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  reg [7:0] hi;
-  reg [8:0] lo;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_5 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_6 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_7 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_8 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_a_1_9 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$2  = halved[8:1] != 2'h3;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
+  assign nested = \$4 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { 6'h00, \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_0 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$266  = 0;
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  input [3:0] bits;
+  wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
+  reg [7:0] hi;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$162 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$266 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
@@ -3052,33 +3516,13 @@ module \mac_array.nest_w_0_0 (master, nested, bits);
           step = 3'h2;
       4'h7:
           step = 3'h1;
-      4'h8:
+      default:
           step = 3'h0;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$162 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-      4'h5:
-          lo = 9'h1f1;
-      4'h6:
-          lo = 9'h1e1;
-      4'h7:
-          lo = 9'h1c1;
-      4'h8:
-          lo = 9'h181;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$162 ) begin end
-    hi = 8'h7f;
+    if (\$auto$verilog_backend.cc:2355:dump_module$266 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
@@ -3092,797 +3536,501 @@ module \mac_array.nest_w_0_0 (master, nested, bits);
           hi = 8'h1f;
       4'h7:
           hi = 8'h3f;
-      4'h8:
+      default:
           hi = 8'h7f;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$266 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      4'h4:
+          floor = 9'h1f8;
+      4'h5:
+          floor = 9'h1f0;
+      4'h6:
+          floor = 9'h1e0;
+      4'h7:
+          floor = 9'h1c0;
+      default:
+          floor = 9'h180;
+    endcase
+  end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_0_1 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$163  = 0;
+module \mac_array.nest_w_0_1 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$267  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire [8:0] \$5 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$163 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$267 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$163 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$163 ) begin end
-    hi = 8'h7f;
+    if (\$auto$verilog_backend.cc:2355:dump_module$267 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
       4'h3:
           hi = 8'h03;
-      4'h4:
+      default:
           hi = 8'h07;
     endcase
   end
-  assign nested = \$7 [7:0];
-  assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_10 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$164  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$164 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$164 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$267 ) begin end
     (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
-          nested = \$8 [7:0];
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
       default:
-          nested = master;
+          floor = 9'h1f8;
     endcase
   end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_0_11 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$165  = 0;
+module \mac_array.nest_w_0_10 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$165 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$165 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_12 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$166  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$166 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$166 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_13 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$167  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$167 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$167 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_14 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$168  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$168 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$168 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_15 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$169  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$169 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$169 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_2 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$170  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  reg [7:0] hi;
-  reg [8:0] lo;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_11 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_12 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_13 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_14 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_15 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_2 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$268  = 0;
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  input [3:0] bits;
+  wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
+  reg [7:0] hi;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$170 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$268 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$170 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$170 ) begin end
-    hi = 8'h7f;
+    if (\$auto$verilog_backend.cc:2355:dump_module$268 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
       4'h3:
           hi = 8'h03;
-      4'h4:
+      default:
           hi = 8'h07;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$268 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      default:
+          floor = 9'h1f8;
+    endcase
+  end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_0_3 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$171  = 0;
+module \mac_array.nest_w_0_3 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$269  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire [8:0] \$5 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$171 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$269 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$171 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$171 ) begin end
-    hi = 8'h7f;
+    if (\$auto$verilog_backend.cc:2355:dump_module$269 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
       4'h3:
           hi = 8'h03;
-      4'h4:
+      default:
           hi = 8'h07;
     endcase
   end
-  assign nested = \$7 [7:0];
-  assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_4 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$172  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$172 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$172 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$269 ) begin end
     (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
-          nested = \$8 [7:0];
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
       default:
-          nested = master;
+          floor = 9'h1f8;
     endcase
   end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_0_5 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$173  = 0;
+module \mac_array.nest_w_0_4 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$173 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$173 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_6 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$174  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$174 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$174 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_7 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$175  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$175 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$175 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_8 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$176  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$176 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$176 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_0_9 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$177  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$177 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$177 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_1_0 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$178  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  reg [7:0] hi;
-  reg [8:0] lo;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_5 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_6 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_7 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_8 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_0_9 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_1_0 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$270  = 0;
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  input [3:0] bits;
+  wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
+  reg [7:0] hi;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$178 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$270 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
@@ -3896,33 +4044,13 @@ module \mac_array.nest_w_1_0 (master, nested, bits);
           step = 3'h2;
       4'h7:
           step = 3'h1;
-      4'h8:
+      default:
           step = 3'h0;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$178 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-      4'h5:
-          lo = 9'h1f1;
-      4'h6:
-          lo = 9'h1e1;
-      4'h7:
-          lo = 9'h1c1;
-      4'h8:
-          lo = 9'h181;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$178 ) begin end
-    hi = 8'h7f;
+    if (\$auto$verilog_backend.cc:2355:dump_module$270 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
@@ -3936,1065 +4064,882 @@ module \mac_array.nest_w_1_0 (master, nested, bits);
           hi = 8'h1f;
       4'h7:
           hi = 8'h3f;
-      4'h8:
+      default:
           hi = 8'h7f;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$270 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      4'h4:
+          floor = 9'h1f8;
+      4'h5:
+          floor = 9'h1f0;
+      4'h6:
+          floor = 9'h1e0;
+      4'h7:
+          floor = 9'h1c0;
+      default:
+          floor = 9'h180;
+    endcase
+  end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_1_1 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$179  = 0;
+module \mac_array.nest_w_1_1 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$271  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire [8:0] \$5 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$179 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$271 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$179 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$179 ) begin end
-    hi = 8'h7f;
+    if (\$auto$verilog_backend.cc:2355:dump_module$271 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
       4'h3:
           hi = 8'h03;
-      4'h4:
+      default:
           hi = 8'h07;
     endcase
   end
-  assign nested = \$7 [7:0];
-  assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_1_10 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$180  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$180 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$180 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$271 ) begin end
     (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
-          nested = \$8 [7:0];
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
       default:
-          nested = master;
+          floor = 9'h1f8;
     endcase
   end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_1_11 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$181  = 0;
+module \mac_array.nest_w_1_10 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$181 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$181 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_1_12 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$182  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$182 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$182 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_1_13 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$183  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$183 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$183 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_1_14 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$184  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$184 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$184 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_1_15 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$185  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$185 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$185 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
-  assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_1_2 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$186  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  reg [7:0] hi;
-  reg [8:0] lo;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_1_11 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_1_12 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_1_13 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_1_14 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_1_15 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.nest_w_1_2 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$272  = 0;
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  input [3:0] bits;
+  wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
+  reg [7:0] hi;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$186 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$272 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$186 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$186 ) begin end
-    hi = 8'h7f;
+    if (\$auto$verilog_backend.cc:2355:dump_module$272 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
       4'h3:
           hi = 8'h03;
-      4'h4:
+      default:
           hi = 8'h07;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$272 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      default:
+          floor = 9'h1f8;
+    endcase
+  end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_1_3 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$187  = 0;
+module \mac_array.nest_w_1_3 (nested, bits, master);
+  reg \$auto$verilog_backend.cc:2355:dump_module$273  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire [8:0] \$5 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$187 ) begin end
-    step = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$273 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
       4'h3:
           step = 3'h5;
-      4'h4:
+      default:
           step = 3'h4;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$187 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$187 ) begin end
-    hi = 8'h7f;
+    if (\$auto$verilog_backend.cc:2355:dump_module$273 ) begin end
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
       4'h3:
           hi = 8'h03;
-      4'h4:
+      default:
           hi = 8'h07;
     endcase
   end
-  assign nested = \$7 [7:0];
-  assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.nest_w_1_4 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$188  = 0;
-  wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  input [7:0] master;
-  wire [7:0] master;
-  output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$188 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$188 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$273 ) begin end
     (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
-          nested = \$8 [7:0];
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
       default:
-          nested = master;
+          floor = 9'h1f8;
     endcase
   end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_1_5 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$189  = 0;
+module \mac_array.nest_w_1_4 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$189 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$189 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_1_6 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$190  = 0;
+module \mac_array.nest_w_1_5 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$190 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$190 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_1_7 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$191  = 0;
+module \mac_array.nest_w_1_6 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$191 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$191 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_1_8 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$192  = 0;
+module \mac_array.nest_w_1_7 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$192 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$192 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.nest_w_1_9 (master, nested, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$193  = 0;
+module \mac_array.nest_w_1_8 (nested, master);
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
-  input [3:0] bits;
-  wire [3:0] bits;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
-  reg [7:0] nested;
-  reg [9:0] rounded_2;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$5  = $signed(rounded_2) < $signed(1'h1);
-  assign \$6  = $signed(rounded_2) > $signed(2'h1);
-  assign \$7  = \$6  ? 10'h001 : rounded_2;
-  assign \$8  = \$5  ? 10'h3ff : \$7 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$193 ) begin end
-    rounded_2 = 10'h000;
-    casez (bits)
-      4'h2:
-          rounded_2 = \$4 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$193 ) begin end
-    (* full_case = 32'd1 *)
-    casez (bits)
-      4'h2:
-          nested = \$8 [7:0];
-      default:
-          nested = master;
-    endcase
-  end
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign \$2  = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
-  assign \$4  = { \$3 [9], \$3 [9:1] };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.pe_0_0 (clk, rst, enable, activations, weights, clear, acc, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$194  = 0;
+module \mac_array.nest_w_1_9 (nested, master);
+  wire [8:0] \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire [8:0] \$5 ;
+  wire [8:0] halved;
+  input [7:0] master;
+  wire [7:0] master;
+  output [7:0] nested;
+  wire [7:0] nested;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign \$2  = halved[8:1] != 1'h1;
+  assign \$3  = halved[8:1] == 8'hfe;
+  assign nested = \$5 [7:0];
+  assign \$1  = { master, 1'h0 };
+  assign halved = { \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8], \$1 [8:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid, start, mode, low, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$274  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
+  wire [5:0] \$10 ;
   wire [1:0] \$100 ;
-  wire [3:0] \$101 ;
+  wire [2:0] \$101 ;
   wire [2:0] \$102 ;
   wire [3:0] \$103 ;
   wire [5:0] \$104 ;
-  wire [3:0] \$105 ;
-  wire [5:0] \$106 ;
+  wire [1:0] \$105 ;
+  wire [1:0] \$106 ;
   wire [1:0] \$107 ;
-  wire [1:0] \$108 ;
-  wire \$109 ;
-  wire [3:0] \$11 ;
-  wire [1:0] \$110 ;
-  wire [3:0] \$111 ;
-  wire [2:0] \$112 ;
-  wire [3:0] \$113 ;
-  wire [5:0] \$114 ;
-  wire [3:0] \$115 ;
-  wire [5:0] \$116 ;
-  wire [1:0] \$117 ;
-  wire [1:0] \$118 ;
+  wire [2:0] \$108 ;
+  wire [2:0] \$109 ;
+  wire [1:0] \$11 ;
+  wire [3:0] \$110 ;
+  wire [2:0] \$111 ;
+  wire [3:0] \$112 ;
+  wire [5:0] \$113 ;
+  wire [1:0] \$114 ;
+  wire [2:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [3:0] \$117 ;
+  wire [5:0] \$118 ;
   wire \$119 ;
   wire [2:0] \$12 ;
   wire [1:0] \$120 ;
-  wire [3:0] \$121 ;
-  wire [2:0] \$122 ;
-  wire [3:0] \$123 ;
-  wire [5:0] \$124 ;
+  wire [1:0] \$121 ;
+  wire [1:0] \$122 ;
+  wire [2:0] \$123 ;
+  wire [2:0] \$124 ;
   wire [3:0] \$125 ;
-  wire [5:0] \$126 ;
-  wire [1:0] \$127 ;
-  wire [1:0] \$128 ;
-  wire \$129 ;
-  wire [3:0] \$13 ;
-  wire [1:0] \$130 ;
-  wire [3:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire [3:0] \$133 ;
-  wire [5:0] \$134 ;
-  wire [3:0] \$135 ;
-  wire [5:0] \$136 ;
+  wire [2:0] \$126 ;
+  wire [3:0] \$127 ;
+  wire [5:0] \$128 ;
+  wire [1:0] \$129 ;
+  wire [2:0] \$13 ;
+  wire [2:0] \$130 ;
+  wire [2:0] \$131 ;
+  wire [3:0] \$132 ;
+  wire [5:0] \$133 ;
+  wire \$134 ;
+  wire [1:0] \$135 ;
+  wire [1:0] \$136 ;
   wire [1:0] \$137 ;
-  wire [1:0] \$138 ;
-  wire \$139 ;
-  wire [5:0] \$14 ;
-  wire [1:0] \$140 ;
-  wire [3:0] \$141 ;
-  wire [2:0] \$142 ;
-  wire [3:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire [3:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire [1:0] \$147 ;
-  wire [1:0] \$148 ;
+  wire [2:0] \$138 ;
+  wire [2:0] \$139 ;
+  wire [3:0] \$14 ;
+  wire [3:0] \$140 ;
+  wire [2:0] \$141 ;
+  wire [3:0] \$142 ;
+  wire [5:0] \$143 ;
+  wire [1:0] \$144 ;
+  wire [2:0] \$145 ;
+  wire [2:0] \$146 ;
+  wire [3:0] \$147 ;
+  wire [5:0] \$148 ;
   wire \$149 ;
-  wire [3:0] \$15 ;
+  wire [5:0] \$15 ;
   wire [1:0] \$150 ;
-  wire [3:0] \$151 ;
-  wire [2:0] \$152 ;
-  wire [3:0] \$153 ;
-  wire [5:0] \$154 ;
+  wire [1:0] \$151 ;
+  wire [1:0] \$152 ;
+  wire [2:0] \$153 ;
+  wire [2:0] \$154 ;
   wire [3:0] \$155 ;
-  wire [5:0] \$156 ;
-  wire [1:0] \$157 ;
-  wire [1:0] \$158 ;
-  wire \$159 ;
-  wire [5:0] \$16 ;
-  wire [1:0] \$160 ;
-  wire [3:0] \$161 ;
-  wire [2:0] \$162 ;
-  wire [3:0] \$163 ;
-  wire [5:0] \$164 ;
-  wire [3:0] \$165 ;
-  wire [5:0] \$166 ;
-  wire [4:0] \$167 ;
-  wire [5:0] \$168 ;
-  wire [4:0] \$169 ;
+  wire [2:0] \$156 ;
+  wire [3:0] \$157 ;
+  wire [5:0] \$158 ;
+  wire [1:0] \$159 ;
+  wire \$16 ;
+  wire [2:0] \$160 ;
+  wire [2:0] \$161 ;
+  wire [3:0] \$162 ;
+  wire [5:0] \$163 ;
+  wire [1:0] \$164 ;
+  wire [1:0] \$165 ;
+  wire [1:0] \$166 ;
+  wire [2:0] \$167 ;
+  wire [2:0] \$168 ;
+  wire [3:0] \$169 ;
   wire [1:0] \$17 ;
-  wire [5:0] \$170 ;
-  wire [8:0] \$171 ;
-  wire [4:0] \$172 ;
-  wire [5:0] \$173 ;
-  wire [8:0] \$174 ;
-  wire [9:0] \$175 ;
-  wire [4:0] \$176 ;
-  wire [11:0] \$177 ;
-  wire [4:0] \$178 ;
-  wire [11:0] \$179 ;
+  wire [2:0] \$170 ;
+  wire [3:0] \$171 ;
+  wire [5:0] \$172 ;
+  wire [1:0] \$173 ;
+  wire [2:0] \$174 ;
+  wire [2:0] \$175 ;
+  wire [3:0] \$176 ;
+  wire [5:0] \$177 ;
+  wire \$178 ;
+  wire [1:0] \$179 ;
   wire [1:0] \$18 ;
-  wire [12:0] \$180 ;
-  wire [4:0] \$181 ;
-  wire [5:0] \$182 ;
-  wire [4:0] \$183 ;
-  wire [5:0] \$184 ;
-  wire [8:0] \$185 ;
-  wire [4:0] \$186 ;
+  wire [1:0] \$180 ;
+  wire [1:0] \$181 ;
+  wire [2:0] \$182 ;
+  wire [2:0] \$183 ;
+  wire [3:0] \$184 ;
+  wire [2:0] \$185 ;
+  wire [3:0] \$186 ;
   wire [5:0] \$187 ;
-  wire [8:0] \$188 ;
-  wire [9:0] \$189 ;
-  wire \$19 ;
-  wire [4:0] \$190 ;
-  wire [11:0] \$191 ;
-  wire [4:0] \$192 ;
-  wire [11:0] \$193 ;
-  wire [12:0] \$194 ;
-  wire [4:0] \$195 ;
-  wire [5:0] \$196 ;
-  wire [4:0] \$197 ;
-  wire [5:0] \$198 ;
-  wire [8:0] \$199 ;
-  wire \$2 ;
-  wire [1:0] \$20 ;
-  wire [4:0] \$200 ;
-  wire [5:0] \$201 ;
-  wire [8:0] \$202 ;
-  wire [9:0] \$203 ;
-  wire [4:0] \$204 ;
-  wire [11:0] \$205 ;
-  wire [4:0] \$206 ;
-  wire [11:0] \$207 ;
-  wire [12:0] \$208 ;
-  wire [4:0] \$209 ;
-  wire [3:0] \$21 ;
-  wire [5:0] \$210 ;
-  wire [4:0] \$211 ;
-  wire [5:0] \$212 ;
-  wire [8:0] \$213 ;
-  wire [4:0] \$214 ;
-  wire [5:0] \$215 ;
-  wire [8:0] \$216 ;
-  wire [9:0] \$217 ;
-  wire [4:0] \$218 ;
-  wire [11:0] \$219 ;
-  wire [2:0] \$22 ;
-  wire [4:0] \$220 ;
-  wire [11:0] \$221 ;
-  wire [12:0] \$222 ;
-  wire [8:0] \$223 ;
-  wire [9:0] \$224 ;
-  wire [8:0] \$225 ;
-  wire [9:0] \$226 ;
-  wire [16:0] \$227 ;
-  wire [8:0] \$228 ;
-  wire [9:0] \$229 ;
-  wire [3:0] \$23 ;
-  wire [16:0] \$230 ;
-  wire [17:0] \$231 ;
-  wire [8:0] \$232 ;
-  wire [23:0] \$233 ;
-  wire [8:0] \$234 ;
-  wire [23:0] \$235 ;
-  wire [24:0] \$236 ;
-  wire [16:0] \$237 ;
-  wire [28:0] \$238 ;
-  wire [29:0] \$239 ;
-  wire [5:0] \$24 ;
-  reg [28:0] \$240 ;
-  wire [3:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire [1:0] \$27 ;
-  wire [1:0] \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire [1:0] \$30 ;
-  wire [3:0] \$31 ;
-  wire [2:0] \$32 ;
-  wire [3:0] \$33 ;
-  wire [5:0] \$34 ;
-  wire [3:0] \$35 ;
-  wire [5:0] \$36 ;
-  wire [1:0] \$37 ;
-  wire [1:0] \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [1:0] \$40 ;
-  wire [3:0] \$41 ;
+  wire [1:0] \$188 ;
+  wire [2:0] \$189 ;
+  wire [1:0] \$19 ;
+  wire [2:0] \$190 ;
+  wire [3:0] \$191 ;
+  wire [5:0] \$192 ;
+  wire \$193 ;
+  wire [1:0] \$194 ;
+  wire [1:0] \$195 ;
+  wire [1:0] \$196 ;
+  wire [2:0] \$197 ;
+  wire [2:0] \$198 ;
+  wire [3:0] \$199 ;
+  wire [1:0] \$2 ;
+  wire [2:0] \$20 ;
+  wire [2:0] \$200 ;
+  wire [3:0] \$201 ;
+  wire [5:0] \$202 ;
+  wire [1:0] \$203 ;
+  wire [2:0] \$204 ;
+  wire [2:0] \$205 ;
+  wire [3:0] \$206 ;
+  wire [5:0] \$207 ;
+  wire \$208 ;
+  wire [1:0] \$209 ;
+  wire [2:0] \$21 ;
+  wire [1:0] \$210 ;
+  wire [1:0] \$211 ;
+  wire [2:0] \$212 ;
+  wire [2:0] \$213 ;
+  wire [3:0] \$214 ;
+  wire [2:0] \$215 ;
+  wire [3:0] \$216 ;
+  wire [5:0] \$217 ;
+  wire [1:0] \$218 ;
+  wire [2:0] \$219 ;
+  wire [3:0] \$22 ;
+  wire [2:0] \$220 ;
+  wire [3:0] \$221 ;
+  wire [5:0] \$222 ;
+  wire [1:0] \$223 ;
+  wire [1:0] \$224 ;
+  wire [1:0] \$225 ;
+  wire [2:0] \$226 ;
+  wire [2:0] \$227 ;
+  wire [3:0] \$228 ;
+  wire [2:0] \$229 ;
+  wire [2:0] \$23 ;
+  wire [3:0] \$230 ;
+  wire [5:0] \$231 ;
+  wire [1:0] \$232 ;
+  wire [2:0] \$233 ;
+  wire [2:0] \$234 ;
+  wire [3:0] \$235 ;
+  wire [5:0] \$236 ;
+  wire [4:0] \$237 ;
+  wire [5:0] \$238 ;
+  wire [4:0] \$239 ;
+  wire [3:0] \$24 ;
+  wire [5:0] \$240 ;
+  wire [8:0] \$241 ;
+  wire [4:0] \$242 ;
+  wire [5:0] \$243 ;
+  wire [8:0] \$244 ;
+  wire [9:0] \$245 ;
+  wire [4:0] \$246 ;
+  wire [11:0] \$247 ;
+  wire [4:0] \$248 ;
+  wire [11:0] \$249 ;
+  wire [5:0] \$25 ;
+  wire [12:0] \$250 ;
+  wire [4:0] \$251 ;
+  wire [5:0] \$252 ;
+  wire [4:0] \$253 ;
+  wire [5:0] \$254 ;
+  wire [8:0] \$255 ;
+  wire [4:0] \$256 ;
+  wire [5:0] \$257 ;
+  wire [8:0] \$258 ;
+  wire [9:0] \$259 ;
+  wire [1:0] \$26 ;
+  wire [4:0] \$260 ;
+  wire [11:0] \$261 ;
+  wire [4:0] \$262 ;
+  wire [11:0] \$263 ;
+  wire [12:0] \$264 ;
+  wire [4:0] \$265 ;
+  wire [5:0] \$266 ;
+  wire [4:0] \$267 ;
+  wire [5:0] \$268 ;
+  wire [8:0] \$269 ;
+  wire [2:0] \$27 ;
+  wire [4:0] \$270 ;
+  wire [5:0] \$271 ;
+  wire [8:0] \$272 ;
+  wire [9:0] \$273 ;
+  wire [4:0] \$274 ;
+  wire [11:0] \$275 ;
+  wire [4:0] \$276 ;
+  wire [11:0] \$277 ;
+  wire [12:0] \$278 ;
+  wire [4:0] \$279 ;
+  wire [2:0] \$28 ;
+  wire [5:0] \$280 ;
+  wire [4:0] \$281 ;
+  wire [5:0] \$282 ;
+  wire [8:0] \$283 ;
+  wire [4:0] \$284 ;
+  wire [5:0] \$285 ;
+  wire [8:0] \$286 ;
+  wire [9:0] \$287 ;
+  wire [4:0] \$288 ;
+  wire [11:0] \$289 ;
+  wire [3:0] \$29 ;
+  wire [4:0] \$290 ;
+  wire [11:0] \$291 ;
+  wire [12:0] \$292 ;
+  wire [8:0] \$293 ;
+  wire [9:0] \$294 ;
+  wire [8:0] \$295 ;
+  wire [9:0] \$296 ;
+  wire [16:0] \$297 ;
+  wire [8:0] \$298 ;
+  wire [9:0] \$299 ;
+  wire [1:0] \$3 ;
+  wire [5:0] \$30 ;
+  wire [16:0] \$300 ;
+  wire [17:0] \$301 ;
+  wire [8:0] \$302 ;
+  wire [23:0] \$303 ;
+  wire [8:0] \$304 ;
+  wire [23:0] \$305 ;
+  wire [24:0] \$306 ;
+  wire [8:0] \$307 ;
+  wire [17:0] \$308 ;
+  wire [14:0] \$309 ;
+  wire \$31 ;
+  wire [14:0] \$310 ;
+  wire [16:0] \$311 ;
+  wire \$312 ;
+  wire [14:0] \$313 ;
+  wire [14:0] \$314 ;
+  wire [15:0] \$315 ;
+  reg [3:0] \$316 ;
+  reg [3:0] \$317 ;
+  reg [3:0] \$318 ;
+  reg [3:0] \$319 ;
+  wire [1:0] \$32 ;
+  reg [3:0] \$320 ;
+  reg [3:0] \$321 ;
+  reg [3:0] \$322 ;
+  reg [3:0] \$323 ;
+  reg [3:0] \$324 ;
+  reg [3:0] \$325 ;
+  reg [3:0] \$326 ;
+  reg [3:0] \$327 ;
+  reg [3:0] \$328 ;
+  reg [3:0] \$329 ;
+  wire [1:0] \$33 ;
+  reg [3:0] \$330 ;
+  reg [3:0] \$331 ;
+  reg [2:0] \$332 ;
+  reg [7:0] \$333 ;
+  reg [7:0] \$334 ;
+  reg [7:0] \$335 ;
+  reg [7:0] \$336 ;
+  reg [2:0] \$337 ;
+  reg [16:0] \$338 ;
+  reg \$339 ;
+  wire [1:0] \$34 ;
+  reg \$340 ;
+  reg [2:0] \$341 ;
+  reg \$342 ;
+  reg \$343 ;
+  reg [2:0] \$344 ;
+  reg \$345 ;
+  reg \$346 ;
+  reg [2:0] \$347 ;
+  reg [14:0] \$348 ;
+  reg \$349 ;
+  wire [2:0] \$35 ;
+  reg [13:0] \$350 ;
+  wire [2:0] \$36 ;
+  wire [3:0] \$37 ;
+  wire [2:0] \$38 ;
+  wire [3:0] \$39 ;
+  wire [1:0] \$4 ;
+  wire [5:0] \$40 ;
+  wire [1:0] \$41 ;
   wire [2:0] \$42 ;
-  wire [3:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [3:0] \$45 ;
-  wire [5:0] \$46 ;
+  wire [2:0] \$43 ;
+  wire [3:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire [1:0] \$46 ;
   wire [1:0] \$47 ;
   wire [1:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire [1:0] \$50 ;
+  wire [2:0] \$49 ;
+  wire [2:0] \$5 ;
+  wire [2:0] \$50 ;
   wire [3:0] \$51 ;
   wire [2:0] \$52 ;
   wire [3:0] \$53 ;
   wire [5:0] \$54 ;
-  wire [3:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [1:0] \$57 ;
-  wire [1:0] \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [3:0] \$61 ;
-  wire [2:0] \$62 ;
-  wire [3:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire [1:0] \$67 ;
-  wire [1:0] \$68 ;
-  wire \$69 ;
-  wire [1:0] \$7 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire [2:0] \$57 ;
+  wire [3:0] \$58 ;
+  wire [5:0] \$59 ;
+  wire [2:0] \$6 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
+  wire [1:0] \$62 ;
+  wire [1:0] \$63 ;
+  wire [2:0] \$64 ;
+  wire [2:0] \$65 ;
+  wire [3:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire [5:0] \$69 ;
+  wire [3:0] \$7 ;
   wire [1:0] \$70 ;
-  wire [3:0] \$71 ;
+  wire [2:0] \$71 ;
   wire [2:0] \$72 ;
   wire [3:0] \$73 ;
   wire [5:0] \$74 ;
-  wire [3:0] \$75 ;
-  wire [5:0] \$76 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
   wire [1:0] \$77 ;
   wire [1:0] \$78 ;
-  wire \$79 ;
-  wire [1:0] \$8 ;
-  wire [1:0] \$80 ;
+  wire [2:0] \$79 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$80 ;
   wire [3:0] \$81 ;
   wire [2:0] \$82 ;
   wire [3:0] \$83 ;
   wire [5:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire [5:0] \$86 ;
-  wire [1:0] \$87 ;
-  wire [1:0] \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire [1:0] \$90 ;
-  wire [3:0] \$91 ;
-  wire [2:0] \$92 ;
-  wire [3:0] \$93 ;
-  wire [5:0] \$94 ;
-  wire [3:0] \$95 ;
-  wire [5:0] \$96 ;
-  wire [1:0] \$97 ;
-  wire [1:0] \$98 ;
-  wire \$99 ;
-  wire \$auto$rtlil.cc:2739:Not$100 ;
-  wire \$auto$rtlil.cc:2739:Not$102 ;
-  wire \$auto$rtlil.cc:2739:Not$104 ;
-  wire \$auto$rtlil.cc:2739:Not$106 ;
-  wire \$auto$rtlil.cc:2739:Not$108 ;
-  wire \$auto$rtlil.cc:2739:Not$110 ;
-  wire \$auto$rtlil.cc:2739:Not$112 ;
-  wire \$auto$rtlil.cc:2739:Not$114 ;
-  wire \$auto$rtlil.cc:2739:Not$116 ;
-  wire \$auto$rtlil.cc:2739:Not$118 ;
-  wire \$auto$rtlil.cc:2739:Not$120 ;
-  wire \$auto$rtlil.cc:2739:Not$122 ;
-  wire \$auto$rtlil.cc:2739:Not$124 ;
-  wire \$auto$rtlil.cc:2739:Not$126 ;
-  wire \$auto$rtlil.cc:2739:Not$128 ;
-  wire \$auto$rtlil.cc:2739:Not$98 ;
-  wire [1:0] a_digit_0_0;
-  wire [1:0] a_digit_0_1;
-  wire [1:0] a_digit_0_2;
-  wire [1:0] a_digit_0_3;
-  wire [1:0] a_digit_1_0;
-  wire [1:0] a_digit_1_1;
-  wire [1:0] a_digit_1_2;
-  wire [1:0] a_digit_1_3;
-  wire [1:0] a_digit_2_0;
-  wire [1:0] a_digit_2_1;
-  wire [1:0] a_digit_2_2;
-  wire [1:0] a_digit_2_3;
-  wire [1:0] a_digit_3_0;
-  wire [1:0] a_digit_3_1;
-  wire [1:0] a_digit_3_2;
-  wire [1:0] a_digit_3_3;
-  output [28:0] acc;
-  reg [28:0] acc = 29'h00000000;
-  input [127:0] activations;
-  wire [127:0] activations;
-  wire [7:0] \activations[0] ;
-  wire [7:0] \activations[10] ;
-  wire [7:0] \activations[11] ;
-  wire [7:0] \activations[12] ;
-  wire [7:0] \activations[13] ;
-  wire [7:0] \activations[14] ;
-  wire [7:0] \activations[15] ;
-  wire [7:0] \activations[1] ;
-  wire [7:0] \activations[2] ;
-  wire [7:0] \activations[3] ;
-  wire [7:0] \activations[4] ;
-  wire [7:0] \activations[5] ;
-  wire [7:0] \activations[6] ;
-  wire [7:0] \activations[7] ;
-  wire [7:0] \activations[8] ;
-  wire [7:0] \activations[9] ;
-  input [3:0] bits;
-  wire [3:0] bits;
+  wire [1:0] \$85 ;
+  wire [2:0] \$86 ;
+  wire [2:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire [5:0] \$89 ;
+  wire [3:0] \$9 ;
+  wire \$90 ;
+  wire [1:0] \$91 ;
+  wire [1:0] \$92 ;
+  wire [1:0] \$93 ;
+  wire [2:0] \$94 ;
+  wire [2:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire [2:0] \$97 ;
+  wire [3:0] \$98 ;
+  wire [5:0] \$99 ;
+  wire \$auto$rtlil.cc:2739:Not$194 ;
+  wire \$auto$rtlil.cc:2739:Not$196 ;
+  wire \$auto$rtlil.cc:2739:Not$198 ;
+  wire \$auto$rtlil.cc:2739:Not$200 ;
+  wire \$auto$rtlil.cc:2739:Not$202 ;
+  wire \$auto$rtlil.cc:2739:Not$204 ;
+  wire \$auto$rtlil.cc:2739:Not$206 ;
+  wire \$auto$rtlil.cc:2739:Not$208 ;
+  wire \$auto$rtlil.cc:2739:Not$210 ;
+  wire \$auto$rtlil.cc:2739:Not$212 ;
+  wire \$auto$rtlil.cc:2739:Not$214 ;
+  wire \$auto$rtlil.cc:2739:Not$216 ;
+  wire \$auto$rtlil.cc:2739:Not$218 ;
+  wire \$auto$rtlil.cc:2739:Not$220 ;
+  wire \$auto$rtlil.cc:2739:Not$222 ;
+  wire \$auto$rtlil.cc:2739:Not$224 ;
+  wire \$auto$rtlil.cc:2739:Not$226 ;
+  wire \$auto$rtlil.cc:2739:Not$228 ;
+  wire \$auto$rtlil.cc:2739:Not$230 ;
+  wire \$auto$rtlil.cc:2739:Not$232 ;
+  wire \$auto$rtlil.cc:2739:Not$234 ;
+  wire \$auto$rtlil.cc:2739:Not$236 ;
+  wire \$auto$rtlil.cc:2739:Not$238 ;
+  wire \$auto$rtlil.cc:2739:Not$240 ;
+  wire \$auto$rtlil.cc:2739:Not$242 ;
+  wire \$auto$rtlil.cc:2739:Not$244 ;
+  wire \$auto$rtlil.cc:2739:Not$246 ;
+  wire \$auto$rtlil.cc:2739:Not$248 ;
+  wire \$auto$rtlil.cc:2739:Not$250 ;
+  wire \$auto$rtlil.cc:2739:Not$252 ;
+  wire \$auto$rtlil.cc:2739:Not$254 ;
+  wire \$auto$rtlil.cc:2739:Not$256 ;
+  input [31:0] a_digits;
+  wire [31:0] a_digits;
+  wire [1:0] \a_digits[0] ;
+  wire [1:0] \a_digits[10] ;
+  wire [1:0] \a_digits[11] ;
+  wire [1:0] \a_digits[12] ;
+  wire [1:0] \a_digits[13] ;
+  wire [1:0] \a_digits[14] ;
+  wire [1:0] \a_digits[15] ;
+  wire [1:0] \a_digits[1] ;
+  wire [1:0] \a_digits[2] ;
+  wire [1:0] \a_digits[3] ;
+  wire [1:0] \a_digits[4] ;
+  wire [1:0] \a_digits[5] ;
+  wire [1:0] \a_digits[6] ;
+  wire [1:0] \a_digits[7] ;
+  wire [1:0] \a_digits[8] ;
+  wire [1:0] \a_digits[9] ;
+  wire [28:0] acc;
+  wire [28:0] addend;
+  input advance;
+  wire advance;
   wire [7:0] block_2_0_0;
   wire [7:0] block_2_0_1;
   wire [7:0] block_2_1_0;
@@ -5016,719 +4961,2530 @@ module \mac_array.pe_0_0 (clk, rst, enable, activations, weights, clear, acc, bi
   wire [3:0] brick_3_1;
   wire [3:0] brick_3_2;
   wire [3:0] brick_3_3;
-  input clear;
-  wire clear;
+  reg [2:0] brick_mode = 3'h0;
+  wire \brick_mode.w2 ;
+  wire \brick_mode.w4 ;
+  wire \brick_mode.w8 ;
+  reg carry = 1'h0;
   input clk;
   wire clk;
-  input enable;
-  wire enable;
+  reg [13:0] high = 14'h0000;
   wire join_1;
   wire join_2;
-  wire mode_2;
-  wire mode_4;
-  wire mode_8;
-  reg [14:0] offset;
-  wire [15:0] partial;
+  reg [2:0] level_mode = 3'h0;
+  wire \level_mode.w2 ;
+  wire \level_mode.w4 ;
+  wire \level_mode.w8 ;
+  output [14:0] low;
+  reg [14:0] low = 15'h0000;
+  wire [15:0] low_sum;
+  input [2:0] mode;
+  wire [2:0] mode;
+  wire \mode.w2 ;
+  wire \mode.w4 ;
+  wire \mode.w8 ;
+  reg [2:0] mode_0 = 3'h0;
+  wire \mode_0.w2 ;
+  wire \mode_0.w4 ;
+  wire \mode_0.w8 ;
+  reg [2:0] mode_1 = 3'h0;
+  wire \mode_1.w2 ;
+  wire \mode_1.w4 ;
+  wire \mode_1.w8 ;
+  reg [2:0] mode_2 = 3'h0;
+  wire \mode_2.w2 ;
+  wire \mode_2.w4 ;
+  wire \mode_2.w8 ;
+  wire [14:0] offset;
+  wire [16:0] partial;
+  output [13:0] \port$881$0 ;
+  wire [13:0] \port$881$0 ;
   input rst;
   wire rst;
-  wire [1:0] w_digit_0_0;
-  wire [1:0] w_digit_0_1;
-  wire [1:0] w_digit_0_2;
-  wire [1:0] w_digit_0_3;
-  wire [1:0] w_digit_1_0;
-  wire [1:0] w_digit_1_1;
-  wire [1:0] w_digit_1_2;
-  wire [1:0] w_digit_1_3;
-  wire [1:0] w_digit_2_0;
-  wire [1:0] w_digit_2_1;
-  wire [1:0] w_digit_2_2;
-  wire [1:0] w_digit_2_3;
-  wire [1:0] w_digit_3_0;
-  wire [1:0] w_digit_3_1;
-  wire [1:0] w_digit_3_2;
-  wire [1:0] w_digit_3_3;
-  wire w_top_0_0;
-  wire w_top_0_1;
-  wire w_top_0_2;
-  wire w_top_0_3;
-  wire w_top_1_0;
-  wire w_top_1_1;
-  wire w_top_1_2;
-  wire w_top_1_3;
-  wire w_top_2_0;
-  wire w_top_2_1;
-  wire w_top_2_2;
-  wire w_top_2_3;
-  wire w_top_3_0;
-  wire w_top_3_1;
-  wire w_top_3_2;
-  wire w_top_3_3;
-  input [127:0] weights;
-  wire [127:0] weights;
-  wire [7:0] \weights[0] ;
-  wire [7:0] \weights[10] ;
-  wire [7:0] \weights[11] ;
-  wire [7:0] \weights[12] ;
-  wire [7:0] \weights[13] ;
-  wire [7:0] \weights[14] ;
-  wire [7:0] \weights[15] ;
-  wire [7:0] \weights[1] ;
-  wire [7:0] \weights[2] ;
-  wire [7:0] \weights[3] ;
-  wire [7:0] \weights[4] ;
-  wire [7:0] \weights[5] ;
-  wire [7:0] \weights[6] ;
-  wire [7:0] \weights[7] ;
-  wire [7:0] \weights[8] ;
-  wire [7:0] \weights[9] ;
-  assign \$1  = bits > 1'h1;
-  assign \$2  = bits <= 2'h2;
-  assign mode_2 = \$1  & \$2 ;
-  assign \$3  = bits > 2'h2;
-  assign \$4  = bits <= 3'h4;
-  assign mode_4 = \$3  & \$4 ;
-  assign \$5  = bits > 3'h4;
-  assign \$6  = bits <= 4'h8;
-  assign mode_8 = \$5  & \$6 ;
-  assign \$9  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_0_0 = mode_8 ? 1'h0 : \$9 ;
-  assign \$11  = a_digit_0_0 * \$10 ;
-  assign \$12  = 2'h3 - a_digit_0_0;
-  assign \$14  = $signed({ 1'h0, \$11  }) + $signed(\$13 );
-  assign \$15  = a_digit_0_0 * w_digit_0_0;
-  assign \$16  = w_top_0_0 ? \$14  : { 2'h0, \$15  };
-  assign \$17  = mode_4 ? activations[1:0] : activations[33:32];
-  assign a_digit_0_1 = mode_8 ? activations[1:0] : \$17 ;
-  assign \$18  = mode_4 ? weights[3:2] : weights[33:32];
-  assign w_digit_0_1 = mode_8 ? weights[3:2] : \$18 ;
-  assign w_top_0_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$21  = a_digit_0_1 * \$20 ;
-  assign \$22  = 2'h3 - a_digit_0_1;
-  assign \$24  = $signed({ 1'h0, \$21  }) + $signed(\$23 );
-  assign \$25  = a_digit_0_1 * w_digit_0_1;
-  assign \$26  = w_top_0_1 ? \$24  : { 2'h0, \$25  };
-  assign a_digit_0_2 = mode_8 ? activations[1:0] : \$27 ;
-  assign w_digit_0_2 = mode_8 ? weights[5:4] : \$28 ;
-  assign \$29  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_0_2 = mode_8 ? 1'h0 : \$29 ;
-  assign \$31  = a_digit_0_2 * \$30 ;
-  assign \$32  = 2'h3 - a_digit_0_2;
-  assign \$34  = $signed({ 1'h0, \$31  }) + $signed(\$33 );
-  assign \$35  = a_digit_0_2 * w_digit_0_2;
-  assign \$36  = w_top_0_2 ? \$34  : { 2'h0, \$35  };
-  assign \$37  = mode_4 ? activations[9:8] : activations[41:40];
-  assign a_digit_0_3 = mode_8 ? activations[1:0] : \$37 ;
-  assign \$38  = mode_4 ? weights[11:10] : weights[41:40];
-  assign w_digit_0_3 = mode_8 ? weights[7:6] : \$38 ;
-  assign \$41  = a_digit_0_3 * \$40 ;
-  assign \$42  = 2'h3 - a_digit_0_3;
-  assign \$44  = $signed({ 1'h0, \$41  }) + $signed(\$43 );
-  assign \$45  = a_digit_0_3 * w_digit_0_3;
-  assign \$47  = mode_4 ? activations[3:2] : activations[49:48];
-  assign a_digit_1_0 = mode_8 ? activations[3:2] : \$47 ;
-  assign \$48  = mode_4 ? weights[1:0] : weights[49:48];
-  assign w_digit_1_0 = mode_8 ? weights[1:0] : \$48 ;
-  assign \$49  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_1_0 = mode_8 ? 1'h0 : \$49 ;
-  assign \$51  = a_digit_1_0 * \$50 ;
-  assign \$52  = 2'h3 - a_digit_1_0;
+  reg [7:0] stage_block_2_0_0 = 8'h00;
+  reg [7:0] stage_block_2_0_1 = 8'h00;
+  reg [7:0] stage_block_2_1_0 = 8'h00;
+  reg [7:0] stage_block_2_1_1 = 8'h00;
+  reg [3:0] stage_brick_0_0 = 4'h0;
+  reg [3:0] stage_brick_0_1 = 4'h0;
+  reg [3:0] stage_brick_0_2 = 4'h0;
+  reg [3:0] stage_brick_0_3 = 4'h0;
+  reg [3:0] stage_brick_1_0 = 4'h0;
+  reg [3:0] stage_brick_1_1 = 4'h0;
+  reg [3:0] stage_brick_1_2 = 4'h0;
+  reg [3:0] stage_brick_1_3 = 4'h0;
+  reg [3:0] stage_brick_2_0 = 4'h0;
+  reg [3:0] stage_brick_2_1 = 4'h0;
+  reg [3:0] stage_brick_2_2 = 4'h0;
+  reg [3:0] stage_brick_2_3 = 4'h0;
+  reg [3:0] stage_brick_3_0 = 4'h0;
+  reg [3:0] stage_brick_3_1 = 4'h0;
+  reg [3:0] stage_brick_3_2 = 4'h0;
+  reg [3:0] stage_brick_3_3 = 4'h0;
+  input start;
+  wire start;
+  reg start_0 = 1'h0;
+  reg start_1 = 1'h0;
+  reg start_2 = 1'h0;
+  reg [16:0] tree = 17'h00000;
+  input valid;
+  wire valid;
+  reg valid_0 = 1'h0;
+  reg valid_1 = 1'h0;
+  reg valid_2 = 1'h0;
+  input [31:0] w_digits;
+  wire [31:0] w_digits;
+  wire [1:0] \w_digits[0] ;
+  wire [1:0] \w_digits[10] ;
+  wire [1:0] \w_digits[11] ;
+  wire [1:0] \w_digits[12] ;
+  wire [1:0] \w_digits[13] ;
+  wire [1:0] \w_digits[14] ;
+  wire [1:0] \w_digits[15] ;
+  wire [1:0] \w_digits[1] ;
+  wire [1:0] \w_digits[2] ;
+  wire [1:0] \w_digits[3] ;
+  wire [1:0] \w_digits[4] ;
+  wire [1:0] \w_digits[5] ;
+  wire [1:0] \w_digits[6] ;
+  wire [1:0] \w_digits[7] ;
+  wire [1:0] \w_digits[8] ;
+  wire [1:0] \w_digits[9] ;
+  assign \$3  = \$2 [0] ? a_digits[1:0] : 2'h0;
+  assign \$6  = w_digits[1] ? 3'h0 : \$5 ;
+  assign \$7  = \$3  + \$6 ;
+  assign \$8  = 2'h3 - a_digits[1:0];
+  assign \$10  = $signed({ 1'h0, \$7  }) + $signed(\$9 );
+  assign \$11  = w_digits[0] ? a_digits[1:0] : 2'h0;
+  assign \$13  = w_digits[1] ? \$12  : 3'h0;
+  assign \$14  = \$11  + \$13 ;
+  assign \$15  = \$1  ? \$10  : { 2'h0, \$14  };
+  assign \$16  = | mode[1:0];
+  assign \$18  = \$17 [0] ? a_digits[3:2] : 2'h0;
+  assign \$21  = w_digits[3] ? 3'h0 : \$20 ;
+  assign \$22  = \$18  + \$21 ;
+  assign \$23  = 2'h3 - a_digits[3:2];
+  assign \$25  = $signed({ 1'h0, \$22  }) + $signed(\$24 );
+  assign \$26  = w_digits[2] ? a_digits[3:2] : 2'h0;
+  assign \$28  = w_digits[3] ? \$27  : 3'h0;
+  assign \$29  = \$26  + \$28 ;
+  assign \$30  = \$16  ? \$25  : { 2'h0, \$29  };
+  assign \$33  = \$32 [0] ? a_digits[5:4] : 2'h0;
+  assign \$36  = w_digits[5] ? 3'h0 : \$35 ;
+  assign \$37  = \$33  + \$36 ;
+  assign \$38  = 2'h3 - a_digits[5:4];
+  assign \$40  = $signed({ 1'h0, \$37  }) + $signed(\$39 );
+  assign \$41  = w_digits[4] ? a_digits[5:4] : 2'h0;
+  assign \$43  = w_digits[5] ? \$42  : 3'h0;
+  assign \$44  = \$41  + \$43 ;
+  assign \$45  = \$31  ? \$40  : { 2'h0, \$44  };
+  assign \$47  = \$46 [0] ? a_digits[7:6] : 2'h0;
+  assign \$50  = w_digits[7] ? 3'h0 : \$49 ;
+  assign \$51  = \$47  + \$50 ;
+  assign \$52  = 2'h3 - a_digits[7:6];
   assign \$54  = $signed({ 1'h0, \$51  }) + $signed(\$53 );
-  assign \$55  = a_digit_1_0 * w_digit_1_0;
-  assign \$56  = w_top_1_0 ? \$54  : { 2'h0, \$55  };
-  assign \$57  = mode_4 ? activations[3:2] : activations[57:56];
-  assign a_digit_1_1 = mode_8 ? activations[3:2] : \$57 ;
-  assign \$58  = mode_4 ? weights[3:2] : weights[57:56];
-  assign w_digit_1_1 = mode_8 ? weights[3:2] : \$58 ;
-  assign w_top_1_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$61  = a_digit_1_1 * \$60 ;
-  assign \$62  = 2'h3 - a_digit_1_1;
-  assign \$64  = $signed({ 1'h0, \$61  }) + $signed(\$63 );
-  assign \$65  = a_digit_1_1 * w_digit_1_1;
-  assign \$66  = w_top_1_1 ? \$64  : { 2'h0, \$65  };
-  assign \$67  = mode_4 ? activations[11:10] : activations[65:64];
-  assign a_digit_1_2 = mode_8 ? activations[3:2] : \$67 ;
-  assign \$68  = mode_4 ? weights[9:8] : weights[65:64];
-  assign w_digit_1_2 = mode_8 ? weights[5:4] : \$68 ;
-  assign \$69  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_1_2 = mode_8 ? 1'h0 : \$69 ;
-  assign \$71  = a_digit_1_2 * \$70 ;
-  assign \$72  = 2'h3 - a_digit_1_2;
-  assign \$74  = $signed({ 1'h0, \$71  }) + $signed(\$73 );
-  assign \$75  = a_digit_1_2 * w_digit_1_2;
-  assign \$76  = w_top_1_2 ? \$74  : { 2'h0, \$75  };
-  assign \$77  = mode_4 ? activations[11:10] : activations[73:72];
-  assign a_digit_1_3 = mode_8 ? activations[3:2] : \$77 ;
-  assign \$78  = mode_4 ? weights[11:10] : weights[73:72];
-  assign w_digit_1_3 = mode_8 ? weights[7:6] : \$78 ;
-  assign \$81  = a_digit_1_3 * \$80 ;
-  assign \$82  = 2'h3 - a_digit_1_3;
+  assign \$55  = w_digits[6] ? a_digits[7:6] : 2'h0;
+  assign \$57  = w_digits[7] ? \$56  : 3'h0;
+  assign \$58  = \$55  + \$57 ;
+  assign \$62  = \$61 [0] ? a_digits[9:8] : 2'h0;
+  assign \$65  = w_digits[9] ? 3'h0 : \$64 ;
+  assign \$66  = \$62  + \$65 ;
+  assign \$67  = 2'h3 - a_digits[9:8];
+  assign \$69  = $signed({ 1'h0, \$66  }) + $signed(\$68 );
+  assign \$70  = w_digits[8] ? a_digits[9:8] : 2'h0;
+  assign \$72  = w_digits[9] ? \$71  : 3'h0;
+  assign \$73  = \$70  + \$72 ;
+  assign \$74  = \$60  ? \$69  : { 2'h0, \$73  };
+  assign \$75  = | mode[1:0];
+  assign \$77  = \$76 [0] ? a_digits[11:10] : 2'h0;
+  assign \$80  = w_digits[11] ? 3'h0 : \$79 ;
+  assign \$81  = \$77  + \$80 ;
+  assign \$82  = 2'h3 - a_digits[11:10];
   assign \$84  = $signed({ 1'h0, \$81  }) + $signed(\$83 );
-  assign \$85  = a_digit_1_3 * w_digit_1_3;
-  assign a_digit_2_0 = mode_8 ? activations[5:4] : \$87 ;
-  assign w_digit_2_0 = mode_8 ? weights[1:0] : \$88 ;
-  assign \$89  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_2_0 = mode_8 ? 1'h0 : \$89 ;
-  assign \$91  = a_digit_2_0 * \$90 ;
-  assign \$92  = 2'h3 - a_digit_2_0;
-  assign \$94  = $signed({ 1'h0, \$91  }) + $signed(\$93 );
-  assign \$95  = a_digit_2_0 * w_digit_2_0;
-  assign \$96  = w_top_2_0 ? \$94  : { 2'h0, \$95  };
-  assign \$97  = mode_4 ? activations[17:16] : activations[81:80];
-  assign a_digit_2_1 = mode_8 ? activations[5:4] : \$97 ;
-  assign \$98  = mode_4 ? weights[19:18] : weights[81:80];
-  assign w_digit_2_1 = mode_8 ? weights[3:2] : \$98 ;
-  assign w_top_2_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$101  = a_digit_2_1 * \$100 ;
-  assign \$102  = 2'h3 - a_digit_2_1;
-  assign \$104  = $signed({ 1'h0, \$101  }) + $signed(\$103 );
-  assign \$105  = a_digit_2_1 * w_digit_2_1;
-  assign \$106  = w_top_2_1 ? \$104  : { 2'h0, \$105  };
-  assign a_digit_2_2 = mode_8 ? activations[5:4] : \$107 ;
-  assign w_digit_2_2 = mode_8 ? weights[5:4] : \$108 ;
-  assign \$109  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_2_2 = mode_8 ? 1'h0 : \$109 ;
-  assign \$111  = a_digit_2_2 * \$110 ;
-  assign \$112  = 2'h3 - a_digit_2_2;
-  assign \$114  = $signed({ 1'h0, \$111  }) + $signed(\$113 );
-  assign \$115  = a_digit_2_2 * w_digit_2_2;
-  assign \$116  = w_top_2_2 ? \$114  : { 2'h0, \$115  };
-  assign \$117  = mode_4 ? activations[25:24] : activations[89:88];
-  assign a_digit_2_3 = mode_8 ? activations[5:4] : \$117 ;
-  assign \$118  = mode_4 ? weights[27:26] : weights[89:88];
-  assign w_digit_2_3 = mode_8 ? weights[7:6] : \$118 ;
-  assign \$121  = a_digit_2_3 * \$120 ;
-  assign \$122  = 2'h3 - a_digit_2_3;
-  assign \$124  = $signed({ 1'h0, \$121  }) + $signed(\$123 );
-  assign \$125  = a_digit_2_3 * w_digit_2_3;
-  assign \$127  = mode_4 ? activations[19:18] : activations[97:96];
-  assign a_digit_3_0 = mode_8 ? activations[7:6] : \$127 ;
-  assign \$128  = mode_4 ? weights[17:16] : weights[97:96];
-  assign w_digit_3_0 = mode_8 ? weights[1:0] : \$128 ;
-  assign \$129  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_3_0 = mode_8 ? 1'h0 : \$129 ;
-  assign \$131  = a_digit_3_0 * \$130 ;
-  assign \$132  = 2'h3 - a_digit_3_0;
-  assign \$134  = $signed({ 1'h0, \$131  }) + $signed(\$133 );
-  assign \$135  = a_digit_3_0 * w_digit_3_0;
-  assign \$136  = w_top_3_0 ? \$134  : { 2'h0, \$135  };
-  assign \$137  = mode_4 ? activations[19:18] : activations[105:104];
-  assign a_digit_3_1 = mode_8 ? activations[7:6] : \$137 ;
-  assign \$138  = mode_4 ? weights[19:18] : weights[105:104];
-  assign w_digit_3_1 = mode_8 ? weights[3:2] : \$138 ;
-  assign w_top_3_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$141  = a_digit_3_1 * \$140 ;
-  assign \$142  = 2'h3 - a_digit_3_1;
-  assign \$144  = $signed({ 1'h0, \$141  }) + $signed(\$143 );
-  assign \$145  = a_digit_3_1 * w_digit_3_1;
-  assign \$146  = w_top_3_1 ? \$144  : { 2'h0, \$145  };
-  assign \$147  = mode_4 ? activations[27:26] : activations[113:112];
-  assign a_digit_3_2 = mode_8 ? activations[7:6] : \$147 ;
-  assign \$148  = mode_4 ? weights[25:24] : weights[113:112];
-  assign w_digit_3_2 = mode_8 ? weights[5:4] : \$148 ;
-  assign \$149  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_3_2 = mode_8 ? 1'h0 : \$149 ;
-  assign \$151  = a_digit_3_2 * \$150 ;
-  assign \$152  = 2'h3 - a_digit_3_2;
-  assign \$154  = $signed({ 1'h0, \$151  }) + $signed(\$153 );
-  assign \$155  = a_digit_3_2 * w_digit_3_2;
-  assign \$156  = w_top_3_2 ? \$154  : { 2'h0, \$155  };
-  assign \$157  = mode_4 ? activations[27:26] : activations[121:120];
-  assign a_digit_3_3 = mode_8 ? activations[7:6] : \$157 ;
-  assign \$158  = mode_4 ? weights[27:26] : weights[121:120];
-  assign w_digit_3_3 = mode_8 ? weights[7:6] : \$158 ;
-  assign \$161  = a_digit_3_3 * \$160 ;
-  assign \$162  = 2'h3 - a_digit_3_3;
-  assign \$164  = $signed({ 1'h0, \$161  }) + $signed(\$163 );
-  assign \$165  = a_digit_3_3 * w_digit_3_3;
-  assign join_1 = | { mode_8, mode_4 };
-  assign \$167  = 1'h0 + \$16 [3:0];
-  assign \$168  = 1'h0 + \$167 ;
-  assign \$169  = 1'h0 + \$26 [3:0];
-  assign \$170  = \$169  + \$56 [3:0];
-  assign \$172  = 1'h0 + \$26 [3:0];
-  assign \$173  = \$172  + \$56 [3:0];
-  assign \$174  = join_1 ? \$171  : { 3'h0, \$173  };
-  assign \$175  = \$168  + \$174 ;
-  assign \$176  = 1'h0 + \$66 [3:0];
-  assign \$178  = 1'h0 + \$66 [3:0];
-  assign \$179  = join_1 ? \$177  : { 7'h00, \$178  };
-  assign \$180  = \$175  + \$179 ;
-  assign \$181  = 1'h0 + \$36 [3:0];
-  assign \$182  = 1'h0 + \$181 ;
-  assign \$183  = 1'h0 + \$46 [3:0];
-  assign \$184  = \$183  + \$76 [3:0];
-  assign \$186  = 1'h0 + \$46 [3:0];
-  assign \$187  = \$186  + \$76 [3:0];
-  assign \$188  = join_1 ? \$185  : { 3'h0, \$187  };
-  assign \$189  = \$182  + \$188 ;
-  assign \$190  = 1'h0 + \$86 [3:0];
-  assign \$192  = 1'h0 + \$86 [3:0];
-  assign \$193  = join_1 ? \$191  : { 7'h00, \$192  };
-  assign \$194  = \$189  + \$193 ;
-  assign \$195  = 1'h0 + \$96 [3:0];
-  assign \$196  = 1'h0 + \$195 ;
-  assign \$197  = 1'h0 + \$106 [3:0];
-  assign \$198  = \$197  + \$136 [3:0];
-  assign \$200  = 1'h0 + \$106 [3:0];
-  assign \$201  = \$200  + \$136 [3:0];
-  assign \$202  = join_1 ? \$199  : { 3'h0, \$201  };
-  assign \$203  = \$196  + \$202 ;
-  assign \$204  = 1'h0 + \$146 [3:0];
-  assign \$206  = 1'h0 + \$146 [3:0];
-  assign \$207  = join_1 ? \$205  : { 7'h00, \$206  };
-  assign \$208  = \$203  + \$207 ;
-  assign \$209  = 1'h0 + \$116 [3:0];
-  assign \$210  = 1'h0 + \$209 ;
-  assign \$211  = 1'h0 + \$126 [3:0];
-  assign \$212  = \$211  + \$156 [3:0];
-  assign \$214  = 1'h0 + \$126 [3:0];
-  assign \$215  = \$214  + \$156 [3:0];
-  assign \$216  = join_1 ? \$213  : { 3'h0, \$215  };
-  assign \$217  = \$210  + \$216 ;
-  assign \$218  = 1'h0 + \$166 [3:0];
-  assign \$220  = 1'h0 + \$166 [3:0];
-  assign \$221  = join_1 ? \$219  : { 7'h00, \$220  };
-  assign \$222  = \$217  + \$221 ;
-  assign \$223  = 1'h0 + \$180 [7:0];
-  assign \$224  = 1'h0 + \$223 ;
-  assign \$225  = 1'h0 + \$194 [7:0];
-  assign \$226  = \$225  + \$208 [7:0];
-  assign \$228  = 1'h0 + \$194 [7:0];
-  assign \$229  = \$228  + \$208 [7:0];
-  assign \$230  = join_2 ? \$227  : { 7'h00, \$229  };
-  assign \$231  = \$224  + \$230 ;
-  assign \$232  = 1'h0 + \$222 [7:0];
-  assign \$234  = 1'h0 + \$222 [7:0];
-  assign \$235  = join_2 ? \$233  : { 15'h0000, \$234  };
-  assign \$236  = \$231  + \$235 ;
-  assign \$237  = \$236 [15:0] - offset;
-  assign \$238  = clear ? 29'h00000000 : acc;
-  assign \$239  = $signed(\$238 ) + $signed(\$237 [15:0]);
+  assign \$85  = w_digits[10] ? a_digits[11:10] : 2'h0;
+  assign \$87  = w_digits[11] ? \$86  : 3'h0;
+  assign \$88  = \$85  + \$87 ;
+  assign \$89  = \$75  ? \$84  : { 2'h0, \$88  };
+  assign \$92  = \$91 [0] ? a_digits[13:12] : 2'h0;
+  assign \$95  = w_digits[13] ? 3'h0 : \$94 ;
+  assign \$96  = \$92  + \$95 ;
+  assign \$97  = 2'h3 - a_digits[13:12];
+  assign \$99  = $signed({ 1'h0, \$96  }) + $signed(\$98 );
+  assign \$100  = w_digits[12] ? a_digits[13:12] : 2'h0;
+  assign \$102  = w_digits[13] ? \$101  : 3'h0;
+  assign \$103  = \$100  + \$102 ;
+  assign \$104  = \$90  ? \$99  : { 2'h0, \$103  };
+  assign \$106  = \$105 [0] ? a_digits[15:14] : 2'h0;
+  assign \$109  = w_digits[15] ? 3'h0 : \$108 ;
+  assign \$110  = \$106  + \$109 ;
+  assign \$111  = 2'h3 - a_digits[15:14];
+  assign \$113  = $signed({ 1'h0, \$110  }) + $signed(\$112 );
+  assign \$114  = w_digits[14] ? a_digits[15:14] : 2'h0;
+  assign \$116  = w_digits[15] ? \$115  : 3'h0;
+  assign \$117  = \$114  + \$116 ;
+  assign \$121  = \$120 [0] ? a_digits[17:16] : 2'h0;
+  assign \$124  = w_digits[17] ? 3'h0 : \$123 ;
+  assign \$125  = \$121  + \$124 ;
+  assign \$126  = 2'h3 - a_digits[17:16];
+  assign \$128  = $signed({ 1'h0, \$125  }) + $signed(\$127 );
+  assign \$129  = w_digits[16] ? a_digits[17:16] : 2'h0;
+  assign \$131  = w_digits[17] ? \$130  : 3'h0;
+  assign \$132  = \$129  + \$131 ;
+  assign \$133  = \$119  ? \$128  : { 2'h0, \$132  };
+  assign \$134  = | mode[1:0];
+  assign \$136  = \$135 [0] ? a_digits[19:18] : 2'h0;
+  assign \$139  = w_digits[19] ? 3'h0 : \$138 ;
+  assign \$140  = \$136  + \$139 ;
+  assign \$141  = 2'h3 - a_digits[19:18];
+  assign \$143  = $signed({ 1'h0, \$140  }) + $signed(\$142 );
+  assign \$144  = w_digits[18] ? a_digits[19:18] : 2'h0;
+  assign \$146  = w_digits[19] ? \$145  : 3'h0;
+  assign \$147  = \$144  + \$146 ;
+  assign \$148  = \$134  ? \$143  : { 2'h0, \$147  };
+  assign \$151  = \$150 [0] ? a_digits[21:20] : 2'h0;
+  assign \$154  = w_digits[21] ? 3'h0 : \$153 ;
+  assign \$155  = \$151  + \$154 ;
+  assign \$156  = 2'h3 - a_digits[21:20];
+  assign \$158  = $signed({ 1'h0, \$155  }) + $signed(\$157 );
+  assign \$159  = w_digits[20] ? a_digits[21:20] : 2'h0;
+  assign \$161  = w_digits[21] ? \$160  : 3'h0;
+  assign \$162  = \$159  + \$161 ;
+  assign \$163  = \$149  ? \$158  : { 2'h0, \$162  };
+  assign \$165  = \$164 [0] ? a_digits[23:22] : 2'h0;
+  assign \$168  = w_digits[23] ? 3'h0 : \$167 ;
+  assign \$169  = \$165  + \$168 ;
+  assign \$170  = 2'h3 - a_digits[23:22];
+  assign \$172  = $signed({ 1'h0, \$169  }) + $signed(\$171 );
+  assign \$173  = w_digits[22] ? a_digits[23:22] : 2'h0;
+  assign \$175  = w_digits[23] ? \$174  : 3'h0;
+  assign \$176  = \$173  + \$175 ;
+  assign \$180  = \$179 [0] ? a_digits[25:24] : 2'h0;
+  assign \$183  = w_digits[25] ? 3'h0 : \$182 ;
+  assign \$184  = \$180  + \$183 ;
+  assign \$185  = 2'h3 - a_digits[25:24];
+  assign \$187  = $signed({ 1'h0, \$184  }) + $signed(\$186 );
+  assign \$188  = w_digits[24] ? a_digits[25:24] : 2'h0;
+  assign \$190  = w_digits[25] ? \$189  : 3'h0;
+  assign \$191  = \$188  + \$190 ;
+  assign \$192  = \$178  ? \$187  : { 2'h0, \$191  };
+  assign \$193  = | mode[1:0];
+  assign \$195  = \$194 [0] ? a_digits[27:26] : 2'h0;
+  assign \$198  = w_digits[27] ? 3'h0 : \$197 ;
+  assign \$199  = \$195  + \$198 ;
+  assign \$200  = 2'h3 - a_digits[27:26];
+  assign \$202  = $signed({ 1'h0, \$199  }) + $signed(\$201 );
+  assign \$203  = w_digits[26] ? a_digits[27:26] : 2'h0;
+  assign \$205  = w_digits[27] ? \$204  : 3'h0;
+  assign \$206  = \$203  + \$205 ;
+  assign \$207  = \$193  ? \$202  : { 2'h0, \$206  };
+  assign \$210  = \$209 [0] ? a_digits[29:28] : 2'h0;
+  assign \$213  = w_digits[29] ? 3'h0 : \$212 ;
+  assign \$214  = \$210  + \$213 ;
+  assign \$215  = 2'h3 - a_digits[29:28];
+  assign \$217  = $signed({ 1'h0, \$214  }) + $signed(\$216 );
+  assign \$218  = w_digits[28] ? a_digits[29:28] : 2'h0;
+  assign \$220  = w_digits[29] ? \$219  : 3'h0;
+  assign \$221  = \$218  + \$220 ;
+  assign \$222  = \$208  ? \$217  : { 2'h0, \$221  };
+  assign \$224  = \$223 [0] ? a_digits[31:30] : 2'h0;
+  assign \$227  = w_digits[31] ? 3'h0 : \$226 ;
+  assign \$228  = \$224  + \$227 ;
+  assign \$229  = 2'h3 - a_digits[31:30];
+  assign \$231  = $signed({ 1'h0, \$228  }) + $signed(\$230 );
+  assign \$232  = w_digits[30] ? a_digits[31:30] : 2'h0;
+  assign \$234  = w_digits[31] ? \$233  : 3'h0;
+  assign \$235  = \$232  + \$234 ;
+  assign join_1 = | brick_mode[2:1];
+  assign \$237  = 1'h0 + stage_brick_0_0;
+  assign \$238  = 1'h0 + \$237 ;
+  assign \$239  = 1'h0 + stage_brick_0_1;
+  assign \$240  = \$239  + stage_brick_1_0;
+  assign \$242  = 1'h0 + stage_brick_0_1;
+  assign \$243  = \$242  + stage_brick_1_0;
+  assign \$244  = join_1 ? \$241  : { 3'h0, \$243  };
+  assign \$245  = \$238  + \$244 ;
+  assign \$246  = 1'h0 + stage_brick_1_1;
+  assign \$248  = 1'h0 + stage_brick_1_1;
+  assign \$249  = join_1 ? \$247  : { 7'h00, \$248  };
+  assign \$250  = \$245  + \$249 ;
+  assign \$251  = 1'h0 + stage_brick_0_2;
+  assign \$252  = 1'h0 + \$251 ;
+  assign \$253  = 1'h0 + stage_brick_0_3;
+  assign \$254  = \$253  + stage_brick_1_2;
+  assign \$256  = 1'h0 + stage_brick_0_3;
+  assign \$257  = \$256  + stage_brick_1_2;
+  assign \$258  = join_1 ? \$255  : { 3'h0, \$257  };
+  assign \$259  = \$252  + \$258 ;
+  assign \$260  = 1'h0 + stage_brick_1_3;
+  assign \$262  = 1'h0 + stage_brick_1_3;
+  assign \$263  = join_1 ? \$261  : { 7'h00, \$262  };
+  assign \$264  = \$259  + \$263 ;
+  assign \$265  = 1'h0 + stage_brick_2_0;
+  assign \$266  = 1'h0 + \$265 ;
+  assign \$267  = 1'h0 + stage_brick_2_1;
+  assign \$268  = \$267  + stage_brick_3_0;
+  assign \$270  = 1'h0 + stage_brick_2_1;
+  assign \$271  = \$270  + stage_brick_3_0;
+  assign \$272  = join_1 ? \$269  : { 3'h0, \$271  };
+  assign \$273  = \$266  + \$272 ;
+  assign \$274  = 1'h0 + stage_brick_3_1;
+  assign \$276  = 1'h0 + stage_brick_3_1;
+  assign \$277  = join_1 ? \$275  : { 7'h00, \$276  };
+  assign \$278  = \$273  + \$277 ;
+  assign \$279  = 1'h0 + stage_brick_2_2;
+  assign \$280  = 1'h0 + \$279 ;
+  assign \$281  = 1'h0 + stage_brick_2_3;
+  assign \$282  = \$281  + stage_brick_3_2;
+  assign \$284  = 1'h0 + stage_brick_2_3;
+  assign \$285  = \$284  + stage_brick_3_2;
+  assign \$286  = join_1 ? \$283  : { 3'h0, \$285  };
+  assign \$287  = \$280  + \$286 ;
+  assign \$288  = 1'h0 + stage_brick_3_3;
+  assign \$290  = 1'h0 + stage_brick_3_3;
+  assign \$291  = join_1 ? \$289  : { 7'h00, \$290  };
+  assign \$292  = \$287  + \$291 ;
+  assign \$293  = 1'h0 + stage_block_2_0_0;
+  assign \$294  = 1'h0 + \$293 ;
+  assign \$295  = 1'h0 + stage_block_2_0_1;
+  assign \$296  = \$295  + stage_block_2_1_0;
+  assign \$298  = 1'h0 + stage_block_2_0_1;
+  assign \$299  = \$298  + stage_block_2_1_0;
+  assign \$300  = join_2 ? \$297  : { 7'h00, \$299  };
+  assign \$301  = \$294  + \$300 ;
+  assign \$302  = 1'h0 + stage_block_2_1_1;
+  assign \$304  = 1'h0 + stage_block_2_1_1;
+  assign \$305  = join_2 ? \$303  : { 15'h0000, \$304  };
+  assign \$306  = \$301  + \$305 ;
+  assign \$307  = level_mode[1] ? 9'h1e0 : 9'h060;
+  assign offset = level_mode[2] ? 15'h7f80 : { 6'h00, \$307  };
+  assign \$308  = $signed(1'h0) + $signed(tree);
+  assign \$309  = start_2 ? 15'h0000 : low;
+  assign low_sum = \$309  + \$308 [14:0];
+  assign \$310  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$311  = \$306 [15:0] - offset;
+  assign \$312  = advance & valid_2;
+  assign \$313  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$314  = start_2 ? 15'h0000 : \$313 ;
+  assign \$315  = $signed(\$314 ) + $signed(\$308 [16:15]);
   always @(posedge clk)
-    acc <= \$240 ;
-  assign \$auto$rtlil.cc:2739:Not$102  = ~ w_digit_0_2[1];
-  assign \$auto$rtlil.cc:2739:Not$104  = ~ w_digit_0_3[1];
-  assign \$auto$rtlil.cc:2739:Not$106  = ~ w_digit_1_0[1];
-  assign \$auto$rtlil.cc:2739:Not$108  = ~ w_digit_1_1[1];
-  assign \$auto$rtlil.cc:2739:Not$110  = ~ w_digit_1_2[1];
-  assign \$auto$rtlil.cc:2739:Not$112  = ~ w_digit_1_3[1];
-  assign \$auto$rtlil.cc:2739:Not$114  = ~ w_digit_2_0[1];
-  assign \$auto$rtlil.cc:2739:Not$116  = ~ w_digit_2_1[1];
-  assign \$auto$rtlil.cc:2739:Not$118  = ~ w_digit_2_2[1];
-  assign \$auto$rtlil.cc:2739:Not$120  = ~ w_digit_2_3[1];
-  assign \$auto$rtlil.cc:2739:Not$122  = ~ w_digit_3_0[1];
-  assign \$auto$rtlil.cc:2739:Not$124  = ~ w_digit_3_1[1];
-  assign \$auto$rtlil.cc:2739:Not$126  = ~ w_digit_3_2[1];
-  assign \$auto$rtlil.cc:2739:Not$128  = ~ w_digit_3_3[1];
-  assign \$auto$rtlil.cc:2739:Not$98  = ~ weights[1];
-  assign \$auto$rtlil.cc:2739:Not$100  = ~ w_digit_0_1[1];
+    stage_brick_0_0 <= \$316 ;
+  always @(posedge clk)
+    stage_brick_0_1 <= \$317 ;
+  always @(posedge clk)
+    stage_brick_0_2 <= \$318 ;
+  always @(posedge clk)
+    stage_brick_0_3 <= \$319 ;
+  always @(posedge clk)
+    stage_brick_1_0 <= \$320 ;
+  always @(posedge clk)
+    stage_brick_1_1 <= \$321 ;
+  always @(posedge clk)
+    stage_brick_1_2 <= \$322 ;
+  always @(posedge clk)
+    stage_brick_1_3 <= \$323 ;
+  always @(posedge clk)
+    stage_brick_2_0 <= \$324 ;
+  always @(posedge clk)
+    stage_brick_2_1 <= \$325 ;
+  always @(posedge clk)
+    stage_brick_2_2 <= \$326 ;
+  always @(posedge clk)
+    stage_brick_2_3 <= \$327 ;
+  always @(posedge clk)
+    stage_brick_3_0 <= \$328 ;
+  always @(posedge clk)
+    stage_brick_3_1 <= \$329 ;
+  always @(posedge clk)
+    stage_brick_3_2 <= \$330 ;
+  always @(posedge clk)
+    stage_brick_3_3 <= \$331 ;
+  always @(posedge clk)
+    brick_mode <= \$332 ;
+  always @(posedge clk)
+    stage_block_2_0_0 <= \$333 ;
+  always @(posedge clk)
+    stage_block_2_0_1 <= \$334 ;
+  always @(posedge clk)
+    stage_block_2_1_0 <= \$335 ;
+  always @(posedge clk)
+    stage_block_2_1_1 <= \$336 ;
+  always @(posedge clk)
+    level_mode <= \$337 ;
+  always @(posedge clk)
+    tree <= \$338 ;
+  always @(posedge clk)
+    valid_0 <= \$339 ;
+  always @(posedge clk)
+    start_0 <= \$340 ;
+  always @(posedge clk)
+    mode_0 <= \$341 ;
+  always @(posedge clk)
+    valid_1 <= \$342 ;
+  always @(posedge clk)
+    start_1 <= \$343 ;
+  always @(posedge clk)
+    mode_1 <= \$344 ;
+  always @(posedge clk)
+    valid_2 <= \$345 ;
+  always @(posedge clk)
+    start_2 <= \$346 ;
+  always @(posedge clk)
+    mode_2 <= \$347 ;
+  always @(posedge clk)
+    low <= \$348 ;
+  always @(posedge clk)
+    carry <= \$349 ;
+  always @(posedge clk)
+    high <= \$350 ;
+  assign \$auto$rtlil.cc:2739:Not$194  = ~ w_digits[1];
+  assign \$auto$rtlil.cc:2739:Not$196  = ~ w_digits[1];
+  assign \$auto$rtlil.cc:2739:Not$198  = ~ w_digits[3];
+  assign \$auto$rtlil.cc:2739:Not$200  = ~ w_digits[3];
+  assign \$auto$rtlil.cc:2739:Not$202  = ~ w_digits[5];
+  assign \$auto$rtlil.cc:2739:Not$204  = ~ w_digits[5];
+  assign \$auto$rtlil.cc:2739:Not$206  = ~ w_digits[7];
+  assign \$auto$rtlil.cc:2739:Not$208  = ~ w_digits[7];
+  assign \$auto$rtlil.cc:2739:Not$210  = ~ w_digits[9];
+  assign \$auto$rtlil.cc:2739:Not$212  = ~ w_digits[9];
+  assign \$auto$rtlil.cc:2739:Not$214  = ~ w_digits[11];
+  assign \$auto$rtlil.cc:2739:Not$216  = ~ w_digits[11];
+  assign \$auto$rtlil.cc:2739:Not$218  = ~ w_digits[13];
+  assign \$auto$rtlil.cc:2739:Not$220  = ~ w_digits[13];
+  assign \$auto$rtlil.cc:2739:Not$222  = ~ w_digits[15];
+  assign \$auto$rtlil.cc:2739:Not$224  = ~ w_digits[15];
+  assign \$auto$rtlil.cc:2739:Not$226  = ~ w_digits[17];
+  assign \$auto$rtlil.cc:2739:Not$228  = ~ w_digits[17];
+  assign \$auto$rtlil.cc:2739:Not$230  = ~ w_digits[19];
+  assign \$auto$rtlil.cc:2739:Not$232  = ~ w_digits[19];
+  assign \$auto$rtlil.cc:2739:Not$234  = ~ w_digits[21];
+  assign \$auto$rtlil.cc:2739:Not$236  = ~ w_digits[21];
+  assign \$auto$rtlil.cc:2739:Not$238  = ~ w_digits[23];
+  assign \$auto$rtlil.cc:2739:Not$240  = ~ w_digits[23];
+  assign \$auto$rtlil.cc:2739:Not$242  = ~ w_digits[25];
+  assign \$auto$rtlil.cc:2739:Not$244  = ~ w_digits[25];
+  assign \$auto$rtlil.cc:2739:Not$246  = ~ w_digits[27];
+  assign \$auto$rtlil.cc:2739:Not$248  = ~ w_digits[27];
+  assign \$auto$rtlil.cc:2739:Not$250  = ~ w_digits[29];
+  assign \$auto$rtlil.cc:2739:Not$252  = ~ w_digits[29];
+  assign \$auto$rtlil.cc:2739:Not$254  = ~ w_digits[31];
+  assign \$auto$rtlil.cc:2739:Not$256  = ~ w_digits[31];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$194 ) begin end
-    offset = 15'h0000;
-    if (mode_2) begin
-      offset = 15'h0060;
-    end
-    if (mode_4) begin
-      offset = 15'h01e0;
-    end
-    if (mode_8) begin
-      offset = 15'h7f80;
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$316  = stage_brick_0_0;
+    if (advance) begin
+      \$316  = \$15 [3:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$194 ) begin end
-    \$240  = acc;
-    if (enable) begin
-      \$240  = \$239 [28:0];
-    end
-    if (rst) begin
-      \$240  = 29'h00000000;
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$317  = stage_brick_0_1;
+    if (advance) begin
+      \$317  = \$30 [3:0];
     end
   end
-  assign brick_0_0 = \$16 [3:0];
-  assign brick_0_1 = \$26 [3:0];
-  assign brick_0_2 = \$36 [3:0];
-  assign brick_0_3 = \$46 [3:0];
-  assign brick_1_0 = \$56 [3:0];
-  assign brick_1_1 = \$66 [3:0];
-  assign brick_1_2 = \$76 [3:0];
-  assign brick_1_3 = \$86 [3:0];
-  assign brick_2_0 = \$96 [3:0];
-  assign brick_2_1 = \$106 [3:0];
-  assign brick_2_2 = \$116 [3:0];
-  assign brick_2_3 = \$126 [3:0];
-  assign brick_3_0 = \$136 [3:0];
-  assign brick_3_1 = \$146 [3:0];
-  assign brick_3_2 = \$156 [3:0];
-  assign brick_3_3 = \$166 [3:0];
-  assign block_2_0_0 = \$180 [7:0];
-  assign block_2_0_1 = \$194 [7:0];
-  assign block_2_1_0 = \$208 [7:0];
-  assign block_2_1_1 = \$222 [7:0];
-  assign block_4_0_0 = \$236 [15:0];
-  assign partial = \$237 [15:0];
-  assign \activations[0]  = activations[7:0];
-  assign \activations[1]  = activations[15:8];
-  assign \activations[2]  = activations[23:16];
-  assign \activations[3]  = activations[31:24];
-  assign \activations[4]  = activations[39:32];
-  assign \activations[5]  = activations[47:40];
-  assign \activations[6]  = activations[55:48];
-  assign \activations[7]  = activations[63:56];
-  assign \activations[8]  = activations[71:64];
-  assign \activations[9]  = activations[79:72];
-  assign \activations[10]  = activations[87:80];
-  assign \activations[11]  = activations[95:88];
-  assign \activations[12]  = activations[103:96];
-  assign \activations[13]  = activations[111:104];
-  assign \activations[14]  = activations[119:112];
-  assign \activations[15]  = activations[127:120];
-  assign \weights[0]  = weights[7:0];
-  assign \weights[1]  = weights[15:8];
-  assign \weights[2]  = weights[23:16];
-  assign \weights[3]  = weights[31:24];
-  assign \weights[4]  = weights[39:32];
-  assign \weights[5]  = weights[47:40];
-  assign \weights[6]  = weights[55:48];
-  assign \weights[7]  = weights[63:56];
-  assign \weights[8]  = weights[71:64];
-  assign \weights[9]  = weights[79:72];
-  assign \weights[10]  = weights[87:80];
-  assign \weights[11]  = weights[95:88];
-  assign \weights[12]  = weights[103:96];
-  assign \weights[13]  = weights[111:104];
-  assign \weights[14]  = weights[119:112];
-  assign \weights[15]  = weights[127:120];
-  assign \$7  = activations[1:0];
-  assign a_digit_0_0 = \$7 ;
-  assign \$8  = weights[1:0];
-  assign w_digit_0_0 = \$8 ;
-  assign \$10 [0] = weights[0];
-  assign \$10 [1] = \$auto$rtlil.cc:2739:Not$98 ;
-  assign \$13  = { \$12 , 1'h0 };
-  assign \$19  = 1'h1;
-  assign \$20 [0] = w_digit_0_1[0];
-  assign \$20 [1] = \$auto$rtlil.cc:2739:Not$100 ;
-  assign \$23  = { \$22 , 1'h0 };
-  assign \$27  = activations[9:8];
-  assign \$28  = weights[9:8];
-  assign \$30 [0] = w_digit_0_2[0];
-  assign \$30 [1] = \$auto$rtlil.cc:2739:Not$102 ;
-  assign \$33  = { \$32 , 1'h0 };
-  assign \$39  = 1'h1;
-  assign w_top_0_3 = \$39 ;
-  assign \$40 [0] = w_digit_0_3[0];
-  assign \$40 [1] = \$auto$rtlil.cc:2739:Not$104 ;
-  assign \$43  = { \$42 , 1'h0 };
-  assign \$46  = \$44 ;
-  assign \$50 [0] = w_digit_1_0[0];
-  assign \$50 [1] = \$auto$rtlil.cc:2739:Not$106 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$318  = stage_brick_0_2;
+    if (advance) begin
+      \$318  = \$45 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$319  = stage_brick_0_3;
+    if (advance) begin
+      \$319  = \$59 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$320  = stage_brick_1_0;
+    if (advance) begin
+      \$320  = \$74 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$321  = stage_brick_1_1;
+    if (advance) begin
+      \$321  = \$89 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$322  = stage_brick_1_2;
+    if (advance) begin
+      \$322  = \$104 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$323  = stage_brick_1_3;
+    if (advance) begin
+      \$323  = \$118 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$324  = stage_brick_2_0;
+    if (advance) begin
+      \$324  = \$133 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$325  = stage_brick_2_1;
+    if (advance) begin
+      \$325  = \$148 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$326  = stage_brick_2_2;
+    if (advance) begin
+      \$326  = \$163 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$327  = stage_brick_2_3;
+    if (advance) begin
+      \$327  = \$177 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$328  = stage_brick_3_0;
+    if (advance) begin
+      \$328  = \$192 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$329  = stage_brick_3_1;
+    if (advance) begin
+      \$329  = \$207 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$330  = stage_brick_3_2;
+    if (advance) begin
+      \$330  = \$222 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$331  = stage_brick_3_3;
+    if (advance) begin
+      \$331  = \$236 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$332  = brick_mode;
+    if (advance) begin
+      \$332  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$333  = stage_block_2_0_0;
+    if (advance) begin
+      \$333  = \$250 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$334  = stage_block_2_0_1;
+    if (advance) begin
+      \$334  = \$264 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$335  = stage_block_2_1_0;
+    if (advance) begin
+      \$335  = \$278 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$336  = stage_block_2_1_1;
+    if (advance) begin
+      \$336  = \$292 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$337  = level_mode;
+    if (advance) begin
+      \$337  = brick_mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$338  = tree;
+    if (advance) begin
+      \$338  = \$311 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$339  = valid_0;
+    if (advance) begin
+      \$339  = valid;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$340  = start_0;
+    if (advance) begin
+      \$340  = start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$341  = mode_0;
+    if (advance) begin
+      \$341  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$342  = valid_1;
+    if (advance) begin
+      \$342  = valid_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$343  = start_1;
+    if (advance) begin
+      \$343  = start_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$344  = mode_1;
+    if (advance) begin
+      \$344  = mode_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$345  = valid_2;
+    if (advance) begin
+      \$345  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$346  = start_2;
+    if (advance) begin
+      \$346  = start_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$347  = mode_2;
+    if (advance) begin
+      \$347  = mode_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$348  = low;
+    if (\$312 ) begin
+      \$348  = low_sum[14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$349  = carry;
+    if (\$312 ) begin
+      \$349  = low_sum[15];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
+    \$350  = high;
+    if (\$312 ) begin
+      \$350  = \$315 [13:0];
+    end
+  end
+  assign brick_0_0 = \$15 [3:0];
+  assign brick_0_1 = \$30 [3:0];
+  assign brick_0_2 = \$45 [3:0];
+  assign brick_0_3 = \$59 [3:0];
+  assign brick_1_0 = \$74 [3:0];
+  assign brick_1_1 = \$89 [3:0];
+  assign brick_1_2 = \$104 [3:0];
+  assign brick_1_3 = \$118 [3:0];
+  assign brick_2_0 = \$133 [3:0];
+  assign brick_2_1 = \$148 [3:0];
+  assign brick_2_2 = \$163 [3:0];
+  assign brick_2_3 = \$177 [3:0];
+  assign brick_3_0 = \$192 [3:0];
+  assign brick_3_1 = \$207 [3:0];
+  assign brick_3_2 = \$222 [3:0];
+  assign brick_3_3 = \$236 [3:0];
+  assign block_2_0_0 = \$250 [7:0];
+  assign block_2_0_1 = \$264 [7:0];
+  assign block_2_1_0 = \$278 [7:0];
+  assign block_2_1_1 = \$292 [7:0];
+  assign block_4_0_0 = \$306 [15:0];
+  assign partial = \$308 [16:0];
+  assign addend = { \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16:0] };
+  assign acc = { \$310 [13:0], low };
+  assign \port$881$0  = \$310 [13:0];
+  assign \mode.w2  = mode[0];
+  assign \mode.w4  = mode[1];
+  assign \mode.w8  = mode[2];
+  assign \w_digits[0]  = w_digits[1:0];
+  assign \w_digits[1]  = w_digits[3:2];
+  assign \w_digits[2]  = w_digits[5:4];
+  assign \w_digits[3]  = w_digits[7:6];
+  assign \w_digits[4]  = w_digits[9:8];
+  assign \w_digits[5]  = w_digits[11:10];
+  assign \w_digits[6]  = w_digits[13:12];
+  assign \w_digits[7]  = w_digits[15:14];
+  assign \w_digits[8]  = w_digits[17:16];
+  assign \w_digits[9]  = w_digits[19:18];
+  assign \w_digits[10]  = w_digits[21:20];
+  assign \w_digits[11]  = w_digits[23:22];
+  assign \w_digits[12]  = w_digits[25:24];
+  assign \w_digits[13]  = w_digits[27:26];
+  assign \w_digits[14]  = w_digits[29:28];
+  assign \w_digits[15]  = w_digits[31:30];
+  assign \a_digits[0]  = a_digits[1:0];
+  assign \a_digits[1]  = a_digits[3:2];
+  assign \a_digits[2]  = a_digits[5:4];
+  assign \a_digits[3]  = a_digits[7:6];
+  assign \a_digits[4]  = a_digits[9:8];
+  assign \a_digits[5]  = a_digits[11:10];
+  assign \a_digits[6]  = a_digits[13:12];
+  assign \a_digits[7]  = a_digits[15:14];
+  assign \a_digits[8]  = a_digits[17:16];
+  assign \a_digits[9]  = a_digits[19:18];
+  assign \a_digits[10]  = a_digits[21:20];
+  assign \a_digits[11]  = a_digits[23:22];
+  assign \a_digits[12]  = a_digits[25:24];
+  assign \a_digits[13]  = a_digits[27:26];
+  assign \a_digits[14]  = a_digits[29:28];
+  assign \a_digits[15]  = a_digits[31:30];
+  assign \brick_mode.w2  = brick_mode[0];
+  assign \brick_mode.w4  = brick_mode[1];
+  assign \brick_mode.w8  = brick_mode[2];
+  assign \level_mode.w2  = level_mode[0];
+  assign \level_mode.w4  = level_mode[1];
+  assign \level_mode.w8  = level_mode[2];
+  assign \mode_0.w2  = mode_0[0];
+  assign \mode_0.w4  = mode_0[1];
+  assign \mode_0.w8  = mode_0[2];
+  assign \mode_1.w2  = mode_1[0];
+  assign \mode_1.w4  = mode_1[1];
+  assign \mode_1.w8  = mode_1[2];
+  assign \mode_2.w2  = mode_2[0];
+  assign \mode_2.w4  = mode_2[1];
+  assign \mode_2.w8  = mode_2[2];
+  assign \$1  = mode[0];
+  assign \$2 [0] = w_digits[0];
+  assign \$2 [1] = \$auto$rtlil.cc:2739:Not$194 ;
+  assign \$4 [0] = w_digits[0];
+  assign \$4 [1] = \$auto$rtlil.cc:2739:Not$196 ;
+  assign \$5  = { a_digits[1:0], 1'h0 };
+  assign \$9  = { \$8 , 1'h0 };
+  assign \$12  = { a_digits[1:0], 1'h0 };
+  assign \$17 [0] = w_digits[2];
+  assign \$17 [1] = \$auto$rtlil.cc:2739:Not$198 ;
+  assign \$19 [0] = w_digits[2];
+  assign \$19 [1] = \$auto$rtlil.cc:2739:Not$200 ;
+  assign \$20  = { a_digits[3:2], 1'h0 };
+  assign \$24  = { \$23 , 1'h0 };
+  assign \$27  = { a_digits[3:2], 1'h0 };
+  assign \$31  = mode[0];
+  assign \$32 [0] = w_digits[4];
+  assign \$32 [1] = \$auto$rtlil.cc:2739:Not$202 ;
+  assign \$34 [0] = w_digits[4];
+  assign \$34 [1] = \$auto$rtlil.cc:2739:Not$204 ;
+  assign \$35  = { a_digits[5:4], 1'h0 };
+  assign \$39  = { \$38 , 1'h0 };
+  assign \$42  = { a_digits[5:4], 1'h0 };
+  assign \$46 [0] = w_digits[6];
+  assign \$46 [1] = \$auto$rtlil.cc:2739:Not$206 ;
+  assign \$48 [0] = w_digits[6];
+  assign \$48 [1] = \$auto$rtlil.cc:2739:Not$208 ;
+  assign \$49  = { a_digits[7:6], 1'h0 };
   assign \$53  = { \$52 , 1'h0 };
-  assign \$59  = 1'h1;
-  assign \$60 [0] = w_digit_1_1[0];
-  assign \$60 [1] = \$auto$rtlil.cc:2739:Not$108 ;
-  assign \$63  = { \$62 , 1'h0 };
-  assign \$70 [0] = w_digit_1_2[0];
-  assign \$70 [1] = \$auto$rtlil.cc:2739:Not$110 ;
-  assign \$73  = { \$72 , 1'h0 };
-  assign \$79  = 1'h1;
-  assign w_top_1_3 = \$79 ;
-  assign \$80 [0] = w_digit_1_3[0];
-  assign \$80 [1] = \$auto$rtlil.cc:2739:Not$112 ;
+  assign \$56  = { a_digits[7:6], 1'h0 };
+  assign \$59  = \$54 ;
+  assign \$60  = mode[0];
+  assign \$61 [0] = w_digits[8];
+  assign \$61 [1] = \$auto$rtlil.cc:2739:Not$210 ;
+  assign \$63 [0] = w_digits[8];
+  assign \$63 [1] = \$auto$rtlil.cc:2739:Not$212 ;
+  assign \$64  = { a_digits[9:8], 1'h0 };
+  assign \$68  = { \$67 , 1'h0 };
+  assign \$71  = { a_digits[9:8], 1'h0 };
+  assign \$76 [0] = w_digits[10];
+  assign \$76 [1] = \$auto$rtlil.cc:2739:Not$214 ;
+  assign \$78 [0] = w_digits[10];
+  assign \$78 [1] = \$auto$rtlil.cc:2739:Not$216 ;
+  assign \$79  = { a_digits[11:10], 1'h0 };
   assign \$83  = { \$82 , 1'h0 };
-  assign \$86  = \$84 ;
-  assign \$87  = activations[17:16];
-  assign \$88  = weights[17:16];
-  assign \$90 [0] = w_digit_2_0[0];
-  assign \$90 [1] = \$auto$rtlil.cc:2739:Not$114 ;
-  assign \$93  = { \$92 , 1'h0 };
-  assign \$99  = 1'h1;
-  assign \$100 [0] = w_digit_2_1[0];
-  assign \$100 [1] = \$auto$rtlil.cc:2739:Not$116 ;
-  assign \$103  = { \$102 , 1'h0 };
-  assign \$107  = activations[25:24];
-  assign \$108  = weights[25:24];
-  assign \$110 [0] = w_digit_2_2[0];
-  assign \$110 [1] = \$auto$rtlil.cc:2739:Not$118 ;
-  assign \$113  = { \$112 , 1'h0 };
-  assign \$119  = 1'h1;
-  assign w_top_2_3 = \$119 ;
-  assign \$120 [0] = w_digit_2_3[0];
-  assign \$120 [1] = \$auto$rtlil.cc:2739:Not$120 ;
-  assign \$123  = { \$122 , 1'h0 };
-  assign \$126  = \$124 ;
-  assign \$130 [0] = w_digit_3_0[0];
-  assign \$130 [1] = \$auto$rtlil.cc:2739:Not$122 ;
-  assign \$133  = { \$132 , 1'h0 };
-  assign \$139  = 1'h1;
-  assign \$140 [0] = w_digit_3_1[0];
-  assign \$140 [1] = \$auto$rtlil.cc:2739:Not$124 ;
-  assign \$143  = { \$142 , 1'h0 };
-  assign \$150 [0] = w_digit_3_2[0];
-  assign \$150 [1] = \$auto$rtlil.cc:2739:Not$126 ;
-  assign \$153  = { \$152 , 1'h0 };
-  assign \$159  = 1'h1;
-  assign w_top_3_3 = \$159 ;
-  assign \$160 [0] = w_digit_3_3[0];
-  assign \$160 [1] = \$auto$rtlil.cc:2739:Not$128 ;
-  assign \$163  = { \$162 , 1'h0 };
-  assign \$166  = \$164 ;
-  assign \$171  = { 1'h0, \$170 , 2'h0 };
-  assign \$177  = { 3'h0, \$176 , 4'h0 };
-  assign \$185  = { 1'h0, \$184 , 2'h0 };
-  assign \$191  = { 3'h0, \$190 , 4'h0 };
-  assign \$199  = { 1'h0, \$198 , 2'h0 };
-  assign \$205  = { 3'h0, \$204 , 4'h0 };
-  assign \$213  = { 1'h0, \$212 , 2'h0 };
-  assign \$219  = { 3'h0, \$218 , 4'h0 };
-  assign join_2 = mode_8;
-  assign \$227  = { 3'h0, \$226 , 4'h0 };
-  assign \$233  = { 7'h00, \$232 , 8'h00 };
+  assign \$86  = { a_digits[11:10], 1'h0 };
+  assign \$90  = mode[0];
+  assign \$91 [0] = w_digits[12];
+  assign \$91 [1] = \$auto$rtlil.cc:2739:Not$218 ;
+  assign \$93 [0] = w_digits[12];
+  assign \$93 [1] = \$auto$rtlil.cc:2739:Not$220 ;
+  assign \$94  = { a_digits[13:12], 1'h0 };
+  assign \$98  = { \$97 , 1'h0 };
+  assign \$101  = { a_digits[13:12], 1'h0 };
+  assign \$105 [0] = w_digits[14];
+  assign \$105 [1] = \$auto$rtlil.cc:2739:Not$222 ;
+  assign \$107 [0] = w_digits[14];
+  assign \$107 [1] = \$auto$rtlil.cc:2739:Not$224 ;
+  assign \$108  = { a_digits[15:14], 1'h0 };
+  assign \$112  = { \$111 , 1'h0 };
+  assign \$115  = { a_digits[15:14], 1'h0 };
+  assign \$118  = \$113 ;
+  assign \$119  = mode[0];
+  assign \$120 [0] = w_digits[16];
+  assign \$120 [1] = \$auto$rtlil.cc:2739:Not$226 ;
+  assign \$122 [0] = w_digits[16];
+  assign \$122 [1] = \$auto$rtlil.cc:2739:Not$228 ;
+  assign \$123  = { a_digits[17:16], 1'h0 };
+  assign \$127  = { \$126 , 1'h0 };
+  assign \$130  = { a_digits[17:16], 1'h0 };
+  assign \$135 [0] = w_digits[18];
+  assign \$135 [1] = \$auto$rtlil.cc:2739:Not$230 ;
+  assign \$137 [0] = w_digits[18];
+  assign \$137 [1] = \$auto$rtlil.cc:2739:Not$232 ;
+  assign \$138  = { a_digits[19:18], 1'h0 };
+  assign \$142  = { \$141 , 1'h0 };
+  assign \$145  = { a_digits[19:18], 1'h0 };
+  assign \$149  = mode[0];
+  assign \$150 [0] = w_digits[20];
+  assign \$150 [1] = \$auto$rtlil.cc:2739:Not$234 ;
+  assign \$152 [0] = w_digits[20];
+  assign \$152 [1] = \$auto$rtlil.cc:2739:Not$236 ;
+  assign \$153  = { a_digits[21:20], 1'h0 };
+  assign \$157  = { \$156 , 1'h0 };
+  assign \$160  = { a_digits[21:20], 1'h0 };
+  assign \$164 [0] = w_digits[22];
+  assign \$164 [1] = \$auto$rtlil.cc:2739:Not$238 ;
+  assign \$166 [0] = w_digits[22];
+  assign \$166 [1] = \$auto$rtlil.cc:2739:Not$240 ;
+  assign \$167  = { a_digits[23:22], 1'h0 };
+  assign \$171  = { \$170 , 1'h0 };
+  assign \$174  = { a_digits[23:22], 1'h0 };
+  assign \$177  = \$172 ;
+  assign \$178  = mode[0];
+  assign \$179 [0] = w_digits[24];
+  assign \$179 [1] = \$auto$rtlil.cc:2739:Not$242 ;
+  assign \$181 [0] = w_digits[24];
+  assign \$181 [1] = \$auto$rtlil.cc:2739:Not$244 ;
+  assign \$182  = { a_digits[25:24], 1'h0 };
+  assign \$186  = { \$185 , 1'h0 };
+  assign \$189  = { a_digits[25:24], 1'h0 };
+  assign \$194 [0] = w_digits[26];
+  assign \$194 [1] = \$auto$rtlil.cc:2739:Not$246 ;
+  assign \$196 [0] = w_digits[26];
+  assign \$196 [1] = \$auto$rtlil.cc:2739:Not$248 ;
+  assign \$197  = { a_digits[27:26], 1'h0 };
+  assign \$201  = { \$200 , 1'h0 };
+  assign \$204  = { a_digits[27:26], 1'h0 };
+  assign \$208  = mode[0];
+  assign \$209 [0] = w_digits[28];
+  assign \$209 [1] = \$auto$rtlil.cc:2739:Not$250 ;
+  assign \$211 [0] = w_digits[28];
+  assign \$211 [1] = \$auto$rtlil.cc:2739:Not$252 ;
+  assign \$212  = { a_digits[29:28], 1'h0 };
+  assign \$216  = { \$215 , 1'h0 };
+  assign \$219  = { a_digits[29:28], 1'h0 };
+  assign \$223 [0] = w_digits[30];
+  assign \$223 [1] = \$auto$rtlil.cc:2739:Not$254 ;
+  assign \$225 [0] = w_digits[30];
+  assign \$225 [1] = \$auto$rtlil.cc:2739:Not$256 ;
+  assign \$226  = { a_digits[31:30], 1'h0 };
+  assign \$230  = { \$229 , 1'h0 };
+  assign \$233  = { a_digits[31:30], 1'h0 };
+  assign \$236  = \$231 ;
+  assign \$241  = { 1'h0, \$240 , 2'h0 };
+  assign \$247  = { 3'h0, \$246 , 4'h0 };
+  assign \$255  = { 1'h0, \$254 , 2'h0 };
+  assign \$261  = { 3'h0, \$260 , 4'h0 };
+  assign \$269  = { 1'h0, \$268 , 2'h0 };
+  assign \$275  = { 3'h0, \$274 , 4'h0 };
+  assign \$283  = { 1'h0, \$282 , 2'h0 };
+  assign \$289  = { 3'h0, \$288 , 4'h0 };
+  assign join_2 = level_mode[2];
+  assign \$297  = { 3'h0, \$296 , 4'h0 };
+  assign \$303  = { 7'h00, \$302 , 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.pe_0_1 (clk, rst, enable, activations, weights, clear, acc, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$195  = 0;
+module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid, start, mode, low, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$275  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
+  wire [5:0] \$10 ;
   wire [1:0] \$100 ;
-  wire [3:0] \$101 ;
+  wire [2:0] \$101 ;
   wire [2:0] \$102 ;
   wire [3:0] \$103 ;
   wire [5:0] \$104 ;
-  wire [3:0] \$105 ;
-  wire [5:0] \$106 ;
+  wire [1:0] \$105 ;
+  wire [1:0] \$106 ;
   wire [1:0] \$107 ;
-  wire [1:0] \$108 ;
-  wire \$109 ;
-  wire [3:0] \$11 ;
-  wire [1:0] \$110 ;
-  wire [3:0] \$111 ;
-  wire [2:0] \$112 ;
-  wire [3:0] \$113 ;
-  wire [5:0] \$114 ;
-  wire [3:0] \$115 ;
-  wire [5:0] \$116 ;
-  wire [1:0] \$117 ;
-  wire [1:0] \$118 ;
+  wire [2:0] \$108 ;
+  wire [2:0] \$109 ;
+  wire [1:0] \$11 ;
+  wire [3:0] \$110 ;
+  wire [2:0] \$111 ;
+  wire [3:0] \$112 ;
+  wire [5:0] \$113 ;
+  wire [1:0] \$114 ;
+  wire [2:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [3:0] \$117 ;
+  wire [5:0] \$118 ;
   wire \$119 ;
   wire [2:0] \$12 ;
   wire [1:0] \$120 ;
-  wire [3:0] \$121 ;
-  wire [2:0] \$122 ;
-  wire [3:0] \$123 ;
-  wire [5:0] \$124 ;
+  wire [1:0] \$121 ;
+  wire [1:0] \$122 ;
+  wire [2:0] \$123 ;
+  wire [2:0] \$124 ;
   wire [3:0] \$125 ;
-  wire [5:0] \$126 ;
-  wire [1:0] \$127 ;
-  wire [1:0] \$128 ;
-  wire \$129 ;
-  wire [3:0] \$13 ;
-  wire [1:0] \$130 ;
-  wire [3:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire [3:0] \$133 ;
-  wire [5:0] \$134 ;
-  wire [3:0] \$135 ;
-  wire [5:0] \$136 ;
+  wire [2:0] \$126 ;
+  wire [3:0] \$127 ;
+  wire [5:0] \$128 ;
+  wire [1:0] \$129 ;
+  wire [2:0] \$13 ;
+  wire [2:0] \$130 ;
+  wire [2:0] \$131 ;
+  wire [3:0] \$132 ;
+  wire [5:0] \$133 ;
+  wire \$134 ;
+  wire [1:0] \$135 ;
+  wire [1:0] \$136 ;
   wire [1:0] \$137 ;
-  wire [1:0] \$138 ;
-  wire \$139 ;
-  wire [5:0] \$14 ;
-  wire [1:0] \$140 ;
-  wire [3:0] \$141 ;
-  wire [2:0] \$142 ;
-  wire [3:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire [3:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire [1:0] \$147 ;
-  wire [1:0] \$148 ;
+  wire [2:0] \$138 ;
+  wire [2:0] \$139 ;
+  wire [3:0] \$14 ;
+  wire [3:0] \$140 ;
+  wire [2:0] \$141 ;
+  wire [3:0] \$142 ;
+  wire [5:0] \$143 ;
+  wire [1:0] \$144 ;
+  wire [2:0] \$145 ;
+  wire [2:0] \$146 ;
+  wire [3:0] \$147 ;
+  wire [5:0] \$148 ;
   wire \$149 ;
-  wire [3:0] \$15 ;
+  wire [5:0] \$15 ;
   wire [1:0] \$150 ;
-  wire [3:0] \$151 ;
-  wire [2:0] \$152 ;
-  wire [3:0] \$153 ;
-  wire [5:0] \$154 ;
+  wire [1:0] \$151 ;
+  wire [1:0] \$152 ;
+  wire [2:0] \$153 ;
+  wire [2:0] \$154 ;
   wire [3:0] \$155 ;
-  wire [5:0] \$156 ;
-  wire [1:0] \$157 ;
-  wire [1:0] \$158 ;
-  wire \$159 ;
-  wire [5:0] \$16 ;
-  wire [1:0] \$160 ;
-  wire [3:0] \$161 ;
-  wire [2:0] \$162 ;
-  wire [3:0] \$163 ;
-  wire [5:0] \$164 ;
-  wire [3:0] \$165 ;
-  wire [5:0] \$166 ;
-  wire [4:0] \$167 ;
-  wire [5:0] \$168 ;
-  wire [4:0] \$169 ;
+  wire [2:0] \$156 ;
+  wire [3:0] \$157 ;
+  wire [5:0] \$158 ;
+  wire [1:0] \$159 ;
+  wire \$16 ;
+  wire [2:0] \$160 ;
+  wire [2:0] \$161 ;
+  wire [3:0] \$162 ;
+  wire [5:0] \$163 ;
+  wire [1:0] \$164 ;
+  wire [1:0] \$165 ;
+  wire [1:0] \$166 ;
+  wire [2:0] \$167 ;
+  wire [2:0] \$168 ;
+  wire [3:0] \$169 ;
   wire [1:0] \$17 ;
-  wire [5:0] \$170 ;
-  wire [8:0] \$171 ;
-  wire [4:0] \$172 ;
-  wire [5:0] \$173 ;
-  wire [8:0] \$174 ;
-  wire [9:0] \$175 ;
-  wire [4:0] \$176 ;
-  wire [11:0] \$177 ;
-  wire [4:0] \$178 ;
-  wire [11:0] \$179 ;
+  wire [2:0] \$170 ;
+  wire [3:0] \$171 ;
+  wire [5:0] \$172 ;
+  wire [1:0] \$173 ;
+  wire [2:0] \$174 ;
+  wire [2:0] \$175 ;
+  wire [3:0] \$176 ;
+  wire [5:0] \$177 ;
+  wire \$178 ;
+  wire [1:0] \$179 ;
   wire [1:0] \$18 ;
-  wire [12:0] \$180 ;
-  wire [4:0] \$181 ;
-  wire [5:0] \$182 ;
-  wire [4:0] \$183 ;
-  wire [5:0] \$184 ;
-  wire [8:0] \$185 ;
-  wire [4:0] \$186 ;
+  wire [1:0] \$180 ;
+  wire [1:0] \$181 ;
+  wire [2:0] \$182 ;
+  wire [2:0] \$183 ;
+  wire [3:0] \$184 ;
+  wire [2:0] \$185 ;
+  wire [3:0] \$186 ;
   wire [5:0] \$187 ;
-  wire [8:0] \$188 ;
-  wire [9:0] \$189 ;
-  wire \$19 ;
-  wire [4:0] \$190 ;
-  wire [11:0] \$191 ;
-  wire [4:0] \$192 ;
-  wire [11:0] \$193 ;
-  wire [12:0] \$194 ;
-  wire [4:0] \$195 ;
-  wire [5:0] \$196 ;
-  wire [4:0] \$197 ;
-  wire [5:0] \$198 ;
-  wire [8:0] \$199 ;
-  wire \$2 ;
-  wire [1:0] \$20 ;
-  wire [4:0] \$200 ;
-  wire [5:0] \$201 ;
-  wire [8:0] \$202 ;
-  wire [9:0] \$203 ;
-  wire [4:0] \$204 ;
-  wire [11:0] \$205 ;
-  wire [4:0] \$206 ;
-  wire [11:0] \$207 ;
-  wire [12:0] \$208 ;
-  wire [4:0] \$209 ;
-  wire [3:0] \$21 ;
-  wire [5:0] \$210 ;
-  wire [4:0] \$211 ;
-  wire [5:0] \$212 ;
-  wire [8:0] \$213 ;
-  wire [4:0] \$214 ;
-  wire [5:0] \$215 ;
-  wire [8:0] \$216 ;
-  wire [9:0] \$217 ;
-  wire [4:0] \$218 ;
-  wire [11:0] \$219 ;
-  wire [2:0] \$22 ;
-  wire [4:0] \$220 ;
-  wire [11:0] \$221 ;
-  wire [12:0] \$222 ;
-  wire [8:0] \$223 ;
-  wire [9:0] \$224 ;
-  wire [8:0] \$225 ;
-  wire [9:0] \$226 ;
-  wire [16:0] \$227 ;
-  wire [8:0] \$228 ;
-  wire [9:0] \$229 ;
-  wire [3:0] \$23 ;
-  wire [16:0] \$230 ;
-  wire [17:0] \$231 ;
-  wire [8:0] \$232 ;
-  wire [23:0] \$233 ;
-  wire [8:0] \$234 ;
-  wire [23:0] \$235 ;
-  wire [24:0] \$236 ;
-  wire [16:0] \$237 ;
-  wire [28:0] \$238 ;
-  wire [29:0] \$239 ;
-  wire [5:0] \$24 ;
-  reg [28:0] \$240 ;
-  wire [3:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire [1:0] \$27 ;
-  wire [1:0] \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire [1:0] \$30 ;
-  wire [3:0] \$31 ;
-  wire [2:0] \$32 ;
-  wire [3:0] \$33 ;
-  wire [5:0] \$34 ;
-  wire [3:0] \$35 ;
-  wire [5:0] \$36 ;
-  wire [1:0] \$37 ;
-  wire [1:0] \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [1:0] \$40 ;
-  wire [3:0] \$41 ;
+  wire [1:0] \$188 ;
+  wire [2:0] \$189 ;
+  wire [1:0] \$19 ;
+  wire [2:0] \$190 ;
+  wire [3:0] \$191 ;
+  wire [5:0] \$192 ;
+  wire \$193 ;
+  wire [1:0] \$194 ;
+  wire [1:0] \$195 ;
+  wire [1:0] \$196 ;
+  wire [2:0] \$197 ;
+  wire [2:0] \$198 ;
+  wire [3:0] \$199 ;
+  wire [1:0] \$2 ;
+  wire [2:0] \$20 ;
+  wire [2:0] \$200 ;
+  wire [3:0] \$201 ;
+  wire [5:0] \$202 ;
+  wire [1:0] \$203 ;
+  wire [2:0] \$204 ;
+  wire [2:0] \$205 ;
+  wire [3:0] \$206 ;
+  wire [5:0] \$207 ;
+  wire \$208 ;
+  wire [1:0] \$209 ;
+  wire [2:0] \$21 ;
+  wire [1:0] \$210 ;
+  wire [1:0] \$211 ;
+  wire [2:0] \$212 ;
+  wire [2:0] \$213 ;
+  wire [3:0] \$214 ;
+  wire [2:0] \$215 ;
+  wire [3:0] \$216 ;
+  wire [5:0] \$217 ;
+  wire [1:0] \$218 ;
+  wire [2:0] \$219 ;
+  wire [3:0] \$22 ;
+  wire [2:0] \$220 ;
+  wire [3:0] \$221 ;
+  wire [5:0] \$222 ;
+  wire [1:0] \$223 ;
+  wire [1:0] \$224 ;
+  wire [1:0] \$225 ;
+  wire [2:0] \$226 ;
+  wire [2:0] \$227 ;
+  wire [3:0] \$228 ;
+  wire [2:0] \$229 ;
+  wire [2:0] \$23 ;
+  wire [3:0] \$230 ;
+  wire [5:0] \$231 ;
+  wire [1:0] \$232 ;
+  wire [2:0] \$233 ;
+  wire [2:0] \$234 ;
+  wire [3:0] \$235 ;
+  wire [5:0] \$236 ;
+  wire [4:0] \$237 ;
+  wire [5:0] \$238 ;
+  wire [4:0] \$239 ;
+  wire [3:0] \$24 ;
+  wire [5:0] \$240 ;
+  wire [8:0] \$241 ;
+  wire [4:0] \$242 ;
+  wire [5:0] \$243 ;
+  wire [8:0] \$244 ;
+  wire [9:0] \$245 ;
+  wire [4:0] \$246 ;
+  wire [11:0] \$247 ;
+  wire [4:0] \$248 ;
+  wire [11:0] \$249 ;
+  wire [5:0] \$25 ;
+  wire [12:0] \$250 ;
+  wire [4:0] \$251 ;
+  wire [5:0] \$252 ;
+  wire [4:0] \$253 ;
+  wire [5:0] \$254 ;
+  wire [8:0] \$255 ;
+  wire [4:0] \$256 ;
+  wire [5:0] \$257 ;
+  wire [8:0] \$258 ;
+  wire [9:0] \$259 ;
+  wire [1:0] \$26 ;
+  wire [4:0] \$260 ;
+  wire [11:0] \$261 ;
+  wire [4:0] \$262 ;
+  wire [11:0] \$263 ;
+  wire [12:0] \$264 ;
+  wire [4:0] \$265 ;
+  wire [5:0] \$266 ;
+  wire [4:0] \$267 ;
+  wire [5:0] \$268 ;
+  wire [8:0] \$269 ;
+  wire [2:0] \$27 ;
+  wire [4:0] \$270 ;
+  wire [5:0] \$271 ;
+  wire [8:0] \$272 ;
+  wire [9:0] \$273 ;
+  wire [4:0] \$274 ;
+  wire [11:0] \$275 ;
+  wire [4:0] \$276 ;
+  wire [11:0] \$277 ;
+  wire [12:0] \$278 ;
+  wire [4:0] \$279 ;
+  wire [2:0] \$28 ;
+  wire [5:0] \$280 ;
+  wire [4:0] \$281 ;
+  wire [5:0] \$282 ;
+  wire [8:0] \$283 ;
+  wire [4:0] \$284 ;
+  wire [5:0] \$285 ;
+  wire [8:0] \$286 ;
+  wire [9:0] \$287 ;
+  wire [4:0] \$288 ;
+  wire [11:0] \$289 ;
+  wire [3:0] \$29 ;
+  wire [4:0] \$290 ;
+  wire [11:0] \$291 ;
+  wire [12:0] \$292 ;
+  wire [8:0] \$293 ;
+  wire [9:0] \$294 ;
+  wire [8:0] \$295 ;
+  wire [9:0] \$296 ;
+  wire [16:0] \$297 ;
+  wire [8:0] \$298 ;
+  wire [9:0] \$299 ;
+  wire [1:0] \$3 ;
+  wire [5:0] \$30 ;
+  wire [16:0] \$300 ;
+  wire [17:0] \$301 ;
+  wire [8:0] \$302 ;
+  wire [23:0] \$303 ;
+  wire [8:0] \$304 ;
+  wire [23:0] \$305 ;
+  wire [24:0] \$306 ;
+  wire [8:0] \$307 ;
+  wire [17:0] \$308 ;
+  wire [14:0] \$309 ;
+  wire \$31 ;
+  wire [14:0] \$310 ;
+  wire [16:0] \$311 ;
+  wire \$312 ;
+  wire [14:0] \$313 ;
+  wire [14:0] \$314 ;
+  wire [15:0] \$315 ;
+  reg [3:0] \$316 ;
+  reg [3:0] \$317 ;
+  reg [3:0] \$318 ;
+  reg [3:0] \$319 ;
+  wire [1:0] \$32 ;
+  reg [3:0] \$320 ;
+  reg [3:0] \$321 ;
+  reg [3:0] \$322 ;
+  reg [3:0] \$323 ;
+  reg [3:0] \$324 ;
+  reg [3:0] \$325 ;
+  reg [3:0] \$326 ;
+  reg [3:0] \$327 ;
+  reg [3:0] \$328 ;
+  reg [3:0] \$329 ;
+  wire [1:0] \$33 ;
+  reg [3:0] \$330 ;
+  reg [3:0] \$331 ;
+  reg [2:0] \$332 ;
+  reg [7:0] \$333 ;
+  reg [7:0] \$334 ;
+  reg [7:0] \$335 ;
+  reg [7:0] \$336 ;
+  reg [2:0] \$337 ;
+  reg [16:0] \$338 ;
+  reg \$339 ;
+  wire [1:0] \$34 ;
+  reg \$340 ;
+  reg [2:0] \$341 ;
+  reg \$342 ;
+  reg \$343 ;
+  reg [2:0] \$344 ;
+  reg \$345 ;
+  reg \$346 ;
+  reg [2:0] \$347 ;
+  reg [14:0] \$348 ;
+  reg \$349 ;
+  wire [2:0] \$35 ;
+  reg [13:0] \$350 ;
+  wire [2:0] \$36 ;
+  wire [3:0] \$37 ;
+  wire [2:0] \$38 ;
+  wire [3:0] \$39 ;
+  wire [1:0] \$4 ;
+  wire [5:0] \$40 ;
+  wire [1:0] \$41 ;
   wire [2:0] \$42 ;
-  wire [3:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [3:0] \$45 ;
-  wire [5:0] \$46 ;
+  wire [2:0] \$43 ;
+  wire [3:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire [1:0] \$46 ;
   wire [1:0] \$47 ;
   wire [1:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire [1:0] \$50 ;
+  wire [2:0] \$49 ;
+  wire [2:0] \$5 ;
+  wire [2:0] \$50 ;
   wire [3:0] \$51 ;
   wire [2:0] \$52 ;
   wire [3:0] \$53 ;
   wire [5:0] \$54 ;
-  wire [3:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [1:0] \$57 ;
-  wire [1:0] \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [3:0] \$61 ;
-  wire [2:0] \$62 ;
-  wire [3:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire [1:0] \$67 ;
-  wire [1:0] \$68 ;
-  wire \$69 ;
-  wire [1:0] \$7 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire [2:0] \$57 ;
+  wire [3:0] \$58 ;
+  wire [5:0] \$59 ;
+  wire [2:0] \$6 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
+  wire [1:0] \$62 ;
+  wire [1:0] \$63 ;
+  wire [2:0] \$64 ;
+  wire [2:0] \$65 ;
+  wire [3:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire [5:0] \$69 ;
+  wire [3:0] \$7 ;
   wire [1:0] \$70 ;
-  wire [3:0] \$71 ;
+  wire [2:0] \$71 ;
   wire [2:0] \$72 ;
   wire [3:0] \$73 ;
   wire [5:0] \$74 ;
-  wire [3:0] \$75 ;
-  wire [5:0] \$76 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
   wire [1:0] \$77 ;
   wire [1:0] \$78 ;
-  wire \$79 ;
-  wire [1:0] \$8 ;
-  wire [1:0] \$80 ;
+  wire [2:0] \$79 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$80 ;
   wire [3:0] \$81 ;
   wire [2:0] \$82 ;
   wire [3:0] \$83 ;
   wire [5:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire [5:0] \$86 ;
-  wire [1:0] \$87 ;
-  wire [1:0] \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire [1:0] \$90 ;
-  wire [3:0] \$91 ;
-  wire [2:0] \$92 ;
-  wire [3:0] \$93 ;
-  wire [5:0] \$94 ;
-  wire [3:0] \$95 ;
-  wire [5:0] \$96 ;
-  wire [1:0] \$97 ;
-  wire [1:0] \$98 ;
-  wire \$99 ;
+  wire [1:0] \$85 ;
+  wire [2:0] \$86 ;
+  wire [2:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire [5:0] \$89 ;
+  wire [3:0] \$9 ;
+  wire \$90 ;
+  wire [1:0] \$91 ;
+  wire [1:0] \$92 ;
+  wire [1:0] \$93 ;
+  wire [2:0] \$94 ;
+  wire [2:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire [2:0] \$97 ;
+  wire [3:0] \$98 ;
+  wire [5:0] \$99 ;
+  wire \$auto$rtlil.cc:2739:Not$130 ;
+  wire \$auto$rtlil.cc:2739:Not$132 ;
+  wire \$auto$rtlil.cc:2739:Not$134 ;
+  wire \$auto$rtlil.cc:2739:Not$136 ;
+  wire \$auto$rtlil.cc:2739:Not$138 ;
+  wire \$auto$rtlil.cc:2739:Not$140 ;
+  wire \$auto$rtlil.cc:2739:Not$142 ;
+  wire \$auto$rtlil.cc:2739:Not$144 ;
+  wire \$auto$rtlil.cc:2739:Not$146 ;
+  wire \$auto$rtlil.cc:2739:Not$148 ;
+  wire \$auto$rtlil.cc:2739:Not$150 ;
+  wire \$auto$rtlil.cc:2739:Not$152 ;
+  wire \$auto$rtlil.cc:2739:Not$154 ;
+  wire \$auto$rtlil.cc:2739:Not$156 ;
+  wire \$auto$rtlil.cc:2739:Not$158 ;
+  wire \$auto$rtlil.cc:2739:Not$160 ;
+  wire \$auto$rtlil.cc:2739:Not$162 ;
+  wire \$auto$rtlil.cc:2739:Not$164 ;
+  wire \$auto$rtlil.cc:2739:Not$166 ;
+  wire \$auto$rtlil.cc:2739:Not$168 ;
+  wire \$auto$rtlil.cc:2739:Not$170 ;
+  wire \$auto$rtlil.cc:2739:Not$172 ;
+  wire \$auto$rtlil.cc:2739:Not$174 ;
+  wire \$auto$rtlil.cc:2739:Not$176 ;
+  wire \$auto$rtlil.cc:2739:Not$178 ;
+  wire \$auto$rtlil.cc:2739:Not$180 ;
+  wire \$auto$rtlil.cc:2739:Not$182 ;
+  wire \$auto$rtlil.cc:2739:Not$184 ;
+  wire \$auto$rtlil.cc:2739:Not$186 ;
+  wire \$auto$rtlil.cc:2739:Not$188 ;
+  wire \$auto$rtlil.cc:2739:Not$190 ;
+  wire \$auto$rtlil.cc:2739:Not$192 ;
+  input [31:0] a_digits;
+  wire [31:0] a_digits;
+  wire [1:0] \a_digits[0] ;
+  wire [1:0] \a_digits[10] ;
+  wire [1:0] \a_digits[11] ;
+  wire [1:0] \a_digits[12] ;
+  wire [1:0] \a_digits[13] ;
+  wire [1:0] \a_digits[14] ;
+  wire [1:0] \a_digits[15] ;
+  wire [1:0] \a_digits[1] ;
+  wire [1:0] \a_digits[2] ;
+  wire [1:0] \a_digits[3] ;
+  wire [1:0] \a_digits[4] ;
+  wire [1:0] \a_digits[5] ;
+  wire [1:0] \a_digits[6] ;
+  wire [1:0] \a_digits[7] ;
+  wire [1:0] \a_digits[8] ;
+  wire [1:0] \a_digits[9] ;
+  wire [28:0] acc;
+  wire [28:0] addend;
+  input advance;
+  wire advance;
+  wire [7:0] block_2_0_0;
+  wire [7:0] block_2_0_1;
+  wire [7:0] block_2_1_0;
+  wire [7:0] block_2_1_1;
+  wire [15:0] block_4_0_0;
+  wire [3:0] brick_0_0;
+  wire [3:0] brick_0_1;
+  wire [3:0] brick_0_2;
+  wire [3:0] brick_0_3;
+  wire [3:0] brick_1_0;
+  wire [3:0] brick_1_1;
+  wire [3:0] brick_1_2;
+  wire [3:0] brick_1_3;
+  wire [3:0] brick_2_0;
+  wire [3:0] brick_2_1;
+  wire [3:0] brick_2_2;
+  wire [3:0] brick_2_3;
+  wire [3:0] brick_3_0;
+  wire [3:0] brick_3_1;
+  wire [3:0] brick_3_2;
+  wire [3:0] brick_3_3;
+  reg [2:0] brick_mode = 3'h0;
+  wire \brick_mode.w2 ;
+  wire \brick_mode.w4 ;
+  wire \brick_mode.w8 ;
+  reg carry = 1'h0;
+  input clk;
+  wire clk;
+  reg [13:0] high = 14'h0000;
+  wire join_1;
+  wire join_2;
+  reg [2:0] level_mode = 3'h0;
+  wire \level_mode.w2 ;
+  wire \level_mode.w4 ;
+  wire \level_mode.w8 ;
+  output [14:0] low;
+  reg [14:0] low = 15'h0000;
+  wire [15:0] low_sum;
+  input [2:0] mode;
+  wire [2:0] mode;
+  wire \mode.w2 ;
+  wire \mode.w4 ;
+  wire \mode.w8 ;
+  reg [2:0] mode_0 = 3'h0;
+  wire \mode_0.w2 ;
+  wire \mode_0.w4 ;
+  wire \mode_0.w8 ;
+  reg [2:0] mode_1 = 3'h0;
+  wire \mode_1.w2 ;
+  wire \mode_1.w4 ;
+  wire \mode_1.w8 ;
+  reg [2:0] mode_2 = 3'h0;
+  wire \mode_2.w2 ;
+  wire \mode_2.w4 ;
+  wire \mode_2.w8 ;
+  wire [14:0] offset;
+  wire [16:0] partial;
+  output [13:0] \port$1204$0 ;
+  wire [13:0] \port$1204$0 ;
+  input rst;
+  wire rst;
+  reg [7:0] stage_block_2_0_0 = 8'h00;
+  reg [7:0] stage_block_2_0_1 = 8'h00;
+  reg [7:0] stage_block_2_1_0 = 8'h00;
+  reg [7:0] stage_block_2_1_1 = 8'h00;
+  reg [3:0] stage_brick_0_0 = 4'h0;
+  reg [3:0] stage_brick_0_1 = 4'h0;
+  reg [3:0] stage_brick_0_2 = 4'h0;
+  reg [3:0] stage_brick_0_3 = 4'h0;
+  reg [3:0] stage_brick_1_0 = 4'h0;
+  reg [3:0] stage_brick_1_1 = 4'h0;
+  reg [3:0] stage_brick_1_2 = 4'h0;
+  reg [3:0] stage_brick_1_3 = 4'h0;
+  reg [3:0] stage_brick_2_0 = 4'h0;
+  reg [3:0] stage_brick_2_1 = 4'h0;
+  reg [3:0] stage_brick_2_2 = 4'h0;
+  reg [3:0] stage_brick_2_3 = 4'h0;
+  reg [3:0] stage_brick_3_0 = 4'h0;
+  reg [3:0] stage_brick_3_1 = 4'h0;
+  reg [3:0] stage_brick_3_2 = 4'h0;
+  reg [3:0] stage_brick_3_3 = 4'h0;
+  input start;
+  wire start;
+  reg start_0 = 1'h0;
+  reg start_1 = 1'h0;
+  reg start_2 = 1'h0;
+  reg [16:0] tree = 17'h00000;
+  input valid;
+  wire valid;
+  reg valid_0 = 1'h0;
+  reg valid_1 = 1'h0;
+  reg valid_2 = 1'h0;
+  input [31:0] w_digits;
+  wire [31:0] w_digits;
+  wire [1:0] \w_digits[0] ;
+  wire [1:0] \w_digits[10] ;
+  wire [1:0] \w_digits[11] ;
+  wire [1:0] \w_digits[12] ;
+  wire [1:0] \w_digits[13] ;
+  wire [1:0] \w_digits[14] ;
+  wire [1:0] \w_digits[15] ;
+  wire [1:0] \w_digits[1] ;
+  wire [1:0] \w_digits[2] ;
+  wire [1:0] \w_digits[3] ;
+  wire [1:0] \w_digits[4] ;
+  wire [1:0] \w_digits[5] ;
+  wire [1:0] \w_digits[6] ;
+  wire [1:0] \w_digits[7] ;
+  wire [1:0] \w_digits[8] ;
+  wire [1:0] \w_digits[9] ;
+  assign \$3  = \$2 [0] ? a_digits[1:0] : 2'h0;
+  assign \$6  = w_digits[1] ? 3'h0 : \$5 ;
+  assign \$7  = \$3  + \$6 ;
+  assign \$8  = 2'h3 - a_digits[1:0];
+  assign \$10  = $signed({ 1'h0, \$7  }) + $signed(\$9 );
+  assign \$11  = w_digits[0] ? a_digits[1:0] : 2'h0;
+  assign \$13  = w_digits[1] ? \$12  : 3'h0;
+  assign \$14  = \$11  + \$13 ;
+  assign \$15  = \$1  ? \$10  : { 2'h0, \$14  };
+  assign \$16  = | mode[1:0];
+  assign \$18  = \$17 [0] ? a_digits[3:2] : 2'h0;
+  assign \$21  = w_digits[3] ? 3'h0 : \$20 ;
+  assign \$22  = \$18  + \$21 ;
+  assign \$23  = 2'h3 - a_digits[3:2];
+  assign \$25  = $signed({ 1'h0, \$22  }) + $signed(\$24 );
+  assign \$26  = w_digits[2] ? a_digits[3:2] : 2'h0;
+  assign \$28  = w_digits[3] ? \$27  : 3'h0;
+  assign \$29  = \$26  + \$28 ;
+  assign \$30  = \$16  ? \$25  : { 2'h0, \$29  };
+  assign \$33  = \$32 [0] ? a_digits[5:4] : 2'h0;
+  assign \$36  = w_digits[5] ? 3'h0 : \$35 ;
+  assign \$37  = \$33  + \$36 ;
+  assign \$38  = 2'h3 - a_digits[5:4];
+  assign \$40  = $signed({ 1'h0, \$37  }) + $signed(\$39 );
+  assign \$41  = w_digits[4] ? a_digits[5:4] : 2'h0;
+  assign \$43  = w_digits[5] ? \$42  : 3'h0;
+  assign \$44  = \$41  + \$43 ;
+  assign \$45  = \$31  ? \$40  : { 2'h0, \$44  };
+  assign \$47  = \$46 [0] ? a_digits[7:6] : 2'h0;
+  assign \$50  = w_digits[7] ? 3'h0 : \$49 ;
+  assign \$51  = \$47  + \$50 ;
+  assign \$52  = 2'h3 - a_digits[7:6];
+  assign \$54  = $signed({ 1'h0, \$51  }) + $signed(\$53 );
+  assign \$55  = w_digits[6] ? a_digits[7:6] : 2'h0;
+  assign \$57  = w_digits[7] ? \$56  : 3'h0;
+  assign \$58  = \$55  + \$57 ;
+  assign \$62  = \$61 [0] ? a_digits[9:8] : 2'h0;
+  assign \$65  = w_digits[9] ? 3'h0 : \$64 ;
+  assign \$66  = \$62  + \$65 ;
+  assign \$67  = 2'h3 - a_digits[9:8];
+  assign \$69  = $signed({ 1'h0, \$66  }) + $signed(\$68 );
+  assign \$70  = w_digits[8] ? a_digits[9:8] : 2'h0;
+  assign \$72  = w_digits[9] ? \$71  : 3'h0;
+  assign \$73  = \$70  + \$72 ;
+  assign \$74  = \$60  ? \$69  : { 2'h0, \$73  };
+  assign \$75  = | mode[1:0];
+  assign \$77  = \$76 [0] ? a_digits[11:10] : 2'h0;
+  assign \$80  = w_digits[11] ? 3'h0 : \$79 ;
+  assign \$81  = \$77  + \$80 ;
+  assign \$82  = 2'h3 - a_digits[11:10];
+  assign \$84  = $signed({ 1'h0, \$81  }) + $signed(\$83 );
+  assign \$85  = w_digits[10] ? a_digits[11:10] : 2'h0;
+  assign \$87  = w_digits[11] ? \$86  : 3'h0;
+  assign \$88  = \$85  + \$87 ;
+  assign \$89  = \$75  ? \$84  : { 2'h0, \$88  };
+  assign \$92  = \$91 [0] ? a_digits[13:12] : 2'h0;
+  assign \$95  = w_digits[13] ? 3'h0 : \$94 ;
+  assign \$96  = \$92  + \$95 ;
+  assign \$97  = 2'h3 - a_digits[13:12];
+  assign \$99  = $signed({ 1'h0, \$96  }) + $signed(\$98 );
+  assign \$100  = w_digits[12] ? a_digits[13:12] : 2'h0;
+  assign \$102  = w_digits[13] ? \$101  : 3'h0;
+  assign \$103  = \$100  + \$102 ;
+  assign \$104  = \$90  ? \$99  : { 2'h0, \$103  };
+  assign \$106  = \$105 [0] ? a_digits[15:14] : 2'h0;
+  assign \$109  = w_digits[15] ? 3'h0 : \$108 ;
+  assign \$110  = \$106  + \$109 ;
+  assign \$111  = 2'h3 - a_digits[15:14];
+  assign \$113  = $signed({ 1'h0, \$110  }) + $signed(\$112 );
+  assign \$114  = w_digits[14] ? a_digits[15:14] : 2'h0;
+  assign \$116  = w_digits[15] ? \$115  : 3'h0;
+  assign \$117  = \$114  + \$116 ;
+  assign \$121  = \$120 [0] ? a_digits[17:16] : 2'h0;
+  assign \$124  = w_digits[17] ? 3'h0 : \$123 ;
+  assign \$125  = \$121  + \$124 ;
+  assign \$126  = 2'h3 - a_digits[17:16];
+  assign \$128  = $signed({ 1'h0, \$125  }) + $signed(\$127 );
+  assign \$129  = w_digits[16] ? a_digits[17:16] : 2'h0;
+  assign \$131  = w_digits[17] ? \$130  : 3'h0;
+  assign \$132  = \$129  + \$131 ;
+  assign \$133  = \$119  ? \$128  : { 2'h0, \$132  };
+  assign \$134  = | mode[1:0];
+  assign \$136  = \$135 [0] ? a_digits[19:18] : 2'h0;
+  assign \$139  = w_digits[19] ? 3'h0 : \$138 ;
+  assign \$140  = \$136  + \$139 ;
+  assign \$141  = 2'h3 - a_digits[19:18];
+  assign \$143  = $signed({ 1'h0, \$140  }) + $signed(\$142 );
+  assign \$144  = w_digits[18] ? a_digits[19:18] : 2'h0;
+  assign \$146  = w_digits[19] ? \$145  : 3'h0;
+  assign \$147  = \$144  + \$146 ;
+  assign \$148  = \$134  ? \$143  : { 2'h0, \$147  };
+  assign \$151  = \$150 [0] ? a_digits[21:20] : 2'h0;
+  assign \$154  = w_digits[21] ? 3'h0 : \$153 ;
+  assign \$155  = \$151  + \$154 ;
+  assign \$156  = 2'h3 - a_digits[21:20];
+  assign \$158  = $signed({ 1'h0, \$155  }) + $signed(\$157 );
+  assign \$159  = w_digits[20] ? a_digits[21:20] : 2'h0;
+  assign \$161  = w_digits[21] ? \$160  : 3'h0;
+  assign \$162  = \$159  + \$161 ;
+  assign \$163  = \$149  ? \$158  : { 2'h0, \$162  };
+  assign \$165  = \$164 [0] ? a_digits[23:22] : 2'h0;
+  assign \$168  = w_digits[23] ? 3'h0 : \$167 ;
+  assign \$169  = \$165  + \$168 ;
+  assign \$170  = 2'h3 - a_digits[23:22];
+  assign \$172  = $signed({ 1'h0, \$169  }) + $signed(\$171 );
+  assign \$173  = w_digits[22] ? a_digits[23:22] : 2'h0;
+  assign \$175  = w_digits[23] ? \$174  : 3'h0;
+  assign \$176  = \$173  + \$175 ;
+  assign \$180  = \$179 [0] ? a_digits[25:24] : 2'h0;
+  assign \$183  = w_digits[25] ? 3'h0 : \$182 ;
+  assign \$184  = \$180  + \$183 ;
+  assign \$185  = 2'h3 - a_digits[25:24];
+  assign \$187  = $signed({ 1'h0, \$184  }) + $signed(\$186 );
+  assign \$188  = w_digits[24] ? a_digits[25:24] : 2'h0;
+  assign \$190  = w_digits[25] ? \$189  : 3'h0;
+  assign \$191  = \$188  + \$190 ;
+  assign \$192  = \$178  ? \$187  : { 2'h0, \$191  };
+  assign \$193  = | mode[1:0];
+  assign \$195  = \$194 [0] ? a_digits[27:26] : 2'h0;
+  assign \$198  = w_digits[27] ? 3'h0 : \$197 ;
+  assign \$199  = \$195  + \$198 ;
+  assign \$200  = 2'h3 - a_digits[27:26];
+  assign \$202  = $signed({ 1'h0, \$199  }) + $signed(\$201 );
+  assign \$203  = w_digits[26] ? a_digits[27:26] : 2'h0;
+  assign \$205  = w_digits[27] ? \$204  : 3'h0;
+  assign \$206  = \$203  + \$205 ;
+  assign \$207  = \$193  ? \$202  : { 2'h0, \$206  };
+  assign \$210  = \$209 [0] ? a_digits[29:28] : 2'h0;
+  assign \$213  = w_digits[29] ? 3'h0 : \$212 ;
+  assign \$214  = \$210  + \$213 ;
+  assign \$215  = 2'h3 - a_digits[29:28];
+  assign \$217  = $signed({ 1'h0, \$214  }) + $signed(\$216 );
+  assign \$218  = w_digits[28] ? a_digits[29:28] : 2'h0;
+  assign \$220  = w_digits[29] ? \$219  : 3'h0;
+  assign \$221  = \$218  + \$220 ;
+  assign \$222  = \$208  ? \$217  : { 2'h0, \$221  };
+  assign \$224  = \$223 [0] ? a_digits[31:30] : 2'h0;
+  assign \$227  = w_digits[31] ? 3'h0 : \$226 ;
+  assign \$228  = \$224  + \$227 ;
+  assign \$229  = 2'h3 - a_digits[31:30];
+  assign \$231  = $signed({ 1'h0, \$228  }) + $signed(\$230 );
+  assign \$232  = w_digits[30] ? a_digits[31:30] : 2'h0;
+  assign \$234  = w_digits[31] ? \$233  : 3'h0;
+  assign \$235  = \$232  + \$234 ;
+  assign join_1 = | brick_mode[2:1];
+  assign \$237  = 1'h0 + stage_brick_0_0;
+  assign \$238  = 1'h0 + \$237 ;
+  assign \$239  = 1'h0 + stage_brick_0_1;
+  assign \$240  = \$239  + stage_brick_1_0;
+  assign \$242  = 1'h0 + stage_brick_0_1;
+  assign \$243  = \$242  + stage_brick_1_0;
+  assign \$244  = join_1 ? \$241  : { 3'h0, \$243  };
+  assign \$245  = \$238  + \$244 ;
+  assign \$246  = 1'h0 + stage_brick_1_1;
+  assign \$248  = 1'h0 + stage_brick_1_1;
+  assign \$249  = join_1 ? \$247  : { 7'h00, \$248  };
+  assign \$250  = \$245  + \$249 ;
+  assign \$251  = 1'h0 + stage_brick_0_2;
+  assign \$252  = 1'h0 + \$251 ;
+  assign \$253  = 1'h0 + stage_brick_0_3;
+  assign \$254  = \$253  + stage_brick_1_2;
+  assign \$256  = 1'h0 + stage_brick_0_3;
+  assign \$257  = \$256  + stage_brick_1_2;
+  assign \$258  = join_1 ? \$255  : { 3'h0, \$257  };
+  assign \$259  = \$252  + \$258 ;
+  assign \$260  = 1'h0 + stage_brick_1_3;
+  assign \$262  = 1'h0 + stage_brick_1_3;
+  assign \$263  = join_1 ? \$261  : { 7'h00, \$262  };
+  assign \$264  = \$259  + \$263 ;
+  assign \$265  = 1'h0 + stage_brick_2_0;
+  assign \$266  = 1'h0 + \$265 ;
+  assign \$267  = 1'h0 + stage_brick_2_1;
+  assign \$268  = \$267  + stage_brick_3_0;
+  assign \$270  = 1'h0 + stage_brick_2_1;
+  assign \$271  = \$270  + stage_brick_3_0;
+  assign \$272  = join_1 ? \$269  : { 3'h0, \$271  };
+  assign \$273  = \$266  + \$272 ;
+  assign \$274  = 1'h0 + stage_brick_3_1;
+  assign \$276  = 1'h0 + stage_brick_3_1;
+  assign \$277  = join_1 ? \$275  : { 7'h00, \$276  };
+  assign \$278  = \$273  + \$277 ;
+  assign \$279  = 1'h0 + stage_brick_2_2;
+  assign \$280  = 1'h0 + \$279 ;
+  assign \$281  = 1'h0 + stage_brick_2_3;
+  assign \$282  = \$281  + stage_brick_3_2;
+  assign \$284  = 1'h0 + stage_brick_2_3;
+  assign \$285  = \$284  + stage_brick_3_2;
+  assign \$286  = join_1 ? \$283  : { 3'h0, \$285  };
+  assign \$287  = \$280  + \$286 ;
+  assign \$288  = 1'h0 + stage_brick_3_3;
+  assign \$290  = 1'h0 + stage_brick_3_3;
+  assign \$291  = join_1 ? \$289  : { 7'h00, \$290  };
+  assign \$292  = \$287  + \$291 ;
+  assign \$293  = 1'h0 + stage_block_2_0_0;
+  assign \$294  = 1'h0 + \$293 ;
+  assign \$295  = 1'h0 + stage_block_2_0_1;
+  assign \$296  = \$295  + stage_block_2_1_0;
+  assign \$298  = 1'h0 + stage_block_2_0_1;
+  assign \$299  = \$298  + stage_block_2_1_0;
+  assign \$300  = join_2 ? \$297  : { 7'h00, \$299  };
+  assign \$301  = \$294  + \$300 ;
+  assign \$302  = 1'h0 + stage_block_2_1_1;
+  assign \$304  = 1'h0 + stage_block_2_1_1;
+  assign \$305  = join_2 ? \$303  : { 15'h0000, \$304  };
+  assign \$306  = \$301  + \$305 ;
+  assign \$307  = level_mode[1] ? 9'h1e0 : 9'h060;
+  assign offset = level_mode[2] ? 15'h7f80 : { 6'h00, \$307  };
+  assign \$308  = $signed(1'h0) + $signed(tree);
+  assign \$309  = start_2 ? 15'h0000 : low;
+  assign low_sum = \$309  + \$308 [14:0];
+  assign \$310  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$311  = \$306 [15:0] - offset;
+  assign \$312  = advance & valid_2;
+  assign \$313  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$314  = start_2 ? 15'h0000 : \$313 ;
+  assign \$315  = $signed(\$314 ) + $signed(\$308 [16:15]);
+  always @(posedge clk)
+    stage_brick_0_0 <= \$316 ;
+  always @(posedge clk)
+    stage_brick_0_1 <= \$317 ;
+  always @(posedge clk)
+    stage_brick_0_2 <= \$318 ;
+  always @(posedge clk)
+    stage_brick_0_3 <= \$319 ;
+  always @(posedge clk)
+    stage_brick_1_0 <= \$320 ;
+  always @(posedge clk)
+    stage_brick_1_1 <= \$321 ;
+  always @(posedge clk)
+    stage_brick_1_2 <= \$322 ;
+  always @(posedge clk)
+    stage_brick_1_3 <= \$323 ;
+  always @(posedge clk)
+    stage_brick_2_0 <= \$324 ;
+  always @(posedge clk)
+    stage_brick_2_1 <= \$325 ;
+  always @(posedge clk)
+    stage_brick_2_2 <= \$326 ;
+  always @(posedge clk)
+    stage_brick_2_3 <= \$327 ;
+  always @(posedge clk)
+    stage_brick_3_0 <= \$328 ;
+  always @(posedge clk)
+    stage_brick_3_1 <= \$329 ;
+  always @(posedge clk)
+    stage_brick_3_2 <= \$330 ;
+  always @(posedge clk)
+    stage_brick_3_3 <= \$331 ;
+  always @(posedge clk)
+    brick_mode <= \$332 ;
+  always @(posedge clk)
+    stage_block_2_0_0 <= \$333 ;
+  always @(posedge clk)
+    stage_block_2_0_1 <= \$334 ;
+  always @(posedge clk)
+    stage_block_2_1_0 <= \$335 ;
+  always @(posedge clk)
+    stage_block_2_1_1 <= \$336 ;
+  always @(posedge clk)
+    level_mode <= \$337 ;
+  always @(posedge clk)
+    tree <= \$338 ;
+  always @(posedge clk)
+    valid_0 <= \$339 ;
+  always @(posedge clk)
+    start_0 <= \$340 ;
+  always @(posedge clk)
+    mode_0 <= \$341 ;
+  always @(posedge clk)
+    valid_1 <= \$342 ;
+  always @(posedge clk)
+    start_1 <= \$343 ;
+  always @(posedge clk)
+    mode_1 <= \$344 ;
+  always @(posedge clk)
+    valid_2 <= \$345 ;
+  always @(posedge clk)
+    start_2 <= \$346 ;
+  always @(posedge clk)
+    mode_2 <= \$347 ;
+  always @(posedge clk)
+    low <= \$348 ;
+  always @(posedge clk)
+    carry <= \$349 ;
+  always @(posedge clk)
+    high <= \$350 ;
+  assign \$auto$rtlil.cc:2739:Not$130  = ~ w_digits[1];
+  assign \$auto$rtlil.cc:2739:Not$132  = ~ w_digits[1];
+  assign \$auto$rtlil.cc:2739:Not$134  = ~ w_digits[3];
+  assign \$auto$rtlil.cc:2739:Not$136  = ~ w_digits[3];
+  assign \$auto$rtlil.cc:2739:Not$138  = ~ w_digits[5];
+  assign \$auto$rtlil.cc:2739:Not$140  = ~ w_digits[5];
+  assign \$auto$rtlil.cc:2739:Not$142  = ~ w_digits[7];
+  assign \$auto$rtlil.cc:2739:Not$144  = ~ w_digits[7];
+  assign \$auto$rtlil.cc:2739:Not$146  = ~ w_digits[9];
+  assign \$auto$rtlil.cc:2739:Not$148  = ~ w_digits[9];
+  assign \$auto$rtlil.cc:2739:Not$150  = ~ w_digits[11];
+  assign \$auto$rtlil.cc:2739:Not$152  = ~ w_digits[11];
+  assign \$auto$rtlil.cc:2739:Not$154  = ~ w_digits[13];
+  assign \$auto$rtlil.cc:2739:Not$156  = ~ w_digits[13];
+  assign \$auto$rtlil.cc:2739:Not$158  = ~ w_digits[15];
+  assign \$auto$rtlil.cc:2739:Not$160  = ~ w_digits[15];
+  assign \$auto$rtlil.cc:2739:Not$162  = ~ w_digits[17];
+  assign \$auto$rtlil.cc:2739:Not$164  = ~ w_digits[17];
+  assign \$auto$rtlil.cc:2739:Not$166  = ~ w_digits[19];
+  assign \$auto$rtlil.cc:2739:Not$168  = ~ w_digits[19];
+  assign \$auto$rtlil.cc:2739:Not$170  = ~ w_digits[21];
+  assign \$auto$rtlil.cc:2739:Not$172  = ~ w_digits[21];
+  assign \$auto$rtlil.cc:2739:Not$174  = ~ w_digits[23];
+  assign \$auto$rtlil.cc:2739:Not$176  = ~ w_digits[23];
+  assign \$auto$rtlil.cc:2739:Not$178  = ~ w_digits[25];
+  assign \$auto$rtlil.cc:2739:Not$180  = ~ w_digits[25];
+  assign \$auto$rtlil.cc:2739:Not$182  = ~ w_digits[27];
+  assign \$auto$rtlil.cc:2739:Not$184  = ~ w_digits[27];
+  assign \$auto$rtlil.cc:2739:Not$186  = ~ w_digits[29];
+  assign \$auto$rtlil.cc:2739:Not$188  = ~ w_digits[29];
+  assign \$auto$rtlil.cc:2739:Not$190  = ~ w_digits[31];
+  assign \$auto$rtlil.cc:2739:Not$192  = ~ w_digits[31];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$316  = stage_brick_0_0;
+    if (advance) begin
+      \$316  = \$15 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$317  = stage_brick_0_1;
+    if (advance) begin
+      \$317  = \$30 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$318  = stage_brick_0_2;
+    if (advance) begin
+      \$318  = \$45 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$319  = stage_brick_0_3;
+    if (advance) begin
+      \$319  = \$59 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$320  = stage_brick_1_0;
+    if (advance) begin
+      \$320  = \$74 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$321  = stage_brick_1_1;
+    if (advance) begin
+      \$321  = \$89 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$322  = stage_brick_1_2;
+    if (advance) begin
+      \$322  = \$104 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$323  = stage_brick_1_3;
+    if (advance) begin
+      \$323  = \$118 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$324  = stage_brick_2_0;
+    if (advance) begin
+      \$324  = \$133 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$325  = stage_brick_2_1;
+    if (advance) begin
+      \$325  = \$148 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$326  = stage_brick_2_2;
+    if (advance) begin
+      \$326  = \$163 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$327  = stage_brick_2_3;
+    if (advance) begin
+      \$327  = \$177 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$328  = stage_brick_3_0;
+    if (advance) begin
+      \$328  = \$192 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$329  = stage_brick_3_1;
+    if (advance) begin
+      \$329  = \$207 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$330  = stage_brick_3_2;
+    if (advance) begin
+      \$330  = \$222 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$331  = stage_brick_3_3;
+    if (advance) begin
+      \$331  = \$236 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$332  = brick_mode;
+    if (advance) begin
+      \$332  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$333  = stage_block_2_0_0;
+    if (advance) begin
+      \$333  = \$250 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$334  = stage_block_2_0_1;
+    if (advance) begin
+      \$334  = \$264 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$335  = stage_block_2_1_0;
+    if (advance) begin
+      \$335  = \$278 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$336  = stage_block_2_1_1;
+    if (advance) begin
+      \$336  = \$292 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$337  = level_mode;
+    if (advance) begin
+      \$337  = brick_mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$338  = tree;
+    if (advance) begin
+      \$338  = \$311 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$339  = valid_0;
+    if (advance) begin
+      \$339  = valid;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$340  = start_0;
+    if (advance) begin
+      \$340  = start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$341  = mode_0;
+    if (advance) begin
+      \$341  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$342  = valid_1;
+    if (advance) begin
+      \$342  = valid_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$343  = start_1;
+    if (advance) begin
+      \$343  = start_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$344  = mode_1;
+    if (advance) begin
+      \$344  = mode_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$345  = valid_2;
+    if (advance) begin
+      \$345  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$346  = start_2;
+    if (advance) begin
+      \$346  = start_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$347  = mode_2;
+    if (advance) begin
+      \$347  = mode_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$348  = low;
+    if (\$312 ) begin
+      \$348  = low_sum[14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$349  = carry;
+    if (\$312 ) begin
+      \$349  = low_sum[15];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
+    \$350  = high;
+    if (\$312 ) begin
+      \$350  = \$315 [13:0];
+    end
+  end
+  assign brick_0_0 = \$15 [3:0];
+  assign brick_0_1 = \$30 [3:0];
+  assign brick_0_2 = \$45 [3:0];
+  assign brick_0_3 = \$59 [3:0];
+  assign brick_1_0 = \$74 [3:0];
+  assign brick_1_1 = \$89 [3:0];
+  assign brick_1_2 = \$104 [3:0];
+  assign brick_1_3 = \$118 [3:0];
+  assign brick_2_0 = \$133 [3:0];
+  assign brick_2_1 = \$148 [3:0];
+  assign brick_2_2 = \$163 [3:0];
+  assign brick_2_3 = \$177 [3:0];
+  assign brick_3_0 = \$192 [3:0];
+  assign brick_3_1 = \$207 [3:0];
+  assign brick_3_2 = \$222 [3:0];
+  assign brick_3_3 = \$236 [3:0];
+  assign block_2_0_0 = \$250 [7:0];
+  assign block_2_0_1 = \$264 [7:0];
+  assign block_2_1_0 = \$278 [7:0];
+  assign block_2_1_1 = \$292 [7:0];
+  assign block_4_0_0 = \$306 [15:0];
+  assign partial = \$308 [16:0];
+  assign addend = { \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16:0] };
+  assign acc = { \$310 [13:0], low };
+  assign \port$1204$0  = \$310 [13:0];
+  assign \mode.w2  = mode[0];
+  assign \mode.w4  = mode[1];
+  assign \mode.w8  = mode[2];
+  assign \w_digits[0]  = w_digits[1:0];
+  assign \w_digits[1]  = w_digits[3:2];
+  assign \w_digits[2]  = w_digits[5:4];
+  assign \w_digits[3]  = w_digits[7:6];
+  assign \w_digits[4]  = w_digits[9:8];
+  assign \w_digits[5]  = w_digits[11:10];
+  assign \w_digits[6]  = w_digits[13:12];
+  assign \w_digits[7]  = w_digits[15:14];
+  assign \w_digits[8]  = w_digits[17:16];
+  assign \w_digits[9]  = w_digits[19:18];
+  assign \w_digits[10]  = w_digits[21:20];
+  assign \w_digits[11]  = w_digits[23:22];
+  assign \w_digits[12]  = w_digits[25:24];
+  assign \w_digits[13]  = w_digits[27:26];
+  assign \w_digits[14]  = w_digits[29:28];
+  assign \w_digits[15]  = w_digits[31:30];
+  assign \a_digits[0]  = a_digits[1:0];
+  assign \a_digits[1]  = a_digits[3:2];
+  assign \a_digits[2]  = a_digits[5:4];
+  assign \a_digits[3]  = a_digits[7:6];
+  assign \a_digits[4]  = a_digits[9:8];
+  assign \a_digits[5]  = a_digits[11:10];
+  assign \a_digits[6]  = a_digits[13:12];
+  assign \a_digits[7]  = a_digits[15:14];
+  assign \a_digits[8]  = a_digits[17:16];
+  assign \a_digits[9]  = a_digits[19:18];
+  assign \a_digits[10]  = a_digits[21:20];
+  assign \a_digits[11]  = a_digits[23:22];
+  assign \a_digits[12]  = a_digits[25:24];
+  assign \a_digits[13]  = a_digits[27:26];
+  assign \a_digits[14]  = a_digits[29:28];
+  assign \a_digits[15]  = a_digits[31:30];
+  assign \brick_mode.w2  = brick_mode[0];
+  assign \brick_mode.w4  = brick_mode[1];
+  assign \brick_mode.w8  = brick_mode[2];
+  assign \level_mode.w2  = level_mode[0];
+  assign \level_mode.w4  = level_mode[1];
+  assign \level_mode.w8  = level_mode[2];
+  assign \mode_0.w2  = mode_0[0];
+  assign \mode_0.w4  = mode_0[1];
+  assign \mode_0.w8  = mode_0[2];
+  assign \mode_1.w2  = mode_1[0];
+  assign \mode_1.w4  = mode_1[1];
+  assign \mode_1.w8  = mode_1[2];
+  assign \mode_2.w2  = mode_2[0];
+  assign \mode_2.w4  = mode_2[1];
+  assign \mode_2.w8  = mode_2[2];
+  assign \$1  = mode[0];
+  assign \$2 [0] = w_digits[0];
+  assign \$2 [1] = \$auto$rtlil.cc:2739:Not$130 ;
+  assign \$4 [0] = w_digits[0];
+  assign \$4 [1] = \$auto$rtlil.cc:2739:Not$132 ;
+  assign \$5  = { a_digits[1:0], 1'h0 };
+  assign \$9  = { \$8 , 1'h0 };
+  assign \$12  = { a_digits[1:0], 1'h0 };
+  assign \$17 [0] = w_digits[2];
+  assign \$17 [1] = \$auto$rtlil.cc:2739:Not$134 ;
+  assign \$19 [0] = w_digits[2];
+  assign \$19 [1] = \$auto$rtlil.cc:2739:Not$136 ;
+  assign \$20  = { a_digits[3:2], 1'h0 };
+  assign \$24  = { \$23 , 1'h0 };
+  assign \$27  = { a_digits[3:2], 1'h0 };
+  assign \$31  = mode[0];
+  assign \$32 [0] = w_digits[4];
+  assign \$32 [1] = \$auto$rtlil.cc:2739:Not$138 ;
+  assign \$34 [0] = w_digits[4];
+  assign \$34 [1] = \$auto$rtlil.cc:2739:Not$140 ;
+  assign \$35  = { a_digits[5:4], 1'h0 };
+  assign \$39  = { \$38 , 1'h0 };
+  assign \$42  = { a_digits[5:4], 1'h0 };
+  assign \$46 [0] = w_digits[6];
+  assign \$46 [1] = \$auto$rtlil.cc:2739:Not$142 ;
+  assign \$48 [0] = w_digits[6];
+  assign \$48 [1] = \$auto$rtlil.cc:2739:Not$144 ;
+  assign \$49  = { a_digits[7:6], 1'h0 };
+  assign \$53  = { \$52 , 1'h0 };
+  assign \$56  = { a_digits[7:6], 1'h0 };
+  assign \$59  = \$54 ;
+  assign \$60  = mode[0];
+  assign \$61 [0] = w_digits[8];
+  assign \$61 [1] = \$auto$rtlil.cc:2739:Not$146 ;
+  assign \$63 [0] = w_digits[8];
+  assign \$63 [1] = \$auto$rtlil.cc:2739:Not$148 ;
+  assign \$64  = { a_digits[9:8], 1'h0 };
+  assign \$68  = { \$67 , 1'h0 };
+  assign \$71  = { a_digits[9:8], 1'h0 };
+  assign \$76 [0] = w_digits[10];
+  assign \$76 [1] = \$auto$rtlil.cc:2739:Not$150 ;
+  assign \$78 [0] = w_digits[10];
+  assign \$78 [1] = \$auto$rtlil.cc:2739:Not$152 ;
+  assign \$79  = { a_digits[11:10], 1'h0 };
+  assign \$83  = { \$82 , 1'h0 };
+  assign \$86  = { a_digits[11:10], 1'h0 };
+  assign \$90  = mode[0];
+  assign \$91 [0] = w_digits[12];
+  assign \$91 [1] = \$auto$rtlil.cc:2739:Not$154 ;
+  assign \$93 [0] = w_digits[12];
+  assign \$93 [1] = \$auto$rtlil.cc:2739:Not$156 ;
+  assign \$94  = { a_digits[13:12], 1'h0 };
+  assign \$98  = { \$97 , 1'h0 };
+  assign \$101  = { a_digits[13:12], 1'h0 };
+  assign \$105 [0] = w_digits[14];
+  assign \$105 [1] = \$auto$rtlil.cc:2739:Not$158 ;
+  assign \$107 [0] = w_digits[14];
+  assign \$107 [1] = \$auto$rtlil.cc:2739:Not$160 ;
+  assign \$108  = { a_digits[15:14], 1'h0 };
+  assign \$112  = { \$111 , 1'h0 };
+  assign \$115  = { a_digits[15:14], 1'h0 };
+  assign \$118  = \$113 ;
+  assign \$119  = mode[0];
+  assign \$120 [0] = w_digits[16];
+  assign \$120 [1] = \$auto$rtlil.cc:2739:Not$162 ;
+  assign \$122 [0] = w_digits[16];
+  assign \$122 [1] = \$auto$rtlil.cc:2739:Not$164 ;
+  assign \$123  = { a_digits[17:16], 1'h0 };
+  assign \$127  = { \$126 , 1'h0 };
+  assign \$130  = { a_digits[17:16], 1'h0 };
+  assign \$135 [0] = w_digits[18];
+  assign \$135 [1] = \$auto$rtlil.cc:2739:Not$166 ;
+  assign \$137 [0] = w_digits[18];
+  assign \$137 [1] = \$auto$rtlil.cc:2739:Not$168 ;
+  assign \$138  = { a_digits[19:18], 1'h0 };
+  assign \$142  = { \$141 , 1'h0 };
+  assign \$145  = { a_digits[19:18], 1'h0 };
+  assign \$149  = mode[0];
+  assign \$150 [0] = w_digits[20];
+  assign \$150 [1] = \$auto$rtlil.cc:2739:Not$170 ;
+  assign \$152 [0] = w_digits[20];
+  assign \$152 [1] = \$auto$rtlil.cc:2739:Not$172 ;
+  assign \$153  = { a_digits[21:20], 1'h0 };
+  assign \$157  = { \$156 , 1'h0 };
+  assign \$160  = { a_digits[21:20], 1'h0 };
+  assign \$164 [0] = w_digits[22];
+  assign \$164 [1] = \$auto$rtlil.cc:2739:Not$174 ;
+  assign \$166 [0] = w_digits[22];
+  assign \$166 [1] = \$auto$rtlil.cc:2739:Not$176 ;
+  assign \$167  = { a_digits[23:22], 1'h0 };
+  assign \$171  = { \$170 , 1'h0 };
+  assign \$174  = { a_digits[23:22], 1'h0 };
+  assign \$177  = \$172 ;
+  assign \$178  = mode[0];
+  assign \$179 [0] = w_digits[24];
+  assign \$179 [1] = \$auto$rtlil.cc:2739:Not$178 ;
+  assign \$181 [0] = w_digits[24];
+  assign \$181 [1] = \$auto$rtlil.cc:2739:Not$180 ;
+  assign \$182  = { a_digits[25:24], 1'h0 };
+  assign \$186  = { \$185 , 1'h0 };
+  assign \$189  = { a_digits[25:24], 1'h0 };
+  assign \$194 [0] = w_digits[26];
+  assign \$194 [1] = \$auto$rtlil.cc:2739:Not$182 ;
+  assign \$196 [0] = w_digits[26];
+  assign \$196 [1] = \$auto$rtlil.cc:2739:Not$184 ;
+  assign \$197  = { a_digits[27:26], 1'h0 };
+  assign \$201  = { \$200 , 1'h0 };
+  assign \$204  = { a_digits[27:26], 1'h0 };
+  assign \$208  = mode[0];
+  assign \$209 [0] = w_digits[28];
+  assign \$209 [1] = \$auto$rtlil.cc:2739:Not$186 ;
+  assign \$211 [0] = w_digits[28];
+  assign \$211 [1] = \$auto$rtlil.cc:2739:Not$188 ;
+  assign \$212  = { a_digits[29:28], 1'h0 };
+  assign \$216  = { \$215 , 1'h0 };
+  assign \$219  = { a_digits[29:28], 1'h0 };
+  assign \$223 [0] = w_digits[30];
+  assign \$223 [1] = \$auto$rtlil.cc:2739:Not$190 ;
+  assign \$225 [0] = w_digits[30];
+  assign \$225 [1] = \$auto$rtlil.cc:2739:Not$192 ;
+  assign \$226  = { a_digits[31:30], 1'h0 };
+  assign \$230  = { \$229 , 1'h0 };
+  assign \$233  = { a_digits[31:30], 1'h0 };
+  assign \$236  = \$231 ;
+  assign \$241  = { 1'h0, \$240 , 2'h0 };
+  assign \$247  = { 3'h0, \$246 , 4'h0 };
+  assign \$255  = { 1'h0, \$254 , 2'h0 };
+  assign \$261  = { 3'h0, \$260 , 4'h0 };
+  assign \$269  = { 1'h0, \$268 , 2'h0 };
+  assign \$275  = { 3'h0, \$274 , 4'h0 };
+  assign \$283  = { 1'h0, \$282 , 2'h0 };
+  assign \$289  = { 3'h0, \$288 , 4'h0 };
+  assign join_2 = level_mode[2];
+  assign \$297  = { 3'h0, \$296 , 4'h0 };
+  assign \$303  = { 7'h00, \$302 , 8'h00 };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid, start, mode, low, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$276  = 0;
+  wire \$1 ;
+  wire [5:0] \$10 ;
+  wire [1:0] \$100 ;
+  wire [2:0] \$101 ;
+  wire [2:0] \$102 ;
+  wire [3:0] \$103 ;
+  wire [5:0] \$104 ;
+  wire [1:0] \$105 ;
+  wire [1:0] \$106 ;
+  wire [1:0] \$107 ;
+  wire [2:0] \$108 ;
+  wire [2:0] \$109 ;
+  wire [1:0] \$11 ;
+  wire [3:0] \$110 ;
+  wire [2:0] \$111 ;
+  wire [3:0] \$112 ;
+  wire [5:0] \$113 ;
+  wire [1:0] \$114 ;
+  wire [2:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [3:0] \$117 ;
+  wire [5:0] \$118 ;
+  wire \$119 ;
+  wire [2:0] \$12 ;
+  wire [1:0] \$120 ;
+  wire [1:0] \$121 ;
+  wire [1:0] \$122 ;
+  wire [2:0] \$123 ;
+  wire [2:0] \$124 ;
+  wire [3:0] \$125 ;
+  wire [2:0] \$126 ;
+  wire [3:0] \$127 ;
+  wire [5:0] \$128 ;
+  wire [1:0] \$129 ;
+  wire [2:0] \$13 ;
+  wire [2:0] \$130 ;
+  wire [2:0] \$131 ;
+  wire [3:0] \$132 ;
+  wire [5:0] \$133 ;
+  wire \$134 ;
+  wire [1:0] \$135 ;
+  wire [1:0] \$136 ;
+  wire [1:0] \$137 ;
+  wire [2:0] \$138 ;
+  wire [2:0] \$139 ;
+  wire [3:0] \$14 ;
+  wire [3:0] \$140 ;
+  wire [2:0] \$141 ;
+  wire [3:0] \$142 ;
+  wire [5:0] \$143 ;
+  wire [1:0] \$144 ;
+  wire [2:0] \$145 ;
+  wire [2:0] \$146 ;
+  wire [3:0] \$147 ;
+  wire [5:0] \$148 ;
+  wire \$149 ;
+  wire [5:0] \$15 ;
+  wire [1:0] \$150 ;
+  wire [1:0] \$151 ;
+  wire [1:0] \$152 ;
+  wire [2:0] \$153 ;
+  wire [2:0] \$154 ;
+  wire [3:0] \$155 ;
+  wire [2:0] \$156 ;
+  wire [3:0] \$157 ;
+  wire [5:0] \$158 ;
+  wire [1:0] \$159 ;
+  wire \$16 ;
+  wire [2:0] \$160 ;
+  wire [2:0] \$161 ;
+  wire [3:0] \$162 ;
+  wire [5:0] \$163 ;
+  wire [1:0] \$164 ;
+  wire [1:0] \$165 ;
+  wire [1:0] \$166 ;
+  wire [2:0] \$167 ;
+  wire [2:0] \$168 ;
+  wire [3:0] \$169 ;
+  wire [1:0] \$17 ;
+  wire [2:0] \$170 ;
+  wire [3:0] \$171 ;
+  wire [5:0] \$172 ;
+  wire [1:0] \$173 ;
+  wire [2:0] \$174 ;
+  wire [2:0] \$175 ;
+  wire [3:0] \$176 ;
+  wire [5:0] \$177 ;
+  wire \$178 ;
+  wire [1:0] \$179 ;
+  wire [1:0] \$18 ;
+  wire [1:0] \$180 ;
+  wire [1:0] \$181 ;
+  wire [2:0] \$182 ;
+  wire [2:0] \$183 ;
+  wire [3:0] \$184 ;
+  wire [2:0] \$185 ;
+  wire [3:0] \$186 ;
+  wire [5:0] \$187 ;
+  wire [1:0] \$188 ;
+  wire [2:0] \$189 ;
+  wire [1:0] \$19 ;
+  wire [2:0] \$190 ;
+  wire [3:0] \$191 ;
+  wire [5:0] \$192 ;
+  wire \$193 ;
+  wire [1:0] \$194 ;
+  wire [1:0] \$195 ;
+  wire [1:0] \$196 ;
+  wire [2:0] \$197 ;
+  wire [2:0] \$198 ;
+  wire [3:0] \$199 ;
+  wire [1:0] \$2 ;
+  wire [2:0] \$20 ;
+  wire [2:0] \$200 ;
+  wire [3:0] \$201 ;
+  wire [5:0] \$202 ;
+  wire [1:0] \$203 ;
+  wire [2:0] \$204 ;
+  wire [2:0] \$205 ;
+  wire [3:0] \$206 ;
+  wire [5:0] \$207 ;
+  wire \$208 ;
+  wire [1:0] \$209 ;
+  wire [2:0] \$21 ;
+  wire [1:0] \$210 ;
+  wire [1:0] \$211 ;
+  wire [2:0] \$212 ;
+  wire [2:0] \$213 ;
+  wire [3:0] \$214 ;
+  wire [2:0] \$215 ;
+  wire [3:0] \$216 ;
+  wire [5:0] \$217 ;
+  wire [1:0] \$218 ;
+  wire [2:0] \$219 ;
+  wire [3:0] \$22 ;
+  wire [2:0] \$220 ;
+  wire [3:0] \$221 ;
+  wire [5:0] \$222 ;
+  wire [1:0] \$223 ;
+  wire [1:0] \$224 ;
+  wire [1:0] \$225 ;
+  wire [2:0] \$226 ;
+  wire [2:0] \$227 ;
+  wire [3:0] \$228 ;
+  wire [2:0] \$229 ;
+  wire [2:0] \$23 ;
+  wire [3:0] \$230 ;
+  wire [5:0] \$231 ;
+  wire [1:0] \$232 ;
+  wire [2:0] \$233 ;
+  wire [2:0] \$234 ;
+  wire [3:0] \$235 ;
+  wire [5:0] \$236 ;
+  wire [4:0] \$237 ;
+  wire [5:0] \$238 ;
+  wire [4:0] \$239 ;
+  wire [3:0] \$24 ;
+  wire [5:0] \$240 ;
+  wire [8:0] \$241 ;
+  wire [4:0] \$242 ;
+  wire [5:0] \$243 ;
+  wire [8:0] \$244 ;
+  wire [9:0] \$245 ;
+  wire [4:0] \$246 ;
+  wire [11:0] \$247 ;
+  wire [4:0] \$248 ;
+  wire [11:0] \$249 ;
+  wire [5:0] \$25 ;
+  wire [12:0] \$250 ;
+  wire [4:0] \$251 ;
+  wire [5:0] \$252 ;
+  wire [4:0] \$253 ;
+  wire [5:0] \$254 ;
+  wire [8:0] \$255 ;
+  wire [4:0] \$256 ;
+  wire [5:0] \$257 ;
+  wire [8:0] \$258 ;
+  wire [9:0] \$259 ;
+  wire [1:0] \$26 ;
+  wire [4:0] \$260 ;
+  wire [11:0] \$261 ;
+  wire [4:0] \$262 ;
+  wire [11:0] \$263 ;
+  wire [12:0] \$264 ;
+  wire [4:0] \$265 ;
+  wire [5:0] \$266 ;
+  wire [4:0] \$267 ;
+  wire [5:0] \$268 ;
+  wire [8:0] \$269 ;
+  wire [2:0] \$27 ;
+  wire [4:0] \$270 ;
+  wire [5:0] \$271 ;
+  wire [8:0] \$272 ;
+  wire [9:0] \$273 ;
+  wire [4:0] \$274 ;
+  wire [11:0] \$275 ;
+  wire [4:0] \$276 ;
+  wire [11:0] \$277 ;
+  wire [12:0] \$278 ;
+  wire [4:0] \$279 ;
+  wire [2:0] \$28 ;
+  wire [5:0] \$280 ;
+  wire [4:0] \$281 ;
+  wire [5:0] \$282 ;
+  wire [8:0] \$283 ;
+  wire [4:0] \$284 ;
+  wire [5:0] \$285 ;
+  wire [8:0] \$286 ;
+  wire [9:0] \$287 ;
+  wire [4:0] \$288 ;
+  wire [11:0] \$289 ;
+  wire [3:0] \$29 ;
+  wire [4:0] \$290 ;
+  wire [11:0] \$291 ;
+  wire [12:0] \$292 ;
+  wire [8:0] \$293 ;
+  wire [9:0] \$294 ;
+  wire [8:0] \$295 ;
+  wire [9:0] \$296 ;
+  wire [16:0] \$297 ;
+  wire [8:0] \$298 ;
+  wire [9:0] \$299 ;
+  wire [1:0] \$3 ;
+  wire [5:0] \$30 ;
+  wire [16:0] \$300 ;
+  wire [17:0] \$301 ;
+  wire [8:0] \$302 ;
+  wire [23:0] \$303 ;
+  wire [8:0] \$304 ;
+  wire [23:0] \$305 ;
+  wire [24:0] \$306 ;
+  wire [8:0] \$307 ;
+  wire [17:0] \$308 ;
+  wire [14:0] \$309 ;
+  wire \$31 ;
+  wire [14:0] \$310 ;
+  wire [16:0] \$311 ;
+  wire \$312 ;
+  wire [14:0] \$313 ;
+  wire [14:0] \$314 ;
+  wire [15:0] \$315 ;
+  reg [3:0] \$316 ;
+  reg [3:0] \$317 ;
+  reg [3:0] \$318 ;
+  reg [3:0] \$319 ;
+  wire [1:0] \$32 ;
+  reg [3:0] \$320 ;
+  reg [3:0] \$321 ;
+  reg [3:0] \$322 ;
+  reg [3:0] \$323 ;
+  reg [3:0] \$324 ;
+  reg [3:0] \$325 ;
+  reg [3:0] \$326 ;
+  reg [3:0] \$327 ;
+  reg [3:0] \$328 ;
+  reg [3:0] \$329 ;
+  wire [1:0] \$33 ;
+  reg [3:0] \$330 ;
+  reg [3:0] \$331 ;
+  reg [2:0] \$332 ;
+  reg [7:0] \$333 ;
+  reg [7:0] \$334 ;
+  reg [7:0] \$335 ;
+  reg [7:0] \$336 ;
+  reg [2:0] \$337 ;
+  reg [16:0] \$338 ;
+  reg \$339 ;
+  wire [1:0] \$34 ;
+  reg \$340 ;
+  reg [2:0] \$341 ;
+  reg \$342 ;
+  reg \$343 ;
+  reg [2:0] \$344 ;
+  reg \$345 ;
+  reg \$346 ;
+  reg [2:0] \$347 ;
+  reg [14:0] \$348 ;
+  reg \$349 ;
+  wire [2:0] \$35 ;
+  reg [13:0] \$350 ;
+  wire [2:0] \$36 ;
+  wire [3:0] \$37 ;
+  wire [2:0] \$38 ;
+  wire [3:0] \$39 ;
+  wire [1:0] \$4 ;
+  wire [5:0] \$40 ;
+  wire [1:0] \$41 ;
+  wire [2:0] \$42 ;
+  wire [2:0] \$43 ;
+  wire [3:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire [1:0] \$46 ;
+  wire [1:0] \$47 ;
+  wire [1:0] \$48 ;
+  wire [2:0] \$49 ;
+  wire [2:0] \$5 ;
+  wire [2:0] \$50 ;
+  wire [3:0] \$51 ;
+  wire [2:0] \$52 ;
+  wire [3:0] \$53 ;
+  wire [5:0] \$54 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire [2:0] \$57 ;
+  wire [3:0] \$58 ;
+  wire [5:0] \$59 ;
+  wire [2:0] \$6 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
+  wire [1:0] \$62 ;
+  wire [1:0] \$63 ;
+  wire [2:0] \$64 ;
+  wire [2:0] \$65 ;
+  wire [3:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire [5:0] \$69 ;
+  wire [3:0] \$7 ;
+  wire [1:0] \$70 ;
+  wire [2:0] \$71 ;
+  wire [2:0] \$72 ;
+  wire [3:0] \$73 ;
+  wire [5:0] \$74 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
+  wire [1:0] \$77 ;
+  wire [1:0] \$78 ;
+  wire [2:0] \$79 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire [2:0] \$82 ;
+  wire [3:0] \$83 ;
+  wire [5:0] \$84 ;
+  wire [1:0] \$85 ;
+  wire [2:0] \$86 ;
+  wire [2:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire [5:0] \$89 ;
+  wire [3:0] \$9 ;
+  wire \$90 ;
+  wire [1:0] \$91 ;
+  wire [1:0] \$92 ;
+  wire [1:0] \$93 ;
+  wire [2:0] \$94 ;
+  wire [2:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire [2:0] \$97 ;
+  wire [3:0] \$98 ;
+  wire [5:0] \$99 ;
+  wire \$auto$rtlil.cc:2739:Not$100 ;
+  wire \$auto$rtlil.cc:2739:Not$102 ;
+  wire \$auto$rtlil.cc:2739:Not$104 ;
+  wire \$auto$rtlil.cc:2739:Not$106 ;
+  wire \$auto$rtlil.cc:2739:Not$108 ;
+  wire \$auto$rtlil.cc:2739:Not$110 ;
+  wire \$auto$rtlil.cc:2739:Not$112 ;
+  wire \$auto$rtlil.cc:2739:Not$114 ;
+  wire \$auto$rtlil.cc:2739:Not$116 ;
+  wire \$auto$rtlil.cc:2739:Not$118 ;
+  wire \$auto$rtlil.cc:2739:Not$120 ;
+  wire \$auto$rtlil.cc:2739:Not$122 ;
+  wire \$auto$rtlil.cc:2739:Not$124 ;
+  wire \$auto$rtlil.cc:2739:Not$126 ;
+  wire \$auto$rtlil.cc:2739:Not$128 ;
   wire \$auto$rtlil.cc:2739:Not$66 ;
   wire \$auto$rtlil.cc:2739:Not$68 ;
   wire \$auto$rtlil.cc:2739:Not$70 ;
@@ -5745,44 +7501,29 @@ module \mac_array.pe_0_1 (clk, rst, enable, activations, weights, clear, acc, bi
   wire \$auto$rtlil.cc:2739:Not$92 ;
   wire \$auto$rtlil.cc:2739:Not$94 ;
   wire \$auto$rtlil.cc:2739:Not$96 ;
-  wire [1:0] a_digit_0_0;
-  wire [1:0] a_digit_0_1;
-  wire [1:0] a_digit_0_2;
-  wire [1:0] a_digit_0_3;
-  wire [1:0] a_digit_1_0;
-  wire [1:0] a_digit_1_1;
-  wire [1:0] a_digit_1_2;
-  wire [1:0] a_digit_1_3;
-  wire [1:0] a_digit_2_0;
-  wire [1:0] a_digit_2_1;
-  wire [1:0] a_digit_2_2;
-  wire [1:0] a_digit_2_3;
-  wire [1:0] a_digit_3_0;
-  wire [1:0] a_digit_3_1;
-  wire [1:0] a_digit_3_2;
-  wire [1:0] a_digit_3_3;
-  output [28:0] acc;
-  reg [28:0] acc = 29'h00000000;
-  input [127:0] activations;
-  wire [127:0] activations;
-  wire [7:0] \activations[0] ;
-  wire [7:0] \activations[10] ;
-  wire [7:0] \activations[11] ;
-  wire [7:0] \activations[12] ;
-  wire [7:0] \activations[13] ;
-  wire [7:0] \activations[14] ;
-  wire [7:0] \activations[15] ;
-  wire [7:0] \activations[1] ;
-  wire [7:0] \activations[2] ;
-  wire [7:0] \activations[3] ;
-  wire [7:0] \activations[4] ;
-  wire [7:0] \activations[5] ;
-  wire [7:0] \activations[6] ;
-  wire [7:0] \activations[7] ;
-  wire [7:0] \activations[8] ;
-  wire [7:0] \activations[9] ;
-  input [3:0] bits;
-  wire [3:0] bits;
+  wire \$auto$rtlil.cc:2739:Not$98 ;
+  input [31:0] a_digits;
+  wire [31:0] a_digits;
+  wire [1:0] \a_digits[0] ;
+  wire [1:0] \a_digits[10] ;
+  wire [1:0] \a_digits[11] ;
+  wire [1:0] \a_digits[12] ;
+  wire [1:0] \a_digits[13] ;
+  wire [1:0] \a_digits[14] ;
+  wire [1:0] \a_digits[15] ;
+  wire [1:0] \a_digits[1] ;
+  wire [1:0] \a_digits[2] ;
+  wire [1:0] \a_digits[3] ;
+  wire [1:0] \a_digits[4] ;
+  wire [1:0] \a_digits[5] ;
+  wire [1:0] \a_digits[6] ;
+  wire [1:0] \a_digits[7] ;
+  wire [1:0] \a_digits[8] ;
+  wire [1:0] \a_digits[9] ;
+  wire [28:0] acc;
+  wire [28:0] addend;
+  input advance;
+  wire advance;
   wire [7:0] block_2_0_0;
   wire [7:0] block_2_0_1;
   wire [7:0] block_2_1_0;
@@ -5804,1507 +7545,1223 @@ module \mac_array.pe_0_1 (clk, rst, enable, activations, weights, clear, acc, bi
   wire [3:0] brick_3_1;
   wire [3:0] brick_3_2;
   wire [3:0] brick_3_3;
-  input clear;
-  wire clear;
+  reg [2:0] brick_mode = 3'h0;
+  wire \brick_mode.w2 ;
+  wire \brick_mode.w4 ;
+  wire \brick_mode.w8 ;
+  reg carry = 1'h0;
   input clk;
   wire clk;
-  input enable;
-  wire enable;
+  reg [13:0] high = 14'h0000;
   wire join_1;
   wire join_2;
-  wire mode_2;
-  wire mode_4;
-  wire mode_8;
-  reg [14:0] offset;
-  wire [15:0] partial;
+  reg [2:0] level_mode = 3'h0;
+  wire \level_mode.w2 ;
+  wire \level_mode.w4 ;
+  wire \level_mode.w8 ;
+  output [14:0] low;
+  reg [14:0] low = 15'h0000;
+  wire [15:0] low_sum;
+  input [2:0] mode;
+  wire [2:0] mode;
+  wire \mode.w2 ;
+  wire \mode.w4 ;
+  wire \mode.w8 ;
+  reg [2:0] mode_0 = 3'h0;
+  wire \mode_0.w2 ;
+  wire \mode_0.w4 ;
+  wire \mode_0.w8 ;
+  reg [2:0] mode_1 = 3'h0;
+  wire \mode_1.w2 ;
+  wire \mode_1.w4 ;
+  wire \mode_1.w8 ;
+  reg [2:0] mode_2 = 3'h0;
+  wire \mode_2.w2 ;
+  wire \mode_2.w4 ;
+  wire \mode_2.w8 ;
+  wire [14:0] offset;
+  wire [16:0] partial;
+  output [13:0] \port$1527$0 ;
+  wire [13:0] \port$1527$0 ;
   input rst;
   wire rst;
-  wire [1:0] w_digit_0_0;
-  wire [1:0] w_digit_0_1;
-  wire [1:0] w_digit_0_2;
-  wire [1:0] w_digit_0_3;
-  wire [1:0] w_digit_1_0;
-  wire [1:0] w_digit_1_1;
-  wire [1:0] w_digit_1_2;
-  wire [1:0] w_digit_1_3;
-  wire [1:0] w_digit_2_0;
-  wire [1:0] w_digit_2_1;
-  wire [1:0] w_digit_2_2;
-  wire [1:0] w_digit_2_3;
-  wire [1:0] w_digit_3_0;
-  wire [1:0] w_digit_3_1;
-  wire [1:0] w_digit_3_2;
-  wire [1:0] w_digit_3_3;
-  wire w_top_0_0;
-  wire w_top_0_1;
-  wire w_top_0_2;
-  wire w_top_0_3;
-  wire w_top_1_0;
-  wire w_top_1_1;
-  wire w_top_1_2;
-  wire w_top_1_3;
-  wire w_top_2_0;
-  wire w_top_2_1;
-  wire w_top_2_2;
-  wire w_top_2_3;
-  wire w_top_3_0;
-  wire w_top_3_1;
-  wire w_top_3_2;
-  wire w_top_3_3;
-  input [127:0] weights;
-  wire [127:0] weights;
-  wire [7:0] \weights[0] ;
-  wire [7:0] \weights[10] ;
-  wire [7:0] \weights[11] ;
-  wire [7:0] \weights[12] ;
-  wire [7:0] \weights[13] ;
-  wire [7:0] \weights[14] ;
-  wire [7:0] \weights[15] ;
-  wire [7:0] \weights[1] ;
-  wire [7:0] \weights[2] ;
-  wire [7:0] \weights[3] ;
-  wire [7:0] \weights[4] ;
-  wire [7:0] \weights[5] ;
-  wire [7:0] \weights[6] ;
-  wire [7:0] \weights[7] ;
-  wire [7:0] \weights[8] ;
-  wire [7:0] \weights[9] ;
-  assign \$1  = bits > 1'h1;
-  assign \$2  = bits <= 2'h2;
-  assign mode_2 = \$1  & \$2 ;
-  assign \$3  = bits > 2'h2;
-  assign \$4  = bits <= 3'h4;
-  assign mode_4 = \$3  & \$4 ;
-  assign \$5  = bits > 3'h4;
-  assign \$6  = bits <= 4'h8;
-  assign mode_8 = \$5  & \$6 ;
-  assign \$9  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_0_0 = mode_8 ? 1'h0 : \$9 ;
-  assign \$11  = a_digit_0_0 * \$10 ;
-  assign \$12  = 2'h3 - a_digit_0_0;
-  assign \$14  = $signed({ 1'h0, \$11  }) + $signed(\$13 );
-  assign \$15  = a_digit_0_0 * w_digit_0_0;
-  assign \$16  = w_top_0_0 ? \$14  : { 2'h0, \$15  };
-  assign \$17  = mode_4 ? activations[1:0] : activations[33:32];
-  assign a_digit_0_1 = mode_8 ? activations[1:0] : \$17 ;
-  assign \$18  = mode_4 ? weights[3:2] : weights[33:32];
-  assign w_digit_0_1 = mode_8 ? weights[3:2] : \$18 ;
-  assign w_top_0_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$21  = a_digit_0_1 * \$20 ;
-  assign \$22  = 2'h3 - a_digit_0_1;
-  assign \$24  = $signed({ 1'h0, \$21  }) + $signed(\$23 );
-  assign \$25  = a_digit_0_1 * w_digit_0_1;
-  assign \$26  = w_top_0_1 ? \$24  : { 2'h0, \$25  };
-  assign a_digit_0_2 = mode_8 ? activations[1:0] : \$27 ;
-  assign w_digit_0_2 = mode_8 ? weights[5:4] : \$28 ;
-  assign \$29  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_0_2 = mode_8 ? 1'h0 : \$29 ;
-  assign \$31  = a_digit_0_2 * \$30 ;
-  assign \$32  = 2'h3 - a_digit_0_2;
-  assign \$34  = $signed({ 1'h0, \$31  }) + $signed(\$33 );
-  assign \$35  = a_digit_0_2 * w_digit_0_2;
-  assign \$36  = w_top_0_2 ? \$34  : { 2'h0, \$35  };
-  assign \$37  = mode_4 ? activations[9:8] : activations[41:40];
-  assign a_digit_0_3 = mode_8 ? activations[1:0] : \$37 ;
-  assign \$38  = mode_4 ? weights[11:10] : weights[41:40];
-  assign w_digit_0_3 = mode_8 ? weights[7:6] : \$38 ;
-  assign \$41  = a_digit_0_3 * \$40 ;
-  assign \$42  = 2'h3 - a_digit_0_3;
-  assign \$44  = $signed({ 1'h0, \$41  }) + $signed(\$43 );
-  assign \$45  = a_digit_0_3 * w_digit_0_3;
-  assign \$47  = mode_4 ? activations[3:2] : activations[49:48];
-  assign a_digit_1_0 = mode_8 ? activations[3:2] : \$47 ;
-  assign \$48  = mode_4 ? weights[1:0] : weights[49:48];
-  assign w_digit_1_0 = mode_8 ? weights[1:0] : \$48 ;
-  assign \$49  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_1_0 = mode_8 ? 1'h0 : \$49 ;
-  assign \$51  = a_digit_1_0 * \$50 ;
-  assign \$52  = 2'h3 - a_digit_1_0;
+  reg [7:0] stage_block_2_0_0 = 8'h00;
+  reg [7:0] stage_block_2_0_1 = 8'h00;
+  reg [7:0] stage_block_2_1_0 = 8'h00;
+  reg [7:0] stage_block_2_1_1 = 8'h00;
+  reg [3:0] stage_brick_0_0 = 4'h0;
+  reg [3:0] stage_brick_0_1 = 4'h0;
+  reg [3:0] stage_brick_0_2 = 4'h0;
+  reg [3:0] stage_brick_0_3 = 4'h0;
+  reg [3:0] stage_brick_1_0 = 4'h0;
+  reg [3:0] stage_brick_1_1 = 4'h0;
+  reg [3:0] stage_brick_1_2 = 4'h0;
+  reg [3:0] stage_brick_1_3 = 4'h0;
+  reg [3:0] stage_brick_2_0 = 4'h0;
+  reg [3:0] stage_brick_2_1 = 4'h0;
+  reg [3:0] stage_brick_2_2 = 4'h0;
+  reg [3:0] stage_brick_2_3 = 4'h0;
+  reg [3:0] stage_brick_3_0 = 4'h0;
+  reg [3:0] stage_brick_3_1 = 4'h0;
+  reg [3:0] stage_brick_3_2 = 4'h0;
+  reg [3:0] stage_brick_3_3 = 4'h0;
+  input start;
+  wire start;
+  reg start_0 = 1'h0;
+  reg start_1 = 1'h0;
+  reg start_2 = 1'h0;
+  reg [16:0] tree = 17'h00000;
+  input valid;
+  wire valid;
+  reg valid_0 = 1'h0;
+  reg valid_1 = 1'h0;
+  reg valid_2 = 1'h0;
+  input [31:0] w_digits;
+  wire [31:0] w_digits;
+  wire [1:0] \w_digits[0] ;
+  wire [1:0] \w_digits[10] ;
+  wire [1:0] \w_digits[11] ;
+  wire [1:0] \w_digits[12] ;
+  wire [1:0] \w_digits[13] ;
+  wire [1:0] \w_digits[14] ;
+  wire [1:0] \w_digits[15] ;
+  wire [1:0] \w_digits[1] ;
+  wire [1:0] \w_digits[2] ;
+  wire [1:0] \w_digits[3] ;
+  wire [1:0] \w_digits[4] ;
+  wire [1:0] \w_digits[5] ;
+  wire [1:0] \w_digits[6] ;
+  wire [1:0] \w_digits[7] ;
+  wire [1:0] \w_digits[8] ;
+  wire [1:0] \w_digits[9] ;
+  assign \$3  = \$2 [0] ? a_digits[1:0] : 2'h0;
+  assign \$6  = w_digits[1] ? 3'h0 : \$5 ;
+  assign \$7  = \$3  + \$6 ;
+  assign \$8  = 2'h3 - a_digits[1:0];
+  assign \$10  = $signed({ 1'h0, \$7  }) + $signed(\$9 );
+  assign \$11  = w_digits[0] ? a_digits[1:0] : 2'h0;
+  assign \$13  = w_digits[1] ? \$12  : 3'h0;
+  assign \$14  = \$11  + \$13 ;
+  assign \$15  = \$1  ? \$10  : { 2'h0, \$14  };
+  assign \$16  = | mode[1:0];
+  assign \$18  = \$17 [0] ? a_digits[3:2] : 2'h0;
+  assign \$21  = w_digits[3] ? 3'h0 : \$20 ;
+  assign \$22  = \$18  + \$21 ;
+  assign \$23  = 2'h3 - a_digits[3:2];
+  assign \$25  = $signed({ 1'h0, \$22  }) + $signed(\$24 );
+  assign \$26  = w_digits[2] ? a_digits[3:2] : 2'h0;
+  assign \$28  = w_digits[3] ? \$27  : 3'h0;
+  assign \$29  = \$26  + \$28 ;
+  assign \$30  = \$16  ? \$25  : { 2'h0, \$29  };
+  assign \$33  = \$32 [0] ? a_digits[5:4] : 2'h0;
+  assign \$36  = w_digits[5] ? 3'h0 : \$35 ;
+  assign \$37  = \$33  + \$36 ;
+  assign \$38  = 2'h3 - a_digits[5:4];
+  assign \$40  = $signed({ 1'h0, \$37  }) + $signed(\$39 );
+  assign \$41  = w_digits[4] ? a_digits[5:4] : 2'h0;
+  assign \$43  = w_digits[5] ? \$42  : 3'h0;
+  assign \$44  = \$41  + \$43 ;
+  assign \$45  = \$31  ? \$40  : { 2'h0, \$44  };
+  assign \$47  = \$46 [0] ? a_digits[7:6] : 2'h0;
+  assign \$50  = w_digits[7] ? 3'h0 : \$49 ;
+  assign \$51  = \$47  + \$50 ;
+  assign \$52  = 2'h3 - a_digits[7:6];
   assign \$54  = $signed({ 1'h0, \$51  }) + $signed(\$53 );
-  assign \$55  = a_digit_1_0 * w_digit_1_0;
-  assign \$56  = w_top_1_0 ? \$54  : { 2'h0, \$55  };
-  assign \$57  = mode_4 ? activations[3:2] : activations[57:56];
-  assign a_digit_1_1 = mode_8 ? activations[3:2] : \$57 ;
-  assign \$58  = mode_4 ? weights[3:2] : weights[57:56];
-  assign w_digit_1_1 = mode_8 ? weights[3:2] : \$58 ;
-  assign w_top_1_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$61  = a_digit_1_1 * \$60 ;
-  assign \$62  = 2'h3 - a_digit_1_1;
-  assign \$64  = $signed({ 1'h0, \$61  }) + $signed(\$63 );
-  assign \$65  = a_digit_1_1 * w_digit_1_1;
-  assign \$66  = w_top_1_1 ? \$64  : { 2'h0, \$65  };
-  assign \$67  = mode_4 ? activations[11:10] : activations[65:64];
-  assign a_digit_1_2 = mode_8 ? activations[3:2] : \$67 ;
-  assign \$68  = mode_4 ? weights[9:8] : weights[65:64];
-  assign w_digit_1_2 = mode_8 ? weights[5:4] : \$68 ;
-  assign \$69  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_1_2 = mode_8 ? 1'h0 : \$69 ;
-  assign \$71  = a_digit_1_2 * \$70 ;
-  assign \$72  = 2'h3 - a_digit_1_2;
-  assign \$74  = $signed({ 1'h0, \$71  }) + $signed(\$73 );
-  assign \$75  = a_digit_1_2 * w_digit_1_2;
-  assign \$76  = w_top_1_2 ? \$74  : { 2'h0, \$75  };
-  assign \$77  = mode_4 ? activations[11:10] : activations[73:72];
-  assign a_digit_1_3 = mode_8 ? activations[3:2] : \$77 ;
-  assign \$78  = mode_4 ? weights[11:10] : weights[73:72];
-  assign w_digit_1_3 = mode_8 ? weights[7:6] : \$78 ;
-  assign \$81  = a_digit_1_3 * \$80 ;
-  assign \$82  = 2'h3 - a_digit_1_3;
+  assign \$55  = w_digits[6] ? a_digits[7:6] : 2'h0;
+  assign \$57  = w_digits[7] ? \$56  : 3'h0;
+  assign \$58  = \$55  + \$57 ;
+  assign \$62  = \$61 [0] ? a_digits[9:8] : 2'h0;
+  assign \$65  = w_digits[9] ? 3'h0 : \$64 ;
+  assign \$66  = \$62  + \$65 ;
+  assign \$67  = 2'h3 - a_digits[9:8];
+  assign \$69  = $signed({ 1'h0, \$66  }) + $signed(\$68 );
+  assign \$70  = w_digits[8] ? a_digits[9:8] : 2'h0;
+  assign \$72  = w_digits[9] ? \$71  : 3'h0;
+  assign \$73  = \$70  + \$72 ;
+  assign \$74  = \$60  ? \$69  : { 2'h0, \$73  };
+  assign \$75  = | mode[1:0];
+  assign \$77  = \$76 [0] ? a_digits[11:10] : 2'h0;
+  assign \$80  = w_digits[11] ? 3'h0 : \$79 ;
+  assign \$81  = \$77  + \$80 ;
+  assign \$82  = 2'h3 - a_digits[11:10];
   assign \$84  = $signed({ 1'h0, \$81  }) + $signed(\$83 );
-  assign \$85  = a_digit_1_3 * w_digit_1_3;
-  assign a_digit_2_0 = mode_8 ? activations[5:4] : \$87 ;
-  assign w_digit_2_0 = mode_8 ? weights[1:0] : \$88 ;
-  assign \$89  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_2_0 = mode_8 ? 1'h0 : \$89 ;
-  assign \$91  = a_digit_2_0 * \$90 ;
-  assign \$92  = 2'h3 - a_digit_2_0;
-  assign \$94  = $signed({ 1'h0, \$91  }) + $signed(\$93 );
-  assign \$95  = a_digit_2_0 * w_digit_2_0;
-  assign \$96  = w_top_2_0 ? \$94  : { 2'h0, \$95  };
-  assign \$97  = mode_4 ? activations[17:16] : activations[81:80];
-  assign a_digit_2_1 = mode_8 ? activations[5:4] : \$97 ;
-  assign \$98  = mode_4 ? weights[19:18] : weights[81:80];
-  assign w_digit_2_1 = mode_8 ? weights[3:2] : \$98 ;
-  assign w_top_2_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$101  = a_digit_2_1 * \$100 ;
-  assign \$102  = 2'h3 - a_digit_2_1;
-  assign \$104  = $signed({ 1'h0, \$101  }) + $signed(\$103 );
-  assign \$105  = a_digit_2_1 * w_digit_2_1;
-  assign \$106  = w_top_2_1 ? \$104  : { 2'h0, \$105  };
-  assign a_digit_2_2 = mode_8 ? activations[5:4] : \$107 ;
-  assign w_digit_2_2 = mode_8 ? weights[5:4] : \$108 ;
-  assign \$109  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_2_2 = mode_8 ? 1'h0 : \$109 ;
-  assign \$111  = a_digit_2_2 * \$110 ;
-  assign \$112  = 2'h3 - a_digit_2_2;
-  assign \$114  = $signed({ 1'h0, \$111  }) + $signed(\$113 );
-  assign \$115  = a_digit_2_2 * w_digit_2_2;
-  assign \$116  = w_top_2_2 ? \$114  : { 2'h0, \$115  };
-  assign \$117  = mode_4 ? activations[25:24] : activations[89:88];
-  assign a_digit_2_3 = mode_8 ? activations[5:4] : \$117 ;
-  assign \$118  = mode_4 ? weights[27:26] : weights[89:88];
-  assign w_digit_2_3 = mode_8 ? weights[7:6] : \$118 ;
-  assign \$121  = a_digit_2_3 * \$120 ;
-  assign \$122  = 2'h3 - a_digit_2_3;
-  assign \$124  = $signed({ 1'h0, \$121  }) + $signed(\$123 );
-  assign \$125  = a_digit_2_3 * w_digit_2_3;
-  assign \$127  = mode_4 ? activations[19:18] : activations[97:96];
-  assign a_digit_3_0 = mode_8 ? activations[7:6] : \$127 ;
-  assign \$128  = mode_4 ? weights[17:16] : weights[97:96];
-  assign w_digit_3_0 = mode_8 ? weights[1:0] : \$128 ;
-  assign \$129  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_3_0 = mode_8 ? 1'h0 : \$129 ;
-  assign \$131  = a_digit_3_0 * \$130 ;
-  assign \$132  = 2'h3 - a_digit_3_0;
-  assign \$134  = $signed({ 1'h0, \$131  }) + $signed(\$133 );
-  assign \$135  = a_digit_3_0 * w_digit_3_0;
-  assign \$136  = w_top_3_0 ? \$134  : { 2'h0, \$135  };
-  assign \$137  = mode_4 ? activations[19:18] : activations[105:104];
-  assign a_digit_3_1 = mode_8 ? activations[7:6] : \$137 ;
-  assign \$138  = mode_4 ? weights[19:18] : weights[105:104];
-  assign w_digit_3_1 = mode_8 ? weights[3:2] : \$138 ;
-  assign w_top_3_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$141  = a_digit_3_1 * \$140 ;
-  assign \$142  = 2'h3 - a_digit_3_1;
-  assign \$144  = $signed({ 1'h0, \$141  }) + $signed(\$143 );
-  assign \$145  = a_digit_3_1 * w_digit_3_1;
-  assign \$146  = w_top_3_1 ? \$144  : { 2'h0, \$145  };
-  assign \$147  = mode_4 ? activations[27:26] : activations[113:112];
-  assign a_digit_3_2 = mode_8 ? activations[7:6] : \$147 ;
-  assign \$148  = mode_4 ? weights[25:24] : weights[113:112];
-  assign w_digit_3_2 = mode_8 ? weights[5:4] : \$148 ;
-  assign \$149  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_3_2 = mode_8 ? 1'h0 : \$149 ;
-  assign \$151  = a_digit_3_2 * \$150 ;
-  assign \$152  = 2'h3 - a_digit_3_2;
-  assign \$154  = $signed({ 1'h0, \$151  }) + $signed(\$153 );
-  assign \$155  = a_digit_3_2 * w_digit_3_2;
-  assign \$156  = w_top_3_2 ? \$154  : { 2'h0, \$155  };
-  assign \$157  = mode_4 ? activations[27:26] : activations[121:120];
-  assign a_digit_3_3 = mode_8 ? activations[7:6] : \$157 ;
-  assign \$158  = mode_4 ? weights[27:26] : weights[121:120];
-  assign w_digit_3_3 = mode_8 ? weights[7:6] : \$158 ;
-  assign \$161  = a_digit_3_3 * \$160 ;
-  assign \$162  = 2'h3 - a_digit_3_3;
-  assign \$164  = $signed({ 1'h0, \$161  }) + $signed(\$163 );
-  assign \$165  = a_digit_3_3 * w_digit_3_3;
-  assign join_1 = | { mode_8, mode_4 };
-  assign \$167  = 1'h0 + \$16 [3:0];
-  assign \$168  = 1'h0 + \$167 ;
-  assign \$169  = 1'h0 + \$26 [3:0];
-  assign \$170  = \$169  + \$56 [3:0];
-  assign \$172  = 1'h0 + \$26 [3:0];
-  assign \$173  = \$172  + \$56 [3:0];
-  assign \$174  = join_1 ? \$171  : { 3'h0, \$173  };
-  assign \$175  = \$168  + \$174 ;
-  assign \$176  = 1'h0 + \$66 [3:0];
-  assign \$178  = 1'h0 + \$66 [3:0];
-  assign \$179  = join_1 ? \$177  : { 7'h00, \$178  };
-  assign \$180  = \$175  + \$179 ;
-  assign \$181  = 1'h0 + \$36 [3:0];
-  assign \$182  = 1'h0 + \$181 ;
-  assign \$183  = 1'h0 + \$46 [3:0];
-  assign \$184  = \$183  + \$76 [3:0];
-  assign \$186  = 1'h0 + \$46 [3:0];
-  assign \$187  = \$186  + \$76 [3:0];
-  assign \$188  = join_1 ? \$185  : { 3'h0, \$187  };
-  assign \$189  = \$182  + \$188 ;
-  assign \$190  = 1'h0 + \$86 [3:0];
-  assign \$192  = 1'h0 + \$86 [3:0];
-  assign \$193  = join_1 ? \$191  : { 7'h00, \$192  };
-  assign \$194  = \$189  + \$193 ;
-  assign \$195  = 1'h0 + \$96 [3:0];
-  assign \$196  = 1'h0 + \$195 ;
-  assign \$197  = 1'h0 + \$106 [3:0];
-  assign \$198  = \$197  + \$136 [3:0];
-  assign \$200  = 1'h0 + \$106 [3:0];
-  assign \$201  = \$200  + \$136 [3:0];
-  assign \$202  = join_1 ? \$199  : { 3'h0, \$201  };
-  assign \$203  = \$196  + \$202 ;
-  assign \$204  = 1'h0 + \$146 [3:0];
-  assign \$206  = 1'h0 + \$146 [3:0];
-  assign \$207  = join_1 ? \$205  : { 7'h00, \$206  };
-  assign \$208  = \$203  + \$207 ;
-  assign \$209  = 1'h0 + \$116 [3:0];
-  assign \$210  = 1'h0 + \$209 ;
-  assign \$211  = 1'h0 + \$126 [3:0];
-  assign \$212  = \$211  + \$156 [3:0];
-  assign \$214  = 1'h0 + \$126 [3:0];
-  assign \$215  = \$214  + \$156 [3:0];
-  assign \$216  = join_1 ? \$213  : { 3'h0, \$215  };
-  assign \$217  = \$210  + \$216 ;
-  assign \$218  = 1'h0 + \$166 [3:0];
-  assign \$220  = 1'h0 + \$166 [3:0];
-  assign \$221  = join_1 ? \$219  : { 7'h00, \$220  };
-  assign \$222  = \$217  + \$221 ;
-  assign \$223  = 1'h0 + \$180 [7:0];
-  assign \$224  = 1'h0 + \$223 ;
-  assign \$225  = 1'h0 + \$194 [7:0];
-  assign \$226  = \$225  + \$208 [7:0];
-  assign \$228  = 1'h0 + \$194 [7:0];
-  assign \$229  = \$228  + \$208 [7:0];
-  assign \$230  = join_2 ? \$227  : { 7'h00, \$229  };
-  assign \$231  = \$224  + \$230 ;
-  assign \$232  = 1'h0 + \$222 [7:0];
-  assign \$234  = 1'h0 + \$222 [7:0];
-  assign \$235  = join_2 ? \$233  : { 15'h0000, \$234  };
-  assign \$236  = \$231  + \$235 ;
-  assign \$237  = \$236 [15:0] - offset;
-  assign \$238  = clear ? 29'h00000000 : acc;
-  assign \$239  = $signed(\$238 ) + $signed(\$237 [15:0]);
+  assign \$85  = w_digits[10] ? a_digits[11:10] : 2'h0;
+  assign \$87  = w_digits[11] ? \$86  : 3'h0;
+  assign \$88  = \$85  + \$87 ;
+  assign \$89  = \$75  ? \$84  : { 2'h0, \$88  };
+  assign \$92  = \$91 [0] ? a_digits[13:12] : 2'h0;
+  assign \$95  = w_digits[13] ? 3'h0 : \$94 ;
+  assign \$96  = \$92  + \$95 ;
+  assign \$97  = 2'h3 - a_digits[13:12];
+  assign \$99  = $signed({ 1'h0, \$96  }) + $signed(\$98 );
+  assign \$100  = w_digits[12] ? a_digits[13:12] : 2'h0;
+  assign \$102  = w_digits[13] ? \$101  : 3'h0;
+  assign \$103  = \$100  + \$102 ;
+  assign \$104  = \$90  ? \$99  : { 2'h0, \$103  };
+  assign \$106  = \$105 [0] ? a_digits[15:14] : 2'h0;
+  assign \$109  = w_digits[15] ? 3'h0 : \$108 ;
+  assign \$110  = \$106  + \$109 ;
+  assign \$111  = 2'h3 - a_digits[15:14];
+  assign \$113  = $signed({ 1'h0, \$110  }) + $signed(\$112 );
+  assign \$114  = w_digits[14] ? a_digits[15:14] : 2'h0;
+  assign \$116  = w_digits[15] ? \$115  : 3'h0;
+  assign \$117  = \$114  + \$116 ;
+  assign \$121  = \$120 [0] ? a_digits[17:16] : 2'h0;
+  assign \$124  = w_digits[17] ? 3'h0 : \$123 ;
+  assign \$125  = \$121  + \$124 ;
+  assign \$126  = 2'h3 - a_digits[17:16];
+  assign \$128  = $signed({ 1'h0, \$125  }) + $signed(\$127 );
+  assign \$129  = w_digits[16] ? a_digits[17:16] : 2'h0;
+  assign \$131  = w_digits[17] ? \$130  : 3'h0;
+  assign \$132  = \$129  + \$131 ;
+  assign \$133  = \$119  ? \$128  : { 2'h0, \$132  };
+  assign \$134  = | mode[1:0];
+  assign \$136  = \$135 [0] ? a_digits[19:18] : 2'h0;
+  assign \$139  = w_digits[19] ? 3'h0 : \$138 ;
+  assign \$140  = \$136  + \$139 ;
+  assign \$141  = 2'h3 - a_digits[19:18];
+  assign \$143  = $signed({ 1'h0, \$140  }) + $signed(\$142 );
+  assign \$144  = w_digits[18] ? a_digits[19:18] : 2'h0;
+  assign \$146  = w_digits[19] ? \$145  : 3'h0;
+  assign \$147  = \$144  + \$146 ;
+  assign \$148  = \$134  ? \$143  : { 2'h0, \$147  };
+  assign \$151  = \$150 [0] ? a_digits[21:20] : 2'h0;
+  assign \$154  = w_digits[21] ? 3'h0 : \$153 ;
+  assign \$155  = \$151  + \$154 ;
+  assign \$156  = 2'h3 - a_digits[21:20];
+  assign \$158  = $signed({ 1'h0, \$155  }) + $signed(\$157 );
+  assign \$159  = w_digits[20] ? a_digits[21:20] : 2'h0;
+  assign \$161  = w_digits[21] ? \$160  : 3'h0;
+  assign \$162  = \$159  + \$161 ;
+  assign \$163  = \$149  ? \$158  : { 2'h0, \$162  };
+  assign \$165  = \$164 [0] ? a_digits[23:22] : 2'h0;
+  assign \$168  = w_digits[23] ? 3'h0 : \$167 ;
+  assign \$169  = \$165  + \$168 ;
+  assign \$170  = 2'h3 - a_digits[23:22];
+  assign \$172  = $signed({ 1'h0, \$169  }) + $signed(\$171 );
+  assign \$173  = w_digits[22] ? a_digits[23:22] : 2'h0;
+  assign \$175  = w_digits[23] ? \$174  : 3'h0;
+  assign \$176  = \$173  + \$175 ;
+  assign \$180  = \$179 [0] ? a_digits[25:24] : 2'h0;
+  assign \$183  = w_digits[25] ? 3'h0 : \$182 ;
+  assign \$184  = \$180  + \$183 ;
+  assign \$185  = 2'h3 - a_digits[25:24];
+  assign \$187  = $signed({ 1'h0, \$184  }) + $signed(\$186 );
+  assign \$188  = w_digits[24] ? a_digits[25:24] : 2'h0;
+  assign \$190  = w_digits[25] ? \$189  : 3'h0;
+  assign \$191  = \$188  + \$190 ;
+  assign \$192  = \$178  ? \$187  : { 2'h0, \$191  };
+  assign \$193  = | mode[1:0];
+  assign \$195  = \$194 [0] ? a_digits[27:26] : 2'h0;
+  assign \$198  = w_digits[27] ? 3'h0 : \$197 ;
+  assign \$199  = \$195  + \$198 ;
+  assign \$200  = 2'h3 - a_digits[27:26];
+  assign \$202  = $signed({ 1'h0, \$199  }) + $signed(\$201 );
+  assign \$203  = w_digits[26] ? a_digits[27:26] : 2'h0;
+  assign \$205  = w_digits[27] ? \$204  : 3'h0;
+  assign \$206  = \$203  + \$205 ;
+  assign \$207  = \$193  ? \$202  : { 2'h0, \$206  };
+  assign \$210  = \$209 [0] ? a_digits[29:28] : 2'h0;
+  assign \$213  = w_digits[29] ? 3'h0 : \$212 ;
+  assign \$214  = \$210  + \$213 ;
+  assign \$215  = 2'h3 - a_digits[29:28];
+  assign \$217  = $signed({ 1'h0, \$214  }) + $signed(\$216 );
+  assign \$218  = w_digits[28] ? a_digits[29:28] : 2'h0;
+  assign \$220  = w_digits[29] ? \$219  : 3'h0;
+  assign \$221  = \$218  + \$220 ;
+  assign \$222  = \$208  ? \$217  : { 2'h0, \$221  };
+  assign \$224  = \$223 [0] ? a_digits[31:30] : 2'h0;
+  assign \$227  = w_digits[31] ? 3'h0 : \$226 ;
+  assign \$228  = \$224  + \$227 ;
+  assign \$229  = 2'h3 - a_digits[31:30];
+  assign \$231  = $signed({ 1'h0, \$228  }) + $signed(\$230 );
+  assign \$232  = w_digits[30] ? a_digits[31:30] : 2'h0;
+  assign \$234  = w_digits[31] ? \$233  : 3'h0;
+  assign \$235  = \$232  + \$234 ;
+  assign join_1 = | brick_mode[2:1];
+  assign \$237  = 1'h0 + stage_brick_0_0;
+  assign \$238  = 1'h0 + \$237 ;
+  assign \$239  = 1'h0 + stage_brick_0_1;
+  assign \$240  = \$239  + stage_brick_1_0;
+  assign \$242  = 1'h0 + stage_brick_0_1;
+  assign \$243  = \$242  + stage_brick_1_0;
+  assign \$244  = join_1 ? \$241  : { 3'h0, \$243  };
+  assign \$245  = \$238  + \$244 ;
+  assign \$246  = 1'h0 + stage_brick_1_1;
+  assign \$248  = 1'h0 + stage_brick_1_1;
+  assign \$249  = join_1 ? \$247  : { 7'h00, \$248  };
+  assign \$250  = \$245  + \$249 ;
+  assign \$251  = 1'h0 + stage_brick_0_2;
+  assign \$252  = 1'h0 + \$251 ;
+  assign \$253  = 1'h0 + stage_brick_0_3;
+  assign \$254  = \$253  + stage_brick_1_2;
+  assign \$256  = 1'h0 + stage_brick_0_3;
+  assign \$257  = \$256  + stage_brick_1_2;
+  assign \$258  = join_1 ? \$255  : { 3'h0, \$257  };
+  assign \$259  = \$252  + \$258 ;
+  assign \$260  = 1'h0 + stage_brick_1_3;
+  assign \$262  = 1'h0 + stage_brick_1_3;
+  assign \$263  = join_1 ? \$261  : { 7'h00, \$262  };
+  assign \$264  = \$259  + \$263 ;
+  assign \$265  = 1'h0 + stage_brick_2_0;
+  assign \$266  = 1'h0 + \$265 ;
+  assign \$267  = 1'h0 + stage_brick_2_1;
+  assign \$268  = \$267  + stage_brick_3_0;
+  assign \$270  = 1'h0 + stage_brick_2_1;
+  assign \$271  = \$270  + stage_brick_3_0;
+  assign \$272  = join_1 ? \$269  : { 3'h0, \$271  };
+  assign \$273  = \$266  + \$272 ;
+  assign \$274  = 1'h0 + stage_brick_3_1;
+  assign \$276  = 1'h0 + stage_brick_3_1;
+  assign \$277  = join_1 ? \$275  : { 7'h00, \$276  };
+  assign \$278  = \$273  + \$277 ;
+  assign \$279  = 1'h0 + stage_brick_2_2;
+  assign \$280  = 1'h0 + \$279 ;
+  assign \$281  = 1'h0 + stage_brick_2_3;
+  assign \$282  = \$281  + stage_brick_3_2;
+  assign \$284  = 1'h0 + stage_brick_2_3;
+  assign \$285  = \$284  + stage_brick_3_2;
+  assign \$286  = join_1 ? \$283  : { 3'h0, \$285  };
+  assign \$287  = \$280  + \$286 ;
+  assign \$288  = 1'h0 + stage_brick_3_3;
+  assign \$290  = 1'h0 + stage_brick_3_3;
+  assign \$291  = join_1 ? \$289  : { 7'h00, \$290  };
+  assign \$292  = \$287  + \$291 ;
+  assign \$293  = 1'h0 + stage_block_2_0_0;
+  assign \$294  = 1'h0 + \$293 ;
+  assign \$295  = 1'h0 + stage_block_2_0_1;
+  assign \$296  = \$295  + stage_block_2_1_0;
+  assign \$298  = 1'h0 + stage_block_2_0_1;
+  assign \$299  = \$298  + stage_block_2_1_0;
+  assign \$300  = join_2 ? \$297  : { 7'h00, \$299  };
+  assign \$301  = \$294  + \$300 ;
+  assign \$302  = 1'h0 + stage_block_2_1_1;
+  assign \$304  = 1'h0 + stage_block_2_1_1;
+  assign \$305  = join_2 ? \$303  : { 15'h0000, \$304  };
+  assign \$306  = \$301  + \$305 ;
+  assign \$307  = level_mode[1] ? 9'h1e0 : 9'h060;
+  assign offset = level_mode[2] ? 15'h7f80 : { 6'h00, \$307  };
+  assign \$308  = $signed(1'h0) + $signed(tree);
+  assign \$309  = start_2 ? 15'h0000 : low;
+  assign low_sum = \$309  + \$308 [14:0];
+  assign \$310  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$311  = \$306 [15:0] - offset;
+  assign \$312  = advance & valid_2;
+  assign \$313  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$314  = start_2 ? 15'h0000 : \$313 ;
+  assign \$315  = $signed(\$314 ) + $signed(\$308 [16:15]);
   always @(posedge clk)
-    acc <= \$240 ;
-  assign \$auto$rtlil.cc:2739:Not$66  = ~ weights[1];
-  assign \$auto$rtlil.cc:2739:Not$68  = ~ w_digit_0_1[1];
-  assign \$auto$rtlil.cc:2739:Not$70  = ~ w_digit_0_2[1];
-  assign \$auto$rtlil.cc:2739:Not$72  = ~ w_digit_0_3[1];
-  assign \$auto$rtlil.cc:2739:Not$74  = ~ w_digit_1_0[1];
-  assign \$auto$rtlil.cc:2739:Not$76  = ~ w_digit_1_1[1];
-  assign \$auto$rtlil.cc:2739:Not$78  = ~ w_digit_1_2[1];
-  assign \$auto$rtlil.cc:2739:Not$80  = ~ w_digit_1_3[1];
-  assign \$auto$rtlil.cc:2739:Not$82  = ~ w_digit_2_0[1];
-  assign \$auto$rtlil.cc:2739:Not$84  = ~ w_digit_2_1[1];
-  assign \$auto$rtlil.cc:2739:Not$86  = ~ w_digit_2_2[1];
-  assign \$auto$rtlil.cc:2739:Not$88  = ~ w_digit_2_3[1];
-  assign \$auto$rtlil.cc:2739:Not$90  = ~ w_digit_3_0[1];
-  assign \$auto$rtlil.cc:2739:Not$92  = ~ w_digit_3_1[1];
-  assign \$auto$rtlil.cc:2739:Not$94  = ~ w_digit_3_2[1];
-  assign \$auto$rtlil.cc:2739:Not$96  = ~ w_digit_3_3[1];
+    stage_brick_0_0 <= \$316 ;
+  always @(posedge clk)
+    stage_brick_0_1 <= \$317 ;
+  always @(posedge clk)
+    stage_brick_0_2 <= \$318 ;
+  always @(posedge clk)
+    stage_brick_0_3 <= \$319 ;
+  always @(posedge clk)
+    stage_brick_1_0 <= \$320 ;
+  always @(posedge clk)
+    stage_brick_1_1 <= \$321 ;
+  always @(posedge clk)
+    stage_brick_1_2 <= \$322 ;
+  always @(posedge clk)
+    stage_brick_1_3 <= \$323 ;
+  always @(posedge clk)
+    stage_brick_2_0 <= \$324 ;
+  always @(posedge clk)
+    stage_brick_2_1 <= \$325 ;
+  always @(posedge clk)
+    stage_brick_2_2 <= \$326 ;
+  always @(posedge clk)
+    stage_brick_2_3 <= \$327 ;
+  always @(posedge clk)
+    stage_brick_3_0 <= \$328 ;
+  always @(posedge clk)
+    stage_brick_3_1 <= \$329 ;
+  always @(posedge clk)
+    stage_brick_3_2 <= \$330 ;
+  always @(posedge clk)
+    stage_brick_3_3 <= \$331 ;
+  always @(posedge clk)
+    brick_mode <= \$332 ;
+  always @(posedge clk)
+    stage_block_2_0_0 <= \$333 ;
+  always @(posedge clk)
+    stage_block_2_0_1 <= \$334 ;
+  always @(posedge clk)
+    stage_block_2_1_0 <= \$335 ;
+  always @(posedge clk)
+    stage_block_2_1_1 <= \$336 ;
+  always @(posedge clk)
+    level_mode <= \$337 ;
+  always @(posedge clk)
+    tree <= \$338 ;
+  always @(posedge clk)
+    valid_0 <= \$339 ;
+  always @(posedge clk)
+    start_0 <= \$340 ;
+  always @(posedge clk)
+    mode_0 <= \$341 ;
+  always @(posedge clk)
+    valid_1 <= \$342 ;
+  always @(posedge clk)
+    start_1 <= \$343 ;
+  always @(posedge clk)
+    mode_1 <= \$344 ;
+  always @(posedge clk)
+    valid_2 <= \$345 ;
+  always @(posedge clk)
+    start_2 <= \$346 ;
+  always @(posedge clk)
+    mode_2 <= \$347 ;
+  always @(posedge clk)
+    low <= \$348 ;
+  always @(posedge clk)
+    carry <= \$349 ;
+  always @(posedge clk)
+    high <= \$350 ;
+  assign \$auto$rtlil.cc:2739:Not$102  = ~ w_digits[19];
+  assign \$auto$rtlil.cc:2739:Not$104  = ~ w_digits[19];
+  assign \$auto$rtlil.cc:2739:Not$106  = ~ w_digits[21];
+  assign \$auto$rtlil.cc:2739:Not$108  = ~ w_digits[21];
+  assign \$auto$rtlil.cc:2739:Not$110  = ~ w_digits[23];
+  assign \$auto$rtlil.cc:2739:Not$112  = ~ w_digits[23];
+  assign \$auto$rtlil.cc:2739:Not$114  = ~ w_digits[25];
+  assign \$auto$rtlil.cc:2739:Not$116  = ~ w_digits[25];
+  assign \$auto$rtlil.cc:2739:Not$118  = ~ w_digits[27];
+  assign \$auto$rtlil.cc:2739:Not$120  = ~ w_digits[27];
+  assign \$auto$rtlil.cc:2739:Not$122  = ~ w_digits[29];
+  assign \$auto$rtlil.cc:2739:Not$124  = ~ w_digits[29];
+  assign \$auto$rtlil.cc:2739:Not$126  = ~ w_digits[31];
+  assign \$auto$rtlil.cc:2739:Not$128  = ~ w_digits[31];
+  assign \$auto$rtlil.cc:2739:Not$66  = ~ w_digits[1];
+  assign \$auto$rtlil.cc:2739:Not$68  = ~ w_digits[1];
+  assign \$auto$rtlil.cc:2739:Not$70  = ~ w_digits[3];
+  assign \$auto$rtlil.cc:2739:Not$72  = ~ w_digits[3];
+  assign \$auto$rtlil.cc:2739:Not$74  = ~ w_digits[5];
+  assign \$auto$rtlil.cc:2739:Not$76  = ~ w_digits[5];
+  assign \$auto$rtlil.cc:2739:Not$78  = ~ w_digits[7];
+  assign \$auto$rtlil.cc:2739:Not$80  = ~ w_digits[7];
+  assign \$auto$rtlil.cc:2739:Not$82  = ~ w_digits[9];
+  assign \$auto$rtlil.cc:2739:Not$84  = ~ w_digits[9];
+  assign \$auto$rtlil.cc:2739:Not$86  = ~ w_digits[11];
+  assign \$auto$rtlil.cc:2739:Not$88  = ~ w_digits[11];
+  assign \$auto$rtlil.cc:2739:Not$90  = ~ w_digits[13];
+  assign \$auto$rtlil.cc:2739:Not$92  = ~ w_digits[13];
+  assign \$auto$rtlil.cc:2739:Not$94  = ~ w_digits[15];
+  assign \$auto$rtlil.cc:2739:Not$96  = ~ w_digits[15];
+  assign \$auto$rtlil.cc:2739:Not$98  = ~ w_digits[17];
+  assign \$auto$rtlil.cc:2739:Not$100  = ~ w_digits[17];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$195 ) begin end
-    offset = 15'h0000;
-    if (mode_2) begin
-      offset = 15'h0060;
-    end
-    if (mode_4) begin
-      offset = 15'h01e0;
-    end
-    if (mode_8) begin
-      offset = 15'h7f80;
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$316  = stage_brick_0_0;
+    if (advance) begin
+      \$316  = \$15 [3:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$195 ) begin end
-    \$240  = acc;
-    if (enable) begin
-      \$240  = \$239 [28:0];
-    end
-    if (rst) begin
-      \$240  = 29'h00000000;
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$317  = stage_brick_0_1;
+    if (advance) begin
+      \$317  = \$30 [3:0];
     end
   end
-  assign brick_0_0 = \$16 [3:0];
-  assign brick_0_1 = \$26 [3:0];
-  assign brick_0_2 = \$36 [3:0];
-  assign brick_0_3 = \$46 [3:0];
-  assign brick_1_0 = \$56 [3:0];
-  assign brick_1_1 = \$66 [3:0];
-  assign brick_1_2 = \$76 [3:0];
-  assign brick_1_3 = \$86 [3:0];
-  assign brick_2_0 = \$96 [3:0];
-  assign brick_2_1 = \$106 [3:0];
-  assign brick_2_2 = \$116 [3:0];
-  assign brick_2_3 = \$126 [3:0];
-  assign brick_3_0 = \$136 [3:0];
-  assign brick_3_1 = \$146 [3:0];
-  assign brick_3_2 = \$156 [3:0];
-  assign brick_3_3 = \$166 [3:0];
-  assign block_2_0_0 = \$180 [7:0];
-  assign block_2_0_1 = \$194 [7:0];
-  assign block_2_1_0 = \$208 [7:0];
-  assign block_2_1_1 = \$222 [7:0];
-  assign block_4_0_0 = \$236 [15:0];
-  assign partial = \$237 [15:0];
-  assign \activations[0]  = activations[7:0];
-  assign \activations[1]  = activations[15:8];
-  assign \activations[2]  = activations[23:16];
-  assign \activations[3]  = activations[31:24];
-  assign \activations[4]  = activations[39:32];
-  assign \activations[5]  = activations[47:40];
-  assign \activations[6]  = activations[55:48];
-  assign \activations[7]  = activations[63:56];
-  assign \activations[8]  = activations[71:64];
-  assign \activations[9]  = activations[79:72];
-  assign \activations[10]  = activations[87:80];
-  assign \activations[11]  = activations[95:88];
-  assign \activations[12]  = activations[103:96];
-  assign \activations[13]  = activations[111:104];
-  assign \activations[14]  = activations[119:112];
-  assign \activations[15]  = activations[127:120];
-  assign \weights[0]  = weights[7:0];
-  assign \weights[1]  = weights[15:8];
-  assign \weights[2]  = weights[23:16];
-  assign \weights[3]  = weights[31:24];
-  assign \weights[4]  = weights[39:32];
-  assign \weights[5]  = weights[47:40];
-  assign \weights[6]  = weights[55:48];
-  assign \weights[7]  = weights[63:56];
-  assign \weights[8]  = weights[71:64];
-  assign \weights[9]  = weights[79:72];
-  assign \weights[10]  = weights[87:80];
-  assign \weights[11]  = weights[95:88];
-  assign \weights[12]  = weights[103:96];
-  assign \weights[13]  = weights[111:104];
-  assign \weights[14]  = weights[119:112];
-  assign \weights[15]  = weights[127:120];
-  assign \$7  = activations[1:0];
-  assign a_digit_0_0 = \$7 ;
-  assign \$8  = weights[1:0];
-  assign w_digit_0_0 = \$8 ;
-  assign \$10 [0] = weights[0];
-  assign \$10 [1] = \$auto$rtlil.cc:2739:Not$66 ;
-  assign \$13  = { \$12 , 1'h0 };
-  assign \$19  = 1'h1;
-  assign \$20 [0] = w_digit_0_1[0];
-  assign \$20 [1] = \$auto$rtlil.cc:2739:Not$68 ;
-  assign \$23  = { \$22 , 1'h0 };
-  assign \$27  = activations[9:8];
-  assign \$28  = weights[9:8];
-  assign \$30 [0] = w_digit_0_2[0];
-  assign \$30 [1] = \$auto$rtlil.cc:2739:Not$70 ;
-  assign \$33  = { \$32 , 1'h0 };
-  assign \$39  = 1'h1;
-  assign w_top_0_3 = \$39 ;
-  assign \$40 [0] = w_digit_0_3[0];
-  assign \$40 [1] = \$auto$rtlil.cc:2739:Not$72 ;
-  assign \$43  = { \$42 , 1'h0 };
-  assign \$46  = \$44 ;
-  assign \$50 [0] = w_digit_1_0[0];
-  assign \$50 [1] = \$auto$rtlil.cc:2739:Not$74 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$318  = stage_brick_0_2;
+    if (advance) begin
+      \$318  = \$45 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$319  = stage_brick_0_3;
+    if (advance) begin
+      \$319  = \$59 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$320  = stage_brick_1_0;
+    if (advance) begin
+      \$320  = \$74 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$321  = stage_brick_1_1;
+    if (advance) begin
+      \$321  = \$89 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$322  = stage_brick_1_2;
+    if (advance) begin
+      \$322  = \$104 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$323  = stage_brick_1_3;
+    if (advance) begin
+      \$323  = \$118 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$324  = stage_brick_2_0;
+    if (advance) begin
+      \$324  = \$133 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$325  = stage_brick_2_1;
+    if (advance) begin
+      \$325  = \$148 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$326  = stage_brick_2_2;
+    if (advance) begin
+      \$326  = \$163 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$327  = stage_brick_2_3;
+    if (advance) begin
+      \$327  = \$177 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$328  = stage_brick_3_0;
+    if (advance) begin
+      \$328  = \$192 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$329  = stage_brick_3_1;
+    if (advance) begin
+      \$329  = \$207 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$330  = stage_brick_3_2;
+    if (advance) begin
+      \$330  = \$222 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$331  = stage_brick_3_3;
+    if (advance) begin
+      \$331  = \$236 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$332  = brick_mode;
+    if (advance) begin
+      \$332  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$333  = stage_block_2_0_0;
+    if (advance) begin
+      \$333  = \$250 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$334  = stage_block_2_0_1;
+    if (advance) begin
+      \$334  = \$264 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$335  = stage_block_2_1_0;
+    if (advance) begin
+      \$335  = \$278 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$336  = stage_block_2_1_1;
+    if (advance) begin
+      \$336  = \$292 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$337  = level_mode;
+    if (advance) begin
+      \$337  = brick_mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$338  = tree;
+    if (advance) begin
+      \$338  = \$311 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$339  = valid_0;
+    if (advance) begin
+      \$339  = valid;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$340  = start_0;
+    if (advance) begin
+      \$340  = start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$341  = mode_0;
+    if (advance) begin
+      \$341  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$342  = valid_1;
+    if (advance) begin
+      \$342  = valid_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$343  = start_1;
+    if (advance) begin
+      \$343  = start_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$344  = mode_1;
+    if (advance) begin
+      \$344  = mode_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$345  = valid_2;
+    if (advance) begin
+      \$345  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$346  = start_2;
+    if (advance) begin
+      \$346  = start_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$347  = mode_2;
+    if (advance) begin
+      \$347  = mode_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$348  = low;
+    if (\$312 ) begin
+      \$348  = low_sum[14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$349  = carry;
+    if (\$312 ) begin
+      \$349  = low_sum[15];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
+    \$350  = high;
+    if (\$312 ) begin
+      \$350  = \$315 [13:0];
+    end
+  end
+  assign brick_0_0 = \$15 [3:0];
+  assign brick_0_1 = \$30 [3:0];
+  assign brick_0_2 = \$45 [3:0];
+  assign brick_0_3 = \$59 [3:0];
+  assign brick_1_0 = \$74 [3:0];
+  assign brick_1_1 = \$89 [3:0];
+  assign brick_1_2 = \$104 [3:0];
+  assign brick_1_3 = \$118 [3:0];
+  assign brick_2_0 = \$133 [3:0];
+  assign brick_2_1 = \$148 [3:0];
+  assign brick_2_2 = \$163 [3:0];
+  assign brick_2_3 = \$177 [3:0];
+  assign brick_3_0 = \$192 [3:0];
+  assign brick_3_1 = \$207 [3:0];
+  assign brick_3_2 = \$222 [3:0];
+  assign brick_3_3 = \$236 [3:0];
+  assign block_2_0_0 = \$250 [7:0];
+  assign block_2_0_1 = \$264 [7:0];
+  assign block_2_1_0 = \$278 [7:0];
+  assign block_2_1_1 = \$292 [7:0];
+  assign block_4_0_0 = \$306 [15:0];
+  assign partial = \$308 [16:0];
+  assign addend = { \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16:0] };
+  assign acc = { \$310 [13:0], low };
+  assign \port$1527$0  = \$310 [13:0];
+  assign \mode.w2  = mode[0];
+  assign \mode.w4  = mode[1];
+  assign \mode.w8  = mode[2];
+  assign \w_digits[0]  = w_digits[1:0];
+  assign \w_digits[1]  = w_digits[3:2];
+  assign \w_digits[2]  = w_digits[5:4];
+  assign \w_digits[3]  = w_digits[7:6];
+  assign \w_digits[4]  = w_digits[9:8];
+  assign \w_digits[5]  = w_digits[11:10];
+  assign \w_digits[6]  = w_digits[13:12];
+  assign \w_digits[7]  = w_digits[15:14];
+  assign \w_digits[8]  = w_digits[17:16];
+  assign \w_digits[9]  = w_digits[19:18];
+  assign \w_digits[10]  = w_digits[21:20];
+  assign \w_digits[11]  = w_digits[23:22];
+  assign \w_digits[12]  = w_digits[25:24];
+  assign \w_digits[13]  = w_digits[27:26];
+  assign \w_digits[14]  = w_digits[29:28];
+  assign \w_digits[15]  = w_digits[31:30];
+  assign \a_digits[0]  = a_digits[1:0];
+  assign \a_digits[1]  = a_digits[3:2];
+  assign \a_digits[2]  = a_digits[5:4];
+  assign \a_digits[3]  = a_digits[7:6];
+  assign \a_digits[4]  = a_digits[9:8];
+  assign \a_digits[5]  = a_digits[11:10];
+  assign \a_digits[6]  = a_digits[13:12];
+  assign \a_digits[7]  = a_digits[15:14];
+  assign \a_digits[8]  = a_digits[17:16];
+  assign \a_digits[9]  = a_digits[19:18];
+  assign \a_digits[10]  = a_digits[21:20];
+  assign \a_digits[11]  = a_digits[23:22];
+  assign \a_digits[12]  = a_digits[25:24];
+  assign \a_digits[13]  = a_digits[27:26];
+  assign \a_digits[14]  = a_digits[29:28];
+  assign \a_digits[15]  = a_digits[31:30];
+  assign \brick_mode.w2  = brick_mode[0];
+  assign \brick_mode.w4  = brick_mode[1];
+  assign \brick_mode.w8  = brick_mode[2];
+  assign \level_mode.w2  = level_mode[0];
+  assign \level_mode.w4  = level_mode[1];
+  assign \level_mode.w8  = level_mode[2];
+  assign \mode_0.w2  = mode_0[0];
+  assign \mode_0.w4  = mode_0[1];
+  assign \mode_0.w8  = mode_0[2];
+  assign \mode_1.w2  = mode_1[0];
+  assign \mode_1.w4  = mode_1[1];
+  assign \mode_1.w8  = mode_1[2];
+  assign \mode_2.w2  = mode_2[0];
+  assign \mode_2.w4  = mode_2[1];
+  assign \mode_2.w8  = mode_2[2];
+  assign \$1  = mode[0];
+  assign \$2 [0] = w_digits[0];
+  assign \$2 [1] = \$auto$rtlil.cc:2739:Not$66 ;
+  assign \$4 [0] = w_digits[0];
+  assign \$4 [1] = \$auto$rtlil.cc:2739:Not$68 ;
+  assign \$5  = { a_digits[1:0], 1'h0 };
+  assign \$9  = { \$8 , 1'h0 };
+  assign \$12  = { a_digits[1:0], 1'h0 };
+  assign \$17 [0] = w_digits[2];
+  assign \$17 [1] = \$auto$rtlil.cc:2739:Not$70 ;
+  assign \$19 [0] = w_digits[2];
+  assign \$19 [1] = \$auto$rtlil.cc:2739:Not$72 ;
+  assign \$20  = { a_digits[3:2], 1'h0 };
+  assign \$24  = { \$23 , 1'h0 };
+  assign \$27  = { a_digits[3:2], 1'h0 };
+  assign \$31  = mode[0];
+  assign \$32 [0] = w_digits[4];
+  assign \$32 [1] = \$auto$rtlil.cc:2739:Not$74 ;
+  assign \$34 [0] = w_digits[4];
+  assign \$34 [1] = \$auto$rtlil.cc:2739:Not$76 ;
+  assign \$35  = { a_digits[5:4], 1'h0 };
+  assign \$39  = { \$38 , 1'h0 };
+  assign \$42  = { a_digits[5:4], 1'h0 };
+  assign \$46 [0] = w_digits[6];
+  assign \$46 [1] = \$auto$rtlil.cc:2739:Not$78 ;
+  assign \$48 [0] = w_digits[6];
+  assign \$48 [1] = \$auto$rtlil.cc:2739:Not$80 ;
+  assign \$49  = { a_digits[7:6], 1'h0 };
   assign \$53  = { \$52 , 1'h0 };
-  assign \$59  = 1'h1;
-  assign \$60 [0] = w_digit_1_1[0];
-  assign \$60 [1] = \$auto$rtlil.cc:2739:Not$76 ;
-  assign \$63  = { \$62 , 1'h0 };
-  assign \$70 [0] = w_digit_1_2[0];
-  assign \$70 [1] = \$auto$rtlil.cc:2739:Not$78 ;
-  assign \$73  = { \$72 , 1'h0 };
-  assign \$79  = 1'h1;
-  assign w_top_1_3 = \$79 ;
-  assign \$80 [0] = w_digit_1_3[0];
-  assign \$80 [1] = \$auto$rtlil.cc:2739:Not$80 ;
+  assign \$56  = { a_digits[7:6], 1'h0 };
+  assign \$59  = \$54 ;
+  assign \$60  = mode[0];
+  assign \$61 [0] = w_digits[8];
+  assign \$61 [1] = \$auto$rtlil.cc:2739:Not$82 ;
+  assign \$63 [0] = w_digits[8];
+  assign \$63 [1] = \$auto$rtlil.cc:2739:Not$84 ;
+  assign \$64  = { a_digits[9:8], 1'h0 };
+  assign \$68  = { \$67 , 1'h0 };
+  assign \$71  = { a_digits[9:8], 1'h0 };
+  assign \$76 [0] = w_digits[10];
+  assign \$76 [1] = \$auto$rtlil.cc:2739:Not$86 ;
+  assign \$78 [0] = w_digits[10];
+  assign \$78 [1] = \$auto$rtlil.cc:2739:Not$88 ;
+  assign \$79  = { a_digits[11:10], 1'h0 };
   assign \$83  = { \$82 , 1'h0 };
-  assign \$86  = \$84 ;
-  assign \$87  = activations[17:16];
-  assign \$88  = weights[17:16];
-  assign \$90 [0] = w_digit_2_0[0];
-  assign \$90 [1] = \$auto$rtlil.cc:2739:Not$82 ;
-  assign \$93  = { \$92 , 1'h0 };
-  assign \$99  = 1'h1;
-  assign \$100 [0] = w_digit_2_1[0];
-  assign \$100 [1] = \$auto$rtlil.cc:2739:Not$84 ;
-  assign \$103  = { \$102 , 1'h0 };
-  assign \$107  = activations[25:24];
-  assign \$108  = weights[25:24];
-  assign \$110 [0] = w_digit_2_2[0];
-  assign \$110 [1] = \$auto$rtlil.cc:2739:Not$86 ;
-  assign \$113  = { \$112 , 1'h0 };
-  assign \$119  = 1'h1;
-  assign w_top_2_3 = \$119 ;
-  assign \$120 [0] = w_digit_2_3[0];
-  assign \$120 [1] = \$auto$rtlil.cc:2739:Not$88 ;
-  assign \$123  = { \$122 , 1'h0 };
-  assign \$126  = \$124 ;
-  assign \$130 [0] = w_digit_3_0[0];
-  assign \$130 [1] = \$auto$rtlil.cc:2739:Not$90 ;
-  assign \$133  = { \$132 , 1'h0 };
-  assign \$139  = 1'h1;
-  assign \$140 [0] = w_digit_3_1[0];
-  assign \$140 [1] = \$auto$rtlil.cc:2739:Not$92 ;
-  assign \$143  = { \$142 , 1'h0 };
-  assign \$150 [0] = w_digit_3_2[0];
-  assign \$150 [1] = \$auto$rtlil.cc:2739:Not$94 ;
-  assign \$153  = { \$152 , 1'h0 };
-  assign \$159  = 1'h1;
-  assign w_top_3_3 = \$159 ;
-  assign \$160 [0] = w_digit_3_3[0];
-  assign \$160 [1] = \$auto$rtlil.cc:2739:Not$96 ;
-  assign \$163  = { \$162 , 1'h0 };
-  assign \$166  = \$164 ;
-  assign \$171  = { 1'h0, \$170 , 2'h0 };
-  assign \$177  = { 3'h0, \$176 , 4'h0 };
-  assign \$185  = { 1'h0, \$184 , 2'h0 };
-  assign \$191  = { 3'h0, \$190 , 4'h0 };
-  assign \$199  = { 1'h0, \$198 , 2'h0 };
-  assign \$205  = { 3'h0, \$204 , 4'h0 };
-  assign \$213  = { 1'h0, \$212 , 2'h0 };
-  assign \$219  = { 3'h0, \$218 , 4'h0 };
-  assign join_2 = mode_8;
-  assign \$227  = { 3'h0, \$226 , 4'h0 };
-  assign \$233  = { 7'h00, \$232 , 8'h00 };
+  assign \$86  = { a_digits[11:10], 1'h0 };
+  assign \$90  = mode[0];
+  assign \$91 [0] = w_digits[12];
+  assign \$91 [1] = \$auto$rtlil.cc:2739:Not$90 ;
+  assign \$93 [0] = w_digits[12];
+  assign \$93 [1] = \$auto$rtlil.cc:2739:Not$92 ;
+  assign \$94  = { a_digits[13:12], 1'h0 };
+  assign \$98  = { \$97 , 1'h0 };
+  assign \$101  = { a_digits[13:12], 1'h0 };
+  assign \$105 [0] = w_digits[14];
+  assign \$105 [1] = \$auto$rtlil.cc:2739:Not$94 ;
+  assign \$107 [0] = w_digits[14];
+  assign \$107 [1] = \$auto$rtlil.cc:2739:Not$96 ;
+  assign \$108  = { a_digits[15:14], 1'h0 };
+  assign \$112  = { \$111 , 1'h0 };
+  assign \$115  = { a_digits[15:14], 1'h0 };
+  assign \$118  = \$113 ;
+  assign \$119  = mode[0];
+  assign \$120 [0] = w_digits[16];
+  assign \$120 [1] = \$auto$rtlil.cc:2739:Not$98 ;
+  assign \$122 [0] = w_digits[16];
+  assign \$122 [1] = \$auto$rtlil.cc:2739:Not$100 ;
+  assign \$123  = { a_digits[17:16], 1'h0 };
+  assign \$127  = { \$126 , 1'h0 };
+  assign \$130  = { a_digits[17:16], 1'h0 };
+  assign \$135 [0] = w_digits[18];
+  assign \$135 [1] = \$auto$rtlil.cc:2739:Not$102 ;
+  assign \$137 [0] = w_digits[18];
+  assign \$137 [1] = \$auto$rtlil.cc:2739:Not$104 ;
+  assign \$138  = { a_digits[19:18], 1'h0 };
+  assign \$142  = { \$141 , 1'h0 };
+  assign \$145  = { a_digits[19:18], 1'h0 };
+  assign \$149  = mode[0];
+  assign \$150 [0] = w_digits[20];
+  assign \$150 [1] = \$auto$rtlil.cc:2739:Not$106 ;
+  assign \$152 [0] = w_digits[20];
+  assign \$152 [1] = \$auto$rtlil.cc:2739:Not$108 ;
+  assign \$153  = { a_digits[21:20], 1'h0 };
+  assign \$157  = { \$156 , 1'h0 };
+  assign \$160  = { a_digits[21:20], 1'h0 };
+  assign \$164 [0] = w_digits[22];
+  assign \$164 [1] = \$auto$rtlil.cc:2739:Not$110 ;
+  assign \$166 [0] = w_digits[22];
+  assign \$166 [1] = \$auto$rtlil.cc:2739:Not$112 ;
+  assign \$167  = { a_digits[23:22], 1'h0 };
+  assign \$171  = { \$170 , 1'h0 };
+  assign \$174  = { a_digits[23:22], 1'h0 };
+  assign \$177  = \$172 ;
+  assign \$178  = mode[0];
+  assign \$179 [0] = w_digits[24];
+  assign \$179 [1] = \$auto$rtlil.cc:2739:Not$114 ;
+  assign \$181 [0] = w_digits[24];
+  assign \$181 [1] = \$auto$rtlil.cc:2739:Not$116 ;
+  assign \$182  = { a_digits[25:24], 1'h0 };
+  assign \$186  = { \$185 , 1'h0 };
+  assign \$189  = { a_digits[25:24], 1'h0 };
+  assign \$194 [0] = w_digits[26];
+  assign \$194 [1] = \$auto$rtlil.cc:2739:Not$118 ;
+  assign \$196 [0] = w_digits[26];
+  assign \$196 [1] = \$auto$rtlil.cc:2739:Not$120 ;
+  assign \$197  = { a_digits[27:26], 1'h0 };
+  assign \$201  = { \$200 , 1'h0 };
+  assign \$204  = { a_digits[27:26], 1'h0 };
+  assign \$208  = mode[0];
+  assign \$209 [0] = w_digits[28];
+  assign \$209 [1] = \$auto$rtlil.cc:2739:Not$122 ;
+  assign \$211 [0] = w_digits[28];
+  assign \$211 [1] = \$auto$rtlil.cc:2739:Not$124 ;
+  assign \$212  = { a_digits[29:28], 1'h0 };
+  assign \$216  = { \$215 , 1'h0 };
+  assign \$219  = { a_digits[29:28], 1'h0 };
+  assign \$223 [0] = w_digits[30];
+  assign \$223 [1] = \$auto$rtlil.cc:2739:Not$126 ;
+  assign \$225 [0] = w_digits[30];
+  assign \$225 [1] = \$auto$rtlil.cc:2739:Not$128 ;
+  assign \$226  = { a_digits[31:30], 1'h0 };
+  assign \$230  = { \$229 , 1'h0 };
+  assign \$233  = { a_digits[31:30], 1'h0 };
+  assign \$236  = \$231 ;
+  assign \$241  = { 1'h0, \$240 , 2'h0 };
+  assign \$247  = { 3'h0, \$246 , 4'h0 };
+  assign \$255  = { 1'h0, \$254 , 2'h0 };
+  assign \$261  = { 3'h0, \$260 , 4'h0 };
+  assign \$269  = { 1'h0, \$268 , 2'h0 };
+  assign \$275  = { 3'h0, \$274 , 4'h0 };
+  assign \$283  = { 1'h0, \$282 , 2'h0 };
+  assign \$289  = { 3'h0, \$288 , 4'h0 };
+  assign join_2 = level_mode[2];
+  assign \$297  = { 3'h0, \$296 , 4'h0 };
+  assign \$303  = { 7'h00, \$302 , 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.pe_1_0 (clk, rst, enable, activations, weights, clear, acc, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$196  = 0;
+module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid, start, mode, low, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$277  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
+  wire [5:0] \$10 ;
   wire [1:0] \$100 ;
-  wire [3:0] \$101 ;
+  wire [2:0] \$101 ;
   wire [2:0] \$102 ;
   wire [3:0] \$103 ;
   wire [5:0] \$104 ;
-  wire [3:0] \$105 ;
-  wire [5:0] \$106 ;
+  wire [1:0] \$105 ;
+  wire [1:0] \$106 ;
   wire [1:0] \$107 ;
-  wire [1:0] \$108 ;
-  wire \$109 ;
-  wire [3:0] \$11 ;
-  wire [1:0] \$110 ;
-  wire [3:0] \$111 ;
-  wire [2:0] \$112 ;
-  wire [3:0] \$113 ;
-  wire [5:0] \$114 ;
-  wire [3:0] \$115 ;
-  wire [5:0] \$116 ;
-  wire [1:0] \$117 ;
-  wire [1:0] \$118 ;
+  wire [2:0] \$108 ;
+  wire [2:0] \$109 ;
+  wire [1:0] \$11 ;
+  wire [3:0] \$110 ;
+  wire [2:0] \$111 ;
+  wire [3:0] \$112 ;
+  wire [5:0] \$113 ;
+  wire [1:0] \$114 ;
+  wire [2:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [3:0] \$117 ;
+  wire [5:0] \$118 ;
   wire \$119 ;
   wire [2:0] \$12 ;
   wire [1:0] \$120 ;
-  wire [3:0] \$121 ;
-  wire [2:0] \$122 ;
-  wire [3:0] \$123 ;
-  wire [5:0] \$124 ;
+  wire [1:0] \$121 ;
+  wire [1:0] \$122 ;
+  wire [2:0] \$123 ;
+  wire [2:0] \$124 ;
   wire [3:0] \$125 ;
-  wire [5:0] \$126 ;
-  wire [1:0] \$127 ;
-  wire [1:0] \$128 ;
-  wire \$129 ;
-  wire [3:0] \$13 ;
-  wire [1:0] \$130 ;
-  wire [3:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire [3:0] \$133 ;
-  wire [5:0] \$134 ;
-  wire [3:0] \$135 ;
-  wire [5:0] \$136 ;
+  wire [2:0] \$126 ;
+  wire [3:0] \$127 ;
+  wire [5:0] \$128 ;
+  wire [1:0] \$129 ;
+  wire [2:0] \$13 ;
+  wire [2:0] \$130 ;
+  wire [2:0] \$131 ;
+  wire [3:0] \$132 ;
+  wire [5:0] \$133 ;
+  wire \$134 ;
+  wire [1:0] \$135 ;
+  wire [1:0] \$136 ;
   wire [1:0] \$137 ;
-  wire [1:0] \$138 ;
-  wire \$139 ;
-  wire [5:0] \$14 ;
-  wire [1:0] \$140 ;
-  wire [3:0] \$141 ;
-  wire [2:0] \$142 ;
-  wire [3:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire [3:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire [1:0] \$147 ;
-  wire [1:0] \$148 ;
+  wire [2:0] \$138 ;
+  wire [2:0] \$139 ;
+  wire [3:0] \$14 ;
+  wire [3:0] \$140 ;
+  wire [2:0] \$141 ;
+  wire [3:0] \$142 ;
+  wire [5:0] \$143 ;
+  wire [1:0] \$144 ;
+  wire [2:0] \$145 ;
+  wire [2:0] \$146 ;
+  wire [3:0] \$147 ;
+  wire [5:0] \$148 ;
   wire \$149 ;
-  wire [3:0] \$15 ;
+  wire [5:0] \$15 ;
   wire [1:0] \$150 ;
-  wire [3:0] \$151 ;
-  wire [2:0] \$152 ;
-  wire [3:0] \$153 ;
-  wire [5:0] \$154 ;
+  wire [1:0] \$151 ;
+  wire [1:0] \$152 ;
+  wire [2:0] \$153 ;
+  wire [2:0] \$154 ;
   wire [3:0] \$155 ;
-  wire [5:0] \$156 ;
-  wire [1:0] \$157 ;
-  wire [1:0] \$158 ;
-  wire \$159 ;
-  wire [5:0] \$16 ;
-  wire [1:0] \$160 ;
-  wire [3:0] \$161 ;
-  wire [2:0] \$162 ;
-  wire [3:0] \$163 ;
-  wire [5:0] \$164 ;
-  wire [3:0] \$165 ;
-  wire [5:0] \$166 ;
-  wire [4:0] \$167 ;
-  wire [5:0] \$168 ;
-  wire [4:0] \$169 ;
+  wire [2:0] \$156 ;
+  wire [3:0] \$157 ;
+  wire [5:0] \$158 ;
+  wire [1:0] \$159 ;
+  wire \$16 ;
+  wire [2:0] \$160 ;
+  wire [2:0] \$161 ;
+  wire [3:0] \$162 ;
+  wire [5:0] \$163 ;
+  wire [1:0] \$164 ;
+  wire [1:0] \$165 ;
+  wire [1:0] \$166 ;
+  wire [2:0] \$167 ;
+  wire [2:0] \$168 ;
+  wire [3:0] \$169 ;
   wire [1:0] \$17 ;
-  wire [5:0] \$170 ;
-  wire [8:0] \$171 ;
-  wire [4:0] \$172 ;
-  wire [5:0] \$173 ;
-  wire [8:0] \$174 ;
-  wire [9:0] \$175 ;
-  wire [4:0] \$176 ;
-  wire [11:0] \$177 ;
-  wire [4:0] \$178 ;
-  wire [11:0] \$179 ;
+  wire [2:0] \$170 ;
+  wire [3:0] \$171 ;
+  wire [5:0] \$172 ;
+  wire [1:0] \$173 ;
+  wire [2:0] \$174 ;
+  wire [2:0] \$175 ;
+  wire [3:0] \$176 ;
+  wire [5:0] \$177 ;
+  wire \$178 ;
+  wire [1:0] \$179 ;
   wire [1:0] \$18 ;
-  wire [12:0] \$180 ;
-  wire [4:0] \$181 ;
-  wire [5:0] \$182 ;
-  wire [4:0] \$183 ;
-  wire [5:0] \$184 ;
-  wire [8:0] \$185 ;
-  wire [4:0] \$186 ;
+  wire [1:0] \$180 ;
+  wire [1:0] \$181 ;
+  wire [2:0] \$182 ;
+  wire [2:0] \$183 ;
+  wire [3:0] \$184 ;
+  wire [2:0] \$185 ;
+  wire [3:0] \$186 ;
   wire [5:0] \$187 ;
-  wire [8:0] \$188 ;
-  wire [9:0] \$189 ;
-  wire \$19 ;
-  wire [4:0] \$190 ;
-  wire [11:0] \$191 ;
-  wire [4:0] \$192 ;
-  wire [11:0] \$193 ;
-  wire [12:0] \$194 ;
-  wire [4:0] \$195 ;
-  wire [5:0] \$196 ;
-  wire [4:0] \$197 ;
-  wire [5:0] \$198 ;
-  wire [8:0] \$199 ;
-  wire \$2 ;
-  wire [1:0] \$20 ;
-  wire [4:0] \$200 ;
-  wire [5:0] \$201 ;
-  wire [8:0] \$202 ;
-  wire [9:0] \$203 ;
-  wire [4:0] \$204 ;
-  wire [11:0] \$205 ;
-  wire [4:0] \$206 ;
-  wire [11:0] \$207 ;
-  wire [12:0] \$208 ;
-  wire [4:0] \$209 ;
-  wire [3:0] \$21 ;
-  wire [5:0] \$210 ;
-  wire [4:0] \$211 ;
-  wire [5:0] \$212 ;
-  wire [8:0] \$213 ;
-  wire [4:0] \$214 ;
-  wire [5:0] \$215 ;
-  wire [8:0] \$216 ;
-  wire [9:0] \$217 ;
-  wire [4:0] \$218 ;
-  wire [11:0] \$219 ;
-  wire [2:0] \$22 ;
-  wire [4:0] \$220 ;
-  wire [11:0] \$221 ;
-  wire [12:0] \$222 ;
-  wire [8:0] \$223 ;
-  wire [9:0] \$224 ;
-  wire [8:0] \$225 ;
-  wire [9:0] \$226 ;
-  wire [16:0] \$227 ;
-  wire [8:0] \$228 ;
-  wire [9:0] \$229 ;
-  wire [3:0] \$23 ;
-  wire [16:0] \$230 ;
-  wire [17:0] \$231 ;
-  wire [8:0] \$232 ;
-  wire [23:0] \$233 ;
-  wire [8:0] \$234 ;
-  wire [23:0] \$235 ;
-  wire [24:0] \$236 ;
-  wire [16:0] \$237 ;
-  wire [28:0] \$238 ;
-  wire [29:0] \$239 ;
-  wire [5:0] \$24 ;
-  reg [28:0] \$240 ;
-  wire [3:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire [1:0] \$27 ;
-  wire [1:0] \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire [1:0] \$30 ;
-  wire [3:0] \$31 ;
-  wire [2:0] \$32 ;
-  wire [3:0] \$33 ;
-  wire [5:0] \$34 ;
-  wire [3:0] \$35 ;
-  wire [5:0] \$36 ;
-  wire [1:0] \$37 ;
-  wire [1:0] \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [1:0] \$40 ;
-  wire [3:0] \$41 ;
+  wire [1:0] \$188 ;
+  wire [2:0] \$189 ;
+  wire [1:0] \$19 ;
+  wire [2:0] \$190 ;
+  wire [3:0] \$191 ;
+  wire [5:0] \$192 ;
+  wire \$193 ;
+  wire [1:0] \$194 ;
+  wire [1:0] \$195 ;
+  wire [1:0] \$196 ;
+  wire [2:0] \$197 ;
+  wire [2:0] \$198 ;
+  wire [3:0] \$199 ;
+  wire [1:0] \$2 ;
+  wire [2:0] \$20 ;
+  wire [2:0] \$200 ;
+  wire [3:0] \$201 ;
+  wire [5:0] \$202 ;
+  wire [1:0] \$203 ;
+  wire [2:0] \$204 ;
+  wire [2:0] \$205 ;
+  wire [3:0] \$206 ;
+  wire [5:0] \$207 ;
+  wire \$208 ;
+  wire [1:0] \$209 ;
+  wire [2:0] \$21 ;
+  wire [1:0] \$210 ;
+  wire [1:0] \$211 ;
+  wire [2:0] \$212 ;
+  wire [2:0] \$213 ;
+  wire [3:0] \$214 ;
+  wire [2:0] \$215 ;
+  wire [3:0] \$216 ;
+  wire [5:0] \$217 ;
+  wire [1:0] \$218 ;
+  wire [2:0] \$219 ;
+  wire [3:0] \$22 ;
+  wire [2:0] \$220 ;
+  wire [3:0] \$221 ;
+  wire [5:0] \$222 ;
+  wire [1:0] \$223 ;
+  wire [1:0] \$224 ;
+  wire [1:0] \$225 ;
+  wire [2:0] \$226 ;
+  wire [2:0] \$227 ;
+  wire [3:0] \$228 ;
+  wire [2:0] \$229 ;
+  wire [2:0] \$23 ;
+  wire [3:0] \$230 ;
+  wire [5:0] \$231 ;
+  wire [1:0] \$232 ;
+  wire [2:0] \$233 ;
+  wire [2:0] \$234 ;
+  wire [3:0] \$235 ;
+  wire [5:0] \$236 ;
+  wire [4:0] \$237 ;
+  wire [5:0] \$238 ;
+  wire [4:0] \$239 ;
+  wire [3:0] \$24 ;
+  wire [5:0] \$240 ;
+  wire [8:0] \$241 ;
+  wire [4:0] \$242 ;
+  wire [5:0] \$243 ;
+  wire [8:0] \$244 ;
+  wire [9:0] \$245 ;
+  wire [4:0] \$246 ;
+  wire [11:0] \$247 ;
+  wire [4:0] \$248 ;
+  wire [11:0] \$249 ;
+  wire [5:0] \$25 ;
+  wire [12:0] \$250 ;
+  wire [4:0] \$251 ;
+  wire [5:0] \$252 ;
+  wire [4:0] \$253 ;
+  wire [5:0] \$254 ;
+  wire [8:0] \$255 ;
+  wire [4:0] \$256 ;
+  wire [5:0] \$257 ;
+  wire [8:0] \$258 ;
+  wire [9:0] \$259 ;
+  wire [1:0] \$26 ;
+  wire [4:0] \$260 ;
+  wire [11:0] \$261 ;
+  wire [4:0] \$262 ;
+  wire [11:0] \$263 ;
+  wire [12:0] \$264 ;
+  wire [4:0] \$265 ;
+  wire [5:0] \$266 ;
+  wire [4:0] \$267 ;
+  wire [5:0] \$268 ;
+  wire [8:0] \$269 ;
+  wire [2:0] \$27 ;
+  wire [4:0] \$270 ;
+  wire [5:0] \$271 ;
+  wire [8:0] \$272 ;
+  wire [9:0] \$273 ;
+  wire [4:0] \$274 ;
+  wire [11:0] \$275 ;
+  wire [4:0] \$276 ;
+  wire [11:0] \$277 ;
+  wire [12:0] \$278 ;
+  wire [4:0] \$279 ;
+  wire [2:0] \$28 ;
+  wire [5:0] \$280 ;
+  wire [4:0] \$281 ;
+  wire [5:0] \$282 ;
+  wire [8:0] \$283 ;
+  wire [4:0] \$284 ;
+  wire [5:0] \$285 ;
+  wire [8:0] \$286 ;
+  wire [9:0] \$287 ;
+  wire [4:0] \$288 ;
+  wire [11:0] \$289 ;
+  wire [3:0] \$29 ;
+  wire [4:0] \$290 ;
+  wire [11:0] \$291 ;
+  wire [12:0] \$292 ;
+  wire [8:0] \$293 ;
+  wire [9:0] \$294 ;
+  wire [8:0] \$295 ;
+  wire [9:0] \$296 ;
+  wire [16:0] \$297 ;
+  wire [8:0] \$298 ;
+  wire [9:0] \$299 ;
+  wire [1:0] \$3 ;
+  wire [5:0] \$30 ;
+  wire [16:0] \$300 ;
+  wire [17:0] \$301 ;
+  wire [8:0] \$302 ;
+  wire [23:0] \$303 ;
+  wire [8:0] \$304 ;
+  wire [23:0] \$305 ;
+  wire [24:0] \$306 ;
+  wire [8:0] \$307 ;
+  wire [17:0] \$308 ;
+  wire [14:0] \$309 ;
+  wire \$31 ;
+  wire [14:0] \$310 ;
+  wire [16:0] \$311 ;
+  wire \$312 ;
+  wire [14:0] \$313 ;
+  wire [14:0] \$314 ;
+  wire [15:0] \$315 ;
+  reg [3:0] \$316 ;
+  reg [3:0] \$317 ;
+  reg [3:0] \$318 ;
+  reg [3:0] \$319 ;
+  wire [1:0] \$32 ;
+  reg [3:0] \$320 ;
+  reg [3:0] \$321 ;
+  reg [3:0] \$322 ;
+  reg [3:0] \$323 ;
+  reg [3:0] \$324 ;
+  reg [3:0] \$325 ;
+  reg [3:0] \$326 ;
+  reg [3:0] \$327 ;
+  reg [3:0] \$328 ;
+  reg [3:0] \$329 ;
+  wire [1:0] \$33 ;
+  reg [3:0] \$330 ;
+  reg [3:0] \$331 ;
+  reg [2:0] \$332 ;
+  reg [7:0] \$333 ;
+  reg [7:0] \$334 ;
+  reg [7:0] \$335 ;
+  reg [7:0] \$336 ;
+  reg [2:0] \$337 ;
+  reg [16:0] \$338 ;
+  reg \$339 ;
+  wire [1:0] \$34 ;
+  reg \$340 ;
+  reg [2:0] \$341 ;
+  reg \$342 ;
+  reg \$343 ;
+  reg [2:0] \$344 ;
+  reg \$345 ;
+  reg \$346 ;
+  reg [2:0] \$347 ;
+  reg [14:0] \$348 ;
+  reg \$349 ;
+  wire [2:0] \$35 ;
+  reg [13:0] \$350 ;
+  wire [2:0] \$36 ;
+  wire [3:0] \$37 ;
+  wire [2:0] \$38 ;
+  wire [3:0] \$39 ;
+  wire [1:0] \$4 ;
+  wire [5:0] \$40 ;
+  wire [1:0] \$41 ;
   wire [2:0] \$42 ;
-  wire [3:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [3:0] \$45 ;
-  wire [5:0] \$46 ;
+  wire [2:0] \$43 ;
+  wire [3:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire [1:0] \$46 ;
   wire [1:0] \$47 ;
   wire [1:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire [1:0] \$50 ;
+  wire [2:0] \$49 ;
+  wire [2:0] \$5 ;
+  wire [2:0] \$50 ;
   wire [3:0] \$51 ;
   wire [2:0] \$52 ;
   wire [3:0] \$53 ;
   wire [5:0] \$54 ;
-  wire [3:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [1:0] \$57 ;
-  wire [1:0] \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [3:0] \$61 ;
-  wire [2:0] \$62 ;
-  wire [3:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire [1:0] \$67 ;
-  wire [1:0] \$68 ;
-  wire \$69 ;
-  wire [1:0] \$7 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire [2:0] \$57 ;
+  wire [3:0] \$58 ;
+  wire [5:0] \$59 ;
+  wire [2:0] \$6 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
+  wire [1:0] \$62 ;
+  wire [1:0] \$63 ;
+  wire [2:0] \$64 ;
+  wire [2:0] \$65 ;
+  wire [3:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire [5:0] \$69 ;
+  wire [3:0] \$7 ;
   wire [1:0] \$70 ;
-  wire [3:0] \$71 ;
+  wire [2:0] \$71 ;
   wire [2:0] \$72 ;
   wire [3:0] \$73 ;
   wire [5:0] \$74 ;
-  wire [3:0] \$75 ;
-  wire [5:0] \$76 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
   wire [1:0] \$77 ;
   wire [1:0] \$78 ;
-  wire \$79 ;
-  wire [1:0] \$8 ;
-  wire [1:0] \$80 ;
+  wire [2:0] \$79 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$80 ;
   wire [3:0] \$81 ;
   wire [2:0] \$82 ;
   wire [3:0] \$83 ;
   wire [5:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire [5:0] \$86 ;
-  wire [1:0] \$87 ;
-  wire [1:0] \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire [1:0] \$90 ;
-  wire [3:0] \$91 ;
-  wire [2:0] \$92 ;
-  wire [3:0] \$93 ;
-  wire [5:0] \$94 ;
-  wire [3:0] \$95 ;
-  wire [5:0] \$96 ;
-  wire [1:0] \$97 ;
-  wire [1:0] \$98 ;
-  wire \$99 ;
-  wire \$auto$rtlil.cc:2739:Not$34 ;
-  wire \$auto$rtlil.cc:2739:Not$36 ;
-  wire \$auto$rtlil.cc:2739:Not$38 ;
-  wire \$auto$rtlil.cc:2739:Not$40 ;
-  wire \$auto$rtlil.cc:2739:Not$42 ;
-  wire \$auto$rtlil.cc:2739:Not$44 ;
-  wire \$auto$rtlil.cc:2739:Not$46 ;
-  wire \$auto$rtlil.cc:2739:Not$48 ;
-  wire \$auto$rtlil.cc:2739:Not$50 ;
-  wire \$auto$rtlil.cc:2739:Not$52 ;
-  wire \$auto$rtlil.cc:2739:Not$54 ;
-  wire \$auto$rtlil.cc:2739:Not$56 ;
-  wire \$auto$rtlil.cc:2739:Not$58 ;
-  wire \$auto$rtlil.cc:2739:Not$60 ;
-  wire \$auto$rtlil.cc:2739:Not$62 ;
-  wire \$auto$rtlil.cc:2739:Not$64 ;
-  wire [1:0] a_digit_0_0;
-  wire [1:0] a_digit_0_1;
-  wire [1:0] a_digit_0_2;
-  wire [1:0] a_digit_0_3;
-  wire [1:0] a_digit_1_0;
-  wire [1:0] a_digit_1_1;
-  wire [1:0] a_digit_1_2;
-  wire [1:0] a_digit_1_3;
-  wire [1:0] a_digit_2_0;
-  wire [1:0] a_digit_2_1;
-  wire [1:0] a_digit_2_2;
-  wire [1:0] a_digit_2_3;
-  wire [1:0] a_digit_3_0;
-  wire [1:0] a_digit_3_1;
-  wire [1:0] a_digit_3_2;
-  wire [1:0] a_digit_3_3;
-  output [28:0] acc;
-  reg [28:0] acc = 29'h00000000;
-  input [127:0] activations;
-  wire [127:0] activations;
-  wire [7:0] \activations[0] ;
-  wire [7:0] \activations[10] ;
-  wire [7:0] \activations[11] ;
-  wire [7:0] \activations[12] ;
-  wire [7:0] \activations[13] ;
-  wire [7:0] \activations[14] ;
-  wire [7:0] \activations[15] ;
-  wire [7:0] \activations[1] ;
-  wire [7:0] \activations[2] ;
-  wire [7:0] \activations[3] ;
-  wire [7:0] \activations[4] ;
-  wire [7:0] \activations[5] ;
-  wire [7:0] \activations[6] ;
-  wire [7:0] \activations[7] ;
-  wire [7:0] \activations[8] ;
-  wire [7:0] \activations[9] ;
-  input [3:0] bits;
-  wire [3:0] bits;
-  wire [7:0] block_2_0_0;
-  wire [7:0] block_2_0_1;
-  wire [7:0] block_2_1_0;
-  wire [7:0] block_2_1_1;
-  wire [15:0] block_4_0_0;
-  wire [3:0] brick_0_0;
-  wire [3:0] brick_0_1;
-  wire [3:0] brick_0_2;
-  wire [3:0] brick_0_3;
-  wire [3:0] brick_1_0;
-  wire [3:0] brick_1_1;
-  wire [3:0] brick_1_2;
-  wire [3:0] brick_1_3;
-  wire [3:0] brick_2_0;
-  wire [3:0] brick_2_1;
-  wire [3:0] brick_2_2;
-  wire [3:0] brick_2_3;
-  wire [3:0] brick_3_0;
-  wire [3:0] brick_3_1;
-  wire [3:0] brick_3_2;
-  wire [3:0] brick_3_3;
-  input clear;
-  wire clear;
-  input clk;
-  wire clk;
-  input enable;
-  wire enable;
-  wire join_1;
-  wire join_2;
-  wire mode_2;
-  wire mode_4;
-  wire mode_8;
-  reg [14:0] offset;
-  wire [15:0] partial;
-  input rst;
-  wire rst;
-  wire [1:0] w_digit_0_0;
-  wire [1:0] w_digit_0_1;
-  wire [1:0] w_digit_0_2;
-  wire [1:0] w_digit_0_3;
-  wire [1:0] w_digit_1_0;
-  wire [1:0] w_digit_1_1;
-  wire [1:0] w_digit_1_2;
-  wire [1:0] w_digit_1_3;
-  wire [1:0] w_digit_2_0;
-  wire [1:0] w_digit_2_1;
-  wire [1:0] w_digit_2_2;
-  wire [1:0] w_digit_2_3;
-  wire [1:0] w_digit_3_0;
-  wire [1:0] w_digit_3_1;
-  wire [1:0] w_digit_3_2;
-  wire [1:0] w_digit_3_3;
-  wire w_top_0_0;
-  wire w_top_0_1;
-  wire w_top_0_2;
-  wire w_top_0_3;
-  wire w_top_1_0;
-  wire w_top_1_1;
-  wire w_top_1_2;
-  wire w_top_1_3;
-  wire w_top_2_0;
-  wire w_top_2_1;
-  wire w_top_2_2;
-  wire w_top_2_3;
-  wire w_top_3_0;
-  wire w_top_3_1;
-  wire w_top_3_2;
-  wire w_top_3_3;
-  input [127:0] weights;
-  wire [127:0] weights;
-  wire [7:0] \weights[0] ;
-  wire [7:0] \weights[10] ;
-  wire [7:0] \weights[11] ;
-  wire [7:0] \weights[12] ;
-  wire [7:0] \weights[13] ;
-  wire [7:0] \weights[14] ;
-  wire [7:0] \weights[15] ;
-  wire [7:0] \weights[1] ;
-  wire [7:0] \weights[2] ;
-  wire [7:0] \weights[3] ;
-  wire [7:0] \weights[4] ;
-  wire [7:0] \weights[5] ;
-  wire [7:0] \weights[6] ;
-  wire [7:0] \weights[7] ;
-  wire [7:0] \weights[8] ;
-  wire [7:0] \weights[9] ;
-  assign \$1  = bits > 1'h1;
-  assign \$2  = bits <= 2'h2;
-  assign mode_2 = \$1  & \$2 ;
-  assign \$3  = bits > 2'h2;
-  assign \$4  = bits <= 3'h4;
-  assign mode_4 = \$3  & \$4 ;
-  assign \$5  = bits > 3'h4;
-  assign \$6  = bits <= 4'h8;
-  assign mode_8 = \$5  & \$6 ;
-  assign \$9  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_0_0 = mode_8 ? 1'h0 : \$9 ;
-  assign \$11  = a_digit_0_0 * \$10 ;
-  assign \$12  = 2'h3 - a_digit_0_0;
-  assign \$14  = $signed({ 1'h0, \$11  }) + $signed(\$13 );
-  assign \$15  = a_digit_0_0 * w_digit_0_0;
-  assign \$16  = w_top_0_0 ? \$14  : { 2'h0, \$15  };
-  assign \$17  = mode_4 ? activations[1:0] : activations[33:32];
-  assign a_digit_0_1 = mode_8 ? activations[1:0] : \$17 ;
-  assign \$18  = mode_4 ? weights[3:2] : weights[33:32];
-  assign w_digit_0_1 = mode_8 ? weights[3:2] : \$18 ;
-  assign w_top_0_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$21  = a_digit_0_1 * \$20 ;
-  assign \$22  = 2'h3 - a_digit_0_1;
-  assign \$24  = $signed({ 1'h0, \$21  }) + $signed(\$23 );
-  assign \$25  = a_digit_0_1 * w_digit_0_1;
-  assign \$26  = w_top_0_1 ? \$24  : { 2'h0, \$25  };
-  assign a_digit_0_2 = mode_8 ? activations[1:0] : \$27 ;
-  assign w_digit_0_2 = mode_8 ? weights[5:4] : \$28 ;
-  assign \$29  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_0_2 = mode_8 ? 1'h0 : \$29 ;
-  assign \$31  = a_digit_0_2 * \$30 ;
-  assign \$32  = 2'h3 - a_digit_0_2;
-  assign \$34  = $signed({ 1'h0, \$31  }) + $signed(\$33 );
-  assign \$35  = a_digit_0_2 * w_digit_0_2;
-  assign \$36  = w_top_0_2 ? \$34  : { 2'h0, \$35  };
-  assign \$37  = mode_4 ? activations[9:8] : activations[41:40];
-  assign a_digit_0_3 = mode_8 ? activations[1:0] : \$37 ;
-  assign \$38  = mode_4 ? weights[11:10] : weights[41:40];
-  assign w_digit_0_3 = mode_8 ? weights[7:6] : \$38 ;
-  assign \$41  = a_digit_0_3 * \$40 ;
-  assign \$42  = 2'h3 - a_digit_0_3;
-  assign \$44  = $signed({ 1'h0, \$41  }) + $signed(\$43 );
-  assign \$45  = a_digit_0_3 * w_digit_0_3;
-  assign \$47  = mode_4 ? activations[3:2] : activations[49:48];
-  assign a_digit_1_0 = mode_8 ? activations[3:2] : \$47 ;
-  assign \$48  = mode_4 ? weights[1:0] : weights[49:48];
-  assign w_digit_1_0 = mode_8 ? weights[1:0] : \$48 ;
-  assign \$49  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_1_0 = mode_8 ? 1'h0 : \$49 ;
-  assign \$51  = a_digit_1_0 * \$50 ;
-  assign \$52  = 2'h3 - a_digit_1_0;
-  assign \$54  = $signed({ 1'h0, \$51  }) + $signed(\$53 );
-  assign \$55  = a_digit_1_0 * w_digit_1_0;
-  assign \$56  = w_top_1_0 ? \$54  : { 2'h0, \$55  };
-  assign \$57  = mode_4 ? activations[3:2] : activations[57:56];
-  assign a_digit_1_1 = mode_8 ? activations[3:2] : \$57 ;
-  assign \$58  = mode_4 ? weights[3:2] : weights[57:56];
-  assign w_digit_1_1 = mode_8 ? weights[3:2] : \$58 ;
-  assign w_top_1_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$61  = a_digit_1_1 * \$60 ;
-  assign \$62  = 2'h3 - a_digit_1_1;
-  assign \$64  = $signed({ 1'h0, \$61  }) + $signed(\$63 );
-  assign \$65  = a_digit_1_1 * w_digit_1_1;
-  assign \$66  = w_top_1_1 ? \$64  : { 2'h0, \$65  };
-  assign \$67  = mode_4 ? activations[11:10] : activations[65:64];
-  assign a_digit_1_2 = mode_8 ? activations[3:2] : \$67 ;
-  assign \$68  = mode_4 ? weights[9:8] : weights[65:64];
-  assign w_digit_1_2 = mode_8 ? weights[5:4] : \$68 ;
-  assign \$69  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_1_2 = mode_8 ? 1'h0 : \$69 ;
-  assign \$71  = a_digit_1_2 * \$70 ;
-  assign \$72  = 2'h3 - a_digit_1_2;
-  assign \$74  = $signed({ 1'h0, \$71  }) + $signed(\$73 );
-  assign \$75  = a_digit_1_2 * w_digit_1_2;
-  assign \$76  = w_top_1_2 ? \$74  : { 2'h0, \$75  };
-  assign \$77  = mode_4 ? activations[11:10] : activations[73:72];
-  assign a_digit_1_3 = mode_8 ? activations[3:2] : \$77 ;
-  assign \$78  = mode_4 ? weights[11:10] : weights[73:72];
-  assign w_digit_1_3 = mode_8 ? weights[7:6] : \$78 ;
-  assign \$81  = a_digit_1_3 * \$80 ;
-  assign \$82  = 2'h3 - a_digit_1_3;
-  assign \$84  = $signed({ 1'h0, \$81  }) + $signed(\$83 );
-  assign \$85  = a_digit_1_3 * w_digit_1_3;
-  assign a_digit_2_0 = mode_8 ? activations[5:4] : \$87 ;
-  assign w_digit_2_0 = mode_8 ? weights[1:0] : \$88 ;
-  assign \$89  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_2_0 = mode_8 ? 1'h0 : \$89 ;
-  assign \$91  = a_digit_2_0 * \$90 ;
-  assign \$92  = 2'h3 - a_digit_2_0;
-  assign \$94  = $signed({ 1'h0, \$91  }) + $signed(\$93 );
-  assign \$95  = a_digit_2_0 * w_digit_2_0;
-  assign \$96  = w_top_2_0 ? \$94  : { 2'h0, \$95  };
-  assign \$97  = mode_4 ? activations[17:16] : activations[81:80];
-  assign a_digit_2_1 = mode_8 ? activations[5:4] : \$97 ;
-  assign \$98  = mode_4 ? weights[19:18] : weights[81:80];
-  assign w_digit_2_1 = mode_8 ? weights[3:2] : \$98 ;
-  assign w_top_2_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$101  = a_digit_2_1 * \$100 ;
-  assign \$102  = 2'h3 - a_digit_2_1;
-  assign \$104  = $signed({ 1'h0, \$101  }) + $signed(\$103 );
-  assign \$105  = a_digit_2_1 * w_digit_2_1;
-  assign \$106  = w_top_2_1 ? \$104  : { 2'h0, \$105  };
-  assign a_digit_2_2 = mode_8 ? activations[5:4] : \$107 ;
-  assign w_digit_2_2 = mode_8 ? weights[5:4] : \$108 ;
-  assign \$109  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_2_2 = mode_8 ? 1'h0 : \$109 ;
-  assign \$111  = a_digit_2_2 * \$110 ;
-  assign \$112  = 2'h3 - a_digit_2_2;
-  assign \$114  = $signed({ 1'h0, \$111  }) + $signed(\$113 );
-  assign \$115  = a_digit_2_2 * w_digit_2_2;
-  assign \$116  = w_top_2_2 ? \$114  : { 2'h0, \$115  };
-  assign \$117  = mode_4 ? activations[25:24] : activations[89:88];
-  assign a_digit_2_3 = mode_8 ? activations[5:4] : \$117 ;
-  assign \$118  = mode_4 ? weights[27:26] : weights[89:88];
-  assign w_digit_2_3 = mode_8 ? weights[7:6] : \$118 ;
-  assign \$121  = a_digit_2_3 * \$120 ;
-  assign \$122  = 2'h3 - a_digit_2_3;
-  assign \$124  = $signed({ 1'h0, \$121  }) + $signed(\$123 );
-  assign \$125  = a_digit_2_3 * w_digit_2_3;
-  assign \$127  = mode_4 ? activations[19:18] : activations[97:96];
-  assign a_digit_3_0 = mode_8 ? activations[7:6] : \$127 ;
-  assign \$128  = mode_4 ? weights[17:16] : weights[97:96];
-  assign w_digit_3_0 = mode_8 ? weights[1:0] : \$128 ;
-  assign \$129  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_3_0 = mode_8 ? 1'h0 : \$129 ;
-  assign \$131  = a_digit_3_0 * \$130 ;
-  assign \$132  = 2'h3 - a_digit_3_0;
-  assign \$134  = $signed({ 1'h0, \$131  }) + $signed(\$133 );
-  assign \$135  = a_digit_3_0 * w_digit_3_0;
-  assign \$136  = w_top_3_0 ? \$134  : { 2'h0, \$135  };
-  assign \$137  = mode_4 ? activations[19:18] : activations[105:104];
-  assign a_digit_3_1 = mode_8 ? activations[7:6] : \$137 ;
-  assign \$138  = mode_4 ? weights[19:18] : weights[105:104];
-  assign w_digit_3_1 = mode_8 ? weights[3:2] : \$138 ;
-  assign w_top_3_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$141  = a_digit_3_1 * \$140 ;
-  assign \$142  = 2'h3 - a_digit_3_1;
-  assign \$144  = $signed({ 1'h0, \$141  }) + $signed(\$143 );
-  assign \$145  = a_digit_3_1 * w_digit_3_1;
-  assign \$146  = w_top_3_1 ? \$144  : { 2'h0, \$145  };
-  assign \$147  = mode_4 ? activations[27:26] : activations[113:112];
-  assign a_digit_3_2 = mode_8 ? activations[7:6] : \$147 ;
-  assign \$148  = mode_4 ? weights[25:24] : weights[113:112];
-  assign w_digit_3_2 = mode_8 ? weights[5:4] : \$148 ;
-  assign \$149  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_3_2 = mode_8 ? 1'h0 : \$149 ;
-  assign \$151  = a_digit_3_2 * \$150 ;
-  assign \$152  = 2'h3 - a_digit_3_2;
-  assign \$154  = $signed({ 1'h0, \$151  }) + $signed(\$153 );
-  assign \$155  = a_digit_3_2 * w_digit_3_2;
-  assign \$156  = w_top_3_2 ? \$154  : { 2'h0, \$155  };
-  assign \$157  = mode_4 ? activations[27:26] : activations[121:120];
-  assign a_digit_3_3 = mode_8 ? activations[7:6] : \$157 ;
-  assign \$158  = mode_4 ? weights[27:26] : weights[121:120];
-  assign w_digit_3_3 = mode_8 ? weights[7:6] : \$158 ;
-  assign \$161  = a_digit_3_3 * \$160 ;
-  assign \$162  = 2'h3 - a_digit_3_3;
-  assign \$164  = $signed({ 1'h0, \$161  }) + $signed(\$163 );
-  assign \$165  = a_digit_3_3 * w_digit_3_3;
-  assign join_1 = | { mode_8, mode_4 };
-  assign \$167  = 1'h0 + \$16 [3:0];
-  assign \$168  = 1'h0 + \$167 ;
-  assign \$169  = 1'h0 + \$26 [3:0];
-  assign \$170  = \$169  + \$56 [3:0];
-  assign \$172  = 1'h0 + \$26 [3:0];
-  assign \$173  = \$172  + \$56 [3:0];
-  assign \$174  = join_1 ? \$171  : { 3'h0, \$173  };
-  assign \$175  = \$168  + \$174 ;
-  assign \$176  = 1'h0 + \$66 [3:0];
-  assign \$178  = 1'h0 + \$66 [3:0];
-  assign \$179  = join_1 ? \$177  : { 7'h00, \$178  };
-  assign \$180  = \$175  + \$179 ;
-  assign \$181  = 1'h0 + \$36 [3:0];
-  assign \$182  = 1'h0 + \$181 ;
-  assign \$183  = 1'h0 + \$46 [3:0];
-  assign \$184  = \$183  + \$76 [3:0];
-  assign \$186  = 1'h0 + \$46 [3:0];
-  assign \$187  = \$186  + \$76 [3:0];
-  assign \$188  = join_1 ? \$185  : { 3'h0, \$187  };
-  assign \$189  = \$182  + \$188 ;
-  assign \$190  = 1'h0 + \$86 [3:0];
-  assign \$192  = 1'h0 + \$86 [3:0];
-  assign \$193  = join_1 ? \$191  : { 7'h00, \$192  };
-  assign \$194  = \$189  + \$193 ;
-  assign \$195  = 1'h0 + \$96 [3:0];
-  assign \$196  = 1'h0 + \$195 ;
-  assign \$197  = 1'h0 + \$106 [3:0];
-  assign \$198  = \$197  + \$136 [3:0];
-  assign \$200  = 1'h0 + \$106 [3:0];
-  assign \$201  = \$200  + \$136 [3:0];
-  assign \$202  = join_1 ? \$199  : { 3'h0, \$201  };
-  assign \$203  = \$196  + \$202 ;
-  assign \$204  = 1'h0 + \$146 [3:0];
-  assign \$206  = 1'h0 + \$146 [3:0];
-  assign \$207  = join_1 ? \$205  : { 7'h00, \$206  };
-  assign \$208  = \$203  + \$207 ;
-  assign \$209  = 1'h0 + \$116 [3:0];
-  assign \$210  = 1'h0 + \$209 ;
-  assign \$211  = 1'h0 + \$126 [3:0];
-  assign \$212  = \$211  + \$156 [3:0];
-  assign \$214  = 1'h0 + \$126 [3:0];
-  assign \$215  = \$214  + \$156 [3:0];
-  assign \$216  = join_1 ? \$213  : { 3'h0, \$215  };
-  assign \$217  = \$210  + \$216 ;
-  assign \$218  = 1'h0 + \$166 [3:0];
-  assign \$220  = 1'h0 + \$166 [3:0];
-  assign \$221  = join_1 ? \$219  : { 7'h00, \$220  };
-  assign \$222  = \$217  + \$221 ;
-  assign \$223  = 1'h0 + \$180 [7:0];
-  assign \$224  = 1'h0 + \$223 ;
-  assign \$225  = 1'h0 + \$194 [7:0];
-  assign \$226  = \$225  + \$208 [7:0];
-  assign \$228  = 1'h0 + \$194 [7:0];
-  assign \$229  = \$228  + \$208 [7:0];
-  assign \$230  = join_2 ? \$227  : { 7'h00, \$229  };
-  assign \$231  = \$224  + \$230 ;
-  assign \$232  = 1'h0 + \$222 [7:0];
-  assign \$234  = 1'h0 + \$222 [7:0];
-  assign \$235  = join_2 ? \$233  : { 15'h0000, \$234  };
-  assign \$236  = \$231  + \$235 ;
-  assign \$237  = \$236 [15:0] - offset;
-  assign \$238  = clear ? 29'h00000000 : acc;
-  assign \$239  = $signed(\$238 ) + $signed(\$237 [15:0]);
-  always @(posedge clk)
-    acc <= \$240 ;
-  assign \$auto$rtlil.cc:2739:Not$34  = ~ weights[1];
-  assign \$auto$rtlil.cc:2739:Not$36  = ~ w_digit_0_1[1];
-  assign \$auto$rtlil.cc:2739:Not$38  = ~ w_digit_0_2[1];
-  assign \$auto$rtlil.cc:2739:Not$40  = ~ w_digit_0_3[1];
-  assign \$auto$rtlil.cc:2739:Not$42  = ~ w_digit_1_0[1];
-  assign \$auto$rtlil.cc:2739:Not$44  = ~ w_digit_1_1[1];
-  assign \$auto$rtlil.cc:2739:Not$46  = ~ w_digit_1_2[1];
-  assign \$auto$rtlil.cc:2739:Not$48  = ~ w_digit_1_3[1];
-  assign \$auto$rtlil.cc:2739:Not$50  = ~ w_digit_2_0[1];
-  assign \$auto$rtlil.cc:2739:Not$52  = ~ w_digit_2_1[1];
-  assign \$auto$rtlil.cc:2739:Not$54  = ~ w_digit_2_2[1];
-  assign \$auto$rtlil.cc:2739:Not$56  = ~ w_digit_2_3[1];
-  assign \$auto$rtlil.cc:2739:Not$58  = ~ w_digit_3_0[1];
-  assign \$auto$rtlil.cc:2739:Not$60  = ~ w_digit_3_1[1];
-  assign \$auto$rtlil.cc:2739:Not$62  = ~ w_digit_3_2[1];
-  assign \$auto$rtlil.cc:2739:Not$64  = ~ w_digit_3_3[1];
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$196 ) begin end
-    offset = 15'h0000;
-    if (mode_2) begin
-      offset = 15'h0060;
-    end
-    if (mode_4) begin
-      offset = 15'h01e0;
-    end
-    if (mode_8) begin
-      offset = 15'h7f80;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$196 ) begin end
-    \$240  = acc;
-    if (enable) begin
-      \$240  = \$239 [28:0];
-    end
-    if (rst) begin
-      \$240  = 29'h00000000;
-    end
-  end
-  assign brick_0_0 = \$16 [3:0];
-  assign brick_0_1 = \$26 [3:0];
-  assign brick_0_2 = \$36 [3:0];
-  assign brick_0_3 = \$46 [3:0];
-  assign brick_1_0 = \$56 [3:0];
-  assign brick_1_1 = \$66 [3:0];
-  assign brick_1_2 = \$76 [3:0];
-  assign brick_1_3 = \$86 [3:0];
-  assign brick_2_0 = \$96 [3:0];
-  assign brick_2_1 = \$106 [3:0];
-  assign brick_2_2 = \$116 [3:0];
-  assign brick_2_3 = \$126 [3:0];
-  assign brick_3_0 = \$136 [3:0];
-  assign brick_3_1 = \$146 [3:0];
-  assign brick_3_2 = \$156 [3:0];
-  assign brick_3_3 = \$166 [3:0];
-  assign block_2_0_0 = \$180 [7:0];
-  assign block_2_0_1 = \$194 [7:0];
-  assign block_2_1_0 = \$208 [7:0];
-  assign block_2_1_1 = \$222 [7:0];
-  assign block_4_0_0 = \$236 [15:0];
-  assign partial = \$237 [15:0];
-  assign \activations[0]  = activations[7:0];
-  assign \activations[1]  = activations[15:8];
-  assign \activations[2]  = activations[23:16];
-  assign \activations[3]  = activations[31:24];
-  assign \activations[4]  = activations[39:32];
-  assign \activations[5]  = activations[47:40];
-  assign \activations[6]  = activations[55:48];
-  assign \activations[7]  = activations[63:56];
-  assign \activations[8]  = activations[71:64];
-  assign \activations[9]  = activations[79:72];
-  assign \activations[10]  = activations[87:80];
-  assign \activations[11]  = activations[95:88];
-  assign \activations[12]  = activations[103:96];
-  assign \activations[13]  = activations[111:104];
-  assign \activations[14]  = activations[119:112];
-  assign \activations[15]  = activations[127:120];
-  assign \weights[0]  = weights[7:0];
-  assign \weights[1]  = weights[15:8];
-  assign \weights[2]  = weights[23:16];
-  assign \weights[3]  = weights[31:24];
-  assign \weights[4]  = weights[39:32];
-  assign \weights[5]  = weights[47:40];
-  assign \weights[6]  = weights[55:48];
-  assign \weights[7]  = weights[63:56];
-  assign \weights[8]  = weights[71:64];
-  assign \weights[9]  = weights[79:72];
-  assign \weights[10]  = weights[87:80];
-  assign \weights[11]  = weights[95:88];
-  assign \weights[12]  = weights[103:96];
-  assign \weights[13]  = weights[111:104];
-  assign \weights[14]  = weights[119:112];
-  assign \weights[15]  = weights[127:120];
-  assign \$7  = activations[1:0];
-  assign a_digit_0_0 = \$7 ;
-  assign \$8  = weights[1:0];
-  assign w_digit_0_0 = \$8 ;
-  assign \$10 [0] = weights[0];
-  assign \$10 [1] = \$auto$rtlil.cc:2739:Not$34 ;
-  assign \$13  = { \$12 , 1'h0 };
-  assign \$19  = 1'h1;
-  assign \$20 [0] = w_digit_0_1[0];
-  assign \$20 [1] = \$auto$rtlil.cc:2739:Not$36 ;
-  assign \$23  = { \$22 , 1'h0 };
-  assign \$27  = activations[9:8];
-  assign \$28  = weights[9:8];
-  assign \$30 [0] = w_digit_0_2[0];
-  assign \$30 [1] = \$auto$rtlil.cc:2739:Not$38 ;
-  assign \$33  = { \$32 , 1'h0 };
-  assign \$39  = 1'h1;
-  assign w_top_0_3 = \$39 ;
-  assign \$40 [0] = w_digit_0_3[0];
-  assign \$40 [1] = \$auto$rtlil.cc:2739:Not$40 ;
-  assign \$43  = { \$42 , 1'h0 };
-  assign \$46  = \$44 ;
-  assign \$50 [0] = w_digit_1_0[0];
-  assign \$50 [1] = \$auto$rtlil.cc:2739:Not$42 ;
-  assign \$53  = { \$52 , 1'h0 };
-  assign \$59  = 1'h1;
-  assign \$60 [0] = w_digit_1_1[0];
-  assign \$60 [1] = \$auto$rtlil.cc:2739:Not$44 ;
-  assign \$63  = { \$62 , 1'h0 };
-  assign \$70 [0] = w_digit_1_2[0];
-  assign \$70 [1] = \$auto$rtlil.cc:2739:Not$46 ;
-  assign \$73  = { \$72 , 1'h0 };
-  assign \$79  = 1'h1;
-  assign w_top_1_3 = \$79 ;
-  assign \$80 [0] = w_digit_1_3[0];
-  assign \$80 [1] = \$auto$rtlil.cc:2739:Not$48 ;
-  assign \$83  = { \$82 , 1'h0 };
-  assign \$86  = \$84 ;
-  assign \$87  = activations[17:16];
-  assign \$88  = weights[17:16];
-  assign \$90 [0] = w_digit_2_0[0];
-  assign \$90 [1] = \$auto$rtlil.cc:2739:Not$50 ;
-  assign \$93  = { \$92 , 1'h0 };
-  assign \$99  = 1'h1;
-  assign \$100 [0] = w_digit_2_1[0];
-  assign \$100 [1] = \$auto$rtlil.cc:2739:Not$52 ;
-  assign \$103  = { \$102 , 1'h0 };
-  assign \$107  = activations[25:24];
-  assign \$108  = weights[25:24];
-  assign \$110 [0] = w_digit_2_2[0];
-  assign \$110 [1] = \$auto$rtlil.cc:2739:Not$54 ;
-  assign \$113  = { \$112 , 1'h0 };
-  assign \$119  = 1'h1;
-  assign w_top_2_3 = \$119 ;
-  assign \$120 [0] = w_digit_2_3[0];
-  assign \$120 [1] = \$auto$rtlil.cc:2739:Not$56 ;
-  assign \$123  = { \$122 , 1'h0 };
-  assign \$126  = \$124 ;
-  assign \$130 [0] = w_digit_3_0[0];
-  assign \$130 [1] = \$auto$rtlil.cc:2739:Not$58 ;
-  assign \$133  = { \$132 , 1'h0 };
-  assign \$139  = 1'h1;
-  assign \$140 [0] = w_digit_3_1[0];
-  assign \$140 [1] = \$auto$rtlil.cc:2739:Not$60 ;
-  assign \$143  = { \$142 , 1'h0 };
-  assign \$150 [0] = w_digit_3_2[0];
-  assign \$150 [1] = \$auto$rtlil.cc:2739:Not$62 ;
-  assign \$153  = { \$152 , 1'h0 };
-  assign \$159  = 1'h1;
-  assign w_top_3_3 = \$159 ;
-  assign \$160 [0] = w_digit_3_3[0];
-  assign \$160 [1] = \$auto$rtlil.cc:2739:Not$64 ;
-  assign \$163  = { \$162 , 1'h0 };
-  assign \$166  = \$164 ;
-  assign \$171  = { 1'h0, \$170 , 2'h0 };
-  assign \$177  = { 3'h0, \$176 , 4'h0 };
-  assign \$185  = { 1'h0, \$184 , 2'h0 };
-  assign \$191  = { 3'h0, \$190 , 4'h0 };
-  assign \$199  = { 1'h0, \$198 , 2'h0 };
-  assign \$205  = { 3'h0, \$204 , 4'h0 };
-  assign \$213  = { 1'h0, \$212 , 2'h0 };
-  assign \$219  = { 3'h0, \$218 , 4'h0 };
-  assign join_2 = mode_8;
-  assign \$227  = { 3'h0, \$226 , 4'h0 };
-  assign \$233  = { 7'h00, \$232 , 8'h00 };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac_array.pe_1_1 (clk, rst, enable, activations, weights, clear, acc, bits);
-  reg \$auto$verilog_backend.cc:2355:dump_module$197  = 0;
-  wire \$1 ;
-  wire [1:0] \$10 ;
-  wire [1:0] \$100 ;
-  wire [3:0] \$101 ;
-  wire [2:0] \$102 ;
-  wire [3:0] \$103 ;
-  wire [5:0] \$104 ;
-  wire [3:0] \$105 ;
-  wire [5:0] \$106 ;
-  wire [1:0] \$107 ;
-  wire [1:0] \$108 ;
-  wire \$109 ;
-  wire [3:0] \$11 ;
-  wire [1:0] \$110 ;
-  wire [3:0] \$111 ;
-  wire [2:0] \$112 ;
-  wire [3:0] \$113 ;
-  wire [5:0] \$114 ;
-  wire [3:0] \$115 ;
-  wire [5:0] \$116 ;
-  wire [1:0] \$117 ;
-  wire [1:0] \$118 ;
-  wire \$119 ;
-  wire [2:0] \$12 ;
-  wire [1:0] \$120 ;
-  wire [3:0] \$121 ;
-  wire [2:0] \$122 ;
-  wire [3:0] \$123 ;
-  wire [5:0] \$124 ;
-  wire [3:0] \$125 ;
-  wire [5:0] \$126 ;
-  wire [1:0] \$127 ;
-  wire [1:0] \$128 ;
-  wire \$129 ;
-  wire [3:0] \$13 ;
-  wire [1:0] \$130 ;
-  wire [3:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire [3:0] \$133 ;
-  wire [5:0] \$134 ;
-  wire [3:0] \$135 ;
-  wire [5:0] \$136 ;
-  wire [1:0] \$137 ;
-  wire [1:0] \$138 ;
-  wire \$139 ;
-  wire [5:0] \$14 ;
-  wire [1:0] \$140 ;
-  wire [3:0] \$141 ;
-  wire [2:0] \$142 ;
-  wire [3:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire [3:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire [1:0] \$147 ;
-  wire [1:0] \$148 ;
-  wire \$149 ;
-  wire [3:0] \$15 ;
-  wire [1:0] \$150 ;
-  wire [3:0] \$151 ;
-  wire [2:0] \$152 ;
-  wire [3:0] \$153 ;
-  wire [5:0] \$154 ;
-  wire [3:0] \$155 ;
-  wire [5:0] \$156 ;
-  wire [1:0] \$157 ;
-  wire [1:0] \$158 ;
-  wire \$159 ;
-  wire [5:0] \$16 ;
-  wire [1:0] \$160 ;
-  wire [3:0] \$161 ;
-  wire [2:0] \$162 ;
-  wire [3:0] \$163 ;
-  wire [5:0] \$164 ;
-  wire [3:0] \$165 ;
-  wire [5:0] \$166 ;
-  wire [4:0] \$167 ;
-  wire [5:0] \$168 ;
-  wire [4:0] \$169 ;
-  wire [1:0] \$17 ;
-  wire [5:0] \$170 ;
-  wire [8:0] \$171 ;
-  wire [4:0] \$172 ;
-  wire [5:0] \$173 ;
-  wire [8:0] \$174 ;
-  wire [9:0] \$175 ;
-  wire [4:0] \$176 ;
-  wire [11:0] \$177 ;
-  wire [4:0] \$178 ;
-  wire [11:0] \$179 ;
-  wire [1:0] \$18 ;
-  wire [12:0] \$180 ;
-  wire [4:0] \$181 ;
-  wire [5:0] \$182 ;
-  wire [4:0] \$183 ;
-  wire [5:0] \$184 ;
-  wire [8:0] \$185 ;
-  wire [4:0] \$186 ;
-  wire [5:0] \$187 ;
-  wire [8:0] \$188 ;
-  wire [9:0] \$189 ;
-  wire \$19 ;
-  wire [4:0] \$190 ;
-  wire [11:0] \$191 ;
-  wire [4:0] \$192 ;
-  wire [11:0] \$193 ;
-  wire [12:0] \$194 ;
-  wire [4:0] \$195 ;
-  wire [5:0] \$196 ;
-  wire [4:0] \$197 ;
-  wire [5:0] \$198 ;
-  wire [8:0] \$199 ;
-  wire \$2 ;
-  wire [1:0] \$20 ;
-  wire [4:0] \$200 ;
-  wire [5:0] \$201 ;
-  wire [8:0] \$202 ;
-  wire [9:0] \$203 ;
-  wire [4:0] \$204 ;
-  wire [11:0] \$205 ;
-  wire [4:0] \$206 ;
-  wire [11:0] \$207 ;
-  wire [12:0] \$208 ;
-  wire [4:0] \$209 ;
-  wire [3:0] \$21 ;
-  wire [5:0] \$210 ;
-  wire [4:0] \$211 ;
-  wire [5:0] \$212 ;
-  wire [8:0] \$213 ;
-  wire [4:0] \$214 ;
-  wire [5:0] \$215 ;
-  wire [8:0] \$216 ;
-  wire [9:0] \$217 ;
-  wire [4:0] \$218 ;
-  wire [11:0] \$219 ;
-  wire [2:0] \$22 ;
-  wire [4:0] \$220 ;
-  wire [11:0] \$221 ;
-  wire [12:0] \$222 ;
-  wire [8:0] \$223 ;
-  wire [9:0] \$224 ;
-  wire [8:0] \$225 ;
-  wire [9:0] \$226 ;
-  wire [16:0] \$227 ;
-  wire [8:0] \$228 ;
-  wire [9:0] \$229 ;
-  wire [3:0] \$23 ;
-  wire [16:0] \$230 ;
-  wire [17:0] \$231 ;
-  wire [8:0] \$232 ;
-  wire [23:0] \$233 ;
-  wire [8:0] \$234 ;
-  wire [23:0] \$235 ;
-  wire [24:0] \$236 ;
-  wire [16:0] \$237 ;
-  wire [28:0] \$238 ;
-  wire [29:0] \$239 ;
-  wire [5:0] \$24 ;
-  reg [28:0] \$240 ;
-  wire [3:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire [1:0] \$27 ;
-  wire [1:0] \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire [1:0] \$30 ;
-  wire [3:0] \$31 ;
-  wire [2:0] \$32 ;
-  wire [3:0] \$33 ;
-  wire [5:0] \$34 ;
-  wire [3:0] \$35 ;
-  wire [5:0] \$36 ;
-  wire [1:0] \$37 ;
-  wire [1:0] \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [1:0] \$40 ;
-  wire [3:0] \$41 ;
-  wire [2:0] \$42 ;
-  wire [3:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [3:0] \$45 ;
-  wire [5:0] \$46 ;
-  wire [1:0] \$47 ;
-  wire [1:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire [1:0] \$50 ;
-  wire [3:0] \$51 ;
-  wire [2:0] \$52 ;
-  wire [3:0] \$53 ;
-  wire [5:0] \$54 ;
-  wire [3:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [1:0] \$57 ;
-  wire [1:0] \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [3:0] \$61 ;
-  wire [2:0] \$62 ;
-  wire [3:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire [1:0] \$67 ;
-  wire [1:0] \$68 ;
-  wire \$69 ;
-  wire [1:0] \$7 ;
-  wire [1:0] \$70 ;
-  wire [3:0] \$71 ;
-  wire [2:0] \$72 ;
-  wire [3:0] \$73 ;
-  wire [5:0] \$74 ;
-  wire [3:0] \$75 ;
-  wire [5:0] \$76 ;
-  wire [1:0] \$77 ;
-  wire [1:0] \$78 ;
-  wire \$79 ;
-  wire [1:0] \$8 ;
-  wire [1:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire [2:0] \$82 ;
-  wire [3:0] \$83 ;
-  wire [5:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire [5:0] \$86 ;
-  wire [1:0] \$87 ;
-  wire [1:0] \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire [1:0] \$90 ;
-  wire [3:0] \$91 ;
-  wire [2:0] \$92 ;
-  wire [3:0] \$93 ;
-  wire [5:0] \$94 ;
-  wire [3:0] \$95 ;
-  wire [5:0] \$96 ;
-  wire [1:0] \$97 ;
-  wire [1:0] \$98 ;
-  wire \$99 ;
+  wire [1:0] \$85 ;
+  wire [2:0] \$86 ;
+  wire [2:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire [5:0] \$89 ;
+  wire [3:0] \$9 ;
+  wire \$90 ;
+  wire [1:0] \$91 ;
+  wire [1:0] \$92 ;
+  wire [1:0] \$93 ;
+  wire [2:0] \$94 ;
+  wire [2:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire [2:0] \$97 ;
+  wire [3:0] \$98 ;
+  wire [5:0] \$99 ;
   wire \$auto$rtlil.cc:2739:Not$10 ;
   wire \$auto$rtlil.cc:2739:Not$12 ;
   wire \$auto$rtlil.cc:2739:Not$14 ;
@@ -7318,47 +8775,47 @@ module \mac_array.pe_1_1 (clk, rst, enable, activations, weights, clear, acc, bi
   wire \$auto$rtlil.cc:2739:Not$28 ;
   wire \$auto$rtlil.cc:2739:Not$30 ;
   wire \$auto$rtlil.cc:2739:Not$32 ;
+  wire \$auto$rtlil.cc:2739:Not$34 ;
+  wire \$auto$rtlil.cc:2739:Not$36 ;
+  wire \$auto$rtlil.cc:2739:Not$38 ;
   wire \$auto$rtlil.cc:2739:Not$4 ;
+  wire \$auto$rtlil.cc:2739:Not$40 ;
+  wire \$auto$rtlil.cc:2739:Not$42 ;
+  wire \$auto$rtlil.cc:2739:Not$44 ;
+  wire \$auto$rtlil.cc:2739:Not$46 ;
+  wire \$auto$rtlil.cc:2739:Not$48 ;
+  wire \$auto$rtlil.cc:2739:Not$50 ;
+  wire \$auto$rtlil.cc:2739:Not$52 ;
+  wire \$auto$rtlil.cc:2739:Not$54 ;
+  wire \$auto$rtlil.cc:2739:Not$56 ;
+  wire \$auto$rtlil.cc:2739:Not$58 ;
   wire \$auto$rtlil.cc:2739:Not$6 ;
+  wire \$auto$rtlil.cc:2739:Not$60 ;
+  wire \$auto$rtlil.cc:2739:Not$62 ;
+  wire \$auto$rtlil.cc:2739:Not$64 ;
   wire \$auto$rtlil.cc:2739:Not$8 ;
-  wire [1:0] a_digit_0_0;
-  wire [1:0] a_digit_0_1;
-  wire [1:0] a_digit_0_2;
-  wire [1:0] a_digit_0_3;
-  wire [1:0] a_digit_1_0;
-  wire [1:0] a_digit_1_1;
-  wire [1:0] a_digit_1_2;
-  wire [1:0] a_digit_1_3;
-  wire [1:0] a_digit_2_0;
-  wire [1:0] a_digit_2_1;
-  wire [1:0] a_digit_2_2;
-  wire [1:0] a_digit_2_3;
-  wire [1:0] a_digit_3_0;
-  wire [1:0] a_digit_3_1;
-  wire [1:0] a_digit_3_2;
-  wire [1:0] a_digit_3_3;
-  output [28:0] acc;
-  reg [28:0] acc = 29'h00000000;
-  input [127:0] activations;
-  wire [127:0] activations;
-  wire [7:0] \activations[0] ;
-  wire [7:0] \activations[10] ;
-  wire [7:0] \activations[11] ;
-  wire [7:0] \activations[12] ;
-  wire [7:0] \activations[13] ;
-  wire [7:0] \activations[14] ;
-  wire [7:0] \activations[15] ;
-  wire [7:0] \activations[1] ;
-  wire [7:0] \activations[2] ;
-  wire [7:0] \activations[3] ;
-  wire [7:0] \activations[4] ;
-  wire [7:0] \activations[5] ;
-  wire [7:0] \activations[6] ;
-  wire [7:0] \activations[7] ;
-  wire [7:0] \activations[8] ;
-  wire [7:0] \activations[9] ;
-  input [3:0] bits;
-  wire [3:0] bits;
+  input [31:0] a_digits;
+  wire [31:0] a_digits;
+  wire [1:0] \a_digits[0] ;
+  wire [1:0] \a_digits[10] ;
+  wire [1:0] \a_digits[11] ;
+  wire [1:0] \a_digits[12] ;
+  wire [1:0] \a_digits[13] ;
+  wire [1:0] \a_digits[14] ;
+  wire [1:0] \a_digits[15] ;
+  wire [1:0] \a_digits[1] ;
+  wire [1:0] \a_digits[2] ;
+  wire [1:0] \a_digits[3] ;
+  wire [1:0] \a_digits[4] ;
+  wire [1:0] \a_digits[5] ;
+  wire [1:0] \a_digits[6] ;
+  wire [1:0] \a_digits[7] ;
+  wire [1:0] \a_digits[8] ;
+  wire [1:0] \a_digits[9] ;
+  wire [28:0] acc;
+  wire [28:0] addend;
+  input advance;
+  wire advance;
   wire [7:0] block_2_0_0;
   wire [7:0] block_2_0_1;
   wire [7:0] block_2_1_0;
@@ -7380,472 +8837,866 @@ module \mac_array.pe_1_1 (clk, rst, enable, activations, weights, clear, acc, bi
   wire [3:0] brick_3_1;
   wire [3:0] brick_3_2;
   wire [3:0] brick_3_3;
-  input clear;
-  wire clear;
+  reg [2:0] brick_mode = 3'h0;
+  wire \brick_mode.w2 ;
+  wire \brick_mode.w4 ;
+  wire \brick_mode.w8 ;
+  reg carry = 1'h0;
   input clk;
   wire clk;
-  input enable;
-  wire enable;
+  reg [13:0] high = 14'h0000;
   wire join_1;
   wire join_2;
-  wire mode_2;
-  wire mode_4;
-  wire mode_8;
-  reg [14:0] offset;
-  wire [15:0] partial;
+  reg [2:0] level_mode = 3'h0;
+  wire \level_mode.w2 ;
+  wire \level_mode.w4 ;
+  wire \level_mode.w8 ;
+  output [14:0] low;
+  reg [14:0] low = 15'h0000;
+  wire [15:0] low_sum;
+  input [2:0] mode;
+  wire [2:0] mode;
+  wire \mode.w2 ;
+  wire \mode.w4 ;
+  wire \mode.w8 ;
+  reg [2:0] mode_0 = 3'h0;
+  wire \mode_0.w2 ;
+  wire \mode_0.w4 ;
+  wire \mode_0.w8 ;
+  reg [2:0] mode_1 = 3'h0;
+  wire \mode_1.w2 ;
+  wire \mode_1.w4 ;
+  wire \mode_1.w8 ;
+  reg [2:0] mode_2 = 3'h0;
+  wire \mode_2.w2 ;
+  wire \mode_2.w4 ;
+  wire \mode_2.w8 ;
+  wire [14:0] offset;
+  wire [16:0] partial;
+  output [13:0] \port$1850$0 ;
+  wire [13:0] \port$1850$0 ;
   input rst;
   wire rst;
-  wire [1:0] w_digit_0_0;
-  wire [1:0] w_digit_0_1;
-  wire [1:0] w_digit_0_2;
-  wire [1:0] w_digit_0_3;
-  wire [1:0] w_digit_1_0;
-  wire [1:0] w_digit_1_1;
-  wire [1:0] w_digit_1_2;
-  wire [1:0] w_digit_1_3;
-  wire [1:0] w_digit_2_0;
-  wire [1:0] w_digit_2_1;
-  wire [1:0] w_digit_2_2;
-  wire [1:0] w_digit_2_3;
-  wire [1:0] w_digit_3_0;
-  wire [1:0] w_digit_3_1;
-  wire [1:0] w_digit_3_2;
-  wire [1:0] w_digit_3_3;
-  wire w_top_0_0;
-  wire w_top_0_1;
-  wire w_top_0_2;
-  wire w_top_0_3;
-  wire w_top_1_0;
-  wire w_top_1_1;
-  wire w_top_1_2;
-  wire w_top_1_3;
-  wire w_top_2_0;
-  wire w_top_2_1;
-  wire w_top_2_2;
-  wire w_top_2_3;
-  wire w_top_3_0;
-  wire w_top_3_1;
-  wire w_top_3_2;
-  wire w_top_3_3;
-  input [127:0] weights;
-  wire [127:0] weights;
-  wire [7:0] \weights[0] ;
-  wire [7:0] \weights[10] ;
-  wire [7:0] \weights[11] ;
-  wire [7:0] \weights[12] ;
-  wire [7:0] \weights[13] ;
-  wire [7:0] \weights[14] ;
-  wire [7:0] \weights[15] ;
-  wire [7:0] \weights[1] ;
-  wire [7:0] \weights[2] ;
-  wire [7:0] \weights[3] ;
-  wire [7:0] \weights[4] ;
-  wire [7:0] \weights[5] ;
-  wire [7:0] \weights[6] ;
-  wire [7:0] \weights[7] ;
-  wire [7:0] \weights[8] ;
-  wire [7:0] \weights[9] ;
-  assign \$1  = bits > 1'h1;
-  assign \$2  = bits <= 2'h2;
-  assign mode_2 = \$1  & \$2 ;
-  assign \$3  = bits > 2'h2;
-  assign \$4  = bits <= 3'h4;
-  assign mode_4 = \$3  & \$4 ;
-  assign \$5  = bits > 3'h4;
-  assign \$6  = bits <= 4'h8;
-  assign mode_8 = \$5  & \$6 ;
-  assign \$9  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_0_0 = mode_8 ? 1'h0 : \$9 ;
-  assign \$11  = a_digit_0_0 * \$10 ;
-  assign \$12  = 2'h3 - a_digit_0_0;
-  assign \$14  = $signed({ 1'h0, \$11  }) + $signed(\$13 );
-  assign \$15  = a_digit_0_0 * w_digit_0_0;
-  assign \$16  = w_top_0_0 ? \$14  : { 2'h0, \$15  };
-  assign \$17  = mode_4 ? activations[1:0] : activations[33:32];
-  assign a_digit_0_1 = mode_8 ? activations[1:0] : \$17 ;
-  assign \$18  = mode_4 ? weights[3:2] : weights[33:32];
-  assign w_digit_0_1 = mode_8 ? weights[3:2] : \$18 ;
-  assign w_top_0_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$21  = a_digit_0_1 * \$20 ;
-  assign \$22  = 2'h3 - a_digit_0_1;
-  assign \$24  = $signed({ 1'h0, \$21  }) + $signed(\$23 );
-  assign \$25  = a_digit_0_1 * w_digit_0_1;
-  assign \$26  = w_top_0_1 ? \$24  : { 2'h0, \$25  };
-  assign a_digit_0_2 = mode_8 ? activations[1:0] : \$27 ;
-  assign w_digit_0_2 = mode_8 ? weights[5:4] : \$28 ;
-  assign \$29  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_0_2 = mode_8 ? 1'h0 : \$29 ;
-  assign \$31  = a_digit_0_2 * \$30 ;
-  assign \$32  = 2'h3 - a_digit_0_2;
-  assign \$34  = $signed({ 1'h0, \$31  }) + $signed(\$33 );
-  assign \$35  = a_digit_0_2 * w_digit_0_2;
-  assign \$36  = w_top_0_2 ? \$34  : { 2'h0, \$35  };
-  assign \$37  = mode_4 ? activations[9:8] : activations[41:40];
-  assign a_digit_0_3 = mode_8 ? activations[1:0] : \$37 ;
-  assign \$38  = mode_4 ? weights[11:10] : weights[41:40];
-  assign w_digit_0_3 = mode_8 ? weights[7:6] : \$38 ;
-  assign \$41  = a_digit_0_3 * \$40 ;
-  assign \$42  = 2'h3 - a_digit_0_3;
-  assign \$44  = $signed({ 1'h0, \$41  }) + $signed(\$43 );
-  assign \$45  = a_digit_0_3 * w_digit_0_3;
-  assign \$47  = mode_4 ? activations[3:2] : activations[49:48];
-  assign a_digit_1_0 = mode_8 ? activations[3:2] : \$47 ;
-  assign \$48  = mode_4 ? weights[1:0] : weights[49:48];
-  assign w_digit_1_0 = mode_8 ? weights[1:0] : \$48 ;
-  assign \$49  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_1_0 = mode_8 ? 1'h0 : \$49 ;
-  assign \$51  = a_digit_1_0 * \$50 ;
-  assign \$52  = 2'h3 - a_digit_1_0;
+  reg [7:0] stage_block_2_0_0 = 8'h00;
+  reg [7:0] stage_block_2_0_1 = 8'h00;
+  reg [7:0] stage_block_2_1_0 = 8'h00;
+  reg [7:0] stage_block_2_1_1 = 8'h00;
+  reg [3:0] stage_brick_0_0 = 4'h0;
+  reg [3:0] stage_brick_0_1 = 4'h0;
+  reg [3:0] stage_brick_0_2 = 4'h0;
+  reg [3:0] stage_brick_0_3 = 4'h0;
+  reg [3:0] stage_brick_1_0 = 4'h0;
+  reg [3:0] stage_brick_1_1 = 4'h0;
+  reg [3:0] stage_brick_1_2 = 4'h0;
+  reg [3:0] stage_brick_1_3 = 4'h0;
+  reg [3:0] stage_brick_2_0 = 4'h0;
+  reg [3:0] stage_brick_2_1 = 4'h0;
+  reg [3:0] stage_brick_2_2 = 4'h0;
+  reg [3:0] stage_brick_2_3 = 4'h0;
+  reg [3:0] stage_brick_3_0 = 4'h0;
+  reg [3:0] stage_brick_3_1 = 4'h0;
+  reg [3:0] stage_brick_3_2 = 4'h0;
+  reg [3:0] stage_brick_3_3 = 4'h0;
+  input start;
+  wire start;
+  reg start_0 = 1'h0;
+  reg start_1 = 1'h0;
+  reg start_2 = 1'h0;
+  reg [16:0] tree = 17'h00000;
+  input valid;
+  wire valid;
+  reg valid_0 = 1'h0;
+  reg valid_1 = 1'h0;
+  reg valid_2 = 1'h0;
+  input [31:0] w_digits;
+  wire [31:0] w_digits;
+  wire [1:0] \w_digits[0] ;
+  wire [1:0] \w_digits[10] ;
+  wire [1:0] \w_digits[11] ;
+  wire [1:0] \w_digits[12] ;
+  wire [1:0] \w_digits[13] ;
+  wire [1:0] \w_digits[14] ;
+  wire [1:0] \w_digits[15] ;
+  wire [1:0] \w_digits[1] ;
+  wire [1:0] \w_digits[2] ;
+  wire [1:0] \w_digits[3] ;
+  wire [1:0] \w_digits[4] ;
+  wire [1:0] \w_digits[5] ;
+  wire [1:0] \w_digits[6] ;
+  wire [1:0] \w_digits[7] ;
+  wire [1:0] \w_digits[8] ;
+  wire [1:0] \w_digits[9] ;
+  assign \$3  = \$2 [0] ? a_digits[1:0] : 2'h0;
+  assign \$6  = w_digits[1] ? 3'h0 : \$5 ;
+  assign \$7  = \$3  + \$6 ;
+  assign \$8  = 2'h3 - a_digits[1:0];
+  assign \$10  = $signed({ 1'h0, \$7  }) + $signed(\$9 );
+  assign \$11  = w_digits[0] ? a_digits[1:0] : 2'h0;
+  assign \$13  = w_digits[1] ? \$12  : 3'h0;
+  assign \$14  = \$11  + \$13 ;
+  assign \$15  = \$1  ? \$10  : { 2'h0, \$14  };
+  assign \$16  = | mode[1:0];
+  assign \$18  = \$17 [0] ? a_digits[3:2] : 2'h0;
+  assign \$21  = w_digits[3] ? 3'h0 : \$20 ;
+  assign \$22  = \$18  + \$21 ;
+  assign \$23  = 2'h3 - a_digits[3:2];
+  assign \$25  = $signed({ 1'h0, \$22  }) + $signed(\$24 );
+  assign \$26  = w_digits[2] ? a_digits[3:2] : 2'h0;
+  assign \$28  = w_digits[3] ? \$27  : 3'h0;
+  assign \$29  = \$26  + \$28 ;
+  assign \$30  = \$16  ? \$25  : { 2'h0, \$29  };
+  assign \$33  = \$32 [0] ? a_digits[5:4] : 2'h0;
+  assign \$36  = w_digits[5] ? 3'h0 : \$35 ;
+  assign \$37  = \$33  + \$36 ;
+  assign \$38  = 2'h3 - a_digits[5:4];
+  assign \$40  = $signed({ 1'h0, \$37  }) + $signed(\$39 );
+  assign \$41  = w_digits[4] ? a_digits[5:4] : 2'h0;
+  assign \$43  = w_digits[5] ? \$42  : 3'h0;
+  assign \$44  = \$41  + \$43 ;
+  assign \$45  = \$31  ? \$40  : { 2'h0, \$44  };
+  assign \$47  = \$46 [0] ? a_digits[7:6] : 2'h0;
+  assign \$50  = w_digits[7] ? 3'h0 : \$49 ;
+  assign \$51  = \$47  + \$50 ;
+  assign \$52  = 2'h3 - a_digits[7:6];
   assign \$54  = $signed({ 1'h0, \$51  }) + $signed(\$53 );
-  assign \$55  = a_digit_1_0 * w_digit_1_0;
-  assign \$56  = w_top_1_0 ? \$54  : { 2'h0, \$55  };
-  assign \$57  = mode_4 ? activations[3:2] : activations[57:56];
-  assign a_digit_1_1 = mode_8 ? activations[3:2] : \$57 ;
-  assign \$58  = mode_4 ? weights[3:2] : weights[57:56];
-  assign w_digit_1_1 = mode_8 ? weights[3:2] : \$58 ;
-  assign w_top_1_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$61  = a_digit_1_1 * \$60 ;
-  assign \$62  = 2'h3 - a_digit_1_1;
-  assign \$64  = $signed({ 1'h0, \$61  }) + $signed(\$63 );
-  assign \$65  = a_digit_1_1 * w_digit_1_1;
-  assign \$66  = w_top_1_1 ? \$64  : { 2'h0, \$65  };
-  assign \$67  = mode_4 ? activations[11:10] : activations[65:64];
-  assign a_digit_1_2 = mode_8 ? activations[3:2] : \$67 ;
-  assign \$68  = mode_4 ? weights[9:8] : weights[65:64];
-  assign w_digit_1_2 = mode_8 ? weights[5:4] : \$68 ;
-  assign \$69  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_1_2 = mode_8 ? 1'h0 : \$69 ;
-  assign \$71  = a_digit_1_2 * \$70 ;
-  assign \$72  = 2'h3 - a_digit_1_2;
-  assign \$74  = $signed({ 1'h0, \$71  }) + $signed(\$73 );
-  assign \$75  = a_digit_1_2 * w_digit_1_2;
-  assign \$76  = w_top_1_2 ? \$74  : { 2'h0, \$75  };
-  assign \$77  = mode_4 ? activations[11:10] : activations[73:72];
-  assign a_digit_1_3 = mode_8 ? activations[3:2] : \$77 ;
-  assign \$78  = mode_4 ? weights[11:10] : weights[73:72];
-  assign w_digit_1_3 = mode_8 ? weights[7:6] : \$78 ;
-  assign \$81  = a_digit_1_3 * \$80 ;
-  assign \$82  = 2'h3 - a_digit_1_3;
+  assign \$55  = w_digits[6] ? a_digits[7:6] : 2'h0;
+  assign \$57  = w_digits[7] ? \$56  : 3'h0;
+  assign \$58  = \$55  + \$57 ;
+  assign \$62  = \$61 [0] ? a_digits[9:8] : 2'h0;
+  assign \$65  = w_digits[9] ? 3'h0 : \$64 ;
+  assign \$66  = \$62  + \$65 ;
+  assign \$67  = 2'h3 - a_digits[9:8];
+  assign \$69  = $signed({ 1'h0, \$66  }) + $signed(\$68 );
+  assign \$70  = w_digits[8] ? a_digits[9:8] : 2'h0;
+  assign \$72  = w_digits[9] ? \$71  : 3'h0;
+  assign \$73  = \$70  + \$72 ;
+  assign \$74  = \$60  ? \$69  : { 2'h0, \$73  };
+  assign \$75  = | mode[1:0];
+  assign \$77  = \$76 [0] ? a_digits[11:10] : 2'h0;
+  assign \$80  = w_digits[11] ? 3'h0 : \$79 ;
+  assign \$81  = \$77  + \$80 ;
+  assign \$82  = 2'h3 - a_digits[11:10];
   assign \$84  = $signed({ 1'h0, \$81  }) + $signed(\$83 );
-  assign \$85  = a_digit_1_3 * w_digit_1_3;
-  assign a_digit_2_0 = mode_8 ? activations[5:4] : \$87 ;
-  assign w_digit_2_0 = mode_8 ? weights[1:0] : \$88 ;
-  assign \$89  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_2_0 = mode_8 ? 1'h0 : \$89 ;
-  assign \$91  = a_digit_2_0 * \$90 ;
-  assign \$92  = 2'h3 - a_digit_2_0;
-  assign \$94  = $signed({ 1'h0, \$91  }) + $signed(\$93 );
-  assign \$95  = a_digit_2_0 * w_digit_2_0;
-  assign \$96  = w_top_2_0 ? \$94  : { 2'h0, \$95  };
-  assign \$97  = mode_4 ? activations[17:16] : activations[81:80];
-  assign a_digit_2_1 = mode_8 ? activations[5:4] : \$97 ;
-  assign \$98  = mode_4 ? weights[19:18] : weights[81:80];
-  assign w_digit_2_1 = mode_8 ? weights[3:2] : \$98 ;
-  assign w_top_2_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$101  = a_digit_2_1 * \$100 ;
-  assign \$102  = 2'h3 - a_digit_2_1;
-  assign \$104  = $signed({ 1'h0, \$101  }) + $signed(\$103 );
-  assign \$105  = a_digit_2_1 * w_digit_2_1;
-  assign \$106  = w_top_2_1 ? \$104  : { 2'h0, \$105  };
-  assign a_digit_2_2 = mode_8 ? activations[5:4] : \$107 ;
-  assign w_digit_2_2 = mode_8 ? weights[5:4] : \$108 ;
-  assign \$109  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_2_2 = mode_8 ? 1'h0 : \$109 ;
-  assign \$111  = a_digit_2_2 * \$110 ;
-  assign \$112  = 2'h3 - a_digit_2_2;
-  assign \$114  = $signed({ 1'h0, \$111  }) + $signed(\$113 );
-  assign \$115  = a_digit_2_2 * w_digit_2_2;
-  assign \$116  = w_top_2_2 ? \$114  : { 2'h0, \$115  };
-  assign \$117  = mode_4 ? activations[25:24] : activations[89:88];
-  assign a_digit_2_3 = mode_8 ? activations[5:4] : \$117 ;
-  assign \$118  = mode_4 ? weights[27:26] : weights[89:88];
-  assign w_digit_2_3 = mode_8 ? weights[7:6] : \$118 ;
-  assign \$121  = a_digit_2_3 * \$120 ;
-  assign \$122  = 2'h3 - a_digit_2_3;
-  assign \$124  = $signed({ 1'h0, \$121  }) + $signed(\$123 );
-  assign \$125  = a_digit_2_3 * w_digit_2_3;
-  assign \$127  = mode_4 ? activations[19:18] : activations[97:96];
-  assign a_digit_3_0 = mode_8 ? activations[7:6] : \$127 ;
-  assign \$128  = mode_4 ? weights[17:16] : weights[97:96];
-  assign w_digit_3_0 = mode_8 ? weights[1:0] : \$128 ;
-  assign \$129  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_3_0 = mode_8 ? 1'h0 : \$129 ;
-  assign \$131  = a_digit_3_0 * \$130 ;
-  assign \$132  = 2'h3 - a_digit_3_0;
-  assign \$134  = $signed({ 1'h0, \$131  }) + $signed(\$133 );
-  assign \$135  = a_digit_3_0 * w_digit_3_0;
-  assign \$136  = w_top_3_0 ? \$134  : { 2'h0, \$135  };
-  assign \$137  = mode_4 ? activations[19:18] : activations[105:104];
-  assign a_digit_3_1 = mode_8 ? activations[7:6] : \$137 ;
-  assign \$138  = mode_4 ? weights[19:18] : weights[105:104];
-  assign w_digit_3_1 = mode_8 ? weights[3:2] : \$138 ;
-  assign w_top_3_1 = mode_8 ? 1'h0 : 1'h1;
-  assign \$141  = a_digit_3_1 * \$140 ;
-  assign \$142  = 2'h3 - a_digit_3_1;
-  assign \$144  = $signed({ 1'h0, \$141  }) + $signed(\$143 );
-  assign \$145  = a_digit_3_1 * w_digit_3_1;
-  assign \$146  = w_top_3_1 ? \$144  : { 2'h0, \$145  };
-  assign \$147  = mode_4 ? activations[27:26] : activations[113:112];
-  assign a_digit_3_2 = mode_8 ? activations[7:6] : \$147 ;
-  assign \$148  = mode_4 ? weights[25:24] : weights[113:112];
-  assign w_digit_3_2 = mode_8 ? weights[5:4] : \$148 ;
-  assign \$149  = mode_4 ? 1'h0 : 1'h1;
-  assign w_top_3_2 = mode_8 ? 1'h0 : \$149 ;
-  assign \$151  = a_digit_3_2 * \$150 ;
-  assign \$152  = 2'h3 - a_digit_3_2;
-  assign \$154  = $signed({ 1'h0, \$151  }) + $signed(\$153 );
-  assign \$155  = a_digit_3_2 * w_digit_3_2;
-  assign \$156  = w_top_3_2 ? \$154  : { 2'h0, \$155  };
-  assign \$157  = mode_4 ? activations[27:26] : activations[121:120];
-  assign a_digit_3_3 = mode_8 ? activations[7:6] : \$157 ;
-  assign \$158  = mode_4 ? weights[27:26] : weights[121:120];
-  assign w_digit_3_3 = mode_8 ? weights[7:6] : \$158 ;
-  assign \$161  = a_digit_3_3 * \$160 ;
-  assign \$162  = 2'h3 - a_digit_3_3;
-  assign \$164  = $signed({ 1'h0, \$161  }) + $signed(\$163 );
-  assign \$165  = a_digit_3_3 * w_digit_3_3;
-  assign join_1 = | { mode_8, mode_4 };
-  assign \$167  = 1'h0 + \$16 [3:0];
-  assign \$168  = 1'h0 + \$167 ;
-  assign \$169  = 1'h0 + \$26 [3:0];
-  assign \$170  = \$169  + \$56 [3:0];
-  assign \$172  = 1'h0 + \$26 [3:0];
-  assign \$173  = \$172  + \$56 [3:0];
-  assign \$174  = join_1 ? \$171  : { 3'h0, \$173  };
-  assign \$175  = \$168  + \$174 ;
-  assign \$176  = 1'h0 + \$66 [3:0];
-  assign \$178  = 1'h0 + \$66 [3:0];
-  assign \$179  = join_1 ? \$177  : { 7'h00, \$178  };
-  assign \$180  = \$175  + \$179 ;
-  assign \$181  = 1'h0 + \$36 [3:0];
-  assign \$182  = 1'h0 + \$181 ;
-  assign \$183  = 1'h0 + \$46 [3:0];
-  assign \$184  = \$183  + \$76 [3:0];
-  assign \$186  = 1'h0 + \$46 [3:0];
-  assign \$187  = \$186  + \$76 [3:0];
-  assign \$188  = join_1 ? \$185  : { 3'h0, \$187  };
-  assign \$189  = \$182  + \$188 ;
-  assign \$190  = 1'h0 + \$86 [3:0];
-  assign \$192  = 1'h0 + \$86 [3:0];
-  assign \$193  = join_1 ? \$191  : { 7'h00, \$192  };
-  assign \$194  = \$189  + \$193 ;
-  assign \$195  = 1'h0 + \$96 [3:0];
-  assign \$196  = 1'h0 + \$195 ;
-  assign \$197  = 1'h0 + \$106 [3:0];
-  assign \$198  = \$197  + \$136 [3:0];
-  assign \$200  = 1'h0 + \$106 [3:0];
-  assign \$201  = \$200  + \$136 [3:0];
-  assign \$202  = join_1 ? \$199  : { 3'h0, \$201  };
-  assign \$203  = \$196  + \$202 ;
-  assign \$204  = 1'h0 + \$146 [3:0];
-  assign \$206  = 1'h0 + \$146 [3:0];
-  assign \$207  = join_1 ? \$205  : { 7'h00, \$206  };
-  assign \$208  = \$203  + \$207 ;
-  assign \$209  = 1'h0 + \$116 [3:0];
-  assign \$210  = 1'h0 + \$209 ;
-  assign \$211  = 1'h0 + \$126 [3:0];
-  assign \$212  = \$211  + \$156 [3:0];
-  assign \$214  = 1'h0 + \$126 [3:0];
-  assign \$215  = \$214  + \$156 [3:0];
-  assign \$216  = join_1 ? \$213  : { 3'h0, \$215  };
-  assign \$217  = \$210  + \$216 ;
-  assign \$218  = 1'h0 + \$166 [3:0];
-  assign \$220  = 1'h0 + \$166 [3:0];
-  assign \$221  = join_1 ? \$219  : { 7'h00, \$220  };
-  assign \$222  = \$217  + \$221 ;
-  assign \$223  = 1'h0 + \$180 [7:0];
-  assign \$224  = 1'h0 + \$223 ;
-  assign \$225  = 1'h0 + \$194 [7:0];
-  assign \$226  = \$225  + \$208 [7:0];
-  assign \$228  = 1'h0 + \$194 [7:0];
-  assign \$229  = \$228  + \$208 [7:0];
-  assign \$230  = join_2 ? \$227  : { 7'h00, \$229  };
-  assign \$231  = \$224  + \$230 ;
-  assign \$232  = 1'h0 + \$222 [7:0];
-  assign \$234  = 1'h0 + \$222 [7:0];
-  assign \$235  = join_2 ? \$233  : { 15'h0000, \$234  };
-  assign \$236  = \$231  + \$235 ;
-  assign \$237  = \$236 [15:0] - offset;
-  assign \$238  = clear ? 29'h00000000 : acc;
-  assign \$239  = $signed(\$238 ) + $signed(\$237 [15:0]);
+  assign \$85  = w_digits[10] ? a_digits[11:10] : 2'h0;
+  assign \$87  = w_digits[11] ? \$86  : 3'h0;
+  assign \$88  = \$85  + \$87 ;
+  assign \$89  = \$75  ? \$84  : { 2'h0, \$88  };
+  assign \$92  = \$91 [0] ? a_digits[13:12] : 2'h0;
+  assign \$95  = w_digits[13] ? 3'h0 : \$94 ;
+  assign \$96  = \$92  + \$95 ;
+  assign \$97  = 2'h3 - a_digits[13:12];
+  assign \$99  = $signed({ 1'h0, \$96  }) + $signed(\$98 );
+  assign \$100  = w_digits[12] ? a_digits[13:12] : 2'h0;
+  assign \$102  = w_digits[13] ? \$101  : 3'h0;
+  assign \$103  = \$100  + \$102 ;
+  assign \$104  = \$90  ? \$99  : { 2'h0, \$103  };
+  assign \$106  = \$105 [0] ? a_digits[15:14] : 2'h0;
+  assign \$109  = w_digits[15] ? 3'h0 : \$108 ;
+  assign \$110  = \$106  + \$109 ;
+  assign \$111  = 2'h3 - a_digits[15:14];
+  assign \$113  = $signed({ 1'h0, \$110  }) + $signed(\$112 );
+  assign \$114  = w_digits[14] ? a_digits[15:14] : 2'h0;
+  assign \$116  = w_digits[15] ? \$115  : 3'h0;
+  assign \$117  = \$114  + \$116 ;
+  assign \$121  = \$120 [0] ? a_digits[17:16] : 2'h0;
+  assign \$124  = w_digits[17] ? 3'h0 : \$123 ;
+  assign \$125  = \$121  + \$124 ;
+  assign \$126  = 2'h3 - a_digits[17:16];
+  assign \$128  = $signed({ 1'h0, \$125  }) + $signed(\$127 );
+  assign \$129  = w_digits[16] ? a_digits[17:16] : 2'h0;
+  assign \$131  = w_digits[17] ? \$130  : 3'h0;
+  assign \$132  = \$129  + \$131 ;
+  assign \$133  = \$119  ? \$128  : { 2'h0, \$132  };
+  assign \$134  = | mode[1:0];
+  assign \$136  = \$135 [0] ? a_digits[19:18] : 2'h0;
+  assign \$139  = w_digits[19] ? 3'h0 : \$138 ;
+  assign \$140  = \$136  + \$139 ;
+  assign \$141  = 2'h3 - a_digits[19:18];
+  assign \$143  = $signed({ 1'h0, \$140  }) + $signed(\$142 );
+  assign \$144  = w_digits[18] ? a_digits[19:18] : 2'h0;
+  assign \$146  = w_digits[19] ? \$145  : 3'h0;
+  assign \$147  = \$144  + \$146 ;
+  assign \$148  = \$134  ? \$143  : { 2'h0, \$147  };
+  assign \$151  = \$150 [0] ? a_digits[21:20] : 2'h0;
+  assign \$154  = w_digits[21] ? 3'h0 : \$153 ;
+  assign \$155  = \$151  + \$154 ;
+  assign \$156  = 2'h3 - a_digits[21:20];
+  assign \$158  = $signed({ 1'h0, \$155  }) + $signed(\$157 );
+  assign \$159  = w_digits[20] ? a_digits[21:20] : 2'h0;
+  assign \$161  = w_digits[21] ? \$160  : 3'h0;
+  assign \$162  = \$159  + \$161 ;
+  assign \$163  = \$149  ? \$158  : { 2'h0, \$162  };
+  assign \$165  = \$164 [0] ? a_digits[23:22] : 2'h0;
+  assign \$168  = w_digits[23] ? 3'h0 : \$167 ;
+  assign \$169  = \$165  + \$168 ;
+  assign \$170  = 2'h3 - a_digits[23:22];
+  assign \$172  = $signed({ 1'h0, \$169  }) + $signed(\$171 );
+  assign \$173  = w_digits[22] ? a_digits[23:22] : 2'h0;
+  assign \$175  = w_digits[23] ? \$174  : 3'h0;
+  assign \$176  = \$173  + \$175 ;
+  assign \$180  = \$179 [0] ? a_digits[25:24] : 2'h0;
+  assign \$183  = w_digits[25] ? 3'h0 : \$182 ;
+  assign \$184  = \$180  + \$183 ;
+  assign \$185  = 2'h3 - a_digits[25:24];
+  assign \$187  = $signed({ 1'h0, \$184  }) + $signed(\$186 );
+  assign \$188  = w_digits[24] ? a_digits[25:24] : 2'h0;
+  assign \$190  = w_digits[25] ? \$189  : 3'h0;
+  assign \$191  = \$188  + \$190 ;
+  assign \$192  = \$178  ? \$187  : { 2'h0, \$191  };
+  assign \$193  = | mode[1:0];
+  assign \$195  = \$194 [0] ? a_digits[27:26] : 2'h0;
+  assign \$198  = w_digits[27] ? 3'h0 : \$197 ;
+  assign \$199  = \$195  + \$198 ;
+  assign \$200  = 2'h3 - a_digits[27:26];
+  assign \$202  = $signed({ 1'h0, \$199  }) + $signed(\$201 );
+  assign \$203  = w_digits[26] ? a_digits[27:26] : 2'h0;
+  assign \$205  = w_digits[27] ? \$204  : 3'h0;
+  assign \$206  = \$203  + \$205 ;
+  assign \$207  = \$193  ? \$202  : { 2'h0, \$206  };
+  assign \$210  = \$209 [0] ? a_digits[29:28] : 2'h0;
+  assign \$213  = w_digits[29] ? 3'h0 : \$212 ;
+  assign \$214  = \$210  + \$213 ;
+  assign \$215  = 2'h3 - a_digits[29:28];
+  assign \$217  = $signed({ 1'h0, \$214  }) + $signed(\$216 );
+  assign \$218  = w_digits[28] ? a_digits[29:28] : 2'h0;
+  assign \$220  = w_digits[29] ? \$219  : 3'h0;
+  assign \$221  = \$218  + \$220 ;
+  assign \$222  = \$208  ? \$217  : { 2'h0, \$221  };
+  assign \$224  = \$223 [0] ? a_digits[31:30] : 2'h0;
+  assign \$227  = w_digits[31] ? 3'h0 : \$226 ;
+  assign \$228  = \$224  + \$227 ;
+  assign \$229  = 2'h3 - a_digits[31:30];
+  assign \$231  = $signed({ 1'h0, \$228  }) + $signed(\$230 );
+  assign \$232  = w_digits[30] ? a_digits[31:30] : 2'h0;
+  assign \$234  = w_digits[31] ? \$233  : 3'h0;
+  assign \$235  = \$232  + \$234 ;
+  assign join_1 = | brick_mode[2:1];
+  assign \$237  = 1'h0 + stage_brick_0_0;
+  assign \$238  = 1'h0 + \$237 ;
+  assign \$239  = 1'h0 + stage_brick_0_1;
+  assign \$240  = \$239  + stage_brick_1_0;
+  assign \$242  = 1'h0 + stage_brick_0_1;
+  assign \$243  = \$242  + stage_brick_1_0;
+  assign \$244  = join_1 ? \$241  : { 3'h0, \$243  };
+  assign \$245  = \$238  + \$244 ;
+  assign \$246  = 1'h0 + stage_brick_1_1;
+  assign \$248  = 1'h0 + stage_brick_1_1;
+  assign \$249  = join_1 ? \$247  : { 7'h00, \$248  };
+  assign \$250  = \$245  + \$249 ;
+  assign \$251  = 1'h0 + stage_brick_0_2;
+  assign \$252  = 1'h0 + \$251 ;
+  assign \$253  = 1'h0 + stage_brick_0_3;
+  assign \$254  = \$253  + stage_brick_1_2;
+  assign \$256  = 1'h0 + stage_brick_0_3;
+  assign \$257  = \$256  + stage_brick_1_2;
+  assign \$258  = join_1 ? \$255  : { 3'h0, \$257  };
+  assign \$259  = \$252  + \$258 ;
+  assign \$260  = 1'h0 + stage_brick_1_3;
+  assign \$262  = 1'h0 + stage_brick_1_3;
+  assign \$263  = join_1 ? \$261  : { 7'h00, \$262  };
+  assign \$264  = \$259  + \$263 ;
+  assign \$265  = 1'h0 + stage_brick_2_0;
+  assign \$266  = 1'h0 + \$265 ;
+  assign \$267  = 1'h0 + stage_brick_2_1;
+  assign \$268  = \$267  + stage_brick_3_0;
+  assign \$270  = 1'h0 + stage_brick_2_1;
+  assign \$271  = \$270  + stage_brick_3_0;
+  assign \$272  = join_1 ? \$269  : { 3'h0, \$271  };
+  assign \$273  = \$266  + \$272 ;
+  assign \$274  = 1'h0 + stage_brick_3_1;
+  assign \$276  = 1'h0 + stage_brick_3_1;
+  assign \$277  = join_1 ? \$275  : { 7'h00, \$276  };
+  assign \$278  = \$273  + \$277 ;
+  assign \$279  = 1'h0 + stage_brick_2_2;
+  assign \$280  = 1'h0 + \$279 ;
+  assign \$281  = 1'h0 + stage_brick_2_3;
+  assign \$282  = \$281  + stage_brick_3_2;
+  assign \$284  = 1'h0 + stage_brick_2_3;
+  assign \$285  = \$284  + stage_brick_3_2;
+  assign \$286  = join_1 ? \$283  : { 3'h0, \$285  };
+  assign \$287  = \$280  + \$286 ;
+  assign \$288  = 1'h0 + stage_brick_3_3;
+  assign \$290  = 1'h0 + stage_brick_3_3;
+  assign \$291  = join_1 ? \$289  : { 7'h00, \$290  };
+  assign \$292  = \$287  + \$291 ;
+  assign \$293  = 1'h0 + stage_block_2_0_0;
+  assign \$294  = 1'h0 + \$293 ;
+  assign \$295  = 1'h0 + stage_block_2_0_1;
+  assign \$296  = \$295  + stage_block_2_1_0;
+  assign \$298  = 1'h0 + stage_block_2_0_1;
+  assign \$299  = \$298  + stage_block_2_1_0;
+  assign \$300  = join_2 ? \$297  : { 7'h00, \$299  };
+  assign \$301  = \$294  + \$300 ;
+  assign \$302  = 1'h0 + stage_block_2_1_1;
+  assign \$304  = 1'h0 + stage_block_2_1_1;
+  assign \$305  = join_2 ? \$303  : { 15'h0000, \$304  };
+  assign \$306  = \$301  + \$305 ;
+  assign \$307  = level_mode[1] ? 9'h1e0 : 9'h060;
+  assign offset = level_mode[2] ? 15'h7f80 : { 6'h00, \$307  };
+  assign \$308  = $signed(1'h0) + $signed(tree);
+  assign \$309  = start_2 ? 15'h0000 : low;
+  assign low_sum = \$309  + \$308 [14:0];
+  assign \$310  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$311  = \$306 [15:0] - offset;
+  assign \$312  = advance & valid_2;
+  assign \$313  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$314  = start_2 ? 15'h0000 : \$313 ;
+  assign \$315  = $signed(\$314 ) + $signed(\$308 [16:15]);
   always @(posedge clk)
-    acc <= \$240 ;
-  assign \$auto$rtlil.cc:2739:Not$2  = ~ weights[1];
-  assign \$auto$rtlil.cc:2739:Not$12  = ~ w_digit_1_1[1];
-  assign \$auto$rtlil.cc:2739:Not$14  = ~ w_digit_1_2[1];
-  assign \$auto$rtlil.cc:2739:Not$16  = ~ w_digit_1_3[1];
-  assign \$auto$rtlil.cc:2739:Not$18  = ~ w_digit_2_0[1];
-  assign \$auto$rtlil.cc:2739:Not$20  = ~ w_digit_2_1[1];
-  assign \$auto$rtlil.cc:2739:Not$22  = ~ w_digit_2_2[1];
-  assign \$auto$rtlil.cc:2739:Not$24  = ~ w_digit_2_3[1];
-  assign \$auto$rtlil.cc:2739:Not$26  = ~ w_digit_3_0[1];
-  assign \$auto$rtlil.cc:2739:Not$28  = ~ w_digit_3_1[1];
-  assign \$auto$rtlil.cc:2739:Not$30  = ~ w_digit_3_2[1];
-  assign \$auto$rtlil.cc:2739:Not$4  = ~ w_digit_0_1[1];
-  assign \$auto$rtlil.cc:2739:Not$32  = ~ w_digit_3_3[1];
-  assign \$auto$rtlil.cc:2739:Not$6  = ~ w_digit_0_2[1];
-  assign \$auto$rtlil.cc:2739:Not$8  = ~ w_digit_0_3[1];
-  assign \$auto$rtlil.cc:2739:Not$10  = ~ w_digit_1_0[1];
+    stage_brick_0_0 <= \$316 ;
+  always @(posedge clk)
+    stage_brick_0_1 <= \$317 ;
+  always @(posedge clk)
+    stage_brick_0_2 <= \$318 ;
+  always @(posedge clk)
+    stage_brick_0_3 <= \$319 ;
+  always @(posedge clk)
+    stage_brick_1_0 <= \$320 ;
+  always @(posedge clk)
+    stage_brick_1_1 <= \$321 ;
+  always @(posedge clk)
+    stage_brick_1_2 <= \$322 ;
+  always @(posedge clk)
+    stage_brick_1_3 <= \$323 ;
+  always @(posedge clk)
+    stage_brick_2_0 <= \$324 ;
+  always @(posedge clk)
+    stage_brick_2_1 <= \$325 ;
+  always @(posedge clk)
+    stage_brick_2_2 <= \$326 ;
+  always @(posedge clk)
+    stage_brick_2_3 <= \$327 ;
+  always @(posedge clk)
+    stage_brick_3_0 <= \$328 ;
+  always @(posedge clk)
+    stage_brick_3_1 <= \$329 ;
+  always @(posedge clk)
+    stage_brick_3_2 <= \$330 ;
+  always @(posedge clk)
+    stage_brick_3_3 <= \$331 ;
+  always @(posedge clk)
+    brick_mode <= \$332 ;
+  always @(posedge clk)
+    stage_block_2_0_0 <= \$333 ;
+  always @(posedge clk)
+    stage_block_2_0_1 <= \$334 ;
+  always @(posedge clk)
+    stage_block_2_1_0 <= \$335 ;
+  always @(posedge clk)
+    stage_block_2_1_1 <= \$336 ;
+  always @(posedge clk)
+    level_mode <= \$337 ;
+  always @(posedge clk)
+    tree <= \$338 ;
+  always @(posedge clk)
+    valid_0 <= \$339 ;
+  always @(posedge clk)
+    start_0 <= \$340 ;
+  always @(posedge clk)
+    mode_0 <= \$341 ;
+  always @(posedge clk)
+    valid_1 <= \$342 ;
+  always @(posedge clk)
+    start_1 <= \$343 ;
+  always @(posedge clk)
+    mode_1 <= \$344 ;
+  always @(posedge clk)
+    valid_2 <= \$345 ;
+  always @(posedge clk)
+    start_2 <= \$346 ;
+  always @(posedge clk)
+    mode_2 <= \$347 ;
+  always @(posedge clk)
+    low <= \$348 ;
+  always @(posedge clk)
+    carry <= \$349 ;
+  always @(posedge clk)
+    high <= \$350 ;
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ w_digits[1];
+  assign \$auto$rtlil.cc:2739:Not$12  = ~ w_digits[5];
+  assign \$auto$rtlil.cc:2739:Not$14  = ~ w_digits[7];
+  assign \$auto$rtlil.cc:2739:Not$16  = ~ w_digits[7];
+  assign \$auto$rtlil.cc:2739:Not$18  = ~ w_digits[9];
+  assign \$auto$rtlil.cc:2739:Not$20  = ~ w_digits[9];
+  assign \$auto$rtlil.cc:2739:Not$22  = ~ w_digits[11];
+  assign \$auto$rtlil.cc:2739:Not$24  = ~ w_digits[11];
+  assign \$auto$rtlil.cc:2739:Not$26  = ~ w_digits[13];
+  assign \$auto$rtlil.cc:2739:Not$28  = ~ w_digits[13];
+  assign \$auto$rtlil.cc:2739:Not$30  = ~ w_digits[15];
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ w_digits[1];
+  assign \$auto$rtlil.cc:2739:Not$32  = ~ w_digits[15];
+  assign \$auto$rtlil.cc:2739:Not$34  = ~ w_digits[17];
+  assign \$auto$rtlil.cc:2739:Not$36  = ~ w_digits[17];
+  assign \$auto$rtlil.cc:2739:Not$38  = ~ w_digits[19];
+  assign \$auto$rtlil.cc:2739:Not$40  = ~ w_digits[19];
+  assign \$auto$rtlil.cc:2739:Not$42  = ~ w_digits[21];
+  assign \$auto$rtlil.cc:2739:Not$44  = ~ w_digits[21];
+  assign \$auto$rtlil.cc:2739:Not$46  = ~ w_digits[23];
+  assign \$auto$rtlil.cc:2739:Not$48  = ~ w_digits[23];
+  assign \$auto$rtlil.cc:2739:Not$50  = ~ w_digits[25];
+  assign \$auto$rtlil.cc:2739:Not$6  = ~ w_digits[3];
+  assign \$auto$rtlil.cc:2739:Not$52  = ~ w_digits[25];
+  assign \$auto$rtlil.cc:2739:Not$54  = ~ w_digits[27];
+  assign \$auto$rtlil.cc:2739:Not$56  = ~ w_digits[27];
+  assign \$auto$rtlil.cc:2739:Not$58  = ~ w_digits[29];
+  assign \$auto$rtlil.cc:2739:Not$60  = ~ w_digits[29];
+  assign \$auto$rtlil.cc:2739:Not$62  = ~ w_digits[31];
+  assign \$auto$rtlil.cc:2739:Not$64  = ~ w_digits[31];
+  assign \$auto$rtlil.cc:2739:Not$8  = ~ w_digits[3];
+  assign \$auto$rtlil.cc:2739:Not$10  = ~ w_digits[5];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$197 ) begin end
-    offset = 15'h0000;
-    if (mode_2) begin
-      offset = 15'h0060;
-    end
-    if (mode_4) begin
-      offset = 15'h01e0;
-    end
-    if (mode_8) begin
-      offset = 15'h7f80;
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$316  = stage_brick_0_0;
+    if (advance) begin
+      \$316  = \$15 [3:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$197 ) begin end
-    \$240  = acc;
-    if (enable) begin
-      \$240  = \$239 [28:0];
-    end
-    if (rst) begin
-      \$240  = 29'h00000000;
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$317  = stage_brick_0_1;
+    if (advance) begin
+      \$317  = \$30 [3:0];
     end
   end
-  assign brick_0_0 = \$16 [3:0];
-  assign brick_0_1 = \$26 [3:0];
-  assign brick_0_2 = \$36 [3:0];
-  assign brick_0_3 = \$46 [3:0];
-  assign brick_1_0 = \$56 [3:0];
-  assign brick_1_1 = \$66 [3:0];
-  assign brick_1_2 = \$76 [3:0];
-  assign brick_1_3 = \$86 [3:0];
-  assign brick_2_0 = \$96 [3:0];
-  assign brick_2_1 = \$106 [3:0];
-  assign brick_2_2 = \$116 [3:0];
-  assign brick_2_3 = \$126 [3:0];
-  assign brick_3_0 = \$136 [3:0];
-  assign brick_3_1 = \$146 [3:0];
-  assign brick_3_2 = \$156 [3:0];
-  assign brick_3_3 = \$166 [3:0];
-  assign block_2_0_0 = \$180 [7:0];
-  assign block_2_0_1 = \$194 [7:0];
-  assign block_2_1_0 = \$208 [7:0];
-  assign block_2_1_1 = \$222 [7:0];
-  assign block_4_0_0 = \$236 [15:0];
-  assign partial = \$237 [15:0];
-  assign \activations[0]  = activations[7:0];
-  assign \activations[1]  = activations[15:8];
-  assign \activations[2]  = activations[23:16];
-  assign \activations[3]  = activations[31:24];
-  assign \activations[4]  = activations[39:32];
-  assign \activations[5]  = activations[47:40];
-  assign \activations[6]  = activations[55:48];
-  assign \activations[7]  = activations[63:56];
-  assign \activations[8]  = activations[71:64];
-  assign \activations[9]  = activations[79:72];
-  assign \activations[10]  = activations[87:80];
-  assign \activations[11]  = activations[95:88];
-  assign \activations[12]  = activations[103:96];
-  assign \activations[13]  = activations[111:104];
-  assign \activations[14]  = activations[119:112];
-  assign \activations[15]  = activations[127:120];
-  assign \weights[0]  = weights[7:0];
-  assign \weights[1]  = weights[15:8];
-  assign \weights[2]  = weights[23:16];
-  assign \weights[3]  = weights[31:24];
-  assign \weights[4]  = weights[39:32];
-  assign \weights[5]  = weights[47:40];
-  assign \weights[6]  = weights[55:48];
-  assign \weights[7]  = weights[63:56];
-  assign \weights[8]  = weights[71:64];
-  assign \weights[9]  = weights[79:72];
-  assign \weights[10]  = weights[87:80];
-  assign \weights[11]  = weights[95:88];
-  assign \weights[12]  = weights[103:96];
-  assign \weights[13]  = weights[111:104];
-  assign \weights[14]  = weights[119:112];
-  assign \weights[15]  = weights[127:120];
-  assign \$7  = activations[1:0];
-  assign a_digit_0_0 = \$7 ;
-  assign \$8  = weights[1:0];
-  assign w_digit_0_0 = \$8 ;
-  assign \$10 [0] = weights[0];
-  assign \$10 [1] = \$auto$rtlil.cc:2739:Not$2 ;
-  assign \$13  = { \$12 , 1'h0 };
-  assign \$19  = 1'h1;
-  assign \$20 [0] = w_digit_0_1[0];
-  assign \$20 [1] = \$auto$rtlil.cc:2739:Not$4 ;
-  assign \$23  = { \$22 , 1'h0 };
-  assign \$27  = activations[9:8];
-  assign \$28  = weights[9:8];
-  assign \$30 [0] = w_digit_0_2[0];
-  assign \$30 [1] = \$auto$rtlil.cc:2739:Not$6 ;
-  assign \$33  = { \$32 , 1'h0 };
-  assign \$39  = 1'h1;
-  assign w_top_0_3 = \$39 ;
-  assign \$40 [0] = w_digit_0_3[0];
-  assign \$40 [1] = \$auto$rtlil.cc:2739:Not$8 ;
-  assign \$43  = { \$42 , 1'h0 };
-  assign \$46  = \$44 ;
-  assign \$50 [0] = w_digit_1_0[0];
-  assign \$50 [1] = \$auto$rtlil.cc:2739:Not$10 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$318  = stage_brick_0_2;
+    if (advance) begin
+      \$318  = \$45 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$319  = stage_brick_0_3;
+    if (advance) begin
+      \$319  = \$59 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$320  = stage_brick_1_0;
+    if (advance) begin
+      \$320  = \$74 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$321  = stage_brick_1_1;
+    if (advance) begin
+      \$321  = \$89 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$322  = stage_brick_1_2;
+    if (advance) begin
+      \$322  = \$104 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$323  = stage_brick_1_3;
+    if (advance) begin
+      \$323  = \$118 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$324  = stage_brick_2_0;
+    if (advance) begin
+      \$324  = \$133 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$325  = stage_brick_2_1;
+    if (advance) begin
+      \$325  = \$148 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$326  = stage_brick_2_2;
+    if (advance) begin
+      \$326  = \$163 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$327  = stage_brick_2_3;
+    if (advance) begin
+      \$327  = \$177 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$328  = stage_brick_3_0;
+    if (advance) begin
+      \$328  = \$192 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$329  = stage_brick_3_1;
+    if (advance) begin
+      \$329  = \$207 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$330  = stage_brick_3_2;
+    if (advance) begin
+      \$330  = \$222 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$331  = stage_brick_3_3;
+    if (advance) begin
+      \$331  = \$236 [3:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$332  = brick_mode;
+    if (advance) begin
+      \$332  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$333  = stage_block_2_0_0;
+    if (advance) begin
+      \$333  = \$250 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$334  = stage_block_2_0_1;
+    if (advance) begin
+      \$334  = \$264 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$335  = stage_block_2_1_0;
+    if (advance) begin
+      \$335  = \$278 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$336  = stage_block_2_1_1;
+    if (advance) begin
+      \$336  = \$292 [7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$337  = level_mode;
+    if (advance) begin
+      \$337  = brick_mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$338  = tree;
+    if (advance) begin
+      \$338  = \$311 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$339  = valid_0;
+    if (advance) begin
+      \$339  = valid;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$340  = start_0;
+    if (advance) begin
+      \$340  = start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$341  = mode_0;
+    if (advance) begin
+      \$341  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$342  = valid_1;
+    if (advance) begin
+      \$342  = valid_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$343  = start_1;
+    if (advance) begin
+      \$343  = start_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$344  = mode_1;
+    if (advance) begin
+      \$344  = mode_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$345  = valid_2;
+    if (advance) begin
+      \$345  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$346  = start_2;
+    if (advance) begin
+      \$346  = start_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$347  = mode_2;
+    if (advance) begin
+      \$347  = mode_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$348  = low;
+    if (\$312 ) begin
+      \$348  = low_sum[14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$349  = carry;
+    if (\$312 ) begin
+      \$349  = low_sum[15];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
+    \$350  = high;
+    if (\$312 ) begin
+      \$350  = \$315 [13:0];
+    end
+  end
+  assign brick_0_0 = \$15 [3:0];
+  assign brick_0_1 = \$30 [3:0];
+  assign brick_0_2 = \$45 [3:0];
+  assign brick_0_3 = \$59 [3:0];
+  assign brick_1_0 = \$74 [3:0];
+  assign brick_1_1 = \$89 [3:0];
+  assign brick_1_2 = \$104 [3:0];
+  assign brick_1_3 = \$118 [3:0];
+  assign brick_2_0 = \$133 [3:0];
+  assign brick_2_1 = \$148 [3:0];
+  assign brick_2_2 = \$163 [3:0];
+  assign brick_2_3 = \$177 [3:0];
+  assign brick_3_0 = \$192 [3:0];
+  assign brick_3_1 = \$207 [3:0];
+  assign brick_3_2 = \$222 [3:0];
+  assign brick_3_3 = \$236 [3:0];
+  assign block_2_0_0 = \$250 [7:0];
+  assign block_2_0_1 = \$264 [7:0];
+  assign block_2_1_0 = \$278 [7:0];
+  assign block_2_1_1 = \$292 [7:0];
+  assign block_4_0_0 = \$306 [15:0];
+  assign partial = \$308 [16:0];
+  assign addend = { \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16:0] };
+  assign acc = { \$310 [13:0], low };
+  assign \port$1850$0  = \$310 [13:0];
+  assign \mode.w2  = mode[0];
+  assign \mode.w4  = mode[1];
+  assign \mode.w8  = mode[2];
+  assign \w_digits[0]  = w_digits[1:0];
+  assign \w_digits[1]  = w_digits[3:2];
+  assign \w_digits[2]  = w_digits[5:4];
+  assign \w_digits[3]  = w_digits[7:6];
+  assign \w_digits[4]  = w_digits[9:8];
+  assign \w_digits[5]  = w_digits[11:10];
+  assign \w_digits[6]  = w_digits[13:12];
+  assign \w_digits[7]  = w_digits[15:14];
+  assign \w_digits[8]  = w_digits[17:16];
+  assign \w_digits[9]  = w_digits[19:18];
+  assign \w_digits[10]  = w_digits[21:20];
+  assign \w_digits[11]  = w_digits[23:22];
+  assign \w_digits[12]  = w_digits[25:24];
+  assign \w_digits[13]  = w_digits[27:26];
+  assign \w_digits[14]  = w_digits[29:28];
+  assign \w_digits[15]  = w_digits[31:30];
+  assign \a_digits[0]  = a_digits[1:0];
+  assign \a_digits[1]  = a_digits[3:2];
+  assign \a_digits[2]  = a_digits[5:4];
+  assign \a_digits[3]  = a_digits[7:6];
+  assign \a_digits[4]  = a_digits[9:8];
+  assign \a_digits[5]  = a_digits[11:10];
+  assign \a_digits[6]  = a_digits[13:12];
+  assign \a_digits[7]  = a_digits[15:14];
+  assign \a_digits[8]  = a_digits[17:16];
+  assign \a_digits[9]  = a_digits[19:18];
+  assign \a_digits[10]  = a_digits[21:20];
+  assign \a_digits[11]  = a_digits[23:22];
+  assign \a_digits[12]  = a_digits[25:24];
+  assign \a_digits[13]  = a_digits[27:26];
+  assign \a_digits[14]  = a_digits[29:28];
+  assign \a_digits[15]  = a_digits[31:30];
+  assign \brick_mode.w2  = brick_mode[0];
+  assign \brick_mode.w4  = brick_mode[1];
+  assign \brick_mode.w8  = brick_mode[2];
+  assign \level_mode.w2  = level_mode[0];
+  assign \level_mode.w4  = level_mode[1];
+  assign \level_mode.w8  = level_mode[2];
+  assign \mode_0.w2  = mode_0[0];
+  assign \mode_0.w4  = mode_0[1];
+  assign \mode_0.w8  = mode_0[2];
+  assign \mode_1.w2  = mode_1[0];
+  assign \mode_1.w4  = mode_1[1];
+  assign \mode_1.w8  = mode_1[2];
+  assign \mode_2.w2  = mode_2[0];
+  assign \mode_2.w4  = mode_2[1];
+  assign \mode_2.w8  = mode_2[2];
+  assign \$1  = mode[0];
+  assign \$2 [0] = w_digits[0];
+  assign \$2 [1] = \$auto$rtlil.cc:2739:Not$2 ;
+  assign \$4 [0] = w_digits[0];
+  assign \$4 [1] = \$auto$rtlil.cc:2739:Not$4 ;
+  assign \$5  = { a_digits[1:0], 1'h0 };
+  assign \$9  = { \$8 , 1'h0 };
+  assign \$12  = { a_digits[1:0], 1'h0 };
+  assign \$17 [0] = w_digits[2];
+  assign \$17 [1] = \$auto$rtlil.cc:2739:Not$6 ;
+  assign \$19 [0] = w_digits[2];
+  assign \$19 [1] = \$auto$rtlil.cc:2739:Not$8 ;
+  assign \$20  = { a_digits[3:2], 1'h0 };
+  assign \$24  = { \$23 , 1'h0 };
+  assign \$27  = { a_digits[3:2], 1'h0 };
+  assign \$31  = mode[0];
+  assign \$32 [0] = w_digits[4];
+  assign \$32 [1] = \$auto$rtlil.cc:2739:Not$10 ;
+  assign \$34 [0] = w_digits[4];
+  assign \$34 [1] = \$auto$rtlil.cc:2739:Not$12 ;
+  assign \$35  = { a_digits[5:4], 1'h0 };
+  assign \$39  = { \$38 , 1'h0 };
+  assign \$42  = { a_digits[5:4], 1'h0 };
+  assign \$46 [0] = w_digits[6];
+  assign \$46 [1] = \$auto$rtlil.cc:2739:Not$14 ;
+  assign \$48 [0] = w_digits[6];
+  assign \$48 [1] = \$auto$rtlil.cc:2739:Not$16 ;
+  assign \$49  = { a_digits[7:6], 1'h0 };
   assign \$53  = { \$52 , 1'h0 };
-  assign \$59  = 1'h1;
-  assign \$60 [0] = w_digit_1_1[0];
-  assign \$60 [1] = \$auto$rtlil.cc:2739:Not$12 ;
-  assign \$63  = { \$62 , 1'h0 };
-  assign \$70 [0] = w_digit_1_2[0];
-  assign \$70 [1] = \$auto$rtlil.cc:2739:Not$14 ;
-  assign \$73  = { \$72 , 1'h0 };
-  assign \$79  = 1'h1;
-  assign w_top_1_3 = \$79 ;
-  assign \$80 [0] = w_digit_1_3[0];
-  assign \$80 [1] = \$auto$rtlil.cc:2739:Not$16 ;
+  assign \$56  = { a_digits[7:6], 1'h0 };
+  assign \$59  = \$54 ;
+  assign \$60  = mode[0];
+  assign \$61 [0] = w_digits[8];
+  assign \$61 [1] = \$auto$rtlil.cc:2739:Not$18 ;
+  assign \$63 [0] = w_digits[8];
+  assign \$63 [1] = \$auto$rtlil.cc:2739:Not$20 ;
+  assign \$64  = { a_digits[9:8], 1'h0 };
+  assign \$68  = { \$67 , 1'h0 };
+  assign \$71  = { a_digits[9:8], 1'h0 };
+  assign \$76 [0] = w_digits[10];
+  assign \$76 [1] = \$auto$rtlil.cc:2739:Not$22 ;
+  assign \$78 [0] = w_digits[10];
+  assign \$78 [1] = \$auto$rtlil.cc:2739:Not$24 ;
+  assign \$79  = { a_digits[11:10], 1'h0 };
   assign \$83  = { \$82 , 1'h0 };
-  assign \$86  = \$84 ;
-  assign \$87  = activations[17:16];
-  assign \$88  = weights[17:16];
-  assign \$90 [0] = w_digit_2_0[0];
-  assign \$90 [1] = \$auto$rtlil.cc:2739:Not$18 ;
-  assign \$93  = { \$92 , 1'h0 };
-  assign \$99  = 1'h1;
-  assign \$100 [0] = w_digit_2_1[0];
-  assign \$100 [1] = \$auto$rtlil.cc:2739:Not$20 ;
-  assign \$103  = { \$102 , 1'h0 };
-  assign \$107  = activations[25:24];
-  assign \$108  = weights[25:24];
-  assign \$110 [0] = w_digit_2_2[0];
-  assign \$110 [1] = \$auto$rtlil.cc:2739:Not$22 ;
-  assign \$113  = { \$112 , 1'h0 };
-  assign \$119  = 1'h1;
-  assign w_top_2_3 = \$119 ;
-  assign \$120 [0] = w_digit_2_3[0];
-  assign \$120 [1] = \$auto$rtlil.cc:2739:Not$24 ;
-  assign \$123  = { \$122 , 1'h0 };
-  assign \$126  = \$124 ;
-  assign \$130 [0] = w_digit_3_0[0];
-  assign \$130 [1] = \$auto$rtlil.cc:2739:Not$26 ;
-  assign \$133  = { \$132 , 1'h0 };
-  assign \$139  = 1'h1;
-  assign \$140 [0] = w_digit_3_1[0];
-  assign \$140 [1] = \$auto$rtlil.cc:2739:Not$28 ;
-  assign \$143  = { \$142 , 1'h0 };
-  assign \$150 [0] = w_digit_3_2[0];
-  assign \$150 [1] = \$auto$rtlil.cc:2739:Not$30 ;
-  assign \$153  = { \$152 , 1'h0 };
-  assign \$159  = 1'h1;
-  assign w_top_3_3 = \$159 ;
-  assign \$160 [0] = w_digit_3_3[0];
-  assign \$160 [1] = \$auto$rtlil.cc:2739:Not$32 ;
-  assign \$163  = { \$162 , 1'h0 };
-  assign \$166  = \$164 ;
-  assign \$171  = { 1'h0, \$170 , 2'h0 };
-  assign \$177  = { 3'h0, \$176 , 4'h0 };
-  assign \$185  = { 1'h0, \$184 , 2'h0 };
-  assign \$191  = { 3'h0, \$190 , 4'h0 };
-  assign \$199  = { 1'h0, \$198 , 2'h0 };
-  assign \$205  = { 3'h0, \$204 , 4'h0 };
-  assign \$213  = { 1'h0, \$212 , 2'h0 };
-  assign \$219  = { 3'h0, \$218 , 4'h0 };
-  assign join_2 = mode_8;
-  assign \$227  = { 3'h0, \$226 , 4'h0 };
-  assign \$233  = { 7'h00, \$232 , 8'h00 };
+  assign \$86  = { a_digits[11:10], 1'h0 };
+  assign \$90  = mode[0];
+  assign \$91 [0] = w_digits[12];
+  assign \$91 [1] = \$auto$rtlil.cc:2739:Not$26 ;
+  assign \$93 [0] = w_digits[12];
+  assign \$93 [1] = \$auto$rtlil.cc:2739:Not$28 ;
+  assign \$94  = { a_digits[13:12], 1'h0 };
+  assign \$98  = { \$97 , 1'h0 };
+  assign \$101  = { a_digits[13:12], 1'h0 };
+  assign \$105 [0] = w_digits[14];
+  assign \$105 [1] = \$auto$rtlil.cc:2739:Not$30 ;
+  assign \$107 [0] = w_digits[14];
+  assign \$107 [1] = \$auto$rtlil.cc:2739:Not$32 ;
+  assign \$108  = { a_digits[15:14], 1'h0 };
+  assign \$112  = { \$111 , 1'h0 };
+  assign \$115  = { a_digits[15:14], 1'h0 };
+  assign \$118  = \$113 ;
+  assign \$119  = mode[0];
+  assign \$120 [0] = w_digits[16];
+  assign \$120 [1] = \$auto$rtlil.cc:2739:Not$34 ;
+  assign \$122 [0] = w_digits[16];
+  assign \$122 [1] = \$auto$rtlil.cc:2739:Not$36 ;
+  assign \$123  = { a_digits[17:16], 1'h0 };
+  assign \$127  = { \$126 , 1'h0 };
+  assign \$130  = { a_digits[17:16], 1'h0 };
+  assign \$135 [0] = w_digits[18];
+  assign \$135 [1] = \$auto$rtlil.cc:2739:Not$38 ;
+  assign \$137 [0] = w_digits[18];
+  assign \$137 [1] = \$auto$rtlil.cc:2739:Not$40 ;
+  assign \$138  = { a_digits[19:18], 1'h0 };
+  assign \$142  = { \$141 , 1'h0 };
+  assign \$145  = { a_digits[19:18], 1'h0 };
+  assign \$149  = mode[0];
+  assign \$150 [0] = w_digits[20];
+  assign \$150 [1] = \$auto$rtlil.cc:2739:Not$42 ;
+  assign \$152 [0] = w_digits[20];
+  assign \$152 [1] = \$auto$rtlil.cc:2739:Not$44 ;
+  assign \$153  = { a_digits[21:20], 1'h0 };
+  assign \$157  = { \$156 , 1'h0 };
+  assign \$160  = { a_digits[21:20], 1'h0 };
+  assign \$164 [0] = w_digits[22];
+  assign \$164 [1] = \$auto$rtlil.cc:2739:Not$46 ;
+  assign \$166 [0] = w_digits[22];
+  assign \$166 [1] = \$auto$rtlil.cc:2739:Not$48 ;
+  assign \$167  = { a_digits[23:22], 1'h0 };
+  assign \$171  = { \$170 , 1'h0 };
+  assign \$174  = { a_digits[23:22], 1'h0 };
+  assign \$177  = \$172 ;
+  assign \$178  = mode[0];
+  assign \$179 [0] = w_digits[24];
+  assign \$179 [1] = \$auto$rtlil.cc:2739:Not$50 ;
+  assign \$181 [0] = w_digits[24];
+  assign \$181 [1] = \$auto$rtlil.cc:2739:Not$52 ;
+  assign \$182  = { a_digits[25:24], 1'h0 };
+  assign \$186  = { \$185 , 1'h0 };
+  assign \$189  = { a_digits[25:24], 1'h0 };
+  assign \$194 [0] = w_digits[26];
+  assign \$194 [1] = \$auto$rtlil.cc:2739:Not$54 ;
+  assign \$196 [0] = w_digits[26];
+  assign \$196 [1] = \$auto$rtlil.cc:2739:Not$56 ;
+  assign \$197  = { a_digits[27:26], 1'h0 };
+  assign \$201  = { \$200 , 1'h0 };
+  assign \$204  = { a_digits[27:26], 1'h0 };
+  assign \$208  = mode[0];
+  assign \$209 [0] = w_digits[28];
+  assign \$209 [1] = \$auto$rtlil.cc:2739:Not$58 ;
+  assign \$211 [0] = w_digits[28];
+  assign \$211 [1] = \$auto$rtlil.cc:2739:Not$60 ;
+  assign \$212  = { a_digits[29:28], 1'h0 };
+  assign \$216  = { \$215 , 1'h0 };
+  assign \$219  = { a_digits[29:28], 1'h0 };
+  assign \$223 [0] = w_digits[30];
+  assign \$223 [1] = \$auto$rtlil.cc:2739:Not$62 ;
+  assign \$225 [0] = w_digits[30];
+  assign \$225 [1] = \$auto$rtlil.cc:2739:Not$64 ;
+  assign \$226  = { a_digits[31:30], 1'h0 };
+  assign \$230  = { \$229 , 1'h0 };
+  assign \$233  = { a_digits[31:30], 1'h0 };
+  assign \$236  = \$231 ;
+  assign \$241  = { 1'h0, \$240 , 2'h0 };
+  assign \$247  = { 3'h0, \$246 , 4'h0 };
+  assign \$255  = { 1'h0, \$254 , 2'h0 };
+  assign \$261  = { 3'h0, \$260 , 4'h0 };
+  assign \$269  = { 1'h0, \$268 , 2'h0 };
+  assign \$275  = { 3'h0, \$274 , 4'h0 };
+  assign \$283  = { 1'h0, \$282 , 2'h0 };
+  assign \$289  = { 3'h0, \$288 , 4'h0 };
+  assign join_2 = level_mode[2];
+  assign \$297  = { 3'h0, \$296 , 4'h0 };
+  assign \$303  = { 7'h00, \$302 , 8'h00 };
 endmodule

@@ -5,53 +5,128 @@
 module mac_array_fixed(operands__payload, operands__valid, results__ready, clk, rst, operands__ready, results__payload, results__valid, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
+  reg [7:0] \$10 ;
+  reg [7:0] \$11 ;
+  reg [7:0] \$12 ;
+  reg [7:0] \$13 ;
+  reg [7:0] \$14 ;
+  reg [7:0] \$15 ;
+  reg [7:0] \$16 ;
+  reg [7:0] \$17 ;
+  reg [7:0] \$18 ;
+  reg [7:0] \$19 ;
   wire \$2 ;
-  reg \$3 ;
-  reg \$4 ;
+  reg [7:0] \$20 ;
+  reg [7:0] \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg \$28 ;
+  reg \$29 ;
+  wire \$3 ;
+  wire [13:0] \$30 ;
+  wire [14:0] \$31 ;
+  wire [13:0] \$32 ;
+  wire [14:0] \$33 ;
+  wire [13:0] \$34 ;
+  wire [14:0] \$35 ;
+  wire [13:0] \$36 ;
+  wire [14:0] \$37 ;
+  reg [3:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg \$8 ;
+  reg \$9 ;
+  wire \$signal ;
+  wire \$signal$12 ;
   wire [28:0] acc;
-  wire [28:0] \acc$30 ;
-  wire [28:0] \acc$37 ;
-  wire [28:0] \acc$44 ;
-  wire accept;
-  wire [7:0] activations;
-  wire [7:0] \activations$31 ;
-  wire [7:0] \activations$31[0] ;
-  wire [7:0] \activations$38 ;
-  wire [7:0] \activations$38[0] ;
-  wire [7:0] \activations$45 ;
-  wire [7:0] \activations$45[0] ;
-  wire [7:0] \activations[0] ;
+  wire [28:0] \acc$60 ;
+  wire [28:0] \acc$67 ;
+  wire [28:0] \acc$74 ;
+  wire advance;
+  wire \advance$59 ;
+  wire \advance$66 ;
+  wire \advance$73 ;
   input [3:0] bits;
   wire [3:0] bits;
-  wire [3:0] \bits$11 ;
-  wire [3:0] \bits$13 ;
-  wire [3:0] \bits$15 ;
-  wire [3:0] \bits$17 ;
-  wire [3:0] \bits$18 ;
-  wire [3:0] \bits$27 ;
-  wire [3:0] \bits$34 ;
-  wire [3:0] \bits$41 ;
-  reg clear = 1'h1;
-  (* init = 1'h1 *)
-  wire \clear$29 ;
-  (* init = 1'h1 *)
-  wire \clear$36 ;
-  (* init = 1'h1 *)
-  wire \clear$43 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$42 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$44 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$46 ;
+  (* init = 4'h8 *)
+  wire [3:0] \bits$48 ;
+  reg [3:0] \bits$9  = 4'h8;
   input clk;
   wire clk;
-  wire enable;
-  wire \enable$28 ;
-  wire \enable$35 ;
-  wire \enable$42 ;
+  (* init = 8'h00 *)
+  wire [7:0] dsp_a;
+  (* init = 8'h00 *)
+  wire [7:0] \dsp_a$61 ;
+  (* init = 8'h00 *)
+  wire [7:0] \dsp_a$68 ;
+  (* init = 8'h00 *)
+  wire [7:0] \dsp_a$75 ;
+  (* init = 8'h00 *)
+  wire [7:0] dsp_w;
+  (* init = 8'h00 *)
+  wire [7:0] \dsp_w$62 ;
+  (* init = 8'h00 *)
+  wire [7:0] \dsp_w$69 ;
+  (* init = 8'h00 *)
+  wire [7:0] \dsp_w$76 ;
+  reg [7:0] edge_dsp_a_0 = 8'h00;
+  reg [7:0] edge_dsp_a_0_0 = 8'h00;
+  reg [7:0] edge_dsp_a_1 = 8'h00;
+  reg [7:0] edge_dsp_a_1_0 = 8'h00;
+  reg [7:0] edge_dsp_w_0 = 8'h00;
+  reg [7:0] edge_dsp_w_0_0 = 8'h00;
+  reg [7:0] edge_dsp_w_1 = 8'h00;
+  reg [7:0] edge_dsp_w_1_0 = 8'h00;
+  reg edge_last = 1'h0;
+  reg edge_mode = 1'h0;
+  wire \edge_mode.w8 ;
+  reg edge_start = 1'h1;
+  reg edge_valid = 1'h0;
+  reg last_0 = 1'h0;
+  reg last_1 = 1'h0;
+  reg last_2 = 1'h0;
   wire [7:0] master;
-  wire [7:0] \master$12 ;
-  wire [7:0] \master$14 ;
-  wire [7:0] \master$16 ;
+  wire [7:0] \master$43 ;
+  wire [7:0] \master$45 ;
+  wire [7:0] \master$47 ;
+  reg mode;
+  (* init = 1'h0 *)
+  wire \mode$49 ;
+  wire \mode$49.w8 ;
+  (* init = 1'h0 *)
+  wire \mode$56 ;
+  wire \mode$56.w8 ;
+  (* init = 1'h0 *)
+  wire \mode$63 ;
+  wire \mode$63.w8 ;
+  (* init = 1'h0 *)
+  wire \mode$70 ;
+  wire \mode$70.w8 ;
+  wire \mode.w8 ;
+  reg nest_last = 1'h0;
+  reg nest_mode = 1'h0;
+  wire \nest_mode.w8 ;
+  reg nest_start = 1'h1;
+  reg nest_valid = 1'h0;
   wire [7:0] nested;
-  wire [7:0] \nested$26 ;
-  wire [7:0] \nested$33 ;
-  wire [7:0] \nested$39 ;
+  wire [7:0] \nested$23 ;
+  wire [7:0] \nested$27 ;
+  wire [7:0] \nested$31 ;
+  reg [7:0] nested_a_0_0 = 8'h00;
+  reg [7:0] nested_a_1_0 = 8'h00;
+  reg [7:0] nested_w_0_0 = 8'h00;
+  reg [7:0] nested_w_1_0 = 8'h00;
   input [32:0] operands__payload;
   wire [32:0] operands__payload;
   wire [15:0] \operands__payload.activations ;
@@ -84,129 +159,414 @@ module mac_array_fixed(operands__payload, operands__valid, results__ready, clk, 
   input rst;
   wire rst;
   (* init = 1'h1 *)
-  wire starting;
-  wire [7:0] weights;
-  wire [7:0] \weights$32 ;
-  wire [7:0] \weights$32[0] ;
-  wire [7:0] \weights$40 ;
-  wire [7:0] \weights$40[0] ;
-  wire [7:0] \weights$46 ;
-  wire [7:0] \weights$46[0] ;
-  wire [7:0] \weights[0] ;
+  wire start;
+  (* init = 1'h1 *)
+  wire \start$58 ;
+  (* init = 1'h1 *)
+  wire \start$65 ;
+  (* init = 1'h1 *)
+  wire \start$72 ;
+  reg starting = 1'h1;
+  (* init = 1'h0 *)
+  wire valid;
+  (* init = 1'h0 *)
+  wire \valid$57 ;
+  (* init = 1'h0 *)
+  wire \valid$64 ;
+  (* init = 1'h0 *)
+  wire \valid$71 ;
+  assign \$1  = nest_valid & nest_last;
+  assign \$2  = ~ results__valid;
+  assign \$signal$12  = \$2  | results__ready;
+  assign \$3  = \bits$9  == bits;
+  assign operands__ready = \$signal$12  & \$3 ;
+  assign \$signal  = operands__valid & operands__ready;
   always @(posedge clk)
-    clear <= \$3 ;
+    \bits$9  <= \$4 ;
   always @(posedge clk)
-    results__valid <= \$4 ;
-  assign \$1  = ~ results__valid;
-  assign operands__ready = \$1  | results__ready;
-  assign accept = operands__valid & operands__ready;
-  assign \$2  = accept & operands__payload[32];
+    starting <= \$5 ;
+  always @(posedge clk)
+    nest_valid <= \$6 ;
+  always @(posedge clk)
+    nest_start <= \$7 ;
+  always @(posedge clk)
+    nest_last <= \$8 ;
+  always @(posedge clk)
+    nest_mode <= \$9 ;
+  always @(posedge clk)
+    nested_a_0_0 <= \$10 ;
+  always @(posedge clk)
+    edge_dsp_a_0 <= \$11 ;
+  always @(posedge clk)
+    edge_dsp_a_0_0 <= \$12 ;
+  always @(posedge clk)
+    nested_a_1_0 <= \$13 ;
+  always @(posedge clk)
+    edge_dsp_a_1 <= \$14 ;
+  always @(posedge clk)
+    edge_dsp_a_1_0 <= \$15 ;
+  always @(posedge clk)
+    nested_w_0_0 <= \$16 ;
+  always @(posedge clk)
+    edge_dsp_w_0 <= \$17 ;
+  always @(posedge clk)
+    edge_dsp_w_0_0 <= \$18 ;
+  always @(posedge clk)
+    nested_w_1_0 <= \$19 ;
+  always @(posedge clk)
+    edge_dsp_w_1 <= \$20 ;
+  always @(posedge clk)
+    edge_dsp_w_1_0 <= \$21 ;
+  always @(posedge clk)
+    edge_valid <= \$22 ;
+  always @(posedge clk)
+    edge_start <= \$23 ;
+  always @(posedge clk)
+    edge_mode <= \$24 ;
+  always @(posedge clk)
+    edge_last <= \$25 ;
+  always @(posedge clk)
+    last_0 <= \$26 ;
+  always @(posedge clk)
+    last_1 <= \$27 ;
+  always @(posedge clk)
+    last_2 <= \$28 ;
+  always @(posedge clk)
+    results__valid <= \$29 ;
   \mac_array_fixed.nest_a_0_0  nest_a_0_0 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[7:0]),
-    .nested(activations)
+    .nested(nested)
   );
   \mac_array_fixed.nest_a_1_0  nest_a_1_0 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[15:8]),
-    .nested(\activations$38 )
+    .nested(\nested$23 )
   );
   \mac_array_fixed.nest_w_0_0  nest_w_0_0 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[23:16]),
-    .nested(weights)
+    .nested(\nested$27 )
   );
   \mac_array_fixed.nest_w_1_0  nest_w_1_0 (
-    .bits(bits),
+    .bits(\bits$9 ),
     .master(operands__payload[31:24]),
-    .nested(\weights$32 )
+    .nested(\nested$31 )
   );
   \mac_array_fixed.pe_0_0  pe_0_0 (
-    .acc(acc),
-    .activations(activations),
-    .clear(clear),
+    .advance(\$signal$12 ),
     .clk(clk),
-    .enable(accept),
+    .dsp_a(edge_dsp_a_0_0),
+    .dsp_w(edge_dsp_w_0_0),
+    .low(\$31 ),
+    .mode(edge_mode),
+    .\port$109$0 (\$30 ),
     .rst(rst),
-    .weights(weights)
+    .start(edge_start),
+    .valid(edge_valid)
   );
   \mac_array_fixed.pe_0_1  pe_0_1 (
-    .acc(\acc$30 ),
-    .activations(activations),
-    .clear(clear),
+    .advance(\$signal$12 ),
     .clk(clk),
-    .enable(accept),
+    .dsp_a(edge_dsp_a_0_0),
+    .dsp_w(edge_dsp_w_1_0),
+    .low(\$33 ),
+    .mode(edge_mode),
+    .\port$145$0 (\$32 ),
     .rst(rst),
-    .weights(\weights$32 )
+    .start(edge_start),
+    .valid(edge_valid)
   );
   \mac_array_fixed.pe_1_0  pe_1_0 (
-    .acc(\acc$37 ),
-    .activations(\activations$38 ),
-    .clear(clear),
+    .advance(\$signal$12 ),
     .clk(clk),
-    .enable(accept),
+    .dsp_a(edge_dsp_a_1_0),
+    .dsp_w(edge_dsp_w_0_0),
+    .low(\$35 ),
+    .mode(edge_mode),
+    .\port$181$0 (\$34 ),
     .rst(rst),
-    .weights(weights)
+    .start(edge_start),
+    .valid(edge_valid)
   );
   \mac_array_fixed.pe_1_1  pe_1_1 (
-    .acc(\acc$44 ),
-    .activations(\activations$38 ),
-    .clear(clear),
+    .advance(\$signal$12 ),
     .clk(clk),
-    .enable(accept),
+    .dsp_a(edge_dsp_a_1_0),
+    .dsp_w(edge_dsp_w_1_0),
+    .low(\$37 ),
+    .mode(edge_mode),
+    .\port$217$0 (\$36 ),
     .rst(rst),
-    .weights(\weights$32 )
+    .start(edge_start),
+    .valid(edge_valid)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3  = clear;
-    if (accept) begin
-      \$3  = operands__payload[32];
-    end
+    \$4  = bits;
     if (rst) begin
-      \$3  = 1'h1;
+      \$4  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$4  = results__valid;
-    if (\$2 ) begin
-      \$4  = 1'h1;
-    end else if (results__ready) begin
-      \$4  = 1'h0;
+    \$5  = starting;
+    if (\$signal ) begin
+      \$5  = operands__payload[32];
     end
     if (rst) begin
-      \$4  = 1'h0;
+      \$5  = 1'h1;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$6  = nest_valid;
+    if (\$signal$12 ) begin
+      \$6  = \$signal ;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$7  = nest_start;
+    if (\$signal$12 ) begin
+      \$7  = starting;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$8  = nest_last;
+    if (\$signal$12 ) begin
+      \$8  = operands__payload[32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$9  = nest_mode;
+    if (\$signal$12 ) begin
+      \$9  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$10  = nested_a_0_0;
+    if (\$signal$12 ) begin
+      \$10  = nested;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$11  = edge_dsp_a_0;
+    if (\$signal$12 ) begin
+      \$11  = nested_a_0_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$12  = edge_dsp_a_0_0;
+    if (\$signal$12 ) begin
+      \$12  = edge_dsp_a_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$13  = nested_a_1_0;
+    if (\$signal$12 ) begin
+      \$13  = \nested$23 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$14  = edge_dsp_a_1;
+    if (\$signal$12 ) begin
+      \$14  = nested_a_1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$15  = edge_dsp_a_1_0;
+    if (\$signal$12 ) begin
+      \$15  = edge_dsp_a_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$16  = nested_w_0_0;
+    if (\$signal$12 ) begin
+      \$16  = \nested$27 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$17  = edge_dsp_w_0;
+    if (\$signal$12 ) begin
+      \$17  = nested_w_0_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$18  = edge_dsp_w_0_0;
+    if (\$signal$12 ) begin
+      \$18  = edge_dsp_w_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$19  = nested_w_1_0;
+    if (\$signal$12 ) begin
+      \$19  = \nested$31 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$20  = edge_dsp_w_1;
+    if (\$signal$12 ) begin
+      \$20  = nested_w_1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$21  = edge_dsp_w_1_0;
+    if (\$signal$12 ) begin
+      \$21  = edge_dsp_w_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$22  = edge_valid;
+    if (\$signal$12 ) begin
+      \$22  = nest_valid;
+    end
+    if (rst) begin
+      \$22  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$23  = edge_start;
+    if (\$signal$12 ) begin
+      \$23  = nest_start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$24  = edge_mode;
+    if (\$signal$12 ) begin
+      \$24  = nest_mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$25  = edge_last;
+    if (\$signal$12 ) begin
+      \$25  = \$1 ;
+    end
+    if (rst) begin
+      \$25  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$26  = last_0;
+    if (\$signal$12 ) begin
+      \$26  = edge_last;
+    end
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$27  = last_1;
+    if (\$signal$12 ) begin
+      \$27  = last_0;
+    end
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$28  = last_2;
+    if (\$signal$12 ) begin
+      \$28  = last_1;
+    end
+    if (rst) begin
+      \$28  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$29  = results__valid;
+    if (\$signal$12 ) begin
+      if (last_2) begin
+        \$29  = 1'h1;
+      end else if (results__ready) begin
+        \$29  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    mode = 1'h0;
+    casez (\bits$9 )
+      4'h2:
+          mode = 1'h1;
+      4'h3:
+          mode = 1'h1;
+      4'h4:
+          mode = 1'h1;
+      4'h5:
+          mode = 1'h1;
+      4'h6:
+          mode = 1'h1;
+      4'h7:
+          mode = 1'h1;
+      4'h8:
+          mode = 1'h1;
+    endcase
+  end
   assign master = operands__payload[7:0];
-  assign \bits$11  = bits;
-  assign \master$12  = operands__payload[15:8];
-  assign \bits$13  = bits;
-  assign \master$14  = operands__payload[23:16];
-  assign \bits$15  = bits;
-  assign \master$16  = operands__payload[31:24];
-  assign \bits$17  = bits;
-  assign \bits$18  = bits;
-  assign enable = accept;
-  assign starting = clear;
-  assign nested = activations;
-  assign \nested$26  = weights;
-  assign \bits$27  = bits;
-  assign \enable$28  = accept;
-  assign \clear$29  = clear;
-  assign \activations$31  = activations;
-  assign \nested$33  = \weights$32 ;
-  assign \bits$34  = bits;
-  assign \enable$35  = accept;
-  assign \clear$36  = clear;
-  assign \nested$39  = \activations$38 ;
-  assign \weights$40  = weights;
-  assign \bits$41  = bits;
-  assign \enable$42  = accept;
-  assign \clear$43  = clear;
-  assign \activations$45  = \activations$38 ;
-  assign \weights$46  = \weights$32 ;
+  assign \bits$42  = \bits$9 ;
+  assign \master$43  = operands__payload[15:8];
+  assign \bits$44  = \bits$9 ;
+  assign \master$45  = operands__payload[23:16];
+  assign \bits$46  = \bits$9 ;
+  assign \master$47  = operands__payload[31:24];
+  assign \bits$48  = \bits$9 ;
+  assign \mode$49  = edge_mode;
+  assign valid = edge_valid;
+  assign start = edge_start;
+  assign advance = \$signal$12 ;
+  assign acc = { \$30 , \$31  };
+  assign dsp_a = edge_dsp_a_0_0;
+  assign dsp_w = edge_dsp_w_0_0;
+  assign \mode$56  = edge_mode;
+  assign \valid$57  = edge_valid;
+  assign \start$58  = edge_start;
+  assign \advance$59  = \$signal$12 ;
+  assign \acc$60  = { \$32 , \$33  };
+  assign \dsp_a$61  = edge_dsp_a_0_0;
+  assign \dsp_w$62  = edge_dsp_w_1_0;
+  assign \mode$63  = edge_mode;
+  assign \valid$64  = edge_valid;
+  assign \start$65  = edge_start;
+  assign \advance$66  = \$signal$12 ;
+  assign \acc$67  = { \$34 , \$35  };
+  assign \dsp_a$68  = edge_dsp_a_1_0;
+  assign \dsp_w$69  = edge_dsp_w_0_0;
+  assign \mode$70  = edge_mode;
+  assign \valid$71  = edge_valid;
+  assign \start$72  = edge_start;
+  assign \advance$73  = \$signal$12 ;
+  assign \acc$74  = { \$36 , \$37  };
+  assign \dsp_a$75  = edge_dsp_a_1_0;
+  assign \dsp_w$76  = edge_dsp_w_1_0;
   assign \operands__payload.activations  = operands__payload[15:0];
   assign \operands__payload.activations[0]  = operands__payload[7:0];
   assign \operands__payload.activations[0][0]  = operands__payload[7:0];
@@ -224,49 +584,43 @@ module mac_array_fixed(operands__payload, operands__valid, results__ready, clk, 
   assign \results__payload[1]  = results__payload[115:58];
   assign \results__payload[1][0]  = results__payload[86:58];
   assign \results__payload[1][1]  = results__payload[115:87];
-  assign \activations[0]  = activations;
-  assign \weights[0]  = weights;
-  assign \activations$31[0]  = activations;
-  assign \weights$32[0]  = \weights$32 ;
-  assign \activations$38[0]  = \activations$38 ;
-  assign \weights$40[0]  = weights;
-  assign \activations$45[0]  = \activations$38 ;
-  assign \weights$46[0]  = \weights$32 ;
-  assign results__payload[115:87] = \acc$44 ;
-  assign results__payload[86:58] = \acc$37 ;
-  assign results__payload[57:29] = \acc$30 ;
-  assign results__payload[28:0] = acc;
+  assign \nest_mode.w8  = nest_mode;
+  assign \mode.w8  = mode;
+  assign \edge_mode.w8  = edge_mode;
+  assign \mode$49.w8  = edge_mode;
+  assign \mode$56.w8  = edge_mode;
+  assign \mode$63.w8  = edge_mode;
+  assign \mode$70.w8  = edge_mode;
+  assign results__payload[115:87] = { \$36 , \$37  };
+  assign results__payload[86:58] = { \$34 , \$35  };
+  assign results__payload[57:29] = { \$32 , \$33  };
+  assign results__payload[28:0] = { \$30 , \$31  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed.nest_a_0_0 (master, nested, bits);
+module \mac_array_fixed.nest_a_0_0 (nested, bits, master);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    step = 3'h0;
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
@@ -280,33 +634,13 @@ module \mac_array_fixed.nest_a_0_0 (master, nested, bits);
           step = 3'h2;
       4'h7:
           step = 3'h1;
-      4'h8:
+      default:
           step = 3'h0;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-      4'h5:
-          lo = 9'h000;
-      4'h6:
-          lo = 9'h000;
-      4'h7:
-          lo = 9'h000;
-      4'h8:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    hi = 8'hff;
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
@@ -320,44 +654,58 @@ module \mac_array_fixed.nest_a_0_0 (master, nested, bits);
           hi = 8'h3f;
       4'h7:
           hi = 8'h7f;
-      4'h8:
+      default:
           hi = 8'hff;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      4'h4:
+          floor = 9'h1f8;
+      4'h5:
+          floor = 9'h1f0;
+      4'h6:
+          floor = 9'h1e0;
+      4'h7:
+          floor = 9'h1c0;
+      default:
+          floor = 9'h180;
+    endcase
+  end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed.nest_a_1_0 (master, nested, bits);
+module \mac_array_fixed.nest_a_1_0 (nested, bits, master);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [8:0] \$4 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = \$2  + 1'h1;
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = \$1  >> step;
+  assign halved = \$1  >> step;
+  assign \$2  = halved[8:1] != hi;
+  assign \$3  = halved[0] & \$2 ;
+  assign \$4  = halved[8:1] + \$3 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    step = 3'h0;
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
@@ -371,33 +719,13 @@ module \mac_array_fixed.nest_a_1_0 (master, nested, bits);
           step = 3'h2;
       4'h7:
           step = 3'h1;
-      4'h8:
+      default:
           step = 3'h0;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    lo = 9'h000;
-    casez (bits)
-      4'h2:
-          lo = 9'h000;
-      4'h3:
-          lo = 9'h000;
-      4'h4:
-          lo = 9'h000;
-      4'h5:
-          lo = 9'h000;
-      4'h6:
-          lo = 9'h000;
-      4'h7:
-          lo = 9'h000;
-      4'h8:
-          lo = 9'h000;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    hi = 8'hff;
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h03;
@@ -411,44 +739,60 @@ module \mac_array_fixed.nest_a_1_0 (master, nested, bits);
           hi = 8'h3f;
       4'h7:
           hi = 8'h7f;
-      4'h8:
+      default:
           hi = 8'hff;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      4'h4:
+          floor = 9'h1f8;
+      4'h5:
+          floor = 9'h1f0;
+      4'h6:
+          floor = 9'h1e0;
+      4'h7:
+          floor = 9'h1c0;
+      default:
+          floor = 9'h180;
+    endcase
+  end
+  assign nested = \$4 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { 1'h0, \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed.nest_w_0_0 (master, nested, bits);
+module \mac_array_fixed.nest_w_0_0 (nested, bits, master);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire [8:0] \$5 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    step = 3'h0;
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
@@ -462,33 +806,13 @@ module \mac_array_fixed.nest_w_0_0 (master, nested, bits);
           step = 3'h2;
       4'h7:
           step = 3'h1;
-      4'h8:
+      default:
           step = 3'h0;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-      4'h5:
-          lo = 9'h1f1;
-      4'h6:
-          lo = 9'h1e1;
-      4'h7:
-          lo = 9'h1c1;
-      4'h8:
-          lo = 9'h181;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    hi = 8'h7f;
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
@@ -502,44 +826,60 @@ module \mac_array_fixed.nest_w_0_0 (master, nested, bits);
           hi = 8'h1f;
       4'h7:
           hi = 8'h3f;
-      4'h8:
+      default:
           hi = 8'h7f;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      4'h4:
+          floor = 9'h1f8;
+      4'h5:
+          floor = 9'h1f0;
+      4'h6:
+          floor = 9'h1e0;
+      4'h7:
+          floor = 9'h1c0;
+      default:
+          floor = 9'h180;
+    endcase
+  end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed.nest_w_1_0 (master, nested, bits);
+module \mac_array_fixed.nest_w_1_0 (nested, bits, master);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire [8:0] \$5 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    step = 3'h0;
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           step = 3'h6;
@@ -553,33 +893,13 @@ module \mac_array_fixed.nest_w_1_0 (master, nested, bits);
           step = 3'h2;
       4'h7:
           step = 3'h1;
-      4'h8:
+      default:
           step = 3'h0;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-      4'h5:
-          lo = 9'h1f1;
-      4'h6:
-          lo = 9'h1e1;
-      4'h7:
-          lo = 9'h1c1;
-      4'h8:
-          lo = 9'h181;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    hi = 8'h7f;
+    (* full_case = 32'd1 *)
     casez (bits)
       4'h2:
           hi = 8'h01;
@@ -593,179 +913,1102 @@ module \mac_array_fixed.nest_w_1_0 (master, nested, bits);
           hi = 8'h1f;
       4'h7:
           hi = 8'h3f;
-      4'h8:
+      default:
           hi = 8'h7f;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      4'h4:
+          floor = 9'h1f8;
+      4'h5:
+          floor = 9'h1f0;
+      4'h6:
+          floor = 9'h1e0;
+      4'h7:
+          floor = 9'h1c0;
+      default:
+          floor = 9'h180;
+    endcase
+  end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed.pe_0_0 (rst, enable, activations, weights, clear, acc, clk);
+module \mac_array_fixed.pe_0_0 (rst, advance, \port$109$0 , dsp_a, dsp_w, valid, start, mode, low, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [28:0] \$1 ;
-  wire [29:0] \$2 ;
-  reg [28:0] \$3 ;
-  output [28:0] acc;
-  reg [28:0] acc = 29'h00000000;
-  input [7:0] activations;
-  wire [7:0] activations;
-  wire [7:0] \activations[0] ;
-  input clear;
-  wire clear;
+  wire [7:0] \$1 ;
+  wire [11:0] \$10 ;
+  wire [12:0] \$11 ;
+  wire [7:0] \$12 ;
+  wire [14:0] \$13 ;
+  wire [7:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [15:0] \$16 ;
+  wire [7:0] \$17 ;
+  wire [14:0] \$18 ;
+  wire [7:0] \$19 ;
+  wire [8:0] \$2 ;
+  wire [14:0] \$20 ;
+  wire [15:0] \$21 ;
+  wire [16:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [18:0] \$24 ;
+  wire \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [15:0] \$28 ;
+  wire [19:0] \$29 ;
+  wire [7:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire [14:0] \$31 ;
+  reg [7:0] \$32 ;
+  reg [7:0] \$33 ;
+  reg [18:0] \$34 ;
+  reg \$35 ;
+  reg \$36 ;
+  reg \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [8:0] \$4 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg [14:0] \$44 ;
+  reg \$45 ;
+  reg [13:0] \$46 ;
+  wire [9:0] \$5 ;
+  wire [7:0] \$6 ;
+  wire [10:0] \$7 ;
+  wire [7:0] \$8 ;
+  wire [10:0] \$9 ;
+  wire [28:0] acc;
+  wire [28:0] addend;
+  input advance;
+  wire advance;
+  reg carry = 1'h0;
   input clk;
   wire clk;
-  input enable;
-  wire enable;
-  wire [15:0] partial;
+  input [7:0] dsp_a;
+  wire [7:0] dsp_a;
+  reg [7:0] dsp_a_0 = 8'h00;
+  input [7:0] dsp_w;
+  wire [7:0] dsp_w;
+  reg [7:0] dsp_w_0 = 8'h00;
+  reg [13:0] high = 14'h0000;
+  output [14:0] low;
+  reg [14:0] low = 15'h0000;
+  wire [15:0] low_sum;
+  input mode;
+  wire mode;
+  wire \mode.w8 ;
+  reg mode_0 = 1'h0;
+  wire \mode_0.w8 ;
+  reg mode_1 = 1'h0;
+  wire \mode_1.w8 ;
+  reg mode_2 = 1'h0;
+  wire \mode_2.w8 ;
+  wire [16:0] partial;
+  output [13:0] \port$109$0 ;
+  wire [13:0] \port$109$0 ;
+  reg [18:0] product = 19'h00000;
   input rst;
   wire rst;
-  input [7:0] weights;
-  wire [7:0] weights;
-  wire [7:0] \weights[0] ;
-  assign partial = $signed({ 1'h0, activations }) * $signed(weights);
-  assign \$1  = clear ? 29'h00000000 : acc;
-  assign \$2  = $signed(\$1 ) + $signed(partial);
+  input start;
+  wire start;
+  reg start_0 = 1'h0;
+  reg start_1 = 1'h0;
+  reg start_2 = 1'h0;
+  input valid;
+  wire valid;
+  reg valid_0 = 1'h0;
+  reg valid_1 = 1'h0;
+  reg valid_2 = 1'h0;
   always @(posedge clk)
-    acc <= \$3 ;
+    start_2 <= \$42 ;
+  always @(posedge clk)
+    mode_2 <= \$43 ;
+  always @(posedge clk)
+    low <= \$44 ;
+  always @(posedge clk)
+    carry <= \$45 ;
+  always @(posedge clk)
+    high <= \$46 ;
+  assign \$1  = dsp_w_0[0] ? dsp_a_0 : 8'h00;
+  assign \$3  = dsp_w_0[1] ? dsp_a_0 : 8'h00;
+  assign \$5  = \$2  + \$4 ;
+  assign \$6  = dsp_w_0[2] ? dsp_a_0 : 8'h00;
+  assign \$8  = dsp_w_0[3] ? dsp_a_0 : 8'h00;
+  assign \$10  = \$7  + \$9 ;
+  assign \$11  = \$5  + \$10 ;
+  assign \$12  = dsp_w_0[4] ? dsp_a_0 : 8'h00;
+  assign \$14  = dsp_w_0[5] ? dsp_a_0 : 8'h00;
+  assign \$16  = \$13  + \$15 ;
+  assign \$17  = dsp_w_0[6] ? dsp_a_0 : 8'h00;
+  assign \$19  = dsp_w_0[7] ? dsp_a_0 : 8'h00;
+  assign \$21  = - \$20 ;
+  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
+  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
+  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$25  = advance & valid_2;
+  assign \$26  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$27  = start_2 ? 15'h0000 : \$26 ;
+  assign \$28  = $signed(\$27 ) + $signed(\$29 [16:15]);
+  assign \$29  = $signed(1'h0) + $signed(product);
+  assign \$30  = start_2 ? 15'h0000 : low;
+  assign low_sum = \$30  + \$29 [14:0];
+  assign \$31  = $signed(high) + $signed({ 1'h0, carry });
+  always @(posedge clk)
+    dsp_a_0 <= \$32 ;
+  always @(posedge clk)
+    dsp_w_0 <= \$33 ;
+  always @(posedge clk)
+    product <= \$34 ;
+  always @(posedge clk)
+    valid_0 <= \$35 ;
+  always @(posedge clk)
+    start_0 <= \$36 ;
+  always @(posedge clk)
+    mode_0 <= \$37 ;
+  always @(posedge clk)
+    valid_1 <= \$38 ;
+  always @(posedge clk)
+    start_1 <= \$39 ;
+  always @(posedge clk)
+    mode_1 <= \$40 ;
+  always @(posedge clk)
+    valid_2 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$3  = acc;
-    if (enable) begin
-      \$3  = \$2 [28:0];
-    end
-    if (rst) begin
-      \$3  = 29'h00000000;
+    \$43  = mode_2;
+    if (advance) begin
+      \$43  = mode_1;
     end
   end
-  assign \activations[0]  = activations;
-  assign \weights[0]  = weights;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$44  = low;
+    if (\$25 ) begin
+      \$44  = low_sum[14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$45  = carry;
+    if (\$25 ) begin
+      \$45  = low_sum[15];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$46  = high;
+    if (\$25 ) begin
+      \$46  = \$28 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$32  = dsp_a_0;
+    if (advance) begin
+      \$32  = dsp_a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$33  = dsp_w_0;
+    if (advance) begin
+      \$33  = dsp_w;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$34  = product;
+    if (advance) begin
+      \$34  = \$24 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$35  = valid_0;
+    if (advance) begin
+      \$35  = valid;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$36  = start_0;
+    if (advance) begin
+      \$36  = start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$37  = mode_0;
+    if (advance) begin
+      \$37  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$38  = valid_1;
+    if (advance) begin
+      \$38  = valid_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$39  = start_1;
+    if (advance) begin
+      \$39  = start_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$40  = mode_1;
+    if (advance) begin
+      \$40  = mode_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = valid_2;
+    if (advance) begin
+      \$41  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = start_2;
+    if (advance) begin
+      \$42  = start_1;
+    end
+  end
+  assign addend = { \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16:0] };
+  assign partial = \$29 [16:0];
+  assign acc = { \$31 [13:0], low };
+  assign \port$109$0  = \$31 [13:0];
+  assign \mode_0.w8  = mode_0;
+  assign \mode.w8  = mode;
+  assign \mode_1.w8  = mode_1;
+  assign \mode_2.w8  = mode_2;
+  assign \$2  = { 1'h0, \$1  };
+  assign \$4  = { \$3 , 1'h0 };
+  assign \$7  = { 1'h0, \$6 , 2'h0 };
+  assign \$9  = { \$8 , 3'h0 };
+  assign \$13  = { 3'h0, \$12 , 4'h0 };
+  assign \$15  = { 2'h0, \$14 , 5'h00 };
+  assign \$18  = { 1'h0, \$17 , 6'h00 };
+  assign \$20  = { \$19 , 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed.pe_0_1 (rst, enable, activations, weights, clear, acc, clk);
+module \mac_array_fixed.pe_0_1 (rst, advance, \port$145$0 , dsp_a, dsp_w, valid, start, mode, low, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [28:0] \$1 ;
-  wire [29:0] \$2 ;
-  reg [28:0] \$3 ;
-  output [28:0] acc;
-  reg [28:0] acc = 29'h00000000;
-  input [7:0] activations;
-  wire [7:0] activations;
-  wire [7:0] \activations[0] ;
-  input clear;
-  wire clear;
+  wire [7:0] \$1 ;
+  wire [11:0] \$10 ;
+  wire [12:0] \$11 ;
+  wire [7:0] \$12 ;
+  wire [14:0] \$13 ;
+  wire [7:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [15:0] \$16 ;
+  wire [7:0] \$17 ;
+  wire [14:0] \$18 ;
+  wire [7:0] \$19 ;
+  wire [8:0] \$2 ;
+  wire [14:0] \$20 ;
+  wire [15:0] \$21 ;
+  wire [16:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [18:0] \$24 ;
+  wire \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [15:0] \$28 ;
+  wire [19:0] \$29 ;
+  wire [7:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire [14:0] \$31 ;
+  reg [7:0] \$32 ;
+  reg [7:0] \$33 ;
+  reg [18:0] \$34 ;
+  reg \$35 ;
+  reg \$36 ;
+  reg \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [8:0] \$4 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg [14:0] \$44 ;
+  reg \$45 ;
+  reg [13:0] \$46 ;
+  wire [9:0] \$5 ;
+  wire [7:0] \$6 ;
+  wire [10:0] \$7 ;
+  wire [7:0] \$8 ;
+  wire [10:0] \$9 ;
+  wire [28:0] acc;
+  wire [28:0] addend;
+  input advance;
+  wire advance;
+  reg carry = 1'h0;
   input clk;
   wire clk;
-  input enable;
-  wire enable;
-  wire [15:0] partial;
+  input [7:0] dsp_a;
+  wire [7:0] dsp_a;
+  reg [7:0] dsp_a_0 = 8'h00;
+  input [7:0] dsp_w;
+  wire [7:0] dsp_w;
+  reg [7:0] dsp_w_0 = 8'h00;
+  reg [13:0] high = 14'h0000;
+  output [14:0] low;
+  reg [14:0] low = 15'h0000;
+  wire [15:0] low_sum;
+  input mode;
+  wire mode;
+  wire \mode.w8 ;
+  reg mode_0 = 1'h0;
+  wire \mode_0.w8 ;
+  reg mode_1 = 1'h0;
+  wire \mode_1.w8 ;
+  reg mode_2 = 1'h0;
+  wire \mode_2.w8 ;
+  wire [16:0] partial;
+  output [13:0] \port$145$0 ;
+  wire [13:0] \port$145$0 ;
+  reg [18:0] product = 19'h00000;
   input rst;
   wire rst;
-  input [7:0] weights;
-  wire [7:0] weights;
-  wire [7:0] \weights[0] ;
-  assign partial = $signed({ 1'h0, activations }) * $signed(weights);
-  assign \$1  = clear ? 29'h00000000 : acc;
-  assign \$2  = $signed(\$1 ) + $signed(partial);
+  input start;
+  wire start;
+  reg start_0 = 1'h0;
+  reg start_1 = 1'h0;
+  reg start_2 = 1'h0;
+  input valid;
+  wire valid;
+  reg valid_0 = 1'h0;
+  reg valid_1 = 1'h0;
+  reg valid_2 = 1'h0;
   always @(posedge clk)
-    acc <= \$3 ;
+    start_2 <= \$42 ;
+  always @(posedge clk)
+    mode_2 <= \$43 ;
+  always @(posedge clk)
+    low <= \$44 ;
+  always @(posedge clk)
+    carry <= \$45 ;
+  always @(posedge clk)
+    high <= \$46 ;
+  assign \$1  = dsp_w_0[0] ? dsp_a_0 : 8'h00;
+  assign \$3  = dsp_w_0[1] ? dsp_a_0 : 8'h00;
+  assign \$5  = \$2  + \$4 ;
+  assign \$6  = dsp_w_0[2] ? dsp_a_0 : 8'h00;
+  assign \$8  = dsp_w_0[3] ? dsp_a_0 : 8'h00;
+  assign \$10  = \$7  + \$9 ;
+  assign \$11  = \$5  + \$10 ;
+  assign \$12  = dsp_w_0[4] ? dsp_a_0 : 8'h00;
+  assign \$14  = dsp_w_0[5] ? dsp_a_0 : 8'h00;
+  assign \$16  = \$13  + \$15 ;
+  assign \$17  = dsp_w_0[6] ? dsp_a_0 : 8'h00;
+  assign \$19  = dsp_w_0[7] ? dsp_a_0 : 8'h00;
+  assign \$21  = - \$20 ;
+  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
+  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
+  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$25  = advance & valid_2;
+  assign \$26  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$27  = start_2 ? 15'h0000 : \$26 ;
+  assign \$28  = $signed(\$27 ) + $signed(\$29 [16:15]);
+  assign \$29  = $signed(1'h0) + $signed(product);
+  assign \$30  = start_2 ? 15'h0000 : low;
+  assign low_sum = \$30  + \$29 [14:0];
+  assign \$31  = $signed(high) + $signed({ 1'h0, carry });
+  always @(posedge clk)
+    dsp_a_0 <= \$32 ;
+  always @(posedge clk)
+    dsp_w_0 <= \$33 ;
+  always @(posedge clk)
+    product <= \$34 ;
+  always @(posedge clk)
+    valid_0 <= \$35 ;
+  always @(posedge clk)
+    start_0 <= \$36 ;
+  always @(posedge clk)
+    mode_0 <= \$37 ;
+  always @(posedge clk)
+    valid_1 <= \$38 ;
+  always @(posedge clk)
+    start_1 <= \$39 ;
+  always @(posedge clk)
+    mode_1 <= \$40 ;
+  always @(posedge clk)
+    valid_2 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$3  = acc;
-    if (enable) begin
-      \$3  = \$2 [28:0];
-    end
-    if (rst) begin
-      \$3  = 29'h00000000;
+    \$43  = mode_2;
+    if (advance) begin
+      \$43  = mode_1;
     end
   end
-  assign \activations[0]  = activations;
-  assign \weights[0]  = weights;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = low;
+    if (\$25 ) begin
+      \$44  = low_sum[14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$45  = carry;
+    if (\$25 ) begin
+      \$45  = low_sum[15];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$46  = high;
+    if (\$25 ) begin
+      \$46  = \$28 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$32  = dsp_a_0;
+    if (advance) begin
+      \$32  = dsp_a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$33  = dsp_w_0;
+    if (advance) begin
+      \$33  = dsp_w;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$34  = product;
+    if (advance) begin
+      \$34  = \$24 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$35  = valid_0;
+    if (advance) begin
+      \$35  = valid;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$36  = start_0;
+    if (advance) begin
+      \$36  = start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$37  = mode_0;
+    if (advance) begin
+      \$37  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$38  = valid_1;
+    if (advance) begin
+      \$38  = valid_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$39  = start_1;
+    if (advance) begin
+      \$39  = start_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$40  = mode_1;
+    if (advance) begin
+      \$40  = mode_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$41  = valid_2;
+    if (advance) begin
+      \$41  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = start_2;
+    if (advance) begin
+      \$42  = start_1;
+    end
+  end
+  assign addend = { \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16:0] };
+  assign partial = \$29 [16:0];
+  assign acc = { \$31 [13:0], low };
+  assign \port$145$0  = \$31 [13:0];
+  assign \mode_0.w8  = mode_0;
+  assign \mode.w8  = mode;
+  assign \mode_1.w8  = mode_1;
+  assign \mode_2.w8  = mode_2;
+  assign \$2  = { 1'h0, \$1  };
+  assign \$4  = { \$3 , 1'h0 };
+  assign \$7  = { 1'h0, \$6 , 2'h0 };
+  assign \$9  = { \$8 , 3'h0 };
+  assign \$13  = { 3'h0, \$12 , 4'h0 };
+  assign \$15  = { 2'h0, \$14 , 5'h00 };
+  assign \$18  = { 1'h0, \$17 , 6'h00 };
+  assign \$20  = { \$19 , 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed.pe_1_0 (rst, enable, activations, weights, clear, acc, clk);
+module \mac_array_fixed.pe_1_0 (rst, advance, \port$181$0 , dsp_a, dsp_w, valid, start, mode, low, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire [28:0] \$1 ;
-  wire [29:0] \$2 ;
-  reg [28:0] \$3 ;
-  output [28:0] acc;
-  reg [28:0] acc = 29'h00000000;
-  input [7:0] activations;
-  wire [7:0] activations;
-  wire [7:0] \activations[0] ;
-  input clear;
-  wire clear;
+  wire [7:0] \$1 ;
+  wire [11:0] \$10 ;
+  wire [12:0] \$11 ;
+  wire [7:0] \$12 ;
+  wire [14:0] \$13 ;
+  wire [7:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [15:0] \$16 ;
+  wire [7:0] \$17 ;
+  wire [14:0] \$18 ;
+  wire [7:0] \$19 ;
+  wire [8:0] \$2 ;
+  wire [14:0] \$20 ;
+  wire [15:0] \$21 ;
+  wire [16:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [18:0] \$24 ;
+  wire \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [15:0] \$28 ;
+  wire [19:0] \$29 ;
+  wire [7:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire [14:0] \$31 ;
+  reg [7:0] \$32 ;
+  reg [7:0] \$33 ;
+  reg [18:0] \$34 ;
+  reg \$35 ;
+  reg \$36 ;
+  reg \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [8:0] \$4 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg [14:0] \$44 ;
+  reg \$45 ;
+  reg [13:0] \$46 ;
+  wire [9:0] \$5 ;
+  wire [7:0] \$6 ;
+  wire [10:0] \$7 ;
+  wire [7:0] \$8 ;
+  wire [10:0] \$9 ;
+  wire [28:0] acc;
+  wire [28:0] addend;
+  input advance;
+  wire advance;
+  reg carry = 1'h0;
   input clk;
   wire clk;
-  input enable;
-  wire enable;
-  wire [15:0] partial;
+  input [7:0] dsp_a;
+  wire [7:0] dsp_a;
+  reg [7:0] dsp_a_0 = 8'h00;
+  input [7:0] dsp_w;
+  wire [7:0] dsp_w;
+  reg [7:0] dsp_w_0 = 8'h00;
+  reg [13:0] high = 14'h0000;
+  output [14:0] low;
+  reg [14:0] low = 15'h0000;
+  wire [15:0] low_sum;
+  input mode;
+  wire mode;
+  wire \mode.w8 ;
+  reg mode_0 = 1'h0;
+  wire \mode_0.w8 ;
+  reg mode_1 = 1'h0;
+  wire \mode_1.w8 ;
+  reg mode_2 = 1'h0;
+  wire \mode_2.w8 ;
+  wire [16:0] partial;
+  output [13:0] \port$181$0 ;
+  wire [13:0] \port$181$0 ;
+  reg [18:0] product = 19'h00000;
   input rst;
   wire rst;
-  input [7:0] weights;
-  wire [7:0] weights;
-  wire [7:0] \weights[0] ;
-  assign partial = $signed({ 1'h0, activations }) * $signed(weights);
-  assign \$1  = clear ? 29'h00000000 : acc;
-  assign \$2  = $signed(\$1 ) + $signed(partial);
+  input start;
+  wire start;
+  reg start_0 = 1'h0;
+  reg start_1 = 1'h0;
+  reg start_2 = 1'h0;
+  input valid;
+  wire valid;
+  reg valid_0 = 1'h0;
+  reg valid_1 = 1'h0;
+  reg valid_2 = 1'h0;
   always @(posedge clk)
-    acc <= \$3 ;
+    start_2 <= \$42 ;
+  always @(posedge clk)
+    mode_2 <= \$43 ;
+  always @(posedge clk)
+    low <= \$44 ;
+  always @(posedge clk)
+    carry <= \$45 ;
+  always @(posedge clk)
+    high <= \$46 ;
+  assign \$1  = dsp_w_0[0] ? dsp_a_0 : 8'h00;
+  assign \$3  = dsp_w_0[1] ? dsp_a_0 : 8'h00;
+  assign \$5  = \$2  + \$4 ;
+  assign \$6  = dsp_w_0[2] ? dsp_a_0 : 8'h00;
+  assign \$8  = dsp_w_0[3] ? dsp_a_0 : 8'h00;
+  assign \$10  = \$7  + \$9 ;
+  assign \$11  = \$5  + \$10 ;
+  assign \$12  = dsp_w_0[4] ? dsp_a_0 : 8'h00;
+  assign \$14  = dsp_w_0[5] ? dsp_a_0 : 8'h00;
+  assign \$16  = \$13  + \$15 ;
+  assign \$17  = dsp_w_0[6] ? dsp_a_0 : 8'h00;
+  assign \$19  = dsp_w_0[7] ? dsp_a_0 : 8'h00;
+  assign \$21  = - \$20 ;
+  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
+  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
+  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$25  = advance & valid_2;
+  assign \$26  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$27  = start_2 ? 15'h0000 : \$26 ;
+  assign \$28  = $signed(\$27 ) + $signed(\$29 [16:15]);
+  assign \$29  = $signed(1'h0) + $signed(product);
+  assign \$30  = start_2 ? 15'h0000 : low;
+  assign low_sum = \$30  + \$29 [14:0];
+  assign \$31  = $signed(high) + $signed({ 1'h0, carry });
+  always @(posedge clk)
+    dsp_a_0 <= \$32 ;
+  always @(posedge clk)
+    dsp_w_0 <= \$33 ;
+  always @(posedge clk)
+    product <= \$34 ;
+  always @(posedge clk)
+    valid_0 <= \$35 ;
+  always @(posedge clk)
+    start_0 <= \$36 ;
+  always @(posedge clk)
+    mode_0 <= \$37 ;
+  always @(posedge clk)
+    valid_1 <= \$38 ;
+  always @(posedge clk)
+    start_1 <= \$39 ;
+  always @(posedge clk)
+    mode_1 <= \$40 ;
+  always @(posedge clk)
+    valid_2 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$3  = acc;
-    if (enable) begin
-      \$3  = \$2 [28:0];
-    end
-    if (rst) begin
-      \$3  = 29'h00000000;
+    \$43  = mode_2;
+    if (advance) begin
+      \$43  = mode_1;
     end
   end
-  assign \activations[0]  = activations;
-  assign \weights[0]  = weights;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$44  = low;
+    if (\$25 ) begin
+      \$44  = low_sum[14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$45  = carry;
+    if (\$25 ) begin
+      \$45  = low_sum[15];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$46  = high;
+    if (\$25 ) begin
+      \$46  = \$28 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$32  = dsp_a_0;
+    if (advance) begin
+      \$32  = dsp_a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$33  = dsp_w_0;
+    if (advance) begin
+      \$33  = dsp_w;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$34  = product;
+    if (advance) begin
+      \$34  = \$24 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$35  = valid_0;
+    if (advance) begin
+      \$35  = valid;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$36  = start_0;
+    if (advance) begin
+      \$36  = start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$37  = mode_0;
+    if (advance) begin
+      \$37  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$38  = valid_1;
+    if (advance) begin
+      \$38  = valid_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$39  = start_1;
+    if (advance) begin
+      \$39  = start_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$40  = mode_1;
+    if (advance) begin
+      \$40  = mode_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = valid_2;
+    if (advance) begin
+      \$41  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$42  = start_2;
+    if (advance) begin
+      \$42  = start_1;
+    end
+  end
+  assign addend = { \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16:0] };
+  assign partial = \$29 [16:0];
+  assign acc = { \$31 [13:0], low };
+  assign \port$181$0  = \$31 [13:0];
+  assign \mode_0.w8  = mode_0;
+  assign \mode.w8  = mode;
+  assign \mode_1.w8  = mode_1;
+  assign \mode_2.w8  = mode_2;
+  assign \$2  = { 1'h0, \$1  };
+  assign \$4  = { \$3 , 1'h0 };
+  assign \$7  = { 1'h0, \$6 , 2'h0 };
+  assign \$9  = { \$8 , 3'h0 };
+  assign \$13  = { 3'h0, \$12 , 4'h0 };
+  assign \$15  = { 2'h0, \$14 , 5'h00 };
+  assign \$18  = { 1'h0, \$17 , 6'h00 };
+  assign \$20  = { \$19 , 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array_fixed.pe_1_1 (rst, enable, activations, weights, clear, acc, clk);
+module \mac_array_fixed.pe_1_1 (rst, advance, \port$217$0 , dsp_a, dsp_w, valid, start, mode, low, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [28:0] \$1 ;
-  wire [29:0] \$2 ;
-  reg [28:0] \$3 ;
-  output [28:0] acc;
-  reg [28:0] acc = 29'h00000000;
-  input [7:0] activations;
-  wire [7:0] activations;
-  wire [7:0] \activations[0] ;
-  input clear;
-  wire clear;
+  wire [7:0] \$1 ;
+  wire [11:0] \$10 ;
+  wire [12:0] \$11 ;
+  wire [7:0] \$12 ;
+  wire [14:0] \$13 ;
+  wire [7:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [15:0] \$16 ;
+  wire [7:0] \$17 ;
+  wire [14:0] \$18 ;
+  wire [7:0] \$19 ;
+  wire [8:0] \$2 ;
+  wire [14:0] \$20 ;
+  wire [15:0] \$21 ;
+  wire [16:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [18:0] \$24 ;
+  wire \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [15:0] \$28 ;
+  wire [19:0] \$29 ;
+  wire [7:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire [14:0] \$31 ;
+  reg [7:0] \$32 ;
+  reg [7:0] \$33 ;
+  reg [18:0] \$34 ;
+  reg \$35 ;
+  reg \$36 ;
+  reg \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [8:0] \$4 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg [14:0] \$44 ;
+  reg \$45 ;
+  reg [13:0] \$46 ;
+  wire [9:0] \$5 ;
+  wire [7:0] \$6 ;
+  wire [10:0] \$7 ;
+  wire [7:0] \$8 ;
+  wire [10:0] \$9 ;
+  wire [28:0] acc;
+  wire [28:0] addend;
+  input advance;
+  wire advance;
+  reg carry = 1'h0;
   input clk;
   wire clk;
-  input enable;
-  wire enable;
-  wire [15:0] partial;
+  input [7:0] dsp_a;
+  wire [7:0] dsp_a;
+  reg [7:0] dsp_a_0 = 8'h00;
+  input [7:0] dsp_w;
+  wire [7:0] dsp_w;
+  reg [7:0] dsp_w_0 = 8'h00;
+  reg [13:0] high = 14'h0000;
+  output [14:0] low;
+  reg [14:0] low = 15'h0000;
+  wire [15:0] low_sum;
+  input mode;
+  wire mode;
+  wire \mode.w8 ;
+  reg mode_0 = 1'h0;
+  wire \mode_0.w8 ;
+  reg mode_1 = 1'h0;
+  wire \mode_1.w8 ;
+  reg mode_2 = 1'h0;
+  wire \mode_2.w8 ;
+  wire [16:0] partial;
+  output [13:0] \port$217$0 ;
+  wire [13:0] \port$217$0 ;
+  reg [18:0] product = 19'h00000;
   input rst;
   wire rst;
-  input [7:0] weights;
-  wire [7:0] weights;
-  wire [7:0] \weights[0] ;
-  assign partial = $signed({ 1'h0, activations }) * $signed(weights);
-  assign \$1  = clear ? 29'h00000000 : acc;
-  assign \$2  = $signed(\$1 ) + $signed(partial);
+  input start;
+  wire start;
+  reg start_0 = 1'h0;
+  reg start_1 = 1'h0;
+  reg start_2 = 1'h0;
+  input valid;
+  wire valid;
+  reg valid_0 = 1'h0;
+  reg valid_1 = 1'h0;
+  reg valid_2 = 1'h0;
   always @(posedge clk)
-    acc <= \$3 ;
+    start_2 <= \$42 ;
+  always @(posedge clk)
+    mode_2 <= \$43 ;
+  always @(posedge clk)
+    low <= \$44 ;
+  always @(posedge clk)
+    carry <= \$45 ;
+  always @(posedge clk)
+    high <= \$46 ;
+  assign \$1  = dsp_w_0[0] ? dsp_a_0 : 8'h00;
+  assign \$3  = dsp_w_0[1] ? dsp_a_0 : 8'h00;
+  assign \$5  = \$2  + \$4 ;
+  assign \$6  = dsp_w_0[2] ? dsp_a_0 : 8'h00;
+  assign \$8  = dsp_w_0[3] ? dsp_a_0 : 8'h00;
+  assign \$10  = \$7  + \$9 ;
+  assign \$11  = \$5  + \$10 ;
+  assign \$12  = dsp_w_0[4] ? dsp_a_0 : 8'h00;
+  assign \$14  = dsp_w_0[5] ? dsp_a_0 : 8'h00;
+  assign \$16  = \$13  + \$15 ;
+  assign \$17  = dsp_w_0[6] ? dsp_a_0 : 8'h00;
+  assign \$19  = dsp_w_0[7] ? dsp_a_0 : 8'h00;
+  assign \$21  = - \$20 ;
+  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
+  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
+  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$25  = advance & valid_2;
+  assign \$26  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$27  = start_2 ? 15'h0000 : \$26 ;
+  assign \$28  = $signed(\$27 ) + $signed(\$29 [16:15]);
+  assign \$29  = $signed(1'h0) + $signed(product);
+  assign \$30  = start_2 ? 15'h0000 : low;
+  assign low_sum = \$30  + \$29 [14:0];
+  assign \$31  = $signed(high) + $signed({ 1'h0, carry });
+  always @(posedge clk)
+    dsp_a_0 <= \$32 ;
+  always @(posedge clk)
+    dsp_w_0 <= \$33 ;
+  always @(posedge clk)
+    product <= \$34 ;
+  always @(posedge clk)
+    valid_0 <= \$35 ;
+  always @(posedge clk)
+    start_0 <= \$36 ;
+  always @(posedge clk)
+    mode_0 <= \$37 ;
+  always @(posedge clk)
+    valid_1 <= \$38 ;
+  always @(posedge clk)
+    start_1 <= \$39 ;
+  always @(posedge clk)
+    mode_1 <= \$40 ;
+  always @(posedge clk)
+    valid_2 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$3  = acc;
-    if (enable) begin
-      \$3  = \$2 [28:0];
-    end
-    if (rst) begin
-      \$3  = 29'h00000000;
+    \$43  = mode_2;
+    if (advance) begin
+      \$43  = mode_1;
     end
   end
-  assign \activations[0]  = activations;
-  assign \weights[0]  = weights;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$44  = low;
+    if (\$25 ) begin
+      \$44  = low_sum[14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$45  = carry;
+    if (\$25 ) begin
+      \$45  = low_sum[15];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$46  = high;
+    if (\$25 ) begin
+      \$46  = \$28 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$32  = dsp_a_0;
+    if (advance) begin
+      \$32  = dsp_a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$33  = dsp_w_0;
+    if (advance) begin
+      \$33  = dsp_w;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$34  = product;
+    if (advance) begin
+      \$34  = \$24 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$35  = valid_0;
+    if (advance) begin
+      \$35  = valid;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$36  = start_0;
+    if (advance) begin
+      \$36  = start;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$37  = mode_0;
+    if (advance) begin
+      \$37  = mode;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$38  = valid_1;
+    if (advance) begin
+      \$38  = valid_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$39  = start_1;
+    if (advance) begin
+      \$39  = start_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$40  = mode_1;
+    if (advance) begin
+      \$40  = mode_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = valid_2;
+    if (advance) begin
+      \$41  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = start_2;
+    if (advance) begin
+      \$42  = start_1;
+    end
+  end
+  assign addend = { \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16:0] };
+  assign partial = \$29 [16:0];
+  assign acc = { \$31 [13:0], low };
+  assign \port$217$0  = \$31 [13:0];
+  assign \mode_0.w8  = mode_0;
+  assign \mode.w8  = mode;
+  assign \mode_1.w8  = mode_1;
+  assign \mode_2.w8  = mode_2;
+  assign \$2  = { 1'h0, \$1  };
+  assign \$4  = { \$3 , 1'h0 };
+  assign \$7  = { 1'h0, \$6 , 2'h0 };
+  assign \$9  = { \$8 , 3'h0 };
+  assign \$13  = { 3'h0, \$12 , 4'h0 };
+  assign \$15  = { 2'h0, \$14 , 5'h00 };
+  assign \$18  = { 1'h0, \$17 , 6'h00 };
+  assign \$20  = { \$19 , 7'h00 };
 endmodule

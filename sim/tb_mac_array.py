@@ -70,6 +70,8 @@ async def _run_dot_products(env, scoreboard, problems, stalls=True):
     design = env.design
     layout = port_shape(design, "operands", "payload")
     results_layout = port_shape(design, "results", "payload")
+    # `bits` is registered inside the array: drive it before the first beat is offered.
+    env.dut.bits.value = problems[0][2]
     beats, sidebands, expected = [], [], []
     macs = 0
     for x, w, bits in problems:
