@@ -7,8 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden import (MULTIPLIER_BITS, accumulator_bits, check_master_bits, code_range,
                       requantizer_bits)
-from .arith import (bound_width, check_positive_int, dsp_products, halving_shift,
-                    rounding_compare, select_clamped)
+from .arith import (bound_width, check_bits_list, check_positive_int, dsp_products,
+                    halving_shift, rounding_compare, select_clamped)
 from .layouts import SHIFT_BITS, bits_shape, requantizer_input_layout
 from .pipeline import stream_pipeline
 
@@ -46,7 +46,8 @@ class Requantizer(wiring.Component):
     `hi` the output range (default [0, 2^n - 1]); `range_ports` (default False) replaces the
     fixed range with run-time `lo`, `hi` input ports (signed 32 bits, read by the last stage,
     so hold them while results are in flight) and a signed 32-bit output, as the accelerator
-    needs for ReLU outputs, signed branches and logits alike.
+    needs for ReLU outputs, signed branches and logits alike; `supported_bits` the b values
+    the `bits` port takes (default every b in [2, n]; others give an undefined result).
 
     Ports:
       bits:   In(range(2, n + 1))  b the accumulators were computed at (sampled with each
@@ -68,7 +69,7 @@ class Requantizer(wiring.Component):
     latency = 6
 
     def __init__(self, *, master_bits=8, max_terms, multiplier_bits=MULTIPLIER_BITS, lo=None,
-                 hi=None, range_ports=False):
+                 hi=None, range_ports=False, supported_bits=None):
         self.master_bits = n = check_master_bits(master_bits)
         check_positive_int("max_terms", max_terms)
         if (not isinstance(multiplier_bits, int) or isinstance(multiplier_bits, bool)
@@ -86,6 +87,7 @@ class Requantizer(wiring.Component):
             self.lo, self.hi = check_output_range(lo, hi, n)
             output_shape = range(self.lo, self.hi + 1)
         self.max_terms, self.multiplier_bits = max_terms, multiplier_bits
+        self.supported_bits = check_bits_list(supported_bits, n)
         self.acc_width = accumulator_bits(n, n, max_terms)
         self.product_width = requantizer_bits(n, max_terms, multiplier_bits=multiplier_bits)
         self.dsp_multipliers = len(dsp_products(Signal(signed(self.acc_width + 1)),
@@ -103,8 +105,6 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, width = self.master_bits, self.product_width
-        acc_shift = Signal(range(2 * n + 1))
-        m.d.comb += acc_shift.eq((n - self.bits) * 2)
         shift = unsigned(SHIFT_BITS)
 
         def offset(m, item):
@@ -112,7 +112,13 @@ class Requantizer(wiring.Component):
             out = Signal(data.StructLayout({"offset": signed(self.acc_width + 1),
                                             "multiplier": unsigned(self.multiplier_bits),
                                             "shift": shift}))
-            m.d.comb += [shifted.eq(item.acc << acc_shift),
+            # Only the supported bit-widths' shifts are built: a few constant shifts and a
+            # multiplexer, not a barrel shifter, when few are supported.
+            with m.Switch(self.bits):
+                for bits in self.supported_bits:
+                    with m.Case(bits):
+                        m.d.comb += shifted.eq(item.acc << (2 * (n - bits)))
+            m.d.comb += [
                          out.offset.eq(shifted + item.bias),
                          out.multiplier.eq(item.multiplier), out.shift.eq(item.shift)]
             return out
