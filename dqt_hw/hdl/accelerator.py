@@ -10,7 +10,7 @@ CONTROL.START and waits for STATUS.DONE; logits come back through the WIDE windo
 controller's choices through the BITS registers. docs/accelerator.md describes it all.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -176,18 +176,29 @@ class Accelerator(wiring.Component):
         regmap = self.regmap
         address = Signal(BUS_ADDRESS_BITS + 2)          # byte address of the access
         write, wdata = Signal(), Signal(32)
-        rdata = Signal(32)
-        m.d.comb += bus.dat_r.eq(rdata)
+        # The data of a read is selected when it is acknowledged: `source` (set while decoding)
+        # picks a register or a memory window, whose read data is stable by then.
+        source = Signal(range(32))
         start_ignored, bus_error = Signal(), Signal()
         image_base = Signal(16)
 
+        def span_bits(name):
+            """A window (or register array) spans a power-of-two block of bytes at a multiple
+            of its size."""
+            item = regmap[name]
+            words = item.words if hasattr(item, "words") else item.count
+            bits = max(2, (4 * words - 1).bit_length())
+            assert item.offset % (1 << bits) == 0, name
+            return bits
+
         def in_window(name):
-            win = regmap[name]
-            size = 1 << (4 * win.words - 1).bit_length()
-            return (address >= win.offset) & (address < win.offset + size), win
+            # The address bits above the window's block say whether it is inside.
+            win, bits = regmap[name], span_bits(name)
+            return address[bits:] == win.offset >> bits, win
 
         def index_in(name):
-            return (address - regmap[name].offset)[2:]
+            """The 32-bit word index of the access within the window."""
+            return address[2:span_bits(name)]
 
         program_bus = program.read_port()
         table_bus, wide_bus = table.read_port(), wide.read_port()
@@ -239,7 +250,8 @@ class Accelerator(wiring.Component):
                           "TABLE": table_bus.data, "WIDE": wide_bus.data,
                           "BITS": choice_bus.data, "OP_CYCLES": opc_bus.data,
                           "DATA": data.port.rdata.word_select(data_half, 32)}
-        read_source = Signal(range(len(memory_windows) + 1))
+        sources = ["none"] + list(registers) + list(memory_windows)
+        values = [Const(0, 32)] + list(registers.values()) + list(memory_windows.values())
         start = Signal()
         m.d.comb += sequencer.start.eq(start)
 
@@ -247,7 +259,7 @@ class Accelerator(wiring.Component):
             with m.State("IDLE"):
                 with m.If(bus.cyc & bus.stb):
                     m.d.sync += [address.eq(bus.adr << 2), write.eq(bus.we),
-                                 wdata.eq(bus.dat_w), rdata.eq(0), image_phase.eq(0)]
+                                 wdata.eq(bus.dat_w), source.eq(0), image_phase.eq(0)]
                     m.next = "ACCESS"
             with m.State("ACCESS"):
                 m.next = "ACK"
@@ -258,7 +270,7 @@ class Accelerator(wiring.Component):
                         for name, value in registers.items():
                             with m.Case(regmap[name].offset >> 2):
                                 m.d.comb += decoded.eq(1)
-                                m.d.sync += rdata.eq(value)
+                                m.d.sync += source.eq(sources.index(name))
                                 if name == "IMAGE_BASE":
                                     with m.If(write):
                                         m.d.sync += image_base.eq(wdata)
@@ -277,10 +289,11 @@ class Accelerator(wiring.Component):
                                     m.d.sync += [start_ignored.eq(0), bus_error.eq(0)]
                 for array in ("BITS", "OP_CYCLES"):
                     reg = regmap[array]
-                    with m.If((address >= reg.offset) & (address < reg.offset + 4 * reg.count)):
+                    with m.If((address[span_bits(array):] == reg.offset >> span_bits(array))
+                              & (index_in(array) < reg.count)):
                         m.d.comb += decoded.eq(1)
                         with m.If(~write):
-                            m.d.sync += read_source.eq(list(memory_windows).index(array))
+                            m.d.sync += source.eq(sources.index(array))
                             m.next = "READ"
                 for name in ("PROGRAM", "TABLE", "WIDE", "IMAGE", "DATA"):
                     inside, win = in_window(name)
@@ -303,15 +316,11 @@ class Accelerator(wiring.Component):
                             if name == "IMAGE":              # write-only
                                 m.d.sync += bus_error.eq(1)
                             else:
-                                m.d.sync += read_source.eq(list(memory_windows).index(name))
+                                m.d.sync += source.eq(sources.index(name))
                                 m.next = "DATA_READ" if name == "DATA" else "READ"
                 with m.If(~decoded):
                     m.d.sync += bus_error.eq(1)
-            with m.State("READ"):             # the memory's data for `address` is out now
-                with m.Switch(read_source):
-                    for index, value in enumerate(memory_windows.values()):
-                        with m.Case(index):
-                            m.d.sync += rdata.eq(value)
+            with m.State("READ"):             # the memory's data for `address` comes out
                 m.next = "ACK"
             with m.State("DATA_READ"):
                 m.d.comb += [bus_port.addr.eq(data_word), bus_port.read.eq(1)]
@@ -333,6 +342,6 @@ class Accelerator(wiring.Component):
                     with m.If(image_phase):
                         m.next = "ACK"
             with m.State("ACK"):
-                m.d.comb += bus.ack.eq(1)
+                m.d.comb += [bus.ack.eq(1), bus.dat_r.eq(Array(values)[source])]
                 m.next = "IDLE"
         return m
