@@ -1,6 +1,8 @@
 """The whole accelerator in the Amaranth simulator: small networks run bit-exactly through the
 bus, and the bus's documented behaviour for bad programs and bad accesses."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -27,14 +29,15 @@ def _status(value):
             "bus_error": value >> 17 & 1}
 
 
-@pytest.mark.parametrize("dynamic", [True, False])
-def test_networks_run_bit_exact_through_the_bus(dynamic):
-    seed = test_seed(f"accelerator network dynamic={dynamic}")
+@pytest.mark.parametrize("dynamic, dsp_wide", [(True, False), (False, False), (True, True)])
+def test_networks_run_bit_exact_through_the_bus(dynamic, dsp_wide):
+    seed = test_seed(f"accelerator network dynamic={dynamic} dsp_wide={dsp_wide}")
     graph = random_graph(seed % 1000, dynamic=dynamic)
     images = random_images(2, seed=seed % 1000 + 1)
-    model = compile_graph(graph, CONFIG)
+    config = dataclasses.replace(CONFIG, dsp_wide=dsp_wide)
+    model = compile_graph(graph, config)
     expected = run_graph(graph, images)
-    dut = Accelerator(CONFIG)
+    dut = Accelerator(config)
     results = []
 
     async def bench(ctx):

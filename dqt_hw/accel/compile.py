@@ -57,6 +57,11 @@ def add_config_arguments(parser):
     for field in dataclasses.fields(AcceleratorConfig):
         if field.name == "supported_bits":
             continue
+        if field.type in (bool, "bool"):
+            group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name,
+                               action="store_true", default=None,
+                               help=f"(default {getattr(defaults, field.name)})")
+            continue
         group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=int,
                            default=None,
                            help=f"(default {getattr(defaults, field.name)})")

@@ -54,6 +54,9 @@ class AcceleratorConfig:
     max_ops: int = 64
     pool_lanes: int = 4
     supported_bits: tuple = tuple(range(MIN_BITS, 9))
+    #: 8-bit products on a DSP multiplier per column instead of the fused bit bricks
+    #: (`MacArray(dsp_lanes=1, fuse_wide=False)`): smaller processing elements, one DSP each.
+    dsp_wide: bool = False
 
     def __post_init__(self):
         if self.master_bits != 8:
@@ -89,6 +92,8 @@ class AcceleratorConfig:
             raise ValueError(f"`supported_bits` must include the master width "
                              f"{self.master_bits} (stem, classifier and controller run at it)")
         object.__setattr__(self, "supported_bits", bits)
+        if not isinstance(self.dsp_wide, bool):
+            raise TypeError(f"`dsp_wide` must be a bool, not {self.dsp_wide!r}")
 
     @property
     def acc_width(self):

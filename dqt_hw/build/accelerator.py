@@ -2,8 +2,8 @@
 
 The package is compiled for an accelerator configuration sized to it (`dqt_hw.accel.sizing`:
 `--cols` columns, the bit-widths the model runs, memories rounded up from what it uses; on
-iCE40 one pooling lane and the UP5K's SPRAM as data memory), so a model the configuration
-cannot run is refused before any synthesis. The accelerator top
+iCE40 one pooling lane, the 8-bit products on DSP blocks and the UP5K's SPRAM as data memory),
+so a model the configuration cannot run is refused before any synthesis. The accelerator top
 is then synthesized (RTLIL into Yosys, DSP blocks allowed: they hold the requantizer's and the
 residual join's multipliers) and checked against the device; place and route in the timing
 harness gives its Fmax. The report says whether it fits, by how much if not, and, with
@@ -25,10 +25,11 @@ ACCELERATOR_BLOCK = "accelerator"
 
 def accelerator_config(config, target, graph):
     """(`AcceleratorConfig`, compiled model) of a build: sized to the model, the build's
-    columns; on iCE40 one pooling lane (area) and a 16384-word data memory (the SPRAMs)."""
+    columns; on iCE40 one pooling lane, 8-bit products on DSPs (area) and a 16384-word data
+    memory (the SPRAMs)."""
     overrides = {}
     if target.family == "ice40":
-        overrides.update(pool_lanes=1, data_words=ICE40SPRAMDataMemory.DEPTH)
+        overrides.update(pool_lanes=1, data_words=ICE40SPRAMDataMemory.DEPTH, dsp_wide=True)
     try:
         return fitted_config(graph, cols=config.cols, **overrides)
     except (TypeError, ValueError) as error:

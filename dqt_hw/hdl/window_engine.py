@@ -81,7 +81,9 @@ class WindowEngine(wiring.Component):
         m.submodules.array = array = MacArray(rows=1, cols=cols, master_bits=n,
                                               max_terms=cfg.max_terms,
                                               supported_bits=cfg.supported_bits,
-                                              nest_weights=False)
+                                              nest_weights=False,
+                                              dsp_lanes=int(cfg.dsp_wide),
+                                              fuse_wide=not cfg.dsp_wide)
         wiring.connect(m, wiring.flipped(self.fetch_port), fetcher.port)
         wiring.connect(m, wiring.flipped(self.load_port), buffer.port)
 
