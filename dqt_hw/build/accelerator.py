@@ -25,11 +25,12 @@ ACCELERATOR_BLOCK = "accelerator"
 
 def accelerator_config(config, target, graph):
     """(`AcceleratorConfig`, compiled model) of a build: sized to the model, the build's
-    columns; on iCE40 one pooling lane, 8-bit products on DSPs (area) and a 16384-word data
-    memory (the SPRAMs)."""
+    columns; on iCE40, for area, one pooling lane, 8-bit products on DSPs and the short fetch
+    lookahead, and a 16384-word data memory (the SPRAMs)."""
     overrides = {}
     if target.family == "ice40":
-        overrides.update(pool_lanes=1, data_words=ICE40SPRAMDataMemory.DEPTH, dsp_wide=True)
+        overrides.update(pool_lanes=1, data_words=ICE40SPRAMDataMemory.DEPTH, dsp_wide=True,
+                         fetch_queue=2, fetch_groups=1)
     try:
         return fitted_config(graph, cols=config.cols, **overrides)
     except (TypeError, ValueError) as error:

@@ -75,7 +75,8 @@ class WindowEngine(wiring.Component):
         is_conv = Signal()
         m.d.comb += is_conv.eq(ins.opcode == Opcode.CONV)
 
-        m.submodules.fetcher = fetcher = ActivationFetcher()
+        m.submodules.fetcher = fetcher = ActivationFetcher(queue_depth=cfg.fetch_queue,
+                                                           group_depth=cfg.fetch_groups)
         m.submodules.buffer = buffer = WeightBuffer(cols=cols, depth=cfg.buffer_depth,
                                                     supported_bits=cfg.supported_bits)
         m.submodules.array = array = MacArray(rows=1, cols=cols, master_bits=n,
