@@ -103,6 +103,28 @@ static void write_image(const dqt_device *dev, const uint8_t *codes) {
     uint32_t word = 0, value = 0, element = 0;
     int pending = 0;
     dqt_write(dev, DQT_REG_IMAGE_BASE, model->input_base);
+    if (model->input_channels == 1u && model->input_cp == 1u) {
+        /* One channel, no padding: the stored elements are the codes themselves. */
+        uint32_t p = 0;
+        if (((uintptr_t)codes & 3u) == 0)
+            for (; p + 4u <= pixels; p += 4u)
+                window[p >> 2] = *(const uint32_t *)(const void *)(codes + p);
+        for (; p < pixels; p++) {
+            value |= (uint32_t)codes[p] << (8u * (p & 3u));
+            if ((p & 3u) == 3u || p + 1u == pixels) {
+                window[p >> 2] = value;
+                value = 0;
+            }
+        }
+        return;
+    }
+    if (model->input_channels == 1u && (model->input_cp & 3u) == 0) {
+        /* One channel in a wider pixel: one bus word per pixel, code in byte 0. */
+        const uint32_t step = model->input_cp >> 2;
+        for (uint32_t p = 0; p < pixels; p++, word += step)
+            window[word] = codes[p];
+        return;
+    }
     for (uint32_t p = 0; p < pixels; p++, element += model->input_cp) {
         const uint8_t *code = codes + p;
         for (uint32_t c = 0; c < model->input_channels; c++, code += pixels) {
@@ -161,6 +183,8 @@ int dqt_infer(dqt_device *dev, const uint8_t *codes, dqt_result *result) {
     const dqt_model *model = dev->model;
     if (model == 0)
         return DQT_ERR_NO_MODEL;
+    /* Sticky flags from before this inference are not its errors. */
+    dqt_write(dev, DQT_REG_CONTROL, DQT_CONTROL_CLEAR_MASK);
     write_image(dev, codes);
     int status = run(dev);
     if (status != DQT_OK)
