@@ -2,12 +2,14 @@
 PYTHON ?= python3
 SIM ?= verilator
 
-.PHONY: install demo test sim sim-net rtl rtl-check bench bench-train bench-export bench-hw
+.PHONY: install demo test sim sim-net sim-soc firmware rtl rtl-check bench bench-train bench-export bench-hw bench-soc
 
-# System packages (Icarus Verilog for SIM=icarus, Fashion-MNIST IDX files) and the Python
-# package with every extra. Needs root for apt-get, as on a fresh machine or CI.
+# System packages (Icarus Verilog for SIM=icarus, Fashion-MNIST IDX files, the RISC-V GCC and
+# picolibc for the firmware) and the Python package with every extra. Needs root for apt-get,
+# as on a fresh machine or CI.
 install:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog dataset-fashion-mnist
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog \
+	  dataset-fashion-mnist gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
 	$(PYTHON) -m pip install -q -e '.[all]'
 
 demo: install
@@ -35,6 +37,22 @@ sim-net:
 	@test -n "$(PKG)" || { echo "error: give PKG=<package directory>"; exit 2; }
 	$(PYTHON) sim/net.py --package $(PKG) --images $(IMAGES) --sim $(SIM) $(SIM_NET_ARGS)
 
+# Firmware (docs/firmware.md): the runtime library, and with PKG=... the SoC's classify
+# firmware for that package (FIRMWARE_ARGS: accelerator options of python -m dqt_hw.firmware).
+FIRMWARE_ARGS ?=
+firmware:
+	$(MAKE) -C firmware lib BUILD=$(CURDIR)/build/firmware
+	@if [ -n "$(PKG)" ]; then \
+	  $(PYTHON) -m dqt_hw.firmware $(PKG) --out build/firmware/model --images $(IMAGES) $(FIRMWARE_ARGS) && \
+	  $(MAKE) -C firmware MODEL=$(CURDIR)/build/firmware/model BUILD=$(CURDIR)/build/firmware; fi
+
+# The whole SoC on Verilator, firmware in ROM, compared with the golden model:
+#   make sim-soc PKG=build/pkg-digits-dqt IMAGES=100 SIM_SOC_ARGS="--preset digits"
+SIM_SOC_ARGS ?=
+sim-soc:
+	@test -n "$(PKG)" || { echo "error: give PKG=<package directory>"; exit 2; }
+	$(PYTHON) sim/soc.py --package $(PKG) --images $(IMAGES) $(SIM_SOC_ARGS)
+
 bench: bench-train bench-export bench-hw
 
 bench-train:
@@ -50,3 +68,8 @@ bench-export:
 
 bench-hw:
 	$(PYTHON) -m dqt_hw.bench $(BENCH_HW_ARGS)
+
+# Area of the soft CPUs (and with BENCH_SOC_ARGS="--soc FIRMWARE.bin" of the SoC).
+BENCH_SOC_ARGS ?=
+bench-soc:
+	$(PYTHON) -m dqt_hw.soc.bench $(BENCH_SOC_ARGS)

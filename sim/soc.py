@@ -37,7 +37,14 @@ for path in (REPO_DIR, SIM_DIR):
 
 from regression import _setup_verilator  # noqa: E402
 
-__all__ = ["SocJob", "run_soc", "soc_verilog", "parse_output", "main"]
+__all__ = ["PRESETS", "SocJob", "run_soc", "soc_verilog", "parse_output", "summarize", "main"]
+
+#: Accelerator configurations sized for a model family, for fast simulation and synthesis
+#: (`--preset`); explicit --options override a preset's fields.
+PRESETS = {
+    "digits": dict(data_words=4096, program_words=512, constant_entries=512, wide_words=64,
+                   table_words=64, slots=16, max_ops=32, max_terms=512),
+}
 
 #: Clock cycles per UART bit in simulation (the SoC's clock is nominally 25 MHz).
 SIM_UART_DIVISOR = 8
@@ -262,6 +269,7 @@ def summarize(parsed, logits, bits, labels, model, job, config, size, build_s, r
         "cpu_cycles_outside_mean": float(outside.mean()) if len(images) else None,
         "cpu_outside_percent": float(100 * outside.mean() / cycles.mean())
         if len(images) else None,
+        "bit_vectors": len({tuple(r["bits"]) for r in images}),
         "simulated_cycles": parsed["cycles"],
         "images_per_s": (len(images) / (walls[-1] - walls[0])
                          if len(walls) > 1 and walls[-1] > walls[0] else None),
@@ -315,6 +323,9 @@ def main(argv=None):
     parser.add_argument("--no-preload", action="store_true",
                         help="do not put the model in the accelerator's memories at build "
                              "time (the firmware loads it through the windows)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="a small accelerator configuration for this model family "
+                             "(digits: 4096 data words, K <= 512, ...)")
     parser.add_argument("--build-root", default=None, help="default: sim/sim_build_soc")
     parser.add_argument("--json", default=None, help="write the summary here (JSON)")
     parser.add_argument("--verbose", action="store_true")
@@ -322,6 +333,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
+    for name, value in PRESETS.get(args.preset, {}).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     try:
         job = SocJob(package=args.package, config=parse_config(args), images=args.images,
                      first=args.first, dataset=args.dataset, cpu=args.cpu,

@@ -106,9 +106,22 @@ static void write_image(const dqt_device *dev, const uint8_t *codes) {
     if (model->input_channels == 1u && model->input_cp == 1u) {
         /* One channel, no padding: the stored elements are the codes themselves. */
         uint32_t p = 0;
-        if (((uintptr_t)codes & 3u) == 0)
-            for (; p + 4u <= pixels; p += 4u)
-                window[p >> 2] = *(const uint32_t *)(const void *)(codes + p);
+        if (((uintptr_t)codes & 3u) == 0) {
+            /* Four codes per load and store, four stores per loop turn: on a small CPU the
+             * loop's own instructions cost as much as the bus writes. */
+            const uint32_t *source = (const uint32_t *)(const void *)codes;
+            const uint32_t words = pixels >> 2;
+            uint32_t w = 0;
+            for (; w + 4u <= words; w += 4u) {
+                window[w] = source[w];
+                window[w + 1u] = source[w + 1u];
+                window[w + 2u] = source[w + 2u];
+                window[w + 3u] = source[w + 3u];
+            }
+            for (; w < words; w++)
+                window[w] = source[w];
+            p = words << 2;
+        }
         for (; p < pixels; p++) {
             value |= (uint32_t)codes[p] << (8u * (p & 3u));
             if ((p & 3u) == 3u || p + 1u == pixels) {

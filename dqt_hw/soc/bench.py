@@ -1,0 +1,124 @@
+"""python -m dqt_hw.soc.bench: area of the soft CPUs and of the SoC on the FPGA targets.
+
+    python -m dqt_hw.soc.bench --out build/soc-bench                       # the CPUs alone
+    python -m dqt_hw.soc.bench --out build/soc-bench --soc FIRMWARE.bin    # + SoC and accelerator
+
+Synthesizes (Yosys, `synth_ice40` / `synth_ecp5`) each CPU of `dqt_hw.soc.cpu` on its own,
+and with --soc the whole SoC (CPU `--soc-cpu`, ROM holding FIRMWARE, RAM, UART, system
+controller and the accelerator of the default `AcceleratorConfig`) and the accelerator alone,
+so that SoC minus accelerator is what the CPU side costs. Each finished run is saved as
+OUT/<target>/<design>.json, and a run whose file exists is reused (delete it to redo it);
+OUT/summary.json collects them. The CPU speed (cycles per inference outside the accelerator)
+comes from the SoC simulation (sim/soc.py).
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["synthesize_design", "main"]
+
+
+def _rtlil(component, name):
+    from amaranth.back import rtlil
+    return rtlil.convert(component, name=name, emit_src=False)
+
+
+def synthesize_design(name, component, verilog_files, target, out_dir):
+    """Synthesize `component` (plus the Verilog it instantiates) for `target`; return
+    {"resources": ..., "cells": ..., "seconds": ...} and save it as OUT/<target>/<name>.json."""
+    from ..build.targets import TARGETS, classify_cells
+    from .. import toolchain
+
+    target = TARGETS[target]
+    root = Path(out_dir) / target.name / name
+    root.mkdir(parents=True, exist_ok=True)
+    script = []
+    for path in verilog_files:
+        shutil.copy(path, root / Path(path).name)
+        script.append(f"read_verilog -defer {Path(path).name}")
+    (root / "top.il").write_text(_rtlil(component, "top"))
+    script += ["read_rtlil top.il", target.synth_command("top", dsp=True),
+               "tee -q -o stat.json stat -json"]
+    started = time.perf_counter()
+    toolchain.run_yosys(script, root, log_name="yosys.log")
+    cells = toolchain.read_yosys_stat(root / "stat.json")
+    result = {"design": name, "target": target.name, "resources": classify_cells(cells),
+              "cells": cells, "seconds": round(time.perf_counter() - started, 1),
+              "yosys": toolchain.tool_version("yosys")}
+    from ..atomic import write_atomic
+    write_atomic(Path(out_dir) / target.name / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _designs(args):
+    """(name, factory of the component, verilog files) of every run asked for."""
+    from ..accel.config import AcceleratorConfig
+    from ..hdl.accelerator import Accelerator
+    from .cpu import CPU_CLASSES
+    from .soc import SoC
+
+    designs = []
+    for cpu in args.cpus:
+        cls = CPU_CLASSES[cpu]
+        designs.append((f"cpu-{cpu}", cls, cls.verilog_files()))
+    if args.soc:
+        firmware = Path(args.soc).read_bytes()
+        soc = lambda: SoC(firmware, cpu=args.soc_cpu, accelerator=AcceleratorConfig())  # noqa
+        designs.append((f"soc-{args.soc_cpu}", soc, CPU_CLASSES[args.soc_cpu].verilog_files()))
+        designs.append(("accelerator", lambda: Accelerator(AcceleratorConfig()), []))
+    return designs
+
+
+def main(argv=None):
+    from ..build.targets import TARGETS
+    from ..package import run_cli
+    from .cpu import CPU_CLASSES
+
+    parser = argparse.ArgumentParser(prog="python -m dqt_hw.soc.bench",
+                                     description=__doc__.split("\n\n")[2].replace("\n", " "))
+    parser.add_argument("--out", default="build/soc-bench", help="output folder")
+    parser.add_argument("--targets", default="ice40-up5k,ecp5-85f",
+                        help="comma-separated (ice40-up5k,ecp5-85f)")
+    parser.add_argument("--cpus", default=",".join(CPU_CLASSES),
+                        help=f"comma-separated CPUs to synthesize alone ({','.join(CPU_CLASSES)})")
+    parser.add_argument("--soc", default=None, metavar="FIRMWARE.bin",
+                        help="also synthesize the SoC with this ROM image, and the accelerator")
+    parser.add_argument("--soc-cpu", default="picorv32", choices=sorted(CPU_CLASSES))
+    args = parser.parse_args(argv)
+    args.targets = [t for t in args.targets.split(",") if t]
+    args.cpus = [c for c in args.cpus.split(",") if c]
+
+    def run(_):
+        for target in args.targets:
+            if target not in TARGETS:
+                raise ValueError(f"`--targets` must name {', '.join(TARGETS)}, not {target!r}")
+        for cpu in args.cpus:
+            if cpu not in CPU_CLASSES:
+                raise ValueError(f"`--cpus` must name {', '.join(CPU_CLASSES)}, not {cpu!r}")
+        summary = {}
+        for target in args.targets:
+            for name, factory, files in _designs(args):
+                saved = Path(args.out) / target / f"{name}.json"
+                if saved.is_file():
+                    result = json.loads(saved.read_text())
+                    print(f"{target} {name}: reused {saved}")
+                else:
+                    print(f"{target} {name}: synthesizing ...", flush=True)
+                    result = synthesize_design(name, factory(), files, target, args.out)
+                res = result["resources"]
+                print(f"{target} {name}: {res['LUT4']} LUT4, {res['carry']} carry, {res['FF']} FF, "
+                      f"{res['BRAM']} BRAM, {res['DSP']} DSP ({result['seconds']} s)")
+                summary.setdefault(target, {})[name] = res
+        from ..atomic import write_atomic
+        write_atomic(Path(args.out) / "summary.json", json.dumps(summary, indent=1) + "\n")
+        return 0
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
