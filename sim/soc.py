@@ -42,8 +42,8 @@ __all__ = ["PRESETS", "SocJob", "run_soc", "soc_verilog", "parse_output", "summa
 #: Accelerator configurations sized for a model family, for fast simulation and synthesis
 #: (`--preset`); explicit --options override a preset's fields.
 PRESETS = {
-    "digits": dict(data_words=4096, program_words=512, constant_entries=512, wide_words=64,
-                   table_words=64, slots=16, max_ops=32, max_terms=512),
+    "digits": dict(data_words=4096, program_words=512, wide_words=64, table_words=64, slots=16,
+                   max_ops=32, max_terms=512),
 }
 
 #: Clock cycles per UART bit in simulation (the SoC's clock is nominally 25 MHz).

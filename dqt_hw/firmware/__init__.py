@@ -1,7 +1,7 @@
 """A compiled model as C source for the firmware runtime (firmware/include/dqt.h).
 
 `model_c_source(model, symbol)` renders a `dqt_hw.accel.compiler.CompiledModel` as a C file
-that defines `const dqt_model SYMBOL` (program, weights, constants, controller table, the
+that defines `const dqt_model SYMBOL` (program, data memory image, controller table, the
 input and logits placements, the controlled-layer slots and the configuration the model was
 compiled for) and a header that declares it. `images_c_source` renders test images (master
 codes in (C, H, W) order, what `dqt_infer` takes) and their labels. `python -m dqt_hw.firmware`
@@ -85,7 +85,6 @@ def model_c_source(model, symbol, *, name="model", header="model.h"):
              f"build with -DDQT_MAX_CLASSES={classes}\"\n#endif\n",
              _array("uint32_t", f"{symbol}_program", model.program),
              _array("uint32_t", f"{symbol}_data", _split64(model.data)),
-             _array("uint32_t", f"{symbol}_constants", _split64(model.constants)),
              _array("uint32_t", f"{symbol}_table", model.table),
              _array("uint8_t", f"{symbol}_slots", slots, per_line=16, digits=0)]
     fields = [
@@ -95,7 +94,6 @@ def model_c_source(model, symbol, *, name="model", header="model.h"):
         ("max_terms", config.max_terms), ("data_words", config.data_words),
         ("program", f"{symbol}_program"), ("program_words", len(model.program)),
         ("data", f"{symbol}_data"), ("data_words_loaded", int(model.data.size)),
-        ("constants", f"{symbol}_constants"), ("constant_entries", len(model.constants)),
         ("table", f"{symbol}_table"), ("table_words", len(model.table)),
         ("input_base", image["base"]), ("input_channels", channels),
         ("input_height", height), ("input_width", width),

@@ -92,8 +92,8 @@ def main(argv=None):
         model = write_model_sources(args.package, out, config, symbol=args.symbol,
                                     images=args.images, first=args.first,
                                     dataset=args.dataset)
-        print(f"{args.package}: {len(model.program)} program words, {model.data.size} weight "
-              f"words, {len(model.constants)} constants, {len(model.slots)} slots "
+        print(f"{args.package}: {len(model.program)} program words, {model.data.size} data "
+              f"words (weights and {len(model.constants)} constants), {len(model.slots)} slots "
               f"({config.describe()}) -> {out}/model.c"
               + (f", {args.images} images" if args.images else ""))
         return 0

@@ -2,11 +2,12 @@
 accelerator on one Wishbone bus (memory map: `dqt_hw.soc.memory_map`, docs/firmware.md).
 
     SoC(firmware, cpu="picorv32", accelerator=AcceleratorConfig(...), model=None,
-        ram_bytes=8192, clock_hz=25_000_000, baud=115200)
+        ram_bytes=8192, clock_hz=25_000_000, baud=115200, data_memory="portable")
 
 `firmware` is the ROM image (bytes of `classify.bin`, or 32-bit words); the ROM is the next
 power of two that holds it. `model` (a `CompiledModel`) puts a model in the accelerator's
-memories at configuration time, for `dqt_load_model(..., DQT_LOAD_PRESENT)`. The CPU is held
+memories at configuration time, for `dqt_load_model(..., DQT_LOAD_PRESENT)`. `data_memory`
+picks the accelerator's data memory (`Accelerator`'s: "portable", or the iCE40 SPRAM one). The CPU is held
 in reset for 16 cycles after configuration (and after the clock domain's reset, on a board).
 """
 
@@ -47,7 +48,7 @@ class SoC(wiring.Component):
     `busy`/`done`/`error` (the accelerator's, for LEDs)."""
 
     def __init__(self, firmware, *, cpu="picorv32", accelerator=None, model=None,
-                 ram_bytes=8192, clock_hz=25_000_000, baud=115200):
+                 ram_bytes=8192, clock_hz=25_000_000, baud=115200, data_memory="portable"):
         self.firmware = firmware_words(firmware)
         if not self.firmware:
             raise ValueError("`firmware` is empty")
@@ -59,6 +60,7 @@ class SoC(wiring.Component):
         if model is not None and model.config != self.config:
             raise ValueError("`model` was compiled for another accelerator configuration")
         self.model = model
+        self.data_memory = data_memory
         self.rom_words = 1 << (len(self.firmware) - 1).bit_length()
         self.ram_words = _power_of_two_words(ram_bytes, "ram_bytes")
         if not isinstance(clock_hz, int) or clock_hz < 1:
@@ -95,9 +97,10 @@ class SoC(wiring.Component):
         m.submodules.system = system = SystemController(self.clock_hz)
         m.submodules.uart = uart = UART(self.uart_divisor)
         model = self.model
-        preload = (dict(program=model.program, data=model.data, constants=model.constants,
-                        table=model.table) if model is not None else {})
-        m.submodules.accelerator = accelerator = Accelerator(self.config, **preload)
+        preload = (dict(program=model.program, data=model.data, table=model.table)
+                   if model is not None else {})
+        m.submodules.accelerator = accelerator = Accelerator(self.config, **preload,
+                                                             data_memory=self.data_memory)
         for name, slave in (("rom", rom), ("ram", ram), ("system", system), ("uart", uart),
                             ("accel", accelerator)):
             wiring.connect(m, getattr(decoder, name), slave.bus)

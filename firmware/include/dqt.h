@@ -3,8 +3,9 @@
  * C99, no dynamic allocation, no libc calls. The register map comes from the generated
  * dqt_regs.h (dqt_hw/accel/regmap.py); a model comes from `python -m dqt_hw.firmware PKG`,
  * which writes a `dqt_model` as C arrays. The steps are those of the Python driver
- * (dqt_hw/accel/driver.py): check ID, VERSION and CONFIG; load the program, weights,
- * constants and controller table through the memory windows (or check that the bitstream
+ * (dqt_hw/accel/driver.py): check ID, VERSION and CONFIG; load the program, the data
+ * memory image (weights and constants) and the controller table through the memory windows
+ * (or check that the bitstream
  * already holds the model); per image write IMAGE_BASE and the IMAGE window, set
  * CONTROL.START, poll STATUS until DONE, read the logits (WIDE), the chosen bits (BITS) and
  * CYCLES. docs/firmware.md describes the API.
@@ -61,8 +62,9 @@ enum dqt_status {
     DQT_ERR_HW_UNKNOWN = DQT_ERR_HW_BASE + 255 /* an error code this runtime does not know */
 };
 
-/* A compiled model (written by `python -m dqt_hw.firmware`). Arrays of 64-bit memory words
- * (data, constants) hold two 32-bit words each, low half first: the order the bus takes. */
+/* A compiled model (written by `python -m dqt_hw.firmware`). The data memory image (weights,
+ * then the requantizer constants) holds two 32-bit words per 64-bit memory word, low half
+ * first: the order the bus takes. */
 typedef struct dqt_model {
     uint32_t format_version;        /* DQT_MODEL_FORMAT_VERSION */
     const char *name;
@@ -70,10 +72,8 @@ typedef struct dqt_model {
     uint32_t cols, bits_mask, max_terms, data_words;
     const uint32_t *program;        /* program memory image, header first */
     uint32_t program_words;
-    const uint32_t *data;           /* weights: 2 * data_words_loaded bus words */
+    const uint32_t *data;           /* 2 * data_words_loaded bus words */
     uint32_t data_words_loaded;     /* 64-bit words from data word 0 */
-    const uint32_t *constants;      /* 2 * constant_entries bus words */
-    uint32_t constant_entries;
     const uint32_t *table;          /* controller table */
     uint32_t table_words;
     /* The input tensor: master codes (C, H, W) stored pixel-major with `input_cp` channels
@@ -108,7 +108,7 @@ typedef struct dqt_result {
 
 /* How dqt_load_model gets the model into the accelerator. */
 enum dqt_load {
-    DQT_LOAD_WINDOWS = 0,   /* write program, weights, constants and table over the bus */
+    DQT_LOAD_WINDOWS = 0,   /* write program, data image and table over the bus */
     DQT_LOAD_PRESENT = 1    /* the bitstream holds it: only check the program's header and
                                checksum against the model's */
 };

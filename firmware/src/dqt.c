@@ -77,7 +77,6 @@ int dqt_load_model(dqt_device *dev, const dqt_model *model, int how) {
     if (how == DQT_LOAD_WINDOWS) {
         write_words(dev, DQT_WIN_PROGRAM, model->program, model->program_words);
         write_words(dev, DQT_WIN_DATA, model->data, 2u * model->data_words_loaded);
-        write_words(dev, DQT_WIN_CONSTANTS, model->constants, 2u * model->constant_entries);
         write_words(dev, DQT_WIN_TABLE, model->table, model->table_words);
     } else {
         for (uint32_t i = 0; i < PROGRAM_HEADER_WORDS - 1u; i++)
