@@ -62,6 +62,7 @@ class SocJob:
     preload: bool = True
     build_root: str = None
     max_cycles: int = 2_000_000_000
+    timeout_s: float = 3600.0
     verbose: bool = False
 
 
@@ -221,8 +222,14 @@ def run_soc(job):
     build_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    result = subprocess.run([str(executable), str(soc.uart_divisor), str(job.max_cycles)],
-                            capture_output=True, text=True)
+    try:
+        result = subprocess.run([str(executable), str(soc.uart_divisor), str(job.max_cycles)],
+                                capture_output=True, text=True, timeout=job.timeout_s)
+    except subprocess.TimeoutExpired as expired:
+        output = expired.stdout.decode(errors="replace") if expired.stdout else ""
+        (build_dir / "uart.log").write_text(output)
+        raise SystemExit(f"error: the simulation ran longer than {job.timeout_s:g} s; the "
+                         f"UART output is in {build_dir / 'uart.log'}") from None
     run_s = time.perf_counter() - started
     (build_dir / "uart.log").write_text(result.stdout + result.stderr)
     if result.returncode:
@@ -327,6 +334,8 @@ def main(argv=None):
                         help="a small accelerator configuration for this model family "
                              "(digits: 4096 data words, K <= 512, ...)")
     parser.add_argument("--build-root", default=None, help="default: sim/sim_build_soc")
+    parser.add_argument("--timeout", type=float, default=3600.0,
+                        help="stop the simulation after this many seconds (3600)")
     parser.add_argument("--json", default=None, help="write the summary here (JSON)")
     parser.add_argument("--verbose", action="store_true")
     add_config_arguments(parser)
@@ -340,7 +349,7 @@ def main(argv=None):
         job = SocJob(package=args.package, config=parse_config(args), images=args.images,
                      first=args.first, dataset=args.dataset, cpu=args.cpu,
                      preload=not args.no_preload, build_root=args.build_root,
-                     verbose=args.verbose)
+                     timeout_s=args.timeout, verbose=args.verbose)
         summary = run_soc(job)
     except (ValueError, TypeError, OSError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)

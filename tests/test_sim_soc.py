@@ -64,7 +64,7 @@ def test_soc_firmware_classifies_like_the_golden_model(varying_package, tmp_path
     from soc import format_summary, run_soc
     package, _ = varying_package
     summary = run_soc(SocJob(package=str(package), config=AcceleratorConfig(**PRESETS["digits"]),
-                             images=6, build_root=str(tmp_path)))
+                             images=6, build_root=str(tmp_path), timeout_s=600))
     print(format_summary(summary))
     assert summary["ok"], format_summary(summary)
     assert summary["images"] == 6 and summary["mismatches"] == 0

@@ -177,3 +177,32 @@ def test_system_controller_counts_cycles_and_exits():
     assert 50 < seen["delta"] < 60
     assert seen["high"] == 0 and seen["clock"] == 12_000_000
     assert (seen["halt_before"], seen["halt"], seen["code"]) == (0, 1, 3)
+
+
+def test_arbiter_does_not_starve_a_master_behind_a_busy_fetch_bus():
+    m = Module()
+    m.submodules.arbiter = arbiter = Arbiter(2, address_bits=4)
+    m.submodules.ram = ram = WishboneMemory(16, writable=True)
+    wiring.connect(m, arbiter.bus, ram.bus)
+    done = {}
+
+    async def fetcher(ctx):                  # cyc stays high from one access to the next
+        port = arbiter.m0
+        ctx.set(port.cyc, 1)
+        ctx.set(port.stb, 1)
+        for i in range(40):
+            ctx.set(port.adr, i % 8)
+            await ctx.tick().until(port.ack)
+        done["fetcher"] = True
+        ctx.set(port.cyc, 0)
+        ctx.set(port.stb, 0)
+
+    async def data(ctx):
+        bus = WishboneTransport(ctx, arbiter.m1)
+        ctx.set(arbiter.m1.sel, 0b1111)
+        for i in range(4):
+            await bus.write(4 * (8 + i), i + 1)
+        done["data_before_fetcher"] = "fetcher" not in done
+
+    simulate(m, fetcher, data)
+    assert done == {"fetcher": True, "data_before_fetcher": True}

@@ -27,9 +27,11 @@ def _rtlil(component, name):
     return rtlil.convert(component, name=name, emit_src=False)
 
 
-def synthesize_design(name, component, verilog_files, target, out_dir):
-    """Synthesize `component` (plus the Verilog it instantiates) for `target`; return
-    {"resources": ..., "cells": ..., "seconds": ...} and save it as OUT/<target>/<name>.json."""
+def synthesize_design(name, component, verilog_files, target, out_dir, *, place_route=False):
+    """Synthesize `component` (plus the Verilog it instantiates) for `target`, and with
+    `place_route` place and route it (nextpnr, seed 1, unconstrained pins); return
+    {"resources": ..., "cells": ..., "seconds": ..., "fmax_mhz": ..., "utilization": ...} and
+    save it as OUT/<target>/<name>.json."""
     from ..build.targets import TARGETS, classify_cells
     from .. import toolchain
 
@@ -41,21 +43,27 @@ def synthesize_design(name, component, verilog_files, target, out_dir):
         shutil.copy(path, root / Path(path).name)
         script.append(f"read_verilog -defer {Path(path).name}")
     (root / "top.il").write_text(_rtlil(component, "top"))
-    script += ["read_rtlil top.il", target.synth_command("top", dsp=True),
-               "tee -q -o stat.json stat -json"]
+    synth = target.synth_command("top", dsp=True) + (" -json netlist.json" if place_route else "")
+    script += ["read_rtlil top.il", synth, "tee -q -o stat.json stat -json"]
     started = time.perf_counter()
     toolchain.run_yosys(script, root, log_name="yosys.log")
     cells = toolchain.read_yosys_stat(root / "stat.json")
     result = {"design": name, "target": target.name, "resources": classify_cells(cells),
               "cells": cells, "seconds": round(time.perf_counter() - started, 1),
               "yosys": toolchain.tool_version("yosys")}
+    if place_route:
+        routed = toolchain.run_nextpnr(target.family, target.nextpnr_device, "netlist.json",
+                                       root, seed=1, freq_mhz=target.target_mhz)
+        result.update(fmax_mhz=routed.worst_fmax_mhz, utilization=routed.utilization,
+                      seconds=round(time.perf_counter() - started, 1))
     from ..atomic import write_atomic
     write_atomic(Path(out_dir) / target.name / f"{name}.json", json.dumps(result, indent=1) + "\n")
     return result
 
 
-def _designs(args):
-    """(name, factory of the component, verilog files) of every run asked for."""
+def _designs(args, target):
+    """(name, factory of the component, verilog files, place and route) of every run asked
+    for on `target`."""
     from ..accel.config import AcceleratorConfig
     from ..hdl.accelerator import Accelerator
     from .cpu import CPU_CLASSES
@@ -64,18 +72,29 @@ def _designs(args):
     designs = []
     for cpu in args.cpus:
         cls = CPU_CLASSES[cpu]
-        designs.append((f"cpu-{cpu}", cls, cls.verilog_files()))
+        designs.append((f"cpu-{cpu}", cls, cls.verilog_files(), False))
     if args.soc:
         firmware = Path(args.soc).read_bytes()
-        soc = lambda: SoC(firmware, cpu=args.soc_cpu, accelerator=AcceleratorConfig())  # noqa
-        designs.append((f"soc-{args.soc_cpu}", soc, CPU_CLASSES[args.soc_cpu].verilog_files()))
-        designs.append(("accelerator", lambda: Accelerator(AcceleratorConfig()), []))
+        # The iCE40 build keeps the data memory in SPRAM, as a board build would.
+        memory = "ice40-spram" if target.startswith("ice40") else "portable"
+
+        def soc():
+            return SoC(firmware, cpu=args.soc_cpu, accelerator=AcceleratorConfig(),
+                       data_memory=memory)
+
+        def accelerator():
+            return Accelerator(AcceleratorConfig(), data_memory=memory)
+
+        designs.append((f"soc-{args.soc_cpu}", soc, CPU_CLASSES[args.soc_cpu].verilog_files(),
+                        args.pnr))
+        designs.append(("accelerator", accelerator, [], False))
     return designs
 
 
 def main(argv=None):
     from ..build.targets import TARGETS
     from ..package import run_cli
+    from ..toolchain import DeviceFull
     from .cpu import CPU_CLASSES
 
     parser = argparse.ArgumentParser(prog="python -m dqt_hw.soc.bench",
@@ -88,6 +107,8 @@ def main(argv=None):
     parser.add_argument("--soc", default=None, metavar="FIRMWARE.bin",
                         help="also synthesize the SoC with this ROM image, and the accelerator")
     parser.add_argument("--soc-cpu", default="picorv32", choices=sorted(CPU_CLASSES))
+    parser.add_argument("--pnr", action="store_true",
+                        help="also place and route the SoC (nextpnr, seed 1): Fmax, utilisation")
     args = parser.parse_args(argv)
     args.targets = [t for t in args.targets.split(",") if t]
     args.cpus = [c for c in args.cpus.split(",") if c]
@@ -101,18 +122,25 @@ def main(argv=None):
                 raise ValueError(f"`--cpus` must name {', '.join(CPU_CLASSES)}, not {cpu!r}")
         summary = {}
         for target in args.targets:
-            for name, factory, files in _designs(args):
+            for name, factory, files, place_route in _designs(args, target):
                 saved = Path(args.out) / target / f"{name}.json"
                 if saved.is_file():
                     result = json.loads(saved.read_text())
                     print(f"{target} {name}: reused {saved}")
                 else:
                     print(f"{target} {name}: synthesizing ...", flush=True)
-                    result = synthesize_design(name, factory(), files, target, args.out)
+                    try:
+                        result = synthesize_design(name, factory(), files, target, args.out,
+                                                   place_route=place_route)
+                    except DeviceFull as error:
+                        print(f"{target} {name}: {error}")
+                        continue
                 res = result["resources"]
+                fmax = f", {result['fmax_mhz']:.1f} MHz" if result.get("fmax_mhz") else ""
                 print(f"{target} {name}: {res['LUT4']} LUT4, {res['carry']} carry, {res['FF']} FF, "
-                      f"{res['BRAM']} BRAM, {res['DSP']} DSP ({result['seconds']} s)")
-                summary.setdefault(target, {})[name] = res
+                      f"{res['BRAM']} BRAM, {res['DSP']} DSP{fmax} ({result['seconds']} s)")
+                summary.setdefault(target, {})[name] = dict(
+                    res, **{k: result[k] for k in ("fmax_mhz", "utilization") if k in result})
         from ..atomic import write_atomic
         write_atomic(Path(args.out) / "summary.json", json.dumps(summary, indent=1) + "\n")
         return 0

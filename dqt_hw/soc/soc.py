@@ -7,7 +7,7 @@ accelerator on one Wishbone bus (memory map: `dqt_hw.soc.memory_map`, docs/firmw
 `firmware` is the ROM image (bytes of `classify.bin`, or 32-bit words); the ROM is the next
 power of two that holds it. `model` (a `CompiledModel`) puts a model in the accelerator's
 memories at configuration time, for `dqt_load_model(..., DQT_LOAD_PRESENT)`. `data_memory`
-picks the accelerator's data memory (`Accelerator`'s: "portable", or the iCE40 SPRAM one). The CPU is held
+picks the accelerator's data memory (`Accelerator`'s "portable" or "ice40-spram"). The CPU is held
 in reset for 16 cycles after configuration (and after the clock domain's reset, on a board).
 """
 

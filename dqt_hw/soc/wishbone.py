@@ -71,8 +71,10 @@ class Decoder(wiring.Component):
 
 
 class Arbiter(wiring.Component):
-    """Two or more masters to one bus; the lowest-numbered requesting master wins, and keeps
-    the bus for as long as its `cyc` is high (a CPU's instruction and data buses)."""
+    """Two or more masters to one bus, round robin per access: the granted master keeps the
+    bus until its access is acknowledged (or it drops `cyc`), then the next requesting master
+    in turn gets it. So a CPU's instruction fetches cannot starve its data accesses, even when
+    the fetch bus holds `cyc` high from one access to the next."""
 
     def __init__(self, masters, address_bits=30):
         if not isinstance(masters, int) or masters < 2:
@@ -86,16 +88,8 @@ class Arbiter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         masters = [getattr(self, f"m{i}") for i in range(self.masters)]
-        owner = Signal(range(self.masters))
-        locked = Signal()
-        current = Signal(range(self.masters))
-        m.d.comb += current.eq(owner)
-        with m.If(~locked):
-            for i in reversed(range(self.masters)):
-                with m.If(masters[i].cyc):
-                    m.d.comb += current.eq(i)
-        m.d.sync += [owner.eq(current), locked.eq(self.bus.cyc)]
-        with m.Switch(current):
+        granted = Signal(range(self.masters))
+        with m.Switch(granted):
             for i, master in enumerate(masters):
                 with m.Case(i):
                     m.d.comb += [
@@ -104,6 +98,12 @@ class Arbiter(wiring.Component):
                         self.bus.adr.eq(master.adr), self.bus.dat_w.eq(master.dat_w),
                         master.ack.eq(self.bus.ack),
                     ]
+                    # Hand over after this master's access (or while it is idle).
+                    with m.If(~master.cyc | self.bus.ack):
+                        for offset in reversed(range(1, self.masters)):
+                            other = (i + offset) % self.masters
+                            with m.If(masters[other].cyc):
+                                m.d.sync += granted.eq(other)
         for master in masters:
             m.d.comb += master.dat_r.eq(self.bus.dat_r)
         return m
