@@ -35,7 +35,7 @@ def test_parameters_are_checked_with_precise_messages():
     with pytest.raises(ValueError, match=r"`divisor` must be an integer between 4 and 65535, "
                                          r"not 2"):
         UART(2)
-    with pytest.raises(ValueError, match=r"`cpu` must be one of picorv32, vexriscv, serv, "
+    with pytest.raises(ValueError, match=r"`cpu` must be one of picorv32, vexriscv, vexriscv-lite, serv, "
                                          r"not 'z80'"):
         cpu_class("z80")
     with pytest.raises(ValueError, match=r"`firmware` is empty"):

@@ -5,7 +5,8 @@ input. `verilog_files()` lists the Verilog sources a simulator or synthesis run 
 - `PicoRV32` (pythondata-cpu-picorv32, `picorv32_wb`): one bus, multi-cycle (about 4 cycles per
   instruction plus the bus), small.
 - `VexRiscv` (pythondata-cpu-vexriscv, the `Min` build LiteX uses): a 5-stage pipeline with
-  instruction and data buses, merged here by an `Arbiter`.
+  instruction and data buses, merged here by an `Arbiter`; `VexRiscvLite` adds a 2 KiB
+  instruction cache.
 - `Serv` (pythondata-cpu-serv, `serv_rf_top`): bit-serial, the smallest, about 32 cycles per
   instruction; its register file sits in a RAM.
 
@@ -20,7 +21,8 @@ from amaranth.lib.wiring import In, Out
 
 from .wishbone import Arbiter, bus_signature
 
-__all__ = ["CPU_CLASSES", "cpu_class", "make_cpu", "PicoRV32", "VexRiscv", "Serv", "CpuMissing"]
+__all__ = ["CPU_CLASSES", "cpu_class", "make_cpu", "PicoRV32", "VexRiscv", "VexRiscvLite", "Serv",
+           "CpuMissing"]
 
 
 class CpuMissing(RuntimeError):
@@ -80,11 +82,12 @@ class PicoRV32(_Cpu):
 
 class VexRiscv(_Cpu):
     name = "vexriscv"
+    BUILD = "Min"
 
     @classmethod
     def verilog_files(cls):
         return [_data_location("pythondata_cpu_vexriscv", "pythondata-cpu-vexriscv")
-                / "VexRiscv_Min.v"]
+                / f"VexRiscv_{cls.BUILD}.v"]
 
     def elaborate(self, platform):
         m = Module()
@@ -104,6 +107,13 @@ class VexRiscv(_Cpu):
             i_externalResetVector=Const(0, 32), i_timerInterrupt=0, i_softwareInterrupt=0,
             i_externalInterruptArray=Const(0, 32), **ports)
         return m
+
+
+class VexRiscvLite(VexRiscv):
+    """VexRiscv's `Lite` build: `Min` plus a 2 KiB instruction cache (data accesses stay
+    uncached, so the accelerator's registers need no cache rules)."""
+    name = "vexriscv-lite"
+    BUILD = "Lite"
 
 
 class Serv(_Cpu):
@@ -134,7 +144,7 @@ class Serv(_Cpu):
         return m
 
 
-CPU_CLASSES = {cls.name: cls for cls in (PicoRV32, VexRiscv, Serv)}
+CPU_CLASSES = {cls.name: cls for cls in (PicoRV32, VexRiscv, VexRiscvLite, Serv)}
 
 
 def cpu_class(name):
