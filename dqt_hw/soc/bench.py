@@ -95,7 +95,7 @@ def main(argv=None):
     from ..build.targets import TARGETS
     from ..package import run_cli
     from ..toolchain import DeviceFull
-    from .cpu import CPU_CLASSES
+    from .cpu import CPU_CLASSES, DEFAULT_CPU
 
     parser = argparse.ArgumentParser(prog="python -m dqt_hw.soc.bench",
                                      description=__doc__.split("\n\n")[2].replace("\n", " "))
@@ -106,7 +106,7 @@ def main(argv=None):
                         help=f"comma-separated CPUs to synthesize alone ({','.join(CPU_CLASSES)})")
     parser.add_argument("--soc", default=None, metavar="FIRMWARE.bin",
                         help="also synthesize the SoC with this ROM image, and the accelerator")
-    parser.add_argument("--soc-cpu", default="picorv32", choices=sorted(CPU_CLASSES))
+    parser.add_argument("--soc-cpu", default=DEFAULT_CPU, choices=sorted(CPU_CLASSES))
     parser.add_argument("--pnr", action="store_true",
                         help="also place and route the SoC (nextpnr, seed 1): Fmax, utilisation")
     args = parser.parse_args(argv)

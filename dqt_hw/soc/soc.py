@@ -1,7 +1,7 @@
 """The SoC: a soft RISC-V CPU, firmware ROM, RAM, a UART, the system controller and the
 accelerator on one Wishbone bus (memory map: `dqt_hw.soc.memory_map`, docs/firmware.md).
 
-    SoC(firmware, cpu="picorv32", accelerator=AcceleratorConfig(...), model=None,
+    SoC(firmware, cpu="vexriscv-lite", accelerator=AcceleratorConfig(...), model=None,
         ram_bytes=8192, clock_hz=25_000_000, baud=115200, data_memory="portable")
 
 `firmware` is the ROM image (bytes of `classify.bin`, or 32-bit words); the ROM is the next
@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..accel.config import AcceleratorConfig
 from ..hdl.accelerator import Accelerator
-from .cpu import cpu_class, make_cpu
+from .cpu import DEFAULT_CPU, cpu_class, make_cpu
 from .memory_map import ACCELERATOR_SPAN, REGIONS
 from .peripherals import UART, SystemController, WishboneMemory
 from .wishbone import Decoder
@@ -47,7 +47,7 @@ class SoC(wiring.Component):
     """Ports: `uart_tx`, `uart_rx`, `halt` and `exit_code` (the firmware wrote EXIT),
     `busy`/`done`/`error` (the accelerator's, for LEDs)."""
 
-    def __init__(self, firmware, *, cpu="picorv32", accelerator=None, model=None,
+    def __init__(self, firmware, *, cpu=DEFAULT_CPU, accelerator=None, model=None,
                  ram_bytes=8192, clock_hz=25_000_000, baud=115200, data_memory="portable"):
         self.firmware = firmware_words(firmware)
         if not self.firmware:
