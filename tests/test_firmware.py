@@ -113,3 +113,86 @@ def test_runtime_cross_compiles_for_rv32i(tmp_path):
         assert re.search(rf" T {name}$", symbols, re.M), name
     # No dynamic allocation: the runtime references no allocator.
     assert not re.search(r" U (malloc|calloc|realloc|free)$", symbols, re.M)
+
+
+_PACKING_HARNESS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "dqt.h"
+
+/* A register file in host memory: STATUS reads DONE, so dqt_infer writes the image, starts
+ * and returns at once; the IMAGE window keeps what the runtime wrote. */
+static uint32_t regs[(1u << 20) / 4];
+static uint8_t codes[4096 + 4];
+
+int main(int argc, char **argv) {
+    unsigned c = atoi(argv[1]), h = atoi(argv[2]), w = atoi(argv[3]), cp = atoi(argv[4]);
+    unsigned shift = atoi(argv[5]), n = c * h * w, words = (h * w * cp + 3) / 4;
+    for (unsigned i = 0; i < n; i++)
+        codes[shift + i] = (uint8_t)atoi(argv[6 + i]);
+    for (unsigned i = 0; i < words; i++)
+        regs[DQT_WIN_IMAGE / 4 + i] = 0xDEADBEEFu;
+    regs[DQT_REG_STATUS / 4] = DQT_STATUS_DONE_MASK;
+    dqt_model model = {0};
+    model.format_version = DQT_MODEL_FORMAT_VERSION;
+    model.input_base = 77;
+    model.input_channels = c, model.input_height = h, model.input_width = w;
+    model.input_cp = cp;
+    model.classes = 1;
+    dqt_device dev = {0};
+    dev.base = (uintptr_t)regs;
+    dev.model = &model;
+    dev.timeout_cycles = 10;
+    dqt_result result;
+    int status = dqt_infer(&dev, codes + shift, &result);
+    printf("%d %u", status, (unsigned)regs[DQT_REG_IMAGE_BASE / 4]);
+    for (unsigned i = 0; i < words; i++)
+        printf(" %u", (unsigned)regs[DQT_WIN_IMAGE / 4 + i]);
+    printf("\n");
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def packing_harness(tmp_path_factory):
+    if shutil.which("cc") is None:
+        pytest.skip("no host C compiler")
+    root = tmp_path_factory.mktemp("packing")
+    (root / "harness.c").write_text(_PACKING_HARNESS)
+    subprocess.run(["cc", "-std=c99", "-O1", "-Wall", "-Werror", "-I", str(FIRMWARE / "include"),
+                    str(root / "harness.c"), str(FIRMWARE / "src" / "dqt.c"), "-o",
+                    str(root / "harness")], check=True)
+    return root / "harness"
+
+
+@pytest.mark.parametrize("channels, stored, shift", [
+    (1, 1, 0), (1, 1, 1), (1, 4, 0), (1, 16, 0), (2, 2, 0), (3, 4, 0), (3, 16, 2), (20, 32, 0)])
+def test_image_words_match_the_driver_packing(packing_harness, channels, stored, shift):
+    """The runtime's IMAGE writes (all three code paths, aligned or not) against the Python
+    driver's packing: every bus word that holds a real channel is written with the driver's
+    value; words of padding lanes only are left alone (the layout leaves them undefined)."""
+    import numpy as np
+    from dqt_hw.accel.driver import image_words
+    from dqt_hw.accel.layout import TensorPlacement
+    height, width = 3, 5
+    rng = np.random.default_rng(channels * 100 + stored)
+    codes = rng.integers(0, 256, size=(channels, height, width))
+    out = subprocess.run([str(packing_harness), str(channels), str(height), str(width),
+                          str(stored), str(shift), *map(str, codes.reshape(-1))],
+                         check=True, capture_output=True, text=True).stdout.split()
+    status, base, words = int(out[0]), int(out[1]), [int(v) for v in out[2:]]
+    assert (status, base) == (0, 77)
+
+    class Model:                                    # what image_words reads of a model
+        inputs = [{"name": "image"}]
+        tensors = {"image": TensorPlacement("image", (channels, height, width),
+                                            channels_stored=stored, signed=False)}
+    expected = image_words(Model, codes)
+    real = np.zeros(height * width * stored, dtype=bool)
+    real.reshape(height * width, stored)[:, :channels] = True
+    for index, (got, want) in enumerate(zip(words, expected)):
+        if real[4 * index:4 * index + 4].any():
+            assert got == want, index
+        else:
+            assert got == 0xDEADBEEF, index

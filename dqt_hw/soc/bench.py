@@ -19,6 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
 __all__ = ["synthesize_design", "main"]
 
 
@@ -61,6 +65,25 @@ def synthesize_design(name, component, verilog_files, target, out_dir, *, place_
     return result
 
 
+class _AcceleratorTop(wiring.Component):
+    """The accelerator with its ports passed through: Yosys 0.70 trips an internal assertion
+    on the RTLIL of `Accelerator` as the top module itself."""
+
+    def __init__(self, accelerator):
+        from ..hdl.accelerator import wishbone_signature
+        self.accelerator = accelerator
+        super().__init__({"bus": In(wishbone_signature()), "busy": Out(1), "done": Out(1),
+                          "error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accelerator = accelerator = self.accelerator
+        wiring.connect(m, wiring.flipped(self.bus), accelerator.bus)
+        m.d.comb += [self.busy.eq(accelerator.busy), self.done.eq(accelerator.done),
+                     self.error.eq(accelerator.error)]
+        return m
+
+
 def _designs(args, target):
     """(name, factory of the component, verilog files, place and route) of every run asked
     for on `target`."""
@@ -83,7 +106,7 @@ def _designs(args, target):
                        data_memory=memory)
 
         def accelerator():
-            return Accelerator(AcceleratorConfig(), data_memory=memory)
+            return _AcceleratorTop(Accelerator(AcceleratorConfig(), data_memory=memory))
 
         designs.append((f"soc-{args.soc_cpu}", soc, CPU_CLASSES[args.soc_cpu].verilog_files(),
                         args.pnr))
