@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The SoC's gateware blocks in the Amaranth simulator: decoder, arbiter, memories, UART,
 system controller, and the parameter checks. The whole SoC with a CPU and firmware runs on
 Verilator in tests/test_sim_soc.py."""
