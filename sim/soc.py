@@ -91,34 +91,6 @@ def soc_verilog(soc):
     return verilog.convert(SimulationTop(), name="soc", emit_src=False)
 
 
-def build_firmware(model_dir, build_dir, verbose=False):
-    """`make -C firmware MODEL=model_dir BUILD=build_dir`; returns the ROM image bytes."""
-    command = ["make", "-C", str(REPO_DIR / "firmware"), f"MODEL={model_dir}",
-               f"BUILD={build_dir}"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if verbose or result.returncode:
-        sys.stderr.write(result.stdout + result.stderr)
-    if result.returncode:
-        raise SystemExit(f"error: the firmware build failed ({' '.join(command)})")
-    return (Path(build_dir) / "classify.bin").read_bytes()
-
-
-def firmware_size(build_dir):
-    """{"runtime": text bytes of libdqt, "image": text+data of classify.elf, "bss": ...}."""
-    def sizes(path):
-        out = subprocess.run(["riscv64-unknown-elf-size", str(path)], capture_output=True,
-                             text=True, check=True).stdout.splitlines()
-        totals = [0, 0, 0]
-        for line in out[1:]:
-            for i, value in enumerate(line.split()[:3]):
-                totals[i] += int(value)
-        return totals
-    text, data, bss = sizes(Path(build_dir) / "classify.elf")
-    runtime = sizes(Path(build_dir) / "libdqt.a")
-    return {"text": text, "data": data, "bss": bss, "rom": text + data,
-            "runtime_text": runtime[0]}
-
-
 def verilate(source_files, build_dir, verbose=False):
     """Build the harness with Verilator in `build_dir`; returns the executable's path."""
     _setup_verilator()
@@ -196,6 +168,7 @@ def parse_output(text):
 def run_soc(job):
     """Build and run one SoC simulation; return the summary dict."""
     from dqt_hw.accel.config import AcceleratorConfig
+    from dqt_hw.firmware.build import build_firmware, firmware_size
     from dqt_hw.firmware.__main__ import write_model_sources
     from dqt_hw.package import load_package
     from dqt_hw.soc import SoC
@@ -213,7 +186,10 @@ def run_soc(job):
     started = time.perf_counter()
     model = write_model_sources(job.package, build_dir / "model", config, images=job.images,
                                 first=job.first, dataset=job.dataset)
-    image = build_firmware(build_dir / "model", build_dir / "firmware", job.verbose)
+    try:
+        image = build_firmware(build_dir / "model", build_dir / "firmware", job.verbose)
+    except RuntimeError as error:
+        raise SystemExit(f"error: {error}") from None
     soc = SoC(image, cpu=job.cpu, accelerator=config, model=model if job.preload else None,
               clock_hz=SIM_CLOCK_HZ, baud=SIM_CLOCK_HZ // SIM_UART_DIVISOR)
     source = build_dir / "soc.v"

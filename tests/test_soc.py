@@ -207,3 +207,17 @@ def test_arbiter_does_not_starve_a_master_behind_a_busy_fetch_bus():
 
     simulate(m, fetcher, data)
     assert done == {"fetcher": True, "data_before_fetcher": True}
+
+
+def test_board_top_puts_the_uart_and_leds_on_the_board_pins():
+    pytest.importorskip("amaranth_boards")
+    from dqt_hw.accel.config import AcceleratorConfig
+    from dqt_hw.soc.board import BoardSoC, _platform
+    platform = _platform("ulx3s-85f")
+    config = AcceleratorConfig(data_words=256, program_words=64, wide_words=16, table_words=16,
+                               slots=4, max_ops=4, max_terms=64, cols=1)
+    plan = platform.prepare(BoardSoC(SoC([0x0000006F], accelerator=config,
+                                         clock_hz=25_000_000)), name="soc")
+    constraints = plan.files["soc.lpf"]
+    for port in ("uart_0__tx__io", "uart_0__rx__io", "led_0__io", "led_3__io", "clk25_0__io"):
+        assert f'LOCATE COMP "{port}"' in constraints, port
