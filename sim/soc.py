@@ -1,8 +1,8 @@
 """The whole SoC on Verilator: the firmware in ROM classifies test images, compared with the
 golden model.
 
-    python sim/soc.py --package build/pkg-digits-dqt --images 20 --data-words 4096
-    make sim-soc PKG=build/pkg-digits-dqt IMAGES=100
+    python sim/soc.py --package build/pkg-digits-dqt --images 20 --preset digits
+    make sim-soc PKG=build/pkg-digits-dqt IMAGES=100 SIM_SOC_ARGS="--preset digits"
 
 Steps: compile the package for the accelerator configuration (the --options of
 `python -m dqt_hw.accel.compile`) and write it with the test images as C

@@ -67,7 +67,7 @@ class BoardSoC(Elaboratable):
         return m
 
 
-def build_board(board, package, out, *, images=3, cpu=None, verbose=False):
+def build_board(board, package, out, *, images=3, cpu=None, seed=1, verbose=False):
     """Build the SoC bitstream for `board` into `out`; returns the report dict."""
     from ..accel.config import AcceleratorConfig
     from ..firmware.__main__ import write_model_sources
@@ -108,7 +108,7 @@ def build_board(board, package, out, *, images=3, cpu=None, verbose=False):
     constraints = ["--lpf", "soc.lpf", "--textcfg", "soc.config"] if family == "ecp5" else \
         ["--pcf", "soc.pcf", "--asc", "soc.asc"]
     routed = toolchain.run_nextpnr(family, list(target.nextpnr_device) + constraints,
-                                   "soc.json", gateware, seed=1, freq_mhz=clock_hz / 1e6)
+                                   "soc.json", gateware, seed=seed, freq_mhz=clock_hz / 1e6)
     packer = toolchain.find_tool("ecppack" if family == "ecp5" else "icepack")
     arguments = (["--input", "soc.config", "--bit", "soc.bit"] if family == "ecp5"
                  else ["soc.asc", "soc.bin"])
@@ -120,7 +120,8 @@ def build_board(board, package, out, *, images=3, cpu=None, verbose=False):
     report = {
         "board": board, "target": spec.target, "cpu": soc.cpu_name, "clock_hz": clock_hz,
         "package": str(package), "images": images, "utilisation": routed.utilization,
-        "fmax_mhz": routed.worst_fmax_mhz,
+        "seed": seed, "fmax_mhz": routed.worst_fmax_mhz,
+        "timing_met": routed.worst_fmax_mhz >= clock_hz / 1e6,
         "bitstream": str(bitstream) if bitstream else None,
         "firmware": firmware_size(out / "firmware"),
         "seconds": round(time.perf_counter() - started, 1),
@@ -140,6 +141,7 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=3,
                         help="test images in the firmware (3)")
     parser.add_argument("--cpu", default=DEFAULT_CPU, choices=sorted(CPU_CLASSES))
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr seed (1)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -147,12 +149,15 @@ def main(argv=None):
     def run(_):
         try:
             report = build_board(args.board, args.package, args.out, images=args.images,
-                                 cpu=args.cpu, verbose=args.verbose)
+                                 cpu=args.cpu, seed=args.seed, verbose=args.verbose)
         except RuntimeError as error:                # a tool or the firmware build failed
             print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
             return 2
-        print(json.dumps(report, indent=1))
-        return 0 if report["bitstream"] else 1
+        print(json.dumps({k: v for k, v in report.items() if k != "utilisation"}, indent=1))
+        if not report["timing_met"]:
+            print(f"warning: {report['fmax_mhz']:.2f} MHz is below the board clock "
+                  f"({report['clock_hz'] / 1e6:g} MHz); try another --seed", file=sys.stderr)
+        return 0 if report["bitstream"] and report["timing_met"] else 1
 
     return run_cli(run)
 
