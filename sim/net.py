@@ -247,6 +247,12 @@ def summarize(report, model, job, dataset, build_s, sim_s):
         "run_s": report["run_s"],
         "images_per_s": len(records) / report["run_s"] if report["run_s"] else None,
         "bus_accesses": report["bus_accesses"],
+        "ops": ops,
+        "macs": model.macs,
+        "per_image": {"cycles": cycles.tolist(),
+                      "op_cycles": op_cycles.tolist(),
+                      "bits": bits.tolist() if bits is not None else None,
+                      "prediction": [r["prediction"] for r in records]},
     }
     if bits is not None:
         slots = [s["layer"] for s in model.slots]

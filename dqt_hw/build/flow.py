@@ -12,7 +12,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from amaranth.back import verilog
 from tqdm import tqdm
 
 from .. import toolchain
-from ..atomic import replace_dir
+from ..atomic import replace_dir, staging_dir
+from .accelerator import ACCELERATOR_BLOCK, build_accelerator
 from .blocks import ARRAY_BLOCK, build_blocks
 from .harness import TimingHarness
 from .targets import TARGETS, capacity_use, classify_cells
@@ -61,13 +61,25 @@ def _write_verilog(component, name, root):
     return relative
 
 
+def _write_rtlil(component, name, root):
+    """Write rtlil/<name>.il under `root` (Yosys reads RTLIL in a moment where it takes minutes
+    on the Verilog of a large initialised memory); return the path relative to `root`."""
+    from amaranth.back import rtlil
+    (root / "rtlil").mkdir(parents=True, exist_ok=True)
+    relative = Path("rtlil") / f"{name}.il"
+    (root / relative).write_text(rtlil.convert(component, name=name, emit_src=False))
+    return relative
+
+
 def synthesize(verilog_path, top, target, root, *, dsp, netlist=False, flatten=True):
-    """Yosys synthesis of one Verilog file (a path relative to `root`, where Yosys runs).
+    """Yosys synthesis of one Verilog (or, for a .il path, RTLIL) file (a path relative to
+    `root`, where Yosys runs).
 
     Returns (resources, cells, script); the log and cell counts go to synth/<top>.*, and with
     netlist=True the mapped netlist to synth/<top>.json for nextpnr.
     """
-    script = [f"read_verilog {verilog_path}",
+    reader = "read_rtlil" if str(verilog_path).endswith(".il") else "read_verilog"
+    script = [f"{reader} {verilog_path}",
               target.synth_command(top, dsp=dsp, flatten=flatten)
               + (f" -json synth/{top}.json" if netlist else ""),
               f"tee -q -o synth/{top}.stat.json stat -json"]
@@ -105,8 +117,7 @@ def _staging_for(out_dir):
         if not is_build:
             raise BuildError(f"`--out` {out_dir} exists and is not a dqt-hw build folder; "
                              f"choose another --out")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    return staging_dir(out_dir)
 
 
 def run_build(config, *, argv=None, progress=True):
@@ -149,9 +160,10 @@ def run_build(config, *, argv=None, progress=True):
 
 
 def _run_in(staging, config, target, tools, blocks, progress):
-    steps = len(blocks) * (2 if config.place_route else 1)
+    built = len(blocks) + int(config.builds_accelerator)
+    steps = built * (2 if config.place_route else 1)
     if config.place_route:
-        steps += (config.seeds - 1) * len(blocks)
+        steps += (config.seeds - 1) * built
     bar = _Progress(steps, enabled=progress)
     started = time.monotonic()
     synth_flow = {"tool": tools["yosys"], "command": target.synth_command("<block>",
@@ -222,6 +234,10 @@ def _run_in(staging, config, target, tools, blocks, progress):
                 entry["place_route"]["harness_synthesis"] = script
                 if note:
                     entry["place_route"]["note"] = note
+        if config.builds_accelerator:
+            report["blocks"][ACCELERATOR_BLOCK] = build_accelerator(
+                config, target, tools, staging, bar, synthesize=synthesize,
+                place_route=_place_route_block, write_rtlil=_write_rtlil)
     finally:
         bar.close()
     report["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -292,7 +308,7 @@ def _check_array_estimate(report, config, target):
     The array holds rows x cols processing elements, so it needs at least that many times the
     PE's LUT4 and flip-flops (synthesized just before).
     """
-    pe = report["blocks"].get("scalable_pe")
+    pe = report["blocks"].get("pe_scalable")
     if pe is None:
         return
     count = config.rows * config.cols

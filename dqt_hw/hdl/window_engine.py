@@ -172,8 +172,9 @@ class WindowEngine(wiring.Component):
             g.in_a.eq(ins.in_a), g.in_h.eq(ins.in_h), g.in_w.eq(ins.in_w),
             g.in_cp.eq(ins.in_cp), g.out_h.eq(ins.out_h), g.out_w.eq(ins.out_w),
             g.kernel_h.eq(ins.kernel_h), g.kernel_w.eq(ins.kernel_w), g.stride.eq(ins.stride),
-            g.pad.eq(ins.pad), g.in_row.eq(ins.in_row), g.px_step.eq(ins.px_step),
-            g.row_step.eq(ins.row_step),
+            g.pad.eq(ins.pad), g.row_wrap.eq(ins.row_wrap), g.pixel_wrap.eq(ins.pixel_wrap),
+            g.line_wrap.eq(ins.line_wrap),
+            g.tap_step.eq(Mux(is_conv, Const(1, 5) << lanes_log2, ins.in_cp)),
             g.e_init.eq(Mux(is_conv, ins.e_init, ins.e_init + first)),
             g.chunks.eq(Mux(is_conv, ins.in_cp >> lanes_log2, 1)),
             g.lanes_log2.eq(Mux(is_conv, lanes_log2, pool_log2)),
@@ -197,6 +198,7 @@ class WindowEngine(wiring.Component):
                      operands.last.eq(beat.last)]
         for lane in range(array.lanes):
             m.d.comb += operands.activations[0][lane].eq(beat.codes[lane])
+        modes = sorted({mode_bits(b) for b in cfg.supported_bits})
         for column in range(cols):
             word = buffer.read_data[32 * column:32 * column + 32]
             for lane in range(array.lanes):
@@ -204,10 +206,12 @@ class WindowEngine(wiring.Component):
                            4: (word.word_select(Cat(Const(lane, 2), beat_sub[0]), 4)
                                if lane < 4 else None),
                            2: word[2 * lane:2 * lane + 2]}
-                value = Const(0, signed(8))
-                for w in sorted({mode_bits(b) for b in cfg.supported_bits}):
-                    if options[w] is not None:
-                        value = Mux(mode == w, options[w].as_signed(), value)
+                # A lane that only one mode reads takes its field directly: in the other
+                # modes the PE ignores it.
+                fields = [(w, options[w].as_signed()) for w in modes if options[w] is not None]
+                value = fields[0][1]
+                for w, field in fields[1:]:
+                    value = Mux(mode == w, field, value)
                 m.d.comb += operands.weights[column][lane].eq(value)
 
         # -- POOL: window sums per lane ------------------------------------------------------
