@@ -7,11 +7,12 @@ Compiles the package to C with N test images (`python -m dqt_hw.firmware`), buil
 classify firmware, and builds `SoC` (default CPU, the model also in the accelerator's
 memories) for the board through its `amaranth-boards` platform (pin constraints, RTLIL, Yosys,
 nextpnr, the packer), with the YoWASP tools (`dqt_hw.toolchain`; $YOSYS etc. override). The SoC
-runs from the board's oscillator (no PLL: it meets 25 MHz on the ECP5-85F); its UART is the
-board's USB serial port (115200 baud), its LEDs show the accelerator's busy, done and error and
-the firmware's end. The firmware prints its results on the UART (docs/firmware.md).
+runs from the board's oscillator (no PLL); its UART is the board's USB serial port (115200
+baud), its LEDs show the accelerator's busy, done and error and the firmware's end. The
+firmware prints its results on the UART (docs/firmware.md).
 
-Writes OUT/soc.bit (or .bin), the build files, and OUT/report.json (utilisation, Fmax).
+Writes OUT/gateware/soc.bit (or .bin), the build files, and OUT/report.json (utilisation,
+Fmax, whether it meets the board clock; the command exits 1 when it does not).
 """
 
 import argparse
