@@ -11,12 +11,13 @@ SIM ?= verilator
 # pytest-xdist workers for `make test` (CI has two cores). Each test file runs on one worker
 # (--dist loadfile), so its progress line times that file alone and its fixtures run once.
 TEST_JOBS ?= 2
-# Icarus Verilog (SIM=icarus) and the Fashion-MNIST IDX files; python3-venv only where
-# $(SYSTEM_PYTHON) lacks ensurepip (Debian's own python3).
-APT_PACKAGES := iverilog dataset-fashion-mnist
+# Icarus Verilog (SIM=icarus), the Fashion-MNIST IDX files, and the RISC-V GCC and picolibc
+# of the firmware; python3-venv only where $(SYSTEM_PYTHON) lacks ensurepip (Debian's own
+# python3).
+APT_PACKAGES := iverilog dataset-fashion-mnist gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
 
-.PHONY: install system-packages check-venv demo test sim sim-net rtl rtl-check bench \
-	bench-train bench-export bench-hw
+.PHONY: install system-packages check-venv demo test sim sim-net sim-soc firmware rtl \
+	rtl-check bench bench-train bench-export bench-hw bench-soc
 
 install: $(VENV)/.installed check-venv
 
@@ -72,6 +73,22 @@ sim-net: install
 	@test -n "$(PKG)" || { echo "error: give PKG=<package directory>"; exit 2; }
 	$(PYTHON) sim/net.py --package $(PKG) --images $(IMAGES) --sim $(SIM) $(SIM_NET_ARGS)
 
+# Firmware (docs/firmware.md): the runtime library, and with PKG=... the SoC's classify
+# firmware for that package (FIRMWARE_ARGS: accelerator options of python -m dqt_hw.firmware).
+FIRMWARE_ARGS ?=
+firmware: install
+	$(MAKE) -C firmware lib BUILD=$(CURDIR)/build/firmware
+	@if [ -n "$(PKG)" ]; then \
+	  $(PYTHON) -m dqt_hw.firmware $(PKG) --out build/firmware/model --images $(IMAGES) $(FIRMWARE_ARGS) && \
+	  $(MAKE) -C firmware MODEL=$(CURDIR)/build/firmware/model BUILD=$(CURDIR)/build/firmware; fi
+
+# The whole SoC on Verilator, firmware in ROM, compared with the golden model:
+#   make sim-soc PKG=build/pkg-digits-dqt IMAGES=100 SIM_SOC_ARGS="--preset digits"
+SIM_SOC_ARGS ?=
+sim-soc: install
+	@test -n "$(PKG)" || { echo "error: give PKG=<package directory>"; exit 2; }
+	$(PYTHON) sim/soc.py --package $(PKG) --images $(IMAGES) $(SIM_SOC_ARGS)
+
 bench: bench-train bench-export bench-hw
 
 bench-train: install
@@ -87,3 +104,8 @@ bench-export: install
 
 bench-hw: install
 	$(PYTHON) -m dqt_hw.bench $(BENCH_HW_ARGS)
+
+# Area of the soft CPUs (and with BENCH_SOC_ARGS="--soc FIRMWARE.bin" of the SoC).
+BENCH_SOC_ARGS ?=
+bench-soc: install
+	$(PYTHON) -m dqt_hw.soc.bench $(BENCH_SOC_ARGS)

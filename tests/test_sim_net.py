@@ -14,24 +14,6 @@ pytest.importorskip("cocotb")
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def varying_package(tmp_path_factory):
-    """Train a small digits DQT model, give it a random controller, export it."""
-    from dqt_hw.export import main as export_main
-    from train.fit import main as fit_main
-    from train.random_controller import main as random_main
-    root = tmp_path_factory.mktemp("net")
-    run = root / "run"
-    assert fit_main(["--threads", "1", "--no-progress", "--dataset", "digits", "--mode", "dqt",
-                     "--epochs", "2", "--width", "8", "--out", str(run)]) == 0
-    checkpoint = root / "randctrl.pt"
-    assert random_main([str(run / "checkpoint.pt"), "--dataset", "digits",
-                        "--out", str(checkpoint)]) == 0
-    package = root / "pkg"
-    assert export_main([str(checkpoint), "--out", str(package)]) == 0
-    return package, checkpoint
-
-
 def test_network_cosimulation_matches_golden_and_pytorch(varying_package, tmp_path):
     from net import NetJob, run_net
     package, checkpoint = varying_package
