@@ -3,24 +3,22 @@
 Engines send requests: a value to requantize (an accumulator, a pooling sum, or a residual
 join's k1 a + k2 b), its constants (M, r, bias) and where the result goes (`output_layout`
 without the value). The stage runs them through `Requantizer` (run-time output range) and
-hands each result with its place to the tensor writer; a small queue carries the places beside
-the requantizer's pipeline. A residual join is a requantization too: clip(round_shift(k1 a +
+hands each result with its place to the tensor writer; the places travel through the
+requantizer's pipeline as its tags. A residual join is a requantization too: clip(round_shift(k1 a +
 k2 b + k3, r), lo, hi) is the requantizer with acc = k1 a + k2 b, bias = k3, M = 1 and
 acc_shift = 0.
 """
 
-from amaranth.hdl import Module, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..golden import MULTIPLIER_BITS
 from .layouts import bits_shape
-from .register_fifo import RegisterFIFO
 from .requantizer import RANGE_PORT_BITS, Requantizer
 from .tensor_writer import output_layout
 
 __all__ = ["request_layout", "RequantizeStage"]
-
-MULTIPLIER_BITS = 16
 
 
 def request_layout(acc_width):
@@ -53,33 +51,37 @@ class RequantizeStage(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
+        place_layout = data.StructLayout({name: field.shape for name, field in output_layout()
+                                          if name != "value"})
         m.submodules.requantizer = requantizer = Requantizer(
             master_bits=cfg.master_bits, max_terms=max(cfg.max_terms, 1024),
-            multiplier_bits=MULTIPLIER_BITS, range_ports=True)
-        m.submodules.places = places = RegisterFIFO(width=output_layout().size,
-                                                    depth=requantizer.latency + 2)
+            multiplier_bits=MULTIPLIER_BITS, range_ports=True,
+            supported_bits=cfg.supported_bits, tag_shape=place_layout)
         request = self.requests.payload
-        taken = self.requests.valid & requantizer.input.ready & places.w_rdy
-        place = data.View(output_layout(), places.w_data)
         rq = requantizer.input.payload
         m.d.comb += [
             requantizer.bits.eq(self.bits), requantizer.lo.eq(self.lo),
             requantizer.hi.eq(self.hi),
             rq.acc.eq(request.acc), rq.multiplier.eq(request.multiplier),
             rq.shift.eq(request.shift), rq.bias.eq(request.bias),
-            requantizer.input.valid.eq(self.requests.valid & places.w_rdy),
-            self.requests.ready.eq(requantizer.input.ready & places.w_rdy),
-            place.wide.eq(request.wide), place.addr.eq(request.addr),
-            place.lane.eq(request.lane), place.flush.eq(request.flush),
-            places.w_en.eq(taken),
+            rq.tag.wide.eq(request.wide), rq.tag.addr.eq(request.addr),
+            rq.tag.lane.eq(request.lane), rq.tag.flush.eq(request.flush),
+            requantizer.input.valid.eq(self.requests.valid),
+            self.requests.ready.eq(requantizer.input.ready),
         ]
-        out = data.View(output_layout(), places.r_data)
+        result = requantizer.output.payload
+        out = self.output.payload
         m.d.comb += [
-            self.output.valid.eq(requantizer.output.valid & places.r_rdy),
-            self.output.payload.eq(out),
-            self.output.payload.value.eq(requantizer.output.payload),
+            self.output.valid.eq(requantizer.output.valid),
+            out.wide.eq(result.tag.wide), out.addr.eq(result.tag.addr),
+            out.lane.eq(result.tag.lane), out.flush.eq(result.tag.flush),
+            out.value.eq(result.value),
             requantizer.output.ready.eq(self.output.ready),
-            places.r_en.eq(requantizer.output.valid & self.output.ready),
-            self.idle.eq(~places.r_rdy),
         ]
+        # Requests in the requantizer's pipeline, for `idle`.
+        in_flight = Signal(range(requantizer.latency + 1))
+        taken = self.requests.valid & self.requests.ready
+        left = self.output.valid & self.output.ready
+        m.d.sync += in_flight.eq(in_flight + taken - left)
+        m.d.comb += self.idle.eq(in_flight == 0)
         return m
