@@ -192,7 +192,7 @@ module requantizer(input__payload, input__valid, output__ready, clk, rst, input_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
+    shifted = 29'h00000000;
     casez (bits)
       4'h2:
           shifted = \$2 [28:0];
@@ -206,7 +206,7 @@ module requantizer(input__payload, input__valid, output__ready, clk, rst, input_
           shifted = \$6 [28:0];
       4'h7:
           shifted = \$7 [28:0];
-      default:
+      4'h8:
           shifted = \$8 [28:0];
     endcase
   end

@@ -278,19 +278,19 @@ def test_flow_falls_back_to_a_hierarchical_harness(tmp_path, monkeypatch):
 
 
 def test_accelerator_build_refuses_a_model_it_cannot_run(tmp_path, capsys):
-    """--model compiles the package for the build's accelerator first: a model that needs a
-    bit-width the array is not built for is refused before any synthesis."""
+    """--model compiles the package for the build's accelerator first: a configuration the
+    accelerator cannot have, or a model it cannot run, is refused before any synthesis."""
     _need("yosys")
     from dqt_hw.package import write_package
     from test_export_package import random_graph
     package = tmp_path / "pkg"
     write_package(random_graph(0, dynamic=True), package)
     out = tmp_path / "out"
-    assert main(["--model", str(package), "--blocks", "accelerator", "--candidates", "4,8",
+    assert main(["--model", str(package), "--blocks", "accelerator", "--cols", "3",
                  "--no-pnr", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"error: {package}: op 'ctrl_select': candidate 2 bits is not among "
-                       f"the bit-widths the array is built for [4, 8]")
+    assert err[-1] == (f"error: {package}: `cols` must be one of 1, 2, 4, 8, 16 (a divisor of "
+                       f"the 16 codes of a group), not 3")
     assert not out.exists() and _leftovers(tmp_path) == []
 
 

@@ -55,19 +55,15 @@ def results_layout(rows, cols, acc_width):
     return data.ArrayLayout(data.ArrayLayout(signed(acc_width), cols), rows)
 
 
-def requantizer_input_layout(acc_width, multiplier_bits, tag_shape=None):
+def requantizer_input_layout(acc_width, multiplier_bits):
     """One accumulator with its output channel's constants (M, r, bias), as the requantizer
-    takes them: acc and bias signed `acc_width`, multiplier unsigned, shift unsigned; and with
-    `tag_shape`, the caller's sideband `tag` that comes out with the result."""
-    fields = {
+    takes them: acc and bias signed `acc_width`, multiplier unsigned, shift unsigned."""
+    return data.StructLayout({
         "acc": signed(acc_width),
         "multiplier": unsigned(multiplier_bits),
         "shift": unsigned(SHIFT_BITS),
         "bias": signed(acc_width),
-    }
-    if tag_shape is not None:
-        fields["tag"] = tag_shape
-    return data.StructLayout(fields)
+    })
 
 
 def residual_operands_layout(master_bits, signed_codes):

@@ -3,22 +3,24 @@
 Engines send requests: a value to requantize (an accumulator, a pooling sum, or a residual
 join's k1 a + k2 b), its constants (M, r, bias) and where the result goes (`output_layout`
 without the value). The stage runs them through `Requantizer` (run-time output range) and
-hands each result with its place to the tensor writer; the places travel through the
-requantizer's pipeline as its tags. A residual join is a requantization too: clip(round_shift(k1 a +
+hands each result with its place to the tensor writer. The places move through registers that
+advance exactly as the requantizer's pipeline does (`stream_pipeline`: all stages together,
+whenever its output is empty or taken), so each result leaves with its own place. A residual join is a requantization too: clip(round_shift(k1 a +
 k2 b + k3, r), lo, hi) is the requantizer with acc = k1 a + k2 b, bias = k3, M = 1 and
 acc_shift = 0.
 """
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden import MULTIPLIER_BITS
 from .layouts import bits_shape
 from .requantizer import RANGE_PORT_BITS, Requantizer
 from .tensor_writer import output_layout
 
 __all__ = ["request_layout", "RequantizeStage"]
+
+MULTIPLIER_BITS = 16
 
 
 def request_layout(acc_width):
@@ -51,12 +53,9 @@ class RequantizeStage(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        place_layout = data.StructLayout({name: field.shape for name, field in output_layout()
-                                          if name != "value"})
         m.submodules.requantizer = requantizer = Requantizer(
             master_bits=cfg.master_bits, max_terms=max(cfg.max_terms, 1024),
-            multiplier_bits=MULTIPLIER_BITS, range_ports=True,
-            supported_bits=cfg.supported_bits, tag_shape=place_layout)
+            multiplier_bits=MULTIPLIER_BITS, range_ports=True, supported_bits=cfg.supported_bits)
         request = self.requests.payload
         rq = requantizer.input.payload
         m.d.comb += [
@@ -64,24 +63,31 @@ class RequantizeStage(wiring.Component):
             requantizer.hi.eq(self.hi),
             rq.acc.eq(request.acc), rq.multiplier.eq(request.multiplier),
             rq.shift.eq(request.shift), rq.bias.eq(request.bias),
-            rq.tag.wide.eq(request.wide), rq.tag.addr.eq(request.addr),
-            rq.tag.lane.eq(request.lane), rq.tag.flush.eq(request.flush),
             requantizer.input.valid.eq(self.requests.valid),
             self.requests.ready.eq(requantizer.input.ready),
         ]
-        result = requantizer.output.payload
+        place_layout = data.StructLayout({name: field.shape for name, field in output_layout()
+                                          if name != "value"})
+        advance = ~requantizer.output.valid | requantizer.output.ready
+        place = Signal(place_layout)
+        m.d.comb += [place.wide.eq(request.wide), place.addr.eq(request.addr),
+                     place.lane.eq(request.lane), place.flush.eq(request.flush)]
+        in_flight = []
+        for stage in range(requantizer.latency):
+            register = Signal(place_layout, name=f"place_{stage}", reset_less=True)
+            with m.If(advance):
+                m.d.sync += register.eq(place)
+            in_flight.append(register)
+            place = register
+        busy = Signal(requantizer.latency, init=0)     # a request in each stage
+        with m.If(advance):
+            m.d.sync += busy.eq(Cat(self.requests.valid & requantizer.input.ready, busy[:-1]))
         out = self.output.payload
         m.d.comb += [
             self.output.valid.eq(requantizer.output.valid),
-            out.wide.eq(result.tag.wide), out.addr.eq(result.tag.addr),
-            out.lane.eq(result.tag.lane), out.flush.eq(result.tag.flush),
-            out.value.eq(result.value),
+            out.wide.eq(place.wide), out.addr.eq(place.addr), out.lane.eq(place.lane),
+            out.flush.eq(place.flush), out.value.eq(requantizer.output.payload),
             requantizer.output.ready.eq(self.output.ready),
+            self.idle.eq(~busy.any() & ~requantizer.output.valid),
         ]
-        # Requests in the requantizer's pipeline, for `idle`.
-        in_flight = Signal(range(requantizer.latency + 1))
-        taken = self.requests.valid & self.requests.ready
-        left = self.output.valid & self.output.ready
-        m.d.sync += in_flight.eq(in_flight + taken - left)
-        m.d.comb += self.idle.eq(in_flight == 0)
         return m

@@ -7,8 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden import (MULTIPLIER_BITS, accumulator_bits, check_master_bits, code_range,
                       requantizer_bits)
-from .arith import (bound_width, check_bits_list, check_positive_int, dsp_products, halving_shift,
-                    rounding_compare, select_clamped)
+from .arith import (bound_width, check_bits_list, check_positive_int, dsp_products,
+                    halving_shift, rounding_compare, select_clamped)
 from .layouts import SHIFT_BITS, bits_shape, requantizer_input_layout
 from .pipeline import stream_pipeline
 
@@ -46,11 +46,8 @@ class Requantizer(wiring.Component):
     `hi` the output range (default [0, 2^n - 1]); `range_ports` (default False) replaces the
     fixed range with run-time `lo`, `hi` input ports (signed 32 bits, read by the last stage,
     so hold them while results are in flight) and a signed 32-bit output, as the accelerator
-    needs for ReLU outputs, signed branches and logits alike. `supported_bits` (default every
-    b in [2, n]) are the b values the `bits` port takes: acc_shift is built for those only.
-    `tag_shape` (default None) adds a sideband `tag` to each input that comes out with its
-    result (output payload {value, tag}), for a caller that needs to know where each result
-    goes: the pipeline carries it, so no queue beside the requantizer is needed.
+    needs for ReLU outputs, signed branches and logits alike; `supported_bits` the b values
+    the `bits` port takes (default every b in [2, n]; others give an undefined result).
 
     Ports:
       bits:   In(range(2, n + 1))  b the accumulators were computed at (sampled with each
@@ -58,9 +55,7 @@ class Requantizer(wiring.Component):
       input:  In(stream.Signature(layouts.requantizer_input_layout(A, P)))
               {acc: signed(A), multiplier: unsigned(P), shift: unsigned(6), bias: signed(A)};
               acc must be a b-bit accumulator of at most K terms (|acc << acc_shift| < 2^(A-1)).
-              (+ tag: tag_shape with a tag)
-      output: Out(stream.Signature(range(lo, hi + 1)))  the output code (with a tag:
-              {value: that code, tag: tag_shape}).
+      output: Out(stream.Signature(range(lo, hi + 1)))  the output code.
 
     The product is `golden.requantizer_bits(n, K, P)` bits wide (no overflow). It is computed
     as `dsp_multipliers` products of DSP-sized pieces (`arith.dsp_products`: two for A <= 30,
@@ -74,10 +69,8 @@ class Requantizer(wiring.Component):
     latency = 6
 
     def __init__(self, *, master_bits=8, max_terms, multiplier_bits=MULTIPLIER_BITS, lo=None,
-                 hi=None, range_ports=False, supported_bits=None, tag_shape=None):
+                 hi=None, range_ports=False, supported_bits=None):
         self.master_bits = n = check_master_bits(master_bits)
-        self.supported_bits = check_bits_list(supported_bits, n)
-        self.tag_shape = tag_shape
         check_positive_int("max_terms", max_terms)
         if (not isinstance(multiplier_bits, int) or isinstance(multiplier_bits, bool)
                 or not 2 <= multiplier_bits <= 31):
@@ -94,16 +87,15 @@ class Requantizer(wiring.Component):
             self.lo, self.hi = check_output_range(lo, hi, n)
             output_shape = range(self.lo, self.hi + 1)
         self.max_terms, self.multiplier_bits = max_terms, multiplier_bits
+        self.supported_bits = check_bits_list(supported_bits, n)
         self.acc_width = accumulator_bits(n, n, max_terms)
         self.product_width = requantizer_bits(n, max_terms, multiplier_bits=multiplier_bits)
         self.dsp_multipliers = len(dsp_products(Signal(signed(self.acc_width + 1)),
                                                 Signal(unsigned(multiplier_bits))))
-        if tag_shape is not None:
-            output_shape = data.StructLayout({"value": output_shape, "tag": tag_shape})
         ports = {
             "bits": In(bits_shape(n)),
             "input": In(stream.Signature(
-                requantizer_input_layout(self.acc_width, multiplier_bits, tag_shape))),
+                requantizer_input_layout(self.acc_width, multiplier_bits))),
             "output": Out(stream.Signature(output_shape)),
         }
         if range_ports:
@@ -120,12 +112,14 @@ class Requantizer(wiring.Component):
             out = Signal(data.StructLayout({"offset": signed(self.acc_width + 1),
                                             "multiplier": unsigned(self.multiplier_bits),
                                             "shift": shift}))
-            with m.Switch(self.bits):                    # acc_shift = 2(n - b)
-                for index, bits in enumerate(self.supported_bits):
-                    last = index == len(self.supported_bits) - 1
-                    with (m.Default() if last else m.Case(bits)):
+            # Only the supported bit-widths' shifts are built: a few constant shifts and a
+            # multiplexer, not a barrel shifter, when few are supported.
+            with m.Switch(self.bits):
+                for bits in self.supported_bits:
+                    with m.Case(bits):
                         m.d.comb += shifted.eq(item.acc << (2 * (n - bits)))
-            m.d.comb += [out.offset.eq(shifted + item.bias),
+            m.d.comb += [
+                         out.offset.eq(shifted + item.bias),
                          out.multiplier.eq(item.multiplier), out.shift.eq(item.shift)]
             return out
 
@@ -162,8 +156,6 @@ class Requantizer(wiring.Component):
             result = select_clamped(item[0], item[1], item[2:].as_signed(), self.lo, self.hi)
             return result.as_signed() if self.range_ports else result
 
-        tag = None if self.tag_shape is None else (self.input.payload.tag,
-                                                   self.output.payload.tag)
         stream_pipeline(m, sink=self.input, source=self.output,
-                        stages=[offset, multiply, add, halve, compare, select], tag=tag)
+                        stages=[offset, multiply, add, halve, compare, select])
         return m
