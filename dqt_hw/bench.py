@@ -204,7 +204,7 @@ def main(argv=None):
             for target in targets:
                 array_argv = ["--target", target, "--cols", str(args.array_cols),
                               "--seeds", str(args.seeds), "--accelerator", "--reuse",
-                              "--out", str(args.out / f"arrays-{target}")]
+                              "--work", str(args.out / f"arrays-{target}")]
                 commands.append("python -m dqt_hw.build.arrays " + " ".join(array_argv))
                 print(f"bench: {commands[-1]}", file=sys.stderr, flush=True)
                 path = arrays.run(array_argv)

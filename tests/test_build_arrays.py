@@ -42,7 +42,7 @@ def _entry(kind, cols, dsp_columns, lut4, dsp, fmax, per_cycle):
 def test_report_gives_throughput_and_goal_verdicts():
     report = {"target": "ecp5-85f", "command": "python -m dqt_hw.build.arrays", "seeds": 1,
               "tools": {"yosys": "Yosys", "nextpnr": "nextpnr"}, "candidates": [2, 4, 8],
-              "terms": 1024, "fixed_sizing": {"dsp_only_lut4": 100, "lut4_per_lut_column": 200},
+              "terms": 1024, "fixed_sizing": {"dsp_only_lut_sites": 100, "lut_sites_per_lut_column": 200},
               "designs": {
                   "fixed": _entry("fixed", 10, 4, 1300, 4, 120.0, (10, 10, 10)),
                   "scalable": _entry("scalable", 4, 0, 1200, 0, 110.0, (4, 16, 64)),

@@ -8,13 +8,15 @@ placed and routed in the timing harness (`harness.py`) with seeds 1..S for its F
 - `hybrid`: the same with a DSP lane beside the bricks (`dsp_lanes=1`): 2 / 4 / 16 products
   per beat, one DSP block per column;
 - `fixed`: the fixed int8 design of the same area: as many DSP-multiplier columns as the hybrid
-  has DSP blocks, plus LUT-multiplier columns filling the hybrid's LUT4 count (sized from two
-  small syntheses), one product per beat at every b.
+  has DSP blocks, plus LUT-multiplier columns filling the hybrid's LUT4 sites (sized from two
+  small syntheses; on ECP5 a CCU2C carry cell counts as its two LUT4s), one product per beat
+  at every b.
 
 Throughput at b is products per cycle times the median Fmax. With `--accelerator` the build also
 measures the accelerator's other needs (the accelerator with one column, minus a one-column
 array) and reports the widest power-of-two array of each kind that fits the target beside
-them. Each design's numbers are saved as OUT/<design>.json when measured and reused by a later
+them. Each design's numbers are saved as OUT/<design>.json (default OUT bench/arrays/TARGET, in
+the repository; the tools' netlists and logs go to --work) when measured and reused by a later
 run with the same settings (`--reuse`), so an interrupted run resumes.
 """
 
@@ -109,19 +111,21 @@ def _measure(kind, cols, dsp_columns, args, target, root, progress):
     return entry
 
 
-def _fixed_columns(args, target, root, hybrid_lut4, progress):
+def _fixed_columns(args, target, root, hybrid, progress):
     """LUT-multiplier columns that bring a fixed array with `args.cols` DSP columns to the
-    hybrid's LUT4 count (area per LUT column from a synthesis with four more)."""
+    hybrid's LUT4 sites (`Target.lut_sites`: on ECP5 a CCU2C carry cell holds two LUT4s), the
+    area per LUT column from a synthesis with four more."""
     progress("fixed: sizing")
-    base = _synthesize(make_array("fixed", args.cols, dsp_columns=args.cols,
-                                  max_terms=args.terms, supported_bits=args.candidates),
-                       "fixed_dsp_only", target, root, netlist=False)[0]["LUT4"]
-    more = _synthesize(make_array("fixed", args.cols + 4, dsp_columns=args.cols,
-                                  max_terms=args.terms, supported_bits=args.candidates),
-                       "fixed_plus_four", target, root, netlist=False)[0]["LUT4"]
+    sites = target.lut_sites
+    base = sites(_synthesize(make_array("fixed", args.cols, dsp_columns=args.cols,
+                                        max_terms=args.terms, supported_bits=args.candidates),
+                             "fixed_dsp_only", target, root, netlist=False)[0])
+    more = sites(_synthesize(make_array("fixed", args.cols + 4, dsp_columns=args.cols,
+                                        max_terms=args.terms, supported_bits=args.candidates),
+                             "fixed_plus_four", target, root, netlist=False)[0])
     per_column = (more - base) / 4
-    return max(0, round((hybrid_lut4 - base) / per_column)), {"dsp_only_lut4": base,
-                                                              "lut4_per_lut_column": per_column}
+    return max(0, round((sites(hybrid) - base) / per_column)), {
+        "dsp_only_lut_sites": base, "lut_sites_per_lut_column": per_column}
 
 
 def _other_needs(args, target, root, progress):
@@ -217,9 +221,10 @@ def render(report):
             f"{g.get('2', 0):.3f} |")
     sizing = report.get("fixed_sizing")
     if sizing:
-        lines += ["", f"The fixed design's LUT columns fill the hybrid's LUT4: "
-                  f"{sizing['dsp_only_lut4']} LUT4 with DSP columns only, "
-                  f"{sizing['lut4_per_lut_column']:.0f} per LUT-multiplier column."]
+        lines += ["", f"The fixed design's LUT columns fill the hybrid's LUT4 sites (LUT4, plus "
+                  f"two per CCU2C carry cell on ECP5): {sizing['dsp_only_lut_sites']} with DSP "
+                  f"columns only, {sizing['lut_sites_per_lut_column']:.0f} per LUT-multiplier "
+                  f"column."]
     if "other_needs" in report:
         other = report["other_needs"]
         lines += ["", f"The accelerator's other needs (one-column accelerator minus a "
@@ -255,7 +260,11 @@ def _parse(argv):
     parser.add_argument("--reuse", action="store_true",
                         help="reuse designs already measured with the same settings in --out")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default runs/bench-arrays/TARGET)")
+                        help="folder of the numbers: DESIGN.json, report.json, report.md "
+                             "(default bench/arrays/TARGET, kept in the repository)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder of the tool runs: netlists, logs (default "
+                             "runs/bench-arrays/TARGET)")
     args = parser.parse_args(argv)
     check_target(args.target)
     try:
@@ -272,7 +281,9 @@ def _parse(argv):
             raise ValueError(f"`--{name}` must be a positive integer, not {value}")
     accumulator_bits(8, 8, args.terms)
     if args.out is None:
-        args.out = Path("runs/bench-arrays") / args.target
+        args.out = Path("bench/arrays") / args.target
+    if args.work is None:
+        args.work = Path("runs/bench-arrays") / args.target
     return args
 
 
@@ -290,6 +301,7 @@ def run(argv):
     settings = {"target": args.target, "cols": args.cols, "terms": args.terms,
                 "candidates": list(args.candidates), "seeds": args.seeds, "tools": tools}
     args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
 
     def measured(kind, cols, dsp_columns):
         saved = args.out / f"{kind}.json"
@@ -298,7 +310,7 @@ def run(argv):
             if entry.get("settings") == settings and entry["cols"] == cols:
                 progress(f"{kind}: reused {saved}")
                 return entry
-        with atomic_dir(args.out / kind) as root:
+        with atomic_dir(args.work / kind) as root:
             entry = _measure(kind, cols, dsp_columns, args, target, root, progress)
         entry["settings"] = settings
         write_atomic(saved, json.dumps(entry, indent=1) + "\n")
@@ -306,9 +318,9 @@ def run(argv):
 
     designs = {"scalable": measured("scalable", args.cols, 0),
                "hybrid": measured("hybrid", args.cols, 0)}
-    with atomic_dir(args.out / "sizing") as root:
+    with atomic_dir(args.work / "sizing") as root:
         lut_columns, sizing = _fixed_columns(args, target, root,
-                                             designs["hybrid"]["resources"]["LUT4"], progress)
+                                             designs["hybrid"]["resources"], progress)
         report = {"format": REPORT_FORMAT, "version": 1, "target": args.target,
                   "command": "python -m dqt_hw.build.arrays " + " ".join(argv),
                   "tools": tools, "seeds": args.seeds, "candidates": list(args.candidates),
