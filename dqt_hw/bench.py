@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import toolchain
 from .atomic import write_atomic
-from .build import run_build
+from .build import arrays, run_build
 from .build.blocks import BLOCKS
 from .build.config import parse_args
 from .build.report import (fmax_cell, flexibility_verdict, inference_markdown,
@@ -47,6 +47,11 @@ def _make_parser():
                              "made by the same build command")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-hw"),
                         help="output folder (default runs/bench-hw)")
+    parser.add_argument("--array-cols", type=int, default=4,
+                        help="columns of the arrays compared per target (python -m "
+                             "dqt_hw.build.arrays, default 4)")
+    parser.add_argument("--no-arrays", dest="arrays", action="store_false",
+                        help="skip the array comparison (fixed int8, scalable, hybrid)")
     return parser
 
 
@@ -194,10 +199,20 @@ def main(argv=None):
             print(f"bench: {commands[-1]}", file=sys.stderr, flush=True)
             path = run_build(parse_args(build_argv), argv=build_argv)
             reports[target] = json.loads(path.with_name("report.json").read_text())
+        array_sections = []
+        if args.arrays and args.place_route:
+            for target in targets:
+                array_argv = ["--target", target, "--cols", str(args.array_cols),
+                              "--seeds", str(args.seeds), "--accelerator", "--reuse",
+                              "--work", str(args.out / f"arrays-{target}")]
+                commands.append("python -m dqt_hw.build.arrays " + " ".join(array_argv))
+                print(f"bench: {commands[-1]}", file=sys.stderr, flush=True)
+                path = arrays.run(array_argv)
+                array_sections.append("#" + path.read_text())
         text = ("Made by `python -m dqt_hw.bench " + " ".join(
             sys.argv[1:] if argv is None else argv) + "`, which ran:\n\n"
             + "\n".join(f"    {command}" for command in commands) + "\n\n"
-            + collect_tables(reports))
+            + collect_tables(reports) + "".join("\n" + section for section in array_sections))
         write_atomic(args.out / "results.md", text)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

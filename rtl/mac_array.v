@@ -1413,7 +1413,7 @@ module mac_array(operands__payload, operands__valid, results__ready, clk, rst, o
     .clk(clk),
     .low(\$215 ),
     .mode(edge_mode),
-    .\port$881$0 (\$214 ),
+    .\port$882$0 (\$214 ),
     .rst(rst),
     .start(edge_start),
     .valid(edge_valid),
@@ -1425,7 +1425,7 @@ module mac_array(operands__payload, operands__valid, results__ready, clk, rst, o
     .clk(clk),
     .low(\$217 ),
     .mode(edge_mode),
-    .\port$1204$0 (\$216 ),
+    .\port$1205$0 (\$216 ),
     .rst(rst),
     .start(edge_start),
     .valid(edge_valid),
@@ -1437,7 +1437,7 @@ module mac_array(operands__payload, operands__valid, results__ready, clk, rst, o
     .clk(clk),
     .low(\$219 ),
     .mode(edge_mode),
-    .\port$1527$0 (\$218 ),
+    .\port$1528$0 (\$218 ),
     .rst(rst),
     .start(edge_start),
     .valid(edge_valid),
@@ -1449,7 +1449,7 @@ module mac_array(operands__payload, operands__valid, results__ready, clk, rst, o
     .clk(clk),
     .low(\$221 ),
     .mode(edge_mode),
-    .\port$1850$0 (\$220 ),
+    .\port$1851$0 (\$220 ),
     .rst(rst),
     .start(edge_start),
     .valid(edge_valid),
@@ -4534,7 +4534,7 @@ module \mac_array.nest_w_1_9 (nested, master);
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid, start, mode, low, clk);
+module \mac_array.pe_0_0 (rst, advance, \port$882$0 , a_digits, w_digits, valid, start, mode, low, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$274  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -4689,94 +4689,94 @@ module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid,
   wire [2:0] \$234 ;
   wire [3:0] \$235 ;
   wire [5:0] \$236 ;
-  wire [4:0] \$237 ;
-  wire [5:0] \$238 ;
-  wire [4:0] \$239 ;
+  wire [8:0] \$237 ;
+  wire [4:0] \$238 ;
+  wire [5:0] \$239 ;
   wire [3:0] \$24 ;
-  wire [5:0] \$240 ;
-  wire [8:0] \$241 ;
-  wire [4:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire [8:0] \$244 ;
-  wire [9:0] \$245 ;
-  wire [4:0] \$246 ;
-  wire [11:0] \$247 ;
-  wire [4:0] \$248 ;
-  wire [11:0] \$249 ;
+  wire [4:0] \$240 ;
+  wire [5:0] \$241 ;
+  wire [8:0] \$242 ;
+  wire [4:0] \$243 ;
+  wire [5:0] \$244 ;
+  wire [8:0] \$245 ;
+  wire [9:0] \$246 ;
+  wire [4:0] \$247 ;
+  wire [11:0] \$248 ;
+  wire [4:0] \$249 ;
   wire [5:0] \$25 ;
-  wire [12:0] \$250 ;
-  wire [4:0] \$251 ;
-  wire [5:0] \$252 ;
-  wire [4:0] \$253 ;
-  wire [5:0] \$254 ;
-  wire [8:0] \$255 ;
-  wire [4:0] \$256 ;
-  wire [5:0] \$257 ;
-  wire [8:0] \$258 ;
-  wire [9:0] \$259 ;
+  wire [11:0] \$250 ;
+  wire [12:0] \$251 ;
+  wire [4:0] \$252 ;
+  wire [5:0] \$253 ;
+  wire [4:0] \$254 ;
+  wire [5:0] \$255 ;
+  wire [8:0] \$256 ;
+  wire [4:0] \$257 ;
+  wire [5:0] \$258 ;
+  wire [8:0] \$259 ;
   wire [1:0] \$26 ;
-  wire [4:0] \$260 ;
-  wire [11:0] \$261 ;
-  wire [4:0] \$262 ;
-  wire [11:0] \$263 ;
-  wire [12:0] \$264 ;
-  wire [4:0] \$265 ;
-  wire [5:0] \$266 ;
-  wire [4:0] \$267 ;
-  wire [5:0] \$268 ;
-  wire [8:0] \$269 ;
+  wire [9:0] \$260 ;
+  wire [4:0] \$261 ;
+  wire [11:0] \$262 ;
+  wire [4:0] \$263 ;
+  wire [11:0] \$264 ;
+  wire [12:0] \$265 ;
+  wire [4:0] \$266 ;
+  wire [5:0] \$267 ;
+  wire [4:0] \$268 ;
+  wire [5:0] \$269 ;
   wire [2:0] \$27 ;
-  wire [4:0] \$270 ;
-  wire [5:0] \$271 ;
-  wire [8:0] \$272 ;
-  wire [9:0] \$273 ;
-  wire [4:0] \$274 ;
-  wire [11:0] \$275 ;
-  wire [4:0] \$276 ;
-  wire [11:0] \$277 ;
-  wire [12:0] \$278 ;
-  wire [4:0] \$279 ;
+  wire [8:0] \$270 ;
+  wire [4:0] \$271 ;
+  wire [5:0] \$272 ;
+  wire [8:0] \$273 ;
+  wire [9:0] \$274 ;
+  wire [4:0] \$275 ;
+  wire [11:0] \$276 ;
+  wire [4:0] \$277 ;
+  wire [11:0] \$278 ;
+  wire [12:0] \$279 ;
   wire [2:0] \$28 ;
-  wire [5:0] \$280 ;
-  wire [4:0] \$281 ;
-  wire [5:0] \$282 ;
-  wire [8:0] \$283 ;
-  wire [4:0] \$284 ;
-  wire [5:0] \$285 ;
-  wire [8:0] \$286 ;
-  wire [9:0] \$287 ;
-  wire [4:0] \$288 ;
-  wire [11:0] \$289 ;
+  wire [4:0] \$280 ;
+  wire [5:0] \$281 ;
+  wire [4:0] \$282 ;
+  wire [5:0] \$283 ;
+  wire [8:0] \$284 ;
+  wire [4:0] \$285 ;
+  wire [5:0] \$286 ;
+  wire [8:0] \$287 ;
+  wire [9:0] \$288 ;
+  wire [4:0] \$289 ;
   wire [3:0] \$29 ;
-  wire [4:0] \$290 ;
-  wire [11:0] \$291 ;
-  wire [12:0] \$292 ;
-  wire [8:0] \$293 ;
-  wire [9:0] \$294 ;
-  wire [8:0] \$295 ;
-  wire [9:0] \$296 ;
-  wire [16:0] \$297 ;
-  wire [8:0] \$298 ;
-  wire [9:0] \$299 ;
+  wire [11:0] \$290 ;
+  wire [4:0] \$291 ;
+  wire [11:0] \$292 ;
+  wire [12:0] \$293 ;
+  wire [16:0] \$294 ;
+  wire [17:0] \$295 ;
+  wire [8:0] \$296 ;
+  wire [9:0] \$297 ;
+  wire [16:0] \$298 ;
+  wire [8:0] \$299 ;
   wire [1:0] \$3 ;
   wire [5:0] \$30 ;
-  wire [16:0] \$300 ;
-  wire [17:0] \$301 ;
-  wire [8:0] \$302 ;
-  wire [23:0] \$303 ;
-  wire [8:0] \$304 ;
-  wire [23:0] \$305 ;
-  wire [24:0] \$306 ;
-  wire [8:0] \$307 ;
+  wire [9:0] \$300 ;
+  wire [16:0] \$301 ;
+  wire [18:0] \$302 ;
+  wire [8:0] \$303 ;
+  wire [23:0] \$304 ;
+  wire [8:0] \$305 ;
+  wire [23:0] \$306 ;
+  wire [25:0] \$307 ;
   wire [17:0] \$308 ;
   wire [14:0] \$309 ;
   wire \$31 ;
   wire [14:0] \$310 ;
-  wire [16:0] \$311 ;
-  wire \$312 ;
+  wire \$311 ;
+  wire [14:0] \$312 ;
   wire [14:0] \$313 ;
-  wire [14:0] \$314 ;
-  wire [15:0] \$315 ;
+  wire [15:0] \$314 ;
+  reg [3:0] \$315 ;
   reg [3:0] \$316 ;
   reg [3:0] \$317 ;
   reg [3:0] \$318 ;
@@ -4794,28 +4794,27 @@ module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid,
   reg [3:0] \$329 ;
   wire [1:0] \$33 ;
   reg [3:0] \$330 ;
-  reg [3:0] \$331 ;
-  reg [2:0] \$332 ;
+  reg [2:0] \$331 ;
+  reg [15:0] \$332 ;
   reg [7:0] \$333 ;
   reg [7:0] \$334 ;
   reg [7:0] \$335 ;
-  reg [7:0] \$336 ;
-  reg [2:0] \$337 ;
-  reg [16:0] \$338 ;
+  reg [2:0] \$336 ;
+  reg [16:0] \$337 ;
+  reg \$338 ;
   reg \$339 ;
   wire [1:0] \$34 ;
-  reg \$340 ;
-  reg [2:0] \$341 ;
+  reg [2:0] \$340 ;
+  reg \$341 ;
   reg \$342 ;
-  reg \$343 ;
-  reg [2:0] \$344 ;
+  reg [2:0] \$343 ;
+  reg \$344 ;
   reg \$345 ;
-  reg \$346 ;
-  reg [2:0] \$347 ;
-  reg [14:0] \$348 ;
-  reg \$349 ;
+  reg [2:0] \$346 ;
+  reg [14:0] \$347 ;
+  reg \$348 ;
+  reg [13:0] \$349 ;
   wire [2:0] \$35 ;
-  reg [13:0] \$350 ;
   wire [2:0] \$36 ;
   wire [3:0] \$37 ;
   wire [2:0] \$38 ;
@@ -4940,11 +4939,11 @@ module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid,
   wire [28:0] addend;
   input advance;
   wire advance;
-  wire [7:0] block_2_0_0;
+  wire [15:0] block_2_0_0;
   wire [7:0] block_2_0_1;
   wire [7:0] block_2_1_0;
   wire [7:0] block_2_1_1;
-  wire [15:0] block_4_0_0;
+  wire [16:0] block_4_0_0;
   wire [3:0] brick_0_0;
   wire [3:0] brick_0_1;
   wire [3:0] brick_0_2;
@@ -4997,11 +4996,11 @@ module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid,
   wire \mode_2.w8 ;
   wire [14:0] offset;
   wire [16:0] partial;
-  output [13:0] \port$881$0 ;
-  wire [13:0] \port$881$0 ;
+  output [13:0] \port$882$0 ;
+  wire [13:0] \port$882$0 ;
   input rst;
   wire rst;
-  reg [7:0] stage_block_2_0_0 = 8'h00;
+  reg [15:0] stage_block_2_0_0 = 16'h0000;
   reg [7:0] stage_block_2_0_1 = 8'h00;
   reg [7:0] stage_block_2_1_0 = 8'h00;
   reg [7:0] stage_block_2_1_1 = 8'h00;
@@ -5195,147 +5194,147 @@ module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid,
   assign \$234  = w_digits[31] ? \$233  : 3'h0;
   assign \$235  = \$232  + \$234 ;
   assign join_1 = | brick_mode[2:1];
-  assign \$237  = 1'h0 + stage_brick_0_0;
-  assign \$238  = 1'h0 + \$237 ;
-  assign \$239  = 1'h0 + stage_brick_0_1;
-  assign \$240  = \$239  + stage_brick_1_0;
-  assign \$242  = 1'h0 + stage_brick_0_1;
-  assign \$243  = \$242  + stage_brick_1_0;
-  assign \$244  = join_1 ? \$241  : { 3'h0, \$243  };
-  assign \$245  = \$238  + \$244 ;
-  assign \$246  = 1'h0 + stage_brick_1_1;
-  assign \$248  = 1'h0 + stage_brick_1_1;
-  assign \$249  = join_1 ? \$247  : { 7'h00, \$248  };
-  assign \$250  = \$245  + \$249 ;
-  assign \$251  = 1'h0 + stage_brick_0_2;
-  assign \$252  = 1'h0 + \$251 ;
-  assign \$253  = 1'h0 + stage_brick_0_3;
-  assign \$254  = \$253  + stage_brick_1_2;
-  assign \$256  = 1'h0 + stage_brick_0_3;
-  assign \$257  = \$256  + stage_brick_1_2;
-  assign \$258  = join_1 ? \$255  : { 3'h0, \$257  };
-  assign \$259  = \$252  + \$258 ;
-  assign \$260  = 1'h0 + stage_brick_1_3;
-  assign \$262  = 1'h0 + stage_brick_1_3;
-  assign \$263  = join_1 ? \$261  : { 7'h00, \$262  };
-  assign \$264  = \$259  + \$263 ;
-  assign \$265  = 1'h0 + stage_brick_2_0;
-  assign \$266  = 1'h0 + \$265 ;
-  assign \$267  = 1'h0 + stage_brick_2_1;
-  assign \$268  = \$267  + stage_brick_3_0;
-  assign \$270  = 1'h0 + stage_brick_2_1;
-  assign \$271  = \$270  + stage_brick_3_0;
-  assign \$272  = join_1 ? \$269  : { 3'h0, \$271  };
-  assign \$273  = \$266  + \$272 ;
-  assign \$274  = 1'h0 + stage_brick_3_1;
-  assign \$276  = 1'h0 + stage_brick_3_1;
-  assign \$277  = join_1 ? \$275  : { 7'h00, \$276  };
-  assign \$278  = \$273  + \$277 ;
-  assign \$279  = 1'h0 + stage_brick_2_2;
-  assign \$280  = 1'h0 + \$279 ;
-  assign \$281  = 1'h0 + stage_brick_2_3;
-  assign \$282  = \$281  + stage_brick_3_2;
-  assign \$284  = 1'h0 + stage_brick_2_3;
-  assign \$285  = \$284  + stage_brick_3_2;
-  assign \$286  = join_1 ? \$283  : { 3'h0, \$285  };
-  assign \$287  = \$280  + \$286 ;
-  assign \$288  = 1'h0 + stage_brick_3_3;
-  assign \$290  = 1'h0 + stage_brick_3_3;
-  assign \$291  = join_1 ? \$289  : { 7'h00, \$290  };
-  assign \$292  = \$287  + \$291 ;
-  assign \$293  = 1'h0 + stage_block_2_0_0;
-  assign \$294  = 1'h0 + \$293 ;
-  assign \$295  = 1'h0 + stage_block_2_0_1;
-  assign \$296  = \$295  + stage_block_2_1_0;
-  assign \$298  = 1'h0 + stage_block_2_0_1;
-  assign \$299  = \$298  + stage_block_2_1_0;
-  assign \$300  = join_2 ? \$297  : { 7'h00, \$299  };
-  assign \$301  = \$294  + \$300 ;
-  assign \$302  = 1'h0 + stage_block_2_1_1;
-  assign \$304  = 1'h0 + stage_block_2_1_1;
-  assign \$305  = join_2 ? \$303  : { 15'h0000, \$304  };
-  assign \$306  = \$301  + \$305 ;
-  assign \$307  = level_mode[1] ? 9'h1e0 : 9'h060;
-  assign offset = level_mode[2] ? 15'h7f80 : { 6'h00, \$307  };
+  assign \$237  = brick_mode[1] ? 9'h1e0 : 9'h060;
+  assign offset = brick_mode[2] ? 15'h7f80 : { 6'h00, \$237  };
+  assign \$238  = 1'h0 + stage_brick_0_0;
+  assign \$239  = 1'h0 + \$238 ;
+  assign \$240  = 1'h0 + stage_brick_0_1;
+  assign \$241  = \$240  + stage_brick_1_0;
+  assign \$243  = 1'h0 + stage_brick_0_1;
+  assign \$244  = \$243  + stage_brick_1_0;
+  assign \$245  = join_1 ? \$242  : { 3'h0, \$244  };
+  assign \$246  = \$239  + \$245 ;
+  assign \$247  = 1'h0 + stage_brick_1_1;
+  assign \$249  = 1'h0 + stage_brick_1_1;
+  assign \$250  = join_1 ? \$248  : { 7'h00, \$249  };
+  assign \$251  = \$246  + \$250 ;
+  assign block_2_0_0 = \$251  - offset;
+  assign \$252  = 1'h0 + stage_brick_0_2;
+  assign \$253  = 1'h0 + \$252 ;
+  assign \$254  = 1'h0 + stage_brick_0_3;
+  assign \$255  = \$254  + stage_brick_1_2;
+  assign \$257  = 1'h0 + stage_brick_0_3;
+  assign \$258  = \$257  + stage_brick_1_2;
+  assign \$259  = join_1 ? \$256  : { 3'h0, \$258  };
+  assign \$260  = \$253  + \$259 ;
+  assign \$261  = 1'h0 + stage_brick_1_3;
+  assign \$263  = 1'h0 + stage_brick_1_3;
+  assign \$264  = join_1 ? \$262  : { 7'h00, \$263  };
+  assign \$265  = \$260  + \$264 ;
+  assign \$266  = 1'h0 + stage_brick_2_0;
+  assign \$267  = 1'h0 + \$266 ;
+  assign \$268  = 1'h0 + stage_brick_2_1;
+  assign \$269  = \$268  + stage_brick_3_0;
+  assign \$271  = 1'h0 + stage_brick_2_1;
+  assign \$272  = \$271  + stage_brick_3_0;
+  assign \$273  = join_1 ? \$270  : { 3'h0, \$272  };
+  assign \$274  = \$267  + \$273 ;
+  assign \$275  = 1'h0 + stage_brick_3_1;
+  assign \$277  = 1'h0 + stage_brick_3_1;
+  assign \$278  = join_1 ? \$276  : { 7'h00, \$277  };
+  assign \$279  = \$274  + \$278 ;
+  assign \$280  = 1'h0 + stage_brick_2_2;
+  assign \$281  = 1'h0 + \$280 ;
+  assign \$282  = 1'h0 + stage_brick_2_3;
+  assign \$283  = \$282  + stage_brick_3_2;
+  assign \$285  = 1'h0 + stage_brick_2_3;
+  assign \$286  = \$285  + stage_brick_3_2;
+  assign \$287  = join_1 ? \$284  : { 3'h0, \$286  };
+  assign \$288  = \$281  + \$287 ;
+  assign \$289  = 1'h0 + stage_brick_3_3;
+  assign \$291  = 1'h0 + stage_brick_3_3;
+  assign \$292  = join_1 ? \$290  : { 7'h00, \$291  };
+  assign \$293  = \$288  + \$292 ;
+  assign \$294  = $signed(1'h0) + $signed(stage_block_2_0_0);
+  assign \$295  = $signed(1'h0) + $signed(\$294 );
+  assign \$296  = 1'h0 + stage_block_2_0_1;
+  assign \$297  = \$296  + stage_block_2_1_0;
+  assign \$299  = 1'h0 + stage_block_2_0_1;
+  assign \$300  = \$299  + stage_block_2_1_0;
+  assign \$301  = join_2 ? \$298  : { 7'h00, \$300  };
+  assign \$302  = $signed(\$295 ) + $signed({ 1'h0, \$301  });
+  assign \$303  = 1'h0 + stage_block_2_1_1;
+  assign \$305  = 1'h0 + stage_block_2_1_1;
+  assign \$306  = join_2 ? \$304  : { 15'h0000, \$305  };
+  assign \$307  = $signed(\$302 ) + $signed({ 1'h0, \$306  });
   assign \$308  = $signed(1'h0) + $signed(tree);
   assign \$309  = start_2 ? 15'h0000 : low;
   assign low_sum = \$309  + \$308 [14:0];
   assign \$310  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$311  = \$306 [15:0] - offset;
-  assign \$312  = advance & valid_2;
-  assign \$313  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$314  = start_2 ? 15'h0000 : \$313 ;
-  assign \$315  = $signed(\$314 ) + $signed(\$308 [16:15]);
+  assign \$311  = advance & valid_2;
+  assign \$312  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$313  = start_2 ? 15'h0000 : \$312 ;
+  assign \$314  = $signed(\$313 ) + $signed(\$308 [16:15]);
   always @(posedge clk)
-    stage_brick_0_0 <= \$316 ;
+    stage_brick_0_0 <= \$315 ;
   always @(posedge clk)
-    stage_brick_0_1 <= \$317 ;
+    stage_brick_0_1 <= \$316 ;
   always @(posedge clk)
-    stage_brick_0_2 <= \$318 ;
+    stage_brick_0_2 <= \$317 ;
   always @(posedge clk)
-    stage_brick_0_3 <= \$319 ;
+    stage_brick_0_3 <= \$318 ;
   always @(posedge clk)
-    stage_brick_1_0 <= \$320 ;
+    stage_brick_1_0 <= \$319 ;
   always @(posedge clk)
-    stage_brick_1_1 <= \$321 ;
+    stage_brick_1_1 <= \$320 ;
   always @(posedge clk)
-    stage_brick_1_2 <= \$322 ;
+    stage_brick_1_2 <= \$321 ;
   always @(posedge clk)
-    stage_brick_1_3 <= \$323 ;
+    stage_brick_1_3 <= \$322 ;
   always @(posedge clk)
-    stage_brick_2_0 <= \$324 ;
+    stage_brick_2_0 <= \$323 ;
   always @(posedge clk)
-    stage_brick_2_1 <= \$325 ;
+    stage_brick_2_1 <= \$324 ;
   always @(posedge clk)
-    stage_brick_2_2 <= \$326 ;
+    stage_brick_2_2 <= \$325 ;
   always @(posedge clk)
-    stage_brick_2_3 <= \$327 ;
+    stage_brick_2_3 <= \$326 ;
   always @(posedge clk)
-    stage_brick_3_0 <= \$328 ;
+    stage_brick_3_0 <= \$327 ;
   always @(posedge clk)
-    stage_brick_3_1 <= \$329 ;
+    stage_brick_3_1 <= \$328 ;
   always @(posedge clk)
-    stage_brick_3_2 <= \$330 ;
+    stage_brick_3_2 <= \$329 ;
   always @(posedge clk)
-    stage_brick_3_3 <= \$331 ;
+    stage_brick_3_3 <= \$330 ;
   always @(posedge clk)
-    brick_mode <= \$332 ;
+    brick_mode <= \$331 ;
   always @(posedge clk)
-    stage_block_2_0_0 <= \$333 ;
+    stage_block_2_0_0 <= \$332 ;
   always @(posedge clk)
-    stage_block_2_0_1 <= \$334 ;
+    stage_block_2_0_1 <= \$333 ;
   always @(posedge clk)
-    stage_block_2_1_0 <= \$335 ;
+    stage_block_2_1_0 <= \$334 ;
   always @(posedge clk)
-    stage_block_2_1_1 <= \$336 ;
+    stage_block_2_1_1 <= \$335 ;
   always @(posedge clk)
-    level_mode <= \$337 ;
+    level_mode <= \$336 ;
   always @(posedge clk)
-    tree <= \$338 ;
+    tree <= \$337 ;
   always @(posedge clk)
-    valid_0 <= \$339 ;
+    valid_0 <= \$338 ;
   always @(posedge clk)
-    start_0 <= \$340 ;
+    start_0 <= \$339 ;
   always @(posedge clk)
-    mode_0 <= \$341 ;
+    mode_0 <= \$340 ;
   always @(posedge clk)
-    valid_1 <= \$342 ;
+    valid_1 <= \$341 ;
   always @(posedge clk)
-    start_1 <= \$343 ;
+    start_1 <= \$342 ;
   always @(posedge clk)
-    mode_1 <= \$344 ;
+    mode_1 <= \$343 ;
   always @(posedge clk)
-    valid_2 <= \$345 ;
+    valid_2 <= \$344 ;
   always @(posedge clk)
-    start_2 <= \$346 ;
+    start_2 <= \$345 ;
   always @(posedge clk)
-    mode_2 <= \$347 ;
+    mode_2 <= \$346 ;
   always @(posedge clk)
-    low <= \$348 ;
+    low <= \$347 ;
   always @(posedge clk)
-    carry <= \$349 ;
+    carry <= \$348 ;
   always @(posedge clk)
-    high <= \$350 ;
+    high <= \$349 ;
   assign \$auto$rtlil.cc:2739:Not$194  = ~ w_digits[1];
   assign \$auto$rtlil.cc:2739:Not$196  = ~ w_digits[1];
   assign \$auto$rtlil.cc:2739:Not$198  = ~ w_digits[3];
@@ -5370,247 +5369,247 @@ module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid,
   assign \$auto$rtlil.cc:2739:Not$256  = ~ w_digits[31];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$316  = stage_brick_0_0;
+    \$315  = stage_brick_0_0;
     if (advance) begin
-      \$316  = \$15 [3:0];
+      \$315  = \$15 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$317  = stage_brick_0_1;
+    \$316  = stage_brick_0_1;
     if (advance) begin
-      \$317  = \$30 [3:0];
+      \$316  = \$30 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$318  = stage_brick_0_2;
+    \$317  = stage_brick_0_2;
     if (advance) begin
-      \$318  = \$45 [3:0];
+      \$317  = \$45 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$319  = stage_brick_0_3;
+    \$318  = stage_brick_0_3;
     if (advance) begin
-      \$319  = \$59 [3:0];
+      \$318  = \$59 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$320  = stage_brick_1_0;
+    \$319  = stage_brick_1_0;
     if (advance) begin
-      \$320  = \$74 [3:0];
+      \$319  = \$74 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$321  = stage_brick_1_1;
+    \$320  = stage_brick_1_1;
     if (advance) begin
-      \$321  = \$89 [3:0];
+      \$320  = \$89 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$322  = stage_brick_1_2;
+    \$321  = stage_brick_1_2;
     if (advance) begin
-      \$322  = \$104 [3:0];
+      \$321  = \$104 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$323  = stage_brick_1_3;
+    \$322  = stage_brick_1_3;
     if (advance) begin
-      \$323  = \$118 [3:0];
+      \$322  = \$118 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$324  = stage_brick_2_0;
+    \$323  = stage_brick_2_0;
     if (advance) begin
-      \$324  = \$133 [3:0];
+      \$323  = \$133 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$325  = stage_brick_2_1;
+    \$324  = stage_brick_2_1;
     if (advance) begin
-      \$325  = \$148 [3:0];
+      \$324  = \$148 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$326  = stage_brick_2_2;
+    \$325  = stage_brick_2_2;
     if (advance) begin
-      \$326  = \$163 [3:0];
+      \$325  = \$163 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$327  = stage_brick_2_3;
+    \$326  = stage_brick_2_3;
     if (advance) begin
-      \$327  = \$177 [3:0];
+      \$326  = \$177 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$328  = stage_brick_3_0;
+    \$327  = stage_brick_3_0;
     if (advance) begin
-      \$328  = \$192 [3:0];
+      \$327  = \$192 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$329  = stage_brick_3_1;
+    \$328  = stage_brick_3_1;
     if (advance) begin
-      \$329  = \$207 [3:0];
+      \$328  = \$207 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$330  = stage_brick_3_2;
+    \$329  = stage_brick_3_2;
     if (advance) begin
-      \$330  = \$222 [3:0];
+      \$329  = \$222 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$331  = stage_brick_3_3;
+    \$330  = stage_brick_3_3;
     if (advance) begin
-      \$331  = \$236 [3:0];
+      \$330  = \$236 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$332  = brick_mode;
+    \$331  = brick_mode;
     if (advance) begin
-      \$332  = mode;
+      \$331  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$333  = stage_block_2_0_0;
+    \$332  = stage_block_2_0_0;
     if (advance) begin
-      \$333  = \$250 [7:0];
+      \$332  = block_2_0_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$334  = stage_block_2_0_1;
+    \$333  = stage_block_2_0_1;
     if (advance) begin
-      \$334  = \$264 [7:0];
+      \$333  = \$265 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$335  = stage_block_2_1_0;
+    \$334  = stage_block_2_1_0;
     if (advance) begin
-      \$335  = \$278 [7:0];
+      \$334  = \$279 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$336  = stage_block_2_1_1;
+    \$335  = stage_block_2_1_1;
     if (advance) begin
-      \$336  = \$292 [7:0];
+      \$335  = \$293 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$337  = level_mode;
+    \$336  = level_mode;
     if (advance) begin
-      \$337  = brick_mode;
+      \$336  = brick_mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$338  = tree;
+    \$337  = tree;
     if (advance) begin
-      \$338  = \$311 ;
+      \$337  = \$307 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$339  = valid_0;
+    \$338  = valid_0;
     if (advance) begin
-      \$339  = valid;
+      \$338  = valid;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$340  = start_0;
+    \$339  = start_0;
     if (advance) begin
-      \$340  = start;
+      \$339  = start;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$341  = mode_0;
+    \$340  = mode_0;
     if (advance) begin
-      \$341  = mode;
+      \$340  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$342  = valid_1;
+    \$341  = valid_1;
     if (advance) begin
-      \$342  = valid_0;
+      \$341  = valid_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$343  = start_1;
+    \$342  = start_1;
     if (advance) begin
-      \$343  = start_0;
+      \$342  = start_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$344  = mode_1;
+    \$343  = mode_1;
     if (advance) begin
-      \$344  = mode_0;
+      \$343  = mode_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$345  = valid_2;
+    \$344  = valid_2;
     if (advance) begin
-      \$345  = valid_1;
+      \$344  = valid_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$346  = start_2;
+    \$345  = start_2;
     if (advance) begin
-      \$346  = start_1;
+      \$345  = start_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$347  = mode_2;
+    \$346  = mode_2;
     if (advance) begin
-      \$347  = mode_1;
+      \$346  = mode_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$348  = low;
-    if (\$312 ) begin
-      \$348  = low_sum[14:0];
+    \$347  = low;
+    if (\$311 ) begin
+      \$347  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$349  = carry;
-    if (\$312 ) begin
-      \$349  = low_sum[15];
+    \$348  = carry;
+    if (\$311 ) begin
+      \$348  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$274 ) begin end
-    \$350  = high;
-    if (\$312 ) begin
-      \$350  = \$315 [13:0];
+    \$349  = high;
+    if (\$311 ) begin
+      \$349  = \$314 [13:0];
     end
   end
   assign brick_0_0 = \$15 [3:0];
@@ -5629,15 +5628,14 @@ module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid,
   assign brick_3_1 = \$207 [3:0];
   assign brick_3_2 = \$222 [3:0];
   assign brick_3_3 = \$236 [3:0];
-  assign block_2_0_0 = \$250 [7:0];
-  assign block_2_0_1 = \$264 [7:0];
-  assign block_2_1_0 = \$278 [7:0];
-  assign block_2_1_1 = \$292 [7:0];
-  assign block_4_0_0 = \$306 [15:0];
+  assign block_2_0_1 = \$265 [7:0];
+  assign block_2_1_0 = \$279 [7:0];
+  assign block_2_1_1 = \$293 [7:0];
+  assign block_4_0_0 = \$307 [16:0];
   assign partial = \$308 [16:0];
   assign addend = { \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16:0] };
   assign acc = { \$310 [13:0], low };
-  assign \port$881$0  = \$310 [13:0];
+  assign \port$882$0  = \$310 [13:0];
   assign \mode.w2  = mode[0];
   assign \mode.w4  = mode[1];
   assign \mode.w8  = mode[2];
@@ -5812,21 +5810,21 @@ module \mac_array.pe_0_0 (rst, advance, \port$881$0 , a_digits, w_digits, valid,
   assign \$230  = { \$229 , 1'h0 };
   assign \$233  = { a_digits[31:30], 1'h0 };
   assign \$236  = \$231 ;
-  assign \$241  = { 1'h0, \$240 , 2'h0 };
-  assign \$247  = { 3'h0, \$246 , 4'h0 };
-  assign \$255  = { 1'h0, \$254 , 2'h0 };
-  assign \$261  = { 3'h0, \$260 , 4'h0 };
-  assign \$269  = { 1'h0, \$268 , 2'h0 };
-  assign \$275  = { 3'h0, \$274 , 4'h0 };
-  assign \$283  = { 1'h0, \$282 , 2'h0 };
-  assign \$289  = { 3'h0, \$288 , 4'h0 };
+  assign \$242  = { 1'h0, \$241 , 2'h0 };
+  assign \$248  = { 3'h0, \$247 , 4'h0 };
+  assign \$256  = { 1'h0, \$255 , 2'h0 };
+  assign \$262  = { 3'h0, \$261 , 4'h0 };
+  assign \$270  = { 1'h0, \$269 , 2'h0 };
+  assign \$276  = { 3'h0, \$275 , 4'h0 };
+  assign \$284  = { 1'h0, \$283 , 2'h0 };
+  assign \$290  = { 3'h0, \$289 , 4'h0 };
   assign join_2 = level_mode[2];
-  assign \$297  = { 3'h0, \$296 , 4'h0 };
-  assign \$303  = { 7'h00, \$302 , 8'h00 };
+  assign \$298  = { 3'h0, \$297 , 4'h0 };
+  assign \$304  = { 7'h00, \$303 , 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid, start, mode, low, clk);
+module \mac_array.pe_0_1 (rst, advance, \port$1205$0 , a_digits, w_digits, valid, start, mode, low, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$275  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -5981,94 +5979,94 @@ module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid
   wire [2:0] \$234 ;
   wire [3:0] \$235 ;
   wire [5:0] \$236 ;
-  wire [4:0] \$237 ;
-  wire [5:0] \$238 ;
-  wire [4:0] \$239 ;
+  wire [8:0] \$237 ;
+  wire [4:0] \$238 ;
+  wire [5:0] \$239 ;
   wire [3:0] \$24 ;
-  wire [5:0] \$240 ;
-  wire [8:0] \$241 ;
-  wire [4:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire [8:0] \$244 ;
-  wire [9:0] \$245 ;
-  wire [4:0] \$246 ;
-  wire [11:0] \$247 ;
-  wire [4:0] \$248 ;
-  wire [11:0] \$249 ;
+  wire [4:0] \$240 ;
+  wire [5:0] \$241 ;
+  wire [8:0] \$242 ;
+  wire [4:0] \$243 ;
+  wire [5:0] \$244 ;
+  wire [8:0] \$245 ;
+  wire [9:0] \$246 ;
+  wire [4:0] \$247 ;
+  wire [11:0] \$248 ;
+  wire [4:0] \$249 ;
   wire [5:0] \$25 ;
-  wire [12:0] \$250 ;
-  wire [4:0] \$251 ;
-  wire [5:0] \$252 ;
-  wire [4:0] \$253 ;
-  wire [5:0] \$254 ;
-  wire [8:0] \$255 ;
-  wire [4:0] \$256 ;
-  wire [5:0] \$257 ;
-  wire [8:0] \$258 ;
-  wire [9:0] \$259 ;
+  wire [11:0] \$250 ;
+  wire [12:0] \$251 ;
+  wire [4:0] \$252 ;
+  wire [5:0] \$253 ;
+  wire [4:0] \$254 ;
+  wire [5:0] \$255 ;
+  wire [8:0] \$256 ;
+  wire [4:0] \$257 ;
+  wire [5:0] \$258 ;
+  wire [8:0] \$259 ;
   wire [1:0] \$26 ;
-  wire [4:0] \$260 ;
-  wire [11:0] \$261 ;
-  wire [4:0] \$262 ;
-  wire [11:0] \$263 ;
-  wire [12:0] \$264 ;
-  wire [4:0] \$265 ;
-  wire [5:0] \$266 ;
-  wire [4:0] \$267 ;
-  wire [5:0] \$268 ;
-  wire [8:0] \$269 ;
+  wire [9:0] \$260 ;
+  wire [4:0] \$261 ;
+  wire [11:0] \$262 ;
+  wire [4:0] \$263 ;
+  wire [11:0] \$264 ;
+  wire [12:0] \$265 ;
+  wire [4:0] \$266 ;
+  wire [5:0] \$267 ;
+  wire [4:0] \$268 ;
+  wire [5:0] \$269 ;
   wire [2:0] \$27 ;
-  wire [4:0] \$270 ;
-  wire [5:0] \$271 ;
-  wire [8:0] \$272 ;
-  wire [9:0] \$273 ;
-  wire [4:0] \$274 ;
-  wire [11:0] \$275 ;
-  wire [4:0] \$276 ;
-  wire [11:0] \$277 ;
-  wire [12:0] \$278 ;
-  wire [4:0] \$279 ;
+  wire [8:0] \$270 ;
+  wire [4:0] \$271 ;
+  wire [5:0] \$272 ;
+  wire [8:0] \$273 ;
+  wire [9:0] \$274 ;
+  wire [4:0] \$275 ;
+  wire [11:0] \$276 ;
+  wire [4:0] \$277 ;
+  wire [11:0] \$278 ;
+  wire [12:0] \$279 ;
   wire [2:0] \$28 ;
-  wire [5:0] \$280 ;
-  wire [4:0] \$281 ;
-  wire [5:0] \$282 ;
-  wire [8:0] \$283 ;
-  wire [4:0] \$284 ;
-  wire [5:0] \$285 ;
-  wire [8:0] \$286 ;
-  wire [9:0] \$287 ;
-  wire [4:0] \$288 ;
-  wire [11:0] \$289 ;
+  wire [4:0] \$280 ;
+  wire [5:0] \$281 ;
+  wire [4:0] \$282 ;
+  wire [5:0] \$283 ;
+  wire [8:0] \$284 ;
+  wire [4:0] \$285 ;
+  wire [5:0] \$286 ;
+  wire [8:0] \$287 ;
+  wire [9:0] \$288 ;
+  wire [4:0] \$289 ;
   wire [3:0] \$29 ;
-  wire [4:0] \$290 ;
-  wire [11:0] \$291 ;
-  wire [12:0] \$292 ;
-  wire [8:0] \$293 ;
-  wire [9:0] \$294 ;
-  wire [8:0] \$295 ;
-  wire [9:0] \$296 ;
-  wire [16:0] \$297 ;
-  wire [8:0] \$298 ;
-  wire [9:0] \$299 ;
+  wire [11:0] \$290 ;
+  wire [4:0] \$291 ;
+  wire [11:0] \$292 ;
+  wire [12:0] \$293 ;
+  wire [16:0] \$294 ;
+  wire [17:0] \$295 ;
+  wire [8:0] \$296 ;
+  wire [9:0] \$297 ;
+  wire [16:0] \$298 ;
+  wire [8:0] \$299 ;
   wire [1:0] \$3 ;
   wire [5:0] \$30 ;
-  wire [16:0] \$300 ;
-  wire [17:0] \$301 ;
-  wire [8:0] \$302 ;
-  wire [23:0] \$303 ;
-  wire [8:0] \$304 ;
-  wire [23:0] \$305 ;
-  wire [24:0] \$306 ;
-  wire [8:0] \$307 ;
+  wire [9:0] \$300 ;
+  wire [16:0] \$301 ;
+  wire [18:0] \$302 ;
+  wire [8:0] \$303 ;
+  wire [23:0] \$304 ;
+  wire [8:0] \$305 ;
+  wire [23:0] \$306 ;
+  wire [25:0] \$307 ;
   wire [17:0] \$308 ;
   wire [14:0] \$309 ;
   wire \$31 ;
   wire [14:0] \$310 ;
-  wire [16:0] \$311 ;
-  wire \$312 ;
+  wire \$311 ;
+  wire [14:0] \$312 ;
   wire [14:0] \$313 ;
-  wire [14:0] \$314 ;
-  wire [15:0] \$315 ;
+  wire [15:0] \$314 ;
+  reg [3:0] \$315 ;
   reg [3:0] \$316 ;
   reg [3:0] \$317 ;
   reg [3:0] \$318 ;
@@ -6086,28 +6084,27 @@ module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid
   reg [3:0] \$329 ;
   wire [1:0] \$33 ;
   reg [3:0] \$330 ;
-  reg [3:0] \$331 ;
-  reg [2:0] \$332 ;
+  reg [2:0] \$331 ;
+  reg [15:0] \$332 ;
   reg [7:0] \$333 ;
   reg [7:0] \$334 ;
   reg [7:0] \$335 ;
-  reg [7:0] \$336 ;
-  reg [2:0] \$337 ;
-  reg [16:0] \$338 ;
+  reg [2:0] \$336 ;
+  reg [16:0] \$337 ;
+  reg \$338 ;
   reg \$339 ;
   wire [1:0] \$34 ;
-  reg \$340 ;
-  reg [2:0] \$341 ;
+  reg [2:0] \$340 ;
+  reg \$341 ;
   reg \$342 ;
-  reg \$343 ;
-  reg [2:0] \$344 ;
+  reg [2:0] \$343 ;
+  reg \$344 ;
   reg \$345 ;
-  reg \$346 ;
-  reg [2:0] \$347 ;
-  reg [14:0] \$348 ;
-  reg \$349 ;
+  reg [2:0] \$346 ;
+  reg [14:0] \$347 ;
+  reg \$348 ;
+  reg [13:0] \$349 ;
   wire [2:0] \$35 ;
-  reg [13:0] \$350 ;
   wire [2:0] \$36 ;
   wire [3:0] \$37 ;
   wire [2:0] \$38 ;
@@ -6232,11 +6229,11 @@ module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid
   wire [28:0] addend;
   input advance;
   wire advance;
-  wire [7:0] block_2_0_0;
+  wire [15:0] block_2_0_0;
   wire [7:0] block_2_0_1;
   wire [7:0] block_2_1_0;
   wire [7:0] block_2_1_1;
-  wire [15:0] block_4_0_0;
+  wire [16:0] block_4_0_0;
   wire [3:0] brick_0_0;
   wire [3:0] brick_0_1;
   wire [3:0] brick_0_2;
@@ -6289,11 +6286,11 @@ module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid
   wire \mode_2.w8 ;
   wire [14:0] offset;
   wire [16:0] partial;
-  output [13:0] \port$1204$0 ;
-  wire [13:0] \port$1204$0 ;
+  output [13:0] \port$1205$0 ;
+  wire [13:0] \port$1205$0 ;
   input rst;
   wire rst;
-  reg [7:0] stage_block_2_0_0 = 8'h00;
+  reg [15:0] stage_block_2_0_0 = 16'h0000;
   reg [7:0] stage_block_2_0_1 = 8'h00;
   reg [7:0] stage_block_2_1_0 = 8'h00;
   reg [7:0] stage_block_2_1_1 = 8'h00;
@@ -6487,147 +6484,147 @@ module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid
   assign \$234  = w_digits[31] ? \$233  : 3'h0;
   assign \$235  = \$232  + \$234 ;
   assign join_1 = | brick_mode[2:1];
-  assign \$237  = 1'h0 + stage_brick_0_0;
-  assign \$238  = 1'h0 + \$237 ;
-  assign \$239  = 1'h0 + stage_brick_0_1;
-  assign \$240  = \$239  + stage_brick_1_0;
-  assign \$242  = 1'h0 + stage_brick_0_1;
-  assign \$243  = \$242  + stage_brick_1_0;
-  assign \$244  = join_1 ? \$241  : { 3'h0, \$243  };
-  assign \$245  = \$238  + \$244 ;
-  assign \$246  = 1'h0 + stage_brick_1_1;
-  assign \$248  = 1'h0 + stage_brick_1_1;
-  assign \$249  = join_1 ? \$247  : { 7'h00, \$248  };
-  assign \$250  = \$245  + \$249 ;
-  assign \$251  = 1'h0 + stage_brick_0_2;
-  assign \$252  = 1'h0 + \$251 ;
-  assign \$253  = 1'h0 + stage_brick_0_3;
-  assign \$254  = \$253  + stage_brick_1_2;
-  assign \$256  = 1'h0 + stage_brick_0_3;
-  assign \$257  = \$256  + stage_brick_1_2;
-  assign \$258  = join_1 ? \$255  : { 3'h0, \$257  };
-  assign \$259  = \$252  + \$258 ;
-  assign \$260  = 1'h0 + stage_brick_1_3;
-  assign \$262  = 1'h0 + stage_brick_1_3;
-  assign \$263  = join_1 ? \$261  : { 7'h00, \$262  };
-  assign \$264  = \$259  + \$263 ;
-  assign \$265  = 1'h0 + stage_brick_2_0;
-  assign \$266  = 1'h0 + \$265 ;
-  assign \$267  = 1'h0 + stage_brick_2_1;
-  assign \$268  = \$267  + stage_brick_3_0;
-  assign \$270  = 1'h0 + stage_brick_2_1;
-  assign \$271  = \$270  + stage_brick_3_0;
-  assign \$272  = join_1 ? \$269  : { 3'h0, \$271  };
-  assign \$273  = \$266  + \$272 ;
-  assign \$274  = 1'h0 + stage_brick_3_1;
-  assign \$276  = 1'h0 + stage_brick_3_1;
-  assign \$277  = join_1 ? \$275  : { 7'h00, \$276  };
-  assign \$278  = \$273  + \$277 ;
-  assign \$279  = 1'h0 + stage_brick_2_2;
-  assign \$280  = 1'h0 + \$279 ;
-  assign \$281  = 1'h0 + stage_brick_2_3;
-  assign \$282  = \$281  + stage_brick_3_2;
-  assign \$284  = 1'h0 + stage_brick_2_3;
-  assign \$285  = \$284  + stage_brick_3_2;
-  assign \$286  = join_1 ? \$283  : { 3'h0, \$285  };
-  assign \$287  = \$280  + \$286 ;
-  assign \$288  = 1'h0 + stage_brick_3_3;
-  assign \$290  = 1'h0 + stage_brick_3_3;
-  assign \$291  = join_1 ? \$289  : { 7'h00, \$290  };
-  assign \$292  = \$287  + \$291 ;
-  assign \$293  = 1'h0 + stage_block_2_0_0;
-  assign \$294  = 1'h0 + \$293 ;
-  assign \$295  = 1'h0 + stage_block_2_0_1;
-  assign \$296  = \$295  + stage_block_2_1_0;
-  assign \$298  = 1'h0 + stage_block_2_0_1;
-  assign \$299  = \$298  + stage_block_2_1_0;
-  assign \$300  = join_2 ? \$297  : { 7'h00, \$299  };
-  assign \$301  = \$294  + \$300 ;
-  assign \$302  = 1'h0 + stage_block_2_1_1;
-  assign \$304  = 1'h0 + stage_block_2_1_1;
-  assign \$305  = join_2 ? \$303  : { 15'h0000, \$304  };
-  assign \$306  = \$301  + \$305 ;
-  assign \$307  = level_mode[1] ? 9'h1e0 : 9'h060;
-  assign offset = level_mode[2] ? 15'h7f80 : { 6'h00, \$307  };
+  assign \$237  = brick_mode[1] ? 9'h1e0 : 9'h060;
+  assign offset = brick_mode[2] ? 15'h7f80 : { 6'h00, \$237  };
+  assign \$238  = 1'h0 + stage_brick_0_0;
+  assign \$239  = 1'h0 + \$238 ;
+  assign \$240  = 1'h0 + stage_brick_0_1;
+  assign \$241  = \$240  + stage_brick_1_0;
+  assign \$243  = 1'h0 + stage_brick_0_1;
+  assign \$244  = \$243  + stage_brick_1_0;
+  assign \$245  = join_1 ? \$242  : { 3'h0, \$244  };
+  assign \$246  = \$239  + \$245 ;
+  assign \$247  = 1'h0 + stage_brick_1_1;
+  assign \$249  = 1'h0 + stage_brick_1_1;
+  assign \$250  = join_1 ? \$248  : { 7'h00, \$249  };
+  assign \$251  = \$246  + \$250 ;
+  assign block_2_0_0 = \$251  - offset;
+  assign \$252  = 1'h0 + stage_brick_0_2;
+  assign \$253  = 1'h0 + \$252 ;
+  assign \$254  = 1'h0 + stage_brick_0_3;
+  assign \$255  = \$254  + stage_brick_1_2;
+  assign \$257  = 1'h0 + stage_brick_0_3;
+  assign \$258  = \$257  + stage_brick_1_2;
+  assign \$259  = join_1 ? \$256  : { 3'h0, \$258  };
+  assign \$260  = \$253  + \$259 ;
+  assign \$261  = 1'h0 + stage_brick_1_3;
+  assign \$263  = 1'h0 + stage_brick_1_3;
+  assign \$264  = join_1 ? \$262  : { 7'h00, \$263  };
+  assign \$265  = \$260  + \$264 ;
+  assign \$266  = 1'h0 + stage_brick_2_0;
+  assign \$267  = 1'h0 + \$266 ;
+  assign \$268  = 1'h0 + stage_brick_2_1;
+  assign \$269  = \$268  + stage_brick_3_0;
+  assign \$271  = 1'h0 + stage_brick_2_1;
+  assign \$272  = \$271  + stage_brick_3_0;
+  assign \$273  = join_1 ? \$270  : { 3'h0, \$272  };
+  assign \$274  = \$267  + \$273 ;
+  assign \$275  = 1'h0 + stage_brick_3_1;
+  assign \$277  = 1'h0 + stage_brick_3_1;
+  assign \$278  = join_1 ? \$276  : { 7'h00, \$277  };
+  assign \$279  = \$274  + \$278 ;
+  assign \$280  = 1'h0 + stage_brick_2_2;
+  assign \$281  = 1'h0 + \$280 ;
+  assign \$282  = 1'h0 + stage_brick_2_3;
+  assign \$283  = \$282  + stage_brick_3_2;
+  assign \$285  = 1'h0 + stage_brick_2_3;
+  assign \$286  = \$285  + stage_brick_3_2;
+  assign \$287  = join_1 ? \$284  : { 3'h0, \$286  };
+  assign \$288  = \$281  + \$287 ;
+  assign \$289  = 1'h0 + stage_brick_3_3;
+  assign \$291  = 1'h0 + stage_brick_3_3;
+  assign \$292  = join_1 ? \$290  : { 7'h00, \$291  };
+  assign \$293  = \$288  + \$292 ;
+  assign \$294  = $signed(1'h0) + $signed(stage_block_2_0_0);
+  assign \$295  = $signed(1'h0) + $signed(\$294 );
+  assign \$296  = 1'h0 + stage_block_2_0_1;
+  assign \$297  = \$296  + stage_block_2_1_0;
+  assign \$299  = 1'h0 + stage_block_2_0_1;
+  assign \$300  = \$299  + stage_block_2_1_0;
+  assign \$301  = join_2 ? \$298  : { 7'h00, \$300  };
+  assign \$302  = $signed(\$295 ) + $signed({ 1'h0, \$301  });
+  assign \$303  = 1'h0 + stage_block_2_1_1;
+  assign \$305  = 1'h0 + stage_block_2_1_1;
+  assign \$306  = join_2 ? \$304  : { 15'h0000, \$305  };
+  assign \$307  = $signed(\$302 ) + $signed({ 1'h0, \$306  });
   assign \$308  = $signed(1'h0) + $signed(tree);
   assign \$309  = start_2 ? 15'h0000 : low;
   assign low_sum = \$309  + \$308 [14:0];
   assign \$310  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$311  = \$306 [15:0] - offset;
-  assign \$312  = advance & valid_2;
-  assign \$313  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$314  = start_2 ? 15'h0000 : \$313 ;
-  assign \$315  = $signed(\$314 ) + $signed(\$308 [16:15]);
+  assign \$311  = advance & valid_2;
+  assign \$312  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$313  = start_2 ? 15'h0000 : \$312 ;
+  assign \$314  = $signed(\$313 ) + $signed(\$308 [16:15]);
   always @(posedge clk)
-    stage_brick_0_0 <= \$316 ;
+    stage_brick_0_0 <= \$315 ;
   always @(posedge clk)
-    stage_brick_0_1 <= \$317 ;
+    stage_brick_0_1 <= \$316 ;
   always @(posedge clk)
-    stage_brick_0_2 <= \$318 ;
+    stage_brick_0_2 <= \$317 ;
   always @(posedge clk)
-    stage_brick_0_3 <= \$319 ;
+    stage_brick_0_3 <= \$318 ;
   always @(posedge clk)
-    stage_brick_1_0 <= \$320 ;
+    stage_brick_1_0 <= \$319 ;
   always @(posedge clk)
-    stage_brick_1_1 <= \$321 ;
+    stage_brick_1_1 <= \$320 ;
   always @(posedge clk)
-    stage_brick_1_2 <= \$322 ;
+    stage_brick_1_2 <= \$321 ;
   always @(posedge clk)
-    stage_brick_1_3 <= \$323 ;
+    stage_brick_1_3 <= \$322 ;
   always @(posedge clk)
-    stage_brick_2_0 <= \$324 ;
+    stage_brick_2_0 <= \$323 ;
   always @(posedge clk)
-    stage_brick_2_1 <= \$325 ;
+    stage_brick_2_1 <= \$324 ;
   always @(posedge clk)
-    stage_brick_2_2 <= \$326 ;
+    stage_brick_2_2 <= \$325 ;
   always @(posedge clk)
-    stage_brick_2_3 <= \$327 ;
+    stage_brick_2_3 <= \$326 ;
   always @(posedge clk)
-    stage_brick_3_0 <= \$328 ;
+    stage_brick_3_0 <= \$327 ;
   always @(posedge clk)
-    stage_brick_3_1 <= \$329 ;
+    stage_brick_3_1 <= \$328 ;
   always @(posedge clk)
-    stage_brick_3_2 <= \$330 ;
+    stage_brick_3_2 <= \$329 ;
   always @(posedge clk)
-    stage_brick_3_3 <= \$331 ;
+    stage_brick_3_3 <= \$330 ;
   always @(posedge clk)
-    brick_mode <= \$332 ;
+    brick_mode <= \$331 ;
   always @(posedge clk)
-    stage_block_2_0_0 <= \$333 ;
+    stage_block_2_0_0 <= \$332 ;
   always @(posedge clk)
-    stage_block_2_0_1 <= \$334 ;
+    stage_block_2_0_1 <= \$333 ;
   always @(posedge clk)
-    stage_block_2_1_0 <= \$335 ;
+    stage_block_2_1_0 <= \$334 ;
   always @(posedge clk)
-    stage_block_2_1_1 <= \$336 ;
+    stage_block_2_1_1 <= \$335 ;
   always @(posedge clk)
-    level_mode <= \$337 ;
+    level_mode <= \$336 ;
   always @(posedge clk)
-    tree <= \$338 ;
+    tree <= \$337 ;
   always @(posedge clk)
-    valid_0 <= \$339 ;
+    valid_0 <= \$338 ;
   always @(posedge clk)
-    start_0 <= \$340 ;
+    start_0 <= \$339 ;
   always @(posedge clk)
-    mode_0 <= \$341 ;
+    mode_0 <= \$340 ;
   always @(posedge clk)
-    valid_1 <= \$342 ;
+    valid_1 <= \$341 ;
   always @(posedge clk)
-    start_1 <= \$343 ;
+    start_1 <= \$342 ;
   always @(posedge clk)
-    mode_1 <= \$344 ;
+    mode_1 <= \$343 ;
   always @(posedge clk)
-    valid_2 <= \$345 ;
+    valid_2 <= \$344 ;
   always @(posedge clk)
-    start_2 <= \$346 ;
+    start_2 <= \$345 ;
   always @(posedge clk)
-    mode_2 <= \$347 ;
+    mode_2 <= \$346 ;
   always @(posedge clk)
-    low <= \$348 ;
+    low <= \$347 ;
   always @(posedge clk)
-    carry <= \$349 ;
+    carry <= \$348 ;
   always @(posedge clk)
-    high <= \$350 ;
+    high <= \$349 ;
   assign \$auto$rtlil.cc:2739:Not$130  = ~ w_digits[1];
   assign \$auto$rtlil.cc:2739:Not$132  = ~ w_digits[1];
   assign \$auto$rtlil.cc:2739:Not$134  = ~ w_digits[3];
@@ -6662,247 +6659,247 @@ module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid
   assign \$auto$rtlil.cc:2739:Not$192  = ~ w_digits[31];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$316  = stage_brick_0_0;
+    \$315  = stage_brick_0_0;
     if (advance) begin
-      \$316  = \$15 [3:0];
+      \$315  = \$15 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$317  = stage_brick_0_1;
+    \$316  = stage_brick_0_1;
     if (advance) begin
-      \$317  = \$30 [3:0];
+      \$316  = \$30 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$318  = stage_brick_0_2;
+    \$317  = stage_brick_0_2;
     if (advance) begin
-      \$318  = \$45 [3:0];
+      \$317  = \$45 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$319  = stage_brick_0_3;
+    \$318  = stage_brick_0_3;
     if (advance) begin
-      \$319  = \$59 [3:0];
+      \$318  = \$59 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$320  = stage_brick_1_0;
+    \$319  = stage_brick_1_0;
     if (advance) begin
-      \$320  = \$74 [3:0];
+      \$319  = \$74 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$321  = stage_brick_1_1;
+    \$320  = stage_brick_1_1;
     if (advance) begin
-      \$321  = \$89 [3:0];
+      \$320  = \$89 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$322  = stage_brick_1_2;
+    \$321  = stage_brick_1_2;
     if (advance) begin
-      \$322  = \$104 [3:0];
+      \$321  = \$104 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$323  = stage_brick_1_3;
+    \$322  = stage_brick_1_3;
     if (advance) begin
-      \$323  = \$118 [3:0];
+      \$322  = \$118 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$324  = stage_brick_2_0;
+    \$323  = stage_brick_2_0;
     if (advance) begin
-      \$324  = \$133 [3:0];
+      \$323  = \$133 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$325  = stage_brick_2_1;
+    \$324  = stage_brick_2_1;
     if (advance) begin
-      \$325  = \$148 [3:0];
+      \$324  = \$148 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$326  = stage_brick_2_2;
+    \$325  = stage_brick_2_2;
     if (advance) begin
-      \$326  = \$163 [3:0];
+      \$325  = \$163 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$327  = stage_brick_2_3;
+    \$326  = stage_brick_2_3;
     if (advance) begin
-      \$327  = \$177 [3:0];
+      \$326  = \$177 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$328  = stage_brick_3_0;
+    \$327  = stage_brick_3_0;
     if (advance) begin
-      \$328  = \$192 [3:0];
+      \$327  = \$192 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$329  = stage_brick_3_1;
+    \$328  = stage_brick_3_1;
     if (advance) begin
-      \$329  = \$207 [3:0];
+      \$328  = \$207 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$330  = stage_brick_3_2;
+    \$329  = stage_brick_3_2;
     if (advance) begin
-      \$330  = \$222 [3:0];
+      \$329  = \$222 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$331  = stage_brick_3_3;
+    \$330  = stage_brick_3_3;
     if (advance) begin
-      \$331  = \$236 [3:0];
+      \$330  = \$236 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$332  = brick_mode;
+    \$331  = brick_mode;
     if (advance) begin
-      \$332  = mode;
+      \$331  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$333  = stage_block_2_0_0;
+    \$332  = stage_block_2_0_0;
     if (advance) begin
-      \$333  = \$250 [7:0];
+      \$332  = block_2_0_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$334  = stage_block_2_0_1;
+    \$333  = stage_block_2_0_1;
     if (advance) begin
-      \$334  = \$264 [7:0];
+      \$333  = \$265 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$335  = stage_block_2_1_0;
+    \$334  = stage_block_2_1_0;
     if (advance) begin
-      \$335  = \$278 [7:0];
+      \$334  = \$279 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$336  = stage_block_2_1_1;
+    \$335  = stage_block_2_1_1;
     if (advance) begin
-      \$336  = \$292 [7:0];
+      \$335  = \$293 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$337  = level_mode;
+    \$336  = level_mode;
     if (advance) begin
-      \$337  = brick_mode;
+      \$336  = brick_mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$338  = tree;
+    \$337  = tree;
     if (advance) begin
-      \$338  = \$311 ;
+      \$337  = \$307 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$339  = valid_0;
+    \$338  = valid_0;
     if (advance) begin
-      \$339  = valid;
+      \$338  = valid;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$340  = start_0;
+    \$339  = start_0;
     if (advance) begin
-      \$340  = start;
+      \$339  = start;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$341  = mode_0;
+    \$340  = mode_0;
     if (advance) begin
-      \$341  = mode;
+      \$340  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$342  = valid_1;
+    \$341  = valid_1;
     if (advance) begin
-      \$342  = valid_0;
+      \$341  = valid_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$343  = start_1;
+    \$342  = start_1;
     if (advance) begin
-      \$343  = start_0;
+      \$342  = start_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$344  = mode_1;
+    \$343  = mode_1;
     if (advance) begin
-      \$344  = mode_0;
+      \$343  = mode_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$345  = valid_2;
+    \$344  = valid_2;
     if (advance) begin
-      \$345  = valid_1;
+      \$344  = valid_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$346  = start_2;
+    \$345  = start_2;
     if (advance) begin
-      \$346  = start_1;
+      \$345  = start_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$347  = mode_2;
+    \$346  = mode_2;
     if (advance) begin
-      \$347  = mode_1;
+      \$346  = mode_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$348  = low;
-    if (\$312 ) begin
-      \$348  = low_sum[14:0];
+    \$347  = low;
+    if (\$311 ) begin
+      \$347  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$349  = carry;
-    if (\$312 ) begin
-      \$349  = low_sum[15];
+    \$348  = carry;
+    if (\$311 ) begin
+      \$348  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$275 ) begin end
-    \$350  = high;
-    if (\$312 ) begin
-      \$350  = \$315 [13:0];
+    \$349  = high;
+    if (\$311 ) begin
+      \$349  = \$314 [13:0];
     end
   end
   assign brick_0_0 = \$15 [3:0];
@@ -6921,15 +6918,14 @@ module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid
   assign brick_3_1 = \$207 [3:0];
   assign brick_3_2 = \$222 [3:0];
   assign brick_3_3 = \$236 [3:0];
-  assign block_2_0_0 = \$250 [7:0];
-  assign block_2_0_1 = \$264 [7:0];
-  assign block_2_1_0 = \$278 [7:0];
-  assign block_2_1_1 = \$292 [7:0];
-  assign block_4_0_0 = \$306 [15:0];
+  assign block_2_0_1 = \$265 [7:0];
+  assign block_2_1_0 = \$279 [7:0];
+  assign block_2_1_1 = \$293 [7:0];
+  assign block_4_0_0 = \$307 [16:0];
   assign partial = \$308 [16:0];
   assign addend = { \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16:0] };
   assign acc = { \$310 [13:0], low };
-  assign \port$1204$0  = \$310 [13:0];
+  assign \port$1205$0  = \$310 [13:0];
   assign \mode.w2  = mode[0];
   assign \mode.w4  = mode[1];
   assign \mode.w8  = mode[2];
@@ -7104,21 +7100,21 @@ module \mac_array.pe_0_1 (rst, advance, \port$1204$0 , a_digits, w_digits, valid
   assign \$230  = { \$229 , 1'h0 };
   assign \$233  = { a_digits[31:30], 1'h0 };
   assign \$236  = \$231 ;
-  assign \$241  = { 1'h0, \$240 , 2'h0 };
-  assign \$247  = { 3'h0, \$246 , 4'h0 };
-  assign \$255  = { 1'h0, \$254 , 2'h0 };
-  assign \$261  = { 3'h0, \$260 , 4'h0 };
-  assign \$269  = { 1'h0, \$268 , 2'h0 };
-  assign \$275  = { 3'h0, \$274 , 4'h0 };
-  assign \$283  = { 1'h0, \$282 , 2'h0 };
-  assign \$289  = { 3'h0, \$288 , 4'h0 };
+  assign \$242  = { 1'h0, \$241 , 2'h0 };
+  assign \$248  = { 3'h0, \$247 , 4'h0 };
+  assign \$256  = { 1'h0, \$255 , 2'h0 };
+  assign \$262  = { 3'h0, \$261 , 4'h0 };
+  assign \$270  = { 1'h0, \$269 , 2'h0 };
+  assign \$276  = { 3'h0, \$275 , 4'h0 };
+  assign \$284  = { 1'h0, \$283 , 2'h0 };
+  assign \$290  = { 3'h0, \$289 , 4'h0 };
   assign join_2 = level_mode[2];
-  assign \$297  = { 3'h0, \$296 , 4'h0 };
-  assign \$303  = { 7'h00, \$302 , 8'h00 };
+  assign \$298  = { 3'h0, \$297 , 4'h0 };
+  assign \$304  = { 7'h00, \$303 , 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid, start, mode, low, clk);
+module \mac_array.pe_1_0 (rst, advance, \port$1528$0 , a_digits, w_digits, valid, start, mode, low, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$276  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -7273,94 +7269,94 @@ module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid
   wire [2:0] \$234 ;
   wire [3:0] \$235 ;
   wire [5:0] \$236 ;
-  wire [4:0] \$237 ;
-  wire [5:0] \$238 ;
-  wire [4:0] \$239 ;
+  wire [8:0] \$237 ;
+  wire [4:0] \$238 ;
+  wire [5:0] \$239 ;
   wire [3:0] \$24 ;
-  wire [5:0] \$240 ;
-  wire [8:0] \$241 ;
-  wire [4:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire [8:0] \$244 ;
-  wire [9:0] \$245 ;
-  wire [4:0] \$246 ;
-  wire [11:0] \$247 ;
-  wire [4:0] \$248 ;
-  wire [11:0] \$249 ;
+  wire [4:0] \$240 ;
+  wire [5:0] \$241 ;
+  wire [8:0] \$242 ;
+  wire [4:0] \$243 ;
+  wire [5:0] \$244 ;
+  wire [8:0] \$245 ;
+  wire [9:0] \$246 ;
+  wire [4:0] \$247 ;
+  wire [11:0] \$248 ;
+  wire [4:0] \$249 ;
   wire [5:0] \$25 ;
-  wire [12:0] \$250 ;
-  wire [4:0] \$251 ;
-  wire [5:0] \$252 ;
-  wire [4:0] \$253 ;
-  wire [5:0] \$254 ;
-  wire [8:0] \$255 ;
-  wire [4:0] \$256 ;
-  wire [5:0] \$257 ;
-  wire [8:0] \$258 ;
-  wire [9:0] \$259 ;
+  wire [11:0] \$250 ;
+  wire [12:0] \$251 ;
+  wire [4:0] \$252 ;
+  wire [5:0] \$253 ;
+  wire [4:0] \$254 ;
+  wire [5:0] \$255 ;
+  wire [8:0] \$256 ;
+  wire [4:0] \$257 ;
+  wire [5:0] \$258 ;
+  wire [8:0] \$259 ;
   wire [1:0] \$26 ;
-  wire [4:0] \$260 ;
-  wire [11:0] \$261 ;
-  wire [4:0] \$262 ;
-  wire [11:0] \$263 ;
-  wire [12:0] \$264 ;
-  wire [4:0] \$265 ;
-  wire [5:0] \$266 ;
-  wire [4:0] \$267 ;
-  wire [5:0] \$268 ;
-  wire [8:0] \$269 ;
+  wire [9:0] \$260 ;
+  wire [4:0] \$261 ;
+  wire [11:0] \$262 ;
+  wire [4:0] \$263 ;
+  wire [11:0] \$264 ;
+  wire [12:0] \$265 ;
+  wire [4:0] \$266 ;
+  wire [5:0] \$267 ;
+  wire [4:0] \$268 ;
+  wire [5:0] \$269 ;
   wire [2:0] \$27 ;
-  wire [4:0] \$270 ;
-  wire [5:0] \$271 ;
-  wire [8:0] \$272 ;
-  wire [9:0] \$273 ;
-  wire [4:0] \$274 ;
-  wire [11:0] \$275 ;
-  wire [4:0] \$276 ;
-  wire [11:0] \$277 ;
-  wire [12:0] \$278 ;
-  wire [4:0] \$279 ;
+  wire [8:0] \$270 ;
+  wire [4:0] \$271 ;
+  wire [5:0] \$272 ;
+  wire [8:0] \$273 ;
+  wire [9:0] \$274 ;
+  wire [4:0] \$275 ;
+  wire [11:0] \$276 ;
+  wire [4:0] \$277 ;
+  wire [11:0] \$278 ;
+  wire [12:0] \$279 ;
   wire [2:0] \$28 ;
-  wire [5:0] \$280 ;
-  wire [4:0] \$281 ;
-  wire [5:0] \$282 ;
-  wire [8:0] \$283 ;
-  wire [4:0] \$284 ;
-  wire [5:0] \$285 ;
-  wire [8:0] \$286 ;
-  wire [9:0] \$287 ;
-  wire [4:0] \$288 ;
-  wire [11:0] \$289 ;
+  wire [4:0] \$280 ;
+  wire [5:0] \$281 ;
+  wire [4:0] \$282 ;
+  wire [5:0] \$283 ;
+  wire [8:0] \$284 ;
+  wire [4:0] \$285 ;
+  wire [5:0] \$286 ;
+  wire [8:0] \$287 ;
+  wire [9:0] \$288 ;
+  wire [4:0] \$289 ;
   wire [3:0] \$29 ;
-  wire [4:0] \$290 ;
-  wire [11:0] \$291 ;
-  wire [12:0] \$292 ;
-  wire [8:0] \$293 ;
-  wire [9:0] \$294 ;
-  wire [8:0] \$295 ;
-  wire [9:0] \$296 ;
-  wire [16:0] \$297 ;
-  wire [8:0] \$298 ;
-  wire [9:0] \$299 ;
+  wire [11:0] \$290 ;
+  wire [4:0] \$291 ;
+  wire [11:0] \$292 ;
+  wire [12:0] \$293 ;
+  wire [16:0] \$294 ;
+  wire [17:0] \$295 ;
+  wire [8:0] \$296 ;
+  wire [9:0] \$297 ;
+  wire [16:0] \$298 ;
+  wire [8:0] \$299 ;
   wire [1:0] \$3 ;
   wire [5:0] \$30 ;
-  wire [16:0] \$300 ;
-  wire [17:0] \$301 ;
-  wire [8:0] \$302 ;
-  wire [23:0] \$303 ;
-  wire [8:0] \$304 ;
-  wire [23:0] \$305 ;
-  wire [24:0] \$306 ;
-  wire [8:0] \$307 ;
+  wire [9:0] \$300 ;
+  wire [16:0] \$301 ;
+  wire [18:0] \$302 ;
+  wire [8:0] \$303 ;
+  wire [23:0] \$304 ;
+  wire [8:0] \$305 ;
+  wire [23:0] \$306 ;
+  wire [25:0] \$307 ;
   wire [17:0] \$308 ;
   wire [14:0] \$309 ;
   wire \$31 ;
   wire [14:0] \$310 ;
-  wire [16:0] \$311 ;
-  wire \$312 ;
+  wire \$311 ;
+  wire [14:0] \$312 ;
   wire [14:0] \$313 ;
-  wire [14:0] \$314 ;
-  wire [15:0] \$315 ;
+  wire [15:0] \$314 ;
+  reg [3:0] \$315 ;
   reg [3:0] \$316 ;
   reg [3:0] \$317 ;
   reg [3:0] \$318 ;
@@ -7378,28 +7374,27 @@ module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid
   reg [3:0] \$329 ;
   wire [1:0] \$33 ;
   reg [3:0] \$330 ;
-  reg [3:0] \$331 ;
-  reg [2:0] \$332 ;
+  reg [2:0] \$331 ;
+  reg [15:0] \$332 ;
   reg [7:0] \$333 ;
   reg [7:0] \$334 ;
   reg [7:0] \$335 ;
-  reg [7:0] \$336 ;
-  reg [2:0] \$337 ;
-  reg [16:0] \$338 ;
+  reg [2:0] \$336 ;
+  reg [16:0] \$337 ;
+  reg \$338 ;
   reg \$339 ;
   wire [1:0] \$34 ;
-  reg \$340 ;
-  reg [2:0] \$341 ;
+  reg [2:0] \$340 ;
+  reg \$341 ;
   reg \$342 ;
-  reg \$343 ;
-  reg [2:0] \$344 ;
+  reg [2:0] \$343 ;
+  reg \$344 ;
   reg \$345 ;
-  reg \$346 ;
-  reg [2:0] \$347 ;
-  reg [14:0] \$348 ;
-  reg \$349 ;
+  reg [2:0] \$346 ;
+  reg [14:0] \$347 ;
+  reg \$348 ;
+  reg [13:0] \$349 ;
   wire [2:0] \$35 ;
-  reg [13:0] \$350 ;
   wire [2:0] \$36 ;
   wire [3:0] \$37 ;
   wire [2:0] \$38 ;
@@ -7524,11 +7519,11 @@ module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid
   wire [28:0] addend;
   input advance;
   wire advance;
-  wire [7:0] block_2_0_0;
+  wire [15:0] block_2_0_0;
   wire [7:0] block_2_0_1;
   wire [7:0] block_2_1_0;
   wire [7:0] block_2_1_1;
-  wire [15:0] block_4_0_0;
+  wire [16:0] block_4_0_0;
   wire [3:0] brick_0_0;
   wire [3:0] brick_0_1;
   wire [3:0] brick_0_2;
@@ -7581,11 +7576,11 @@ module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid
   wire \mode_2.w8 ;
   wire [14:0] offset;
   wire [16:0] partial;
-  output [13:0] \port$1527$0 ;
-  wire [13:0] \port$1527$0 ;
+  output [13:0] \port$1528$0 ;
+  wire [13:0] \port$1528$0 ;
   input rst;
   wire rst;
-  reg [7:0] stage_block_2_0_0 = 8'h00;
+  reg [15:0] stage_block_2_0_0 = 16'h0000;
   reg [7:0] stage_block_2_0_1 = 8'h00;
   reg [7:0] stage_block_2_1_0 = 8'h00;
   reg [7:0] stage_block_2_1_1 = 8'h00;
@@ -7779,147 +7774,147 @@ module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid
   assign \$234  = w_digits[31] ? \$233  : 3'h0;
   assign \$235  = \$232  + \$234 ;
   assign join_1 = | brick_mode[2:1];
-  assign \$237  = 1'h0 + stage_brick_0_0;
-  assign \$238  = 1'h0 + \$237 ;
-  assign \$239  = 1'h0 + stage_brick_0_1;
-  assign \$240  = \$239  + stage_brick_1_0;
-  assign \$242  = 1'h0 + stage_brick_0_1;
-  assign \$243  = \$242  + stage_brick_1_0;
-  assign \$244  = join_1 ? \$241  : { 3'h0, \$243  };
-  assign \$245  = \$238  + \$244 ;
-  assign \$246  = 1'h0 + stage_brick_1_1;
-  assign \$248  = 1'h0 + stage_brick_1_1;
-  assign \$249  = join_1 ? \$247  : { 7'h00, \$248  };
-  assign \$250  = \$245  + \$249 ;
-  assign \$251  = 1'h0 + stage_brick_0_2;
-  assign \$252  = 1'h0 + \$251 ;
-  assign \$253  = 1'h0 + stage_brick_0_3;
-  assign \$254  = \$253  + stage_brick_1_2;
-  assign \$256  = 1'h0 + stage_brick_0_3;
-  assign \$257  = \$256  + stage_brick_1_2;
-  assign \$258  = join_1 ? \$255  : { 3'h0, \$257  };
-  assign \$259  = \$252  + \$258 ;
-  assign \$260  = 1'h0 + stage_brick_1_3;
-  assign \$262  = 1'h0 + stage_brick_1_3;
-  assign \$263  = join_1 ? \$261  : { 7'h00, \$262  };
-  assign \$264  = \$259  + \$263 ;
-  assign \$265  = 1'h0 + stage_brick_2_0;
-  assign \$266  = 1'h0 + \$265 ;
-  assign \$267  = 1'h0 + stage_brick_2_1;
-  assign \$268  = \$267  + stage_brick_3_0;
-  assign \$270  = 1'h0 + stage_brick_2_1;
-  assign \$271  = \$270  + stage_brick_3_0;
-  assign \$272  = join_1 ? \$269  : { 3'h0, \$271  };
-  assign \$273  = \$266  + \$272 ;
-  assign \$274  = 1'h0 + stage_brick_3_1;
-  assign \$276  = 1'h0 + stage_brick_3_1;
-  assign \$277  = join_1 ? \$275  : { 7'h00, \$276  };
-  assign \$278  = \$273  + \$277 ;
-  assign \$279  = 1'h0 + stage_brick_2_2;
-  assign \$280  = 1'h0 + \$279 ;
-  assign \$281  = 1'h0 + stage_brick_2_3;
-  assign \$282  = \$281  + stage_brick_3_2;
-  assign \$284  = 1'h0 + stage_brick_2_3;
-  assign \$285  = \$284  + stage_brick_3_2;
-  assign \$286  = join_1 ? \$283  : { 3'h0, \$285  };
-  assign \$287  = \$280  + \$286 ;
-  assign \$288  = 1'h0 + stage_brick_3_3;
-  assign \$290  = 1'h0 + stage_brick_3_3;
-  assign \$291  = join_1 ? \$289  : { 7'h00, \$290  };
-  assign \$292  = \$287  + \$291 ;
-  assign \$293  = 1'h0 + stage_block_2_0_0;
-  assign \$294  = 1'h0 + \$293 ;
-  assign \$295  = 1'h0 + stage_block_2_0_1;
-  assign \$296  = \$295  + stage_block_2_1_0;
-  assign \$298  = 1'h0 + stage_block_2_0_1;
-  assign \$299  = \$298  + stage_block_2_1_0;
-  assign \$300  = join_2 ? \$297  : { 7'h00, \$299  };
-  assign \$301  = \$294  + \$300 ;
-  assign \$302  = 1'h0 + stage_block_2_1_1;
-  assign \$304  = 1'h0 + stage_block_2_1_1;
-  assign \$305  = join_2 ? \$303  : { 15'h0000, \$304  };
-  assign \$306  = \$301  + \$305 ;
-  assign \$307  = level_mode[1] ? 9'h1e0 : 9'h060;
-  assign offset = level_mode[2] ? 15'h7f80 : { 6'h00, \$307  };
+  assign \$237  = brick_mode[1] ? 9'h1e0 : 9'h060;
+  assign offset = brick_mode[2] ? 15'h7f80 : { 6'h00, \$237  };
+  assign \$238  = 1'h0 + stage_brick_0_0;
+  assign \$239  = 1'h0 + \$238 ;
+  assign \$240  = 1'h0 + stage_brick_0_1;
+  assign \$241  = \$240  + stage_brick_1_0;
+  assign \$243  = 1'h0 + stage_brick_0_1;
+  assign \$244  = \$243  + stage_brick_1_0;
+  assign \$245  = join_1 ? \$242  : { 3'h0, \$244  };
+  assign \$246  = \$239  + \$245 ;
+  assign \$247  = 1'h0 + stage_brick_1_1;
+  assign \$249  = 1'h0 + stage_brick_1_1;
+  assign \$250  = join_1 ? \$248  : { 7'h00, \$249  };
+  assign \$251  = \$246  + \$250 ;
+  assign block_2_0_0 = \$251  - offset;
+  assign \$252  = 1'h0 + stage_brick_0_2;
+  assign \$253  = 1'h0 + \$252 ;
+  assign \$254  = 1'h0 + stage_brick_0_3;
+  assign \$255  = \$254  + stage_brick_1_2;
+  assign \$257  = 1'h0 + stage_brick_0_3;
+  assign \$258  = \$257  + stage_brick_1_2;
+  assign \$259  = join_1 ? \$256  : { 3'h0, \$258  };
+  assign \$260  = \$253  + \$259 ;
+  assign \$261  = 1'h0 + stage_brick_1_3;
+  assign \$263  = 1'h0 + stage_brick_1_3;
+  assign \$264  = join_1 ? \$262  : { 7'h00, \$263  };
+  assign \$265  = \$260  + \$264 ;
+  assign \$266  = 1'h0 + stage_brick_2_0;
+  assign \$267  = 1'h0 + \$266 ;
+  assign \$268  = 1'h0 + stage_brick_2_1;
+  assign \$269  = \$268  + stage_brick_3_0;
+  assign \$271  = 1'h0 + stage_brick_2_1;
+  assign \$272  = \$271  + stage_brick_3_0;
+  assign \$273  = join_1 ? \$270  : { 3'h0, \$272  };
+  assign \$274  = \$267  + \$273 ;
+  assign \$275  = 1'h0 + stage_brick_3_1;
+  assign \$277  = 1'h0 + stage_brick_3_1;
+  assign \$278  = join_1 ? \$276  : { 7'h00, \$277  };
+  assign \$279  = \$274  + \$278 ;
+  assign \$280  = 1'h0 + stage_brick_2_2;
+  assign \$281  = 1'h0 + \$280 ;
+  assign \$282  = 1'h0 + stage_brick_2_3;
+  assign \$283  = \$282  + stage_brick_3_2;
+  assign \$285  = 1'h0 + stage_brick_2_3;
+  assign \$286  = \$285  + stage_brick_3_2;
+  assign \$287  = join_1 ? \$284  : { 3'h0, \$286  };
+  assign \$288  = \$281  + \$287 ;
+  assign \$289  = 1'h0 + stage_brick_3_3;
+  assign \$291  = 1'h0 + stage_brick_3_3;
+  assign \$292  = join_1 ? \$290  : { 7'h00, \$291  };
+  assign \$293  = \$288  + \$292 ;
+  assign \$294  = $signed(1'h0) + $signed(stage_block_2_0_0);
+  assign \$295  = $signed(1'h0) + $signed(\$294 );
+  assign \$296  = 1'h0 + stage_block_2_0_1;
+  assign \$297  = \$296  + stage_block_2_1_0;
+  assign \$299  = 1'h0 + stage_block_2_0_1;
+  assign \$300  = \$299  + stage_block_2_1_0;
+  assign \$301  = join_2 ? \$298  : { 7'h00, \$300  };
+  assign \$302  = $signed(\$295 ) + $signed({ 1'h0, \$301  });
+  assign \$303  = 1'h0 + stage_block_2_1_1;
+  assign \$305  = 1'h0 + stage_block_2_1_1;
+  assign \$306  = join_2 ? \$304  : { 15'h0000, \$305  };
+  assign \$307  = $signed(\$302 ) + $signed({ 1'h0, \$306  });
   assign \$308  = $signed(1'h0) + $signed(tree);
   assign \$309  = start_2 ? 15'h0000 : low;
   assign low_sum = \$309  + \$308 [14:0];
   assign \$310  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$311  = \$306 [15:0] - offset;
-  assign \$312  = advance & valid_2;
-  assign \$313  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$314  = start_2 ? 15'h0000 : \$313 ;
-  assign \$315  = $signed(\$314 ) + $signed(\$308 [16:15]);
+  assign \$311  = advance & valid_2;
+  assign \$312  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$313  = start_2 ? 15'h0000 : \$312 ;
+  assign \$314  = $signed(\$313 ) + $signed(\$308 [16:15]);
   always @(posedge clk)
-    stage_brick_0_0 <= \$316 ;
+    stage_brick_0_0 <= \$315 ;
   always @(posedge clk)
-    stage_brick_0_1 <= \$317 ;
+    stage_brick_0_1 <= \$316 ;
   always @(posedge clk)
-    stage_brick_0_2 <= \$318 ;
+    stage_brick_0_2 <= \$317 ;
   always @(posedge clk)
-    stage_brick_0_3 <= \$319 ;
+    stage_brick_0_3 <= \$318 ;
   always @(posedge clk)
-    stage_brick_1_0 <= \$320 ;
+    stage_brick_1_0 <= \$319 ;
   always @(posedge clk)
-    stage_brick_1_1 <= \$321 ;
+    stage_brick_1_1 <= \$320 ;
   always @(posedge clk)
-    stage_brick_1_2 <= \$322 ;
+    stage_brick_1_2 <= \$321 ;
   always @(posedge clk)
-    stage_brick_1_3 <= \$323 ;
+    stage_brick_1_3 <= \$322 ;
   always @(posedge clk)
-    stage_brick_2_0 <= \$324 ;
+    stage_brick_2_0 <= \$323 ;
   always @(posedge clk)
-    stage_brick_2_1 <= \$325 ;
+    stage_brick_2_1 <= \$324 ;
   always @(posedge clk)
-    stage_brick_2_2 <= \$326 ;
+    stage_brick_2_2 <= \$325 ;
   always @(posedge clk)
-    stage_brick_2_3 <= \$327 ;
+    stage_brick_2_3 <= \$326 ;
   always @(posedge clk)
-    stage_brick_3_0 <= \$328 ;
+    stage_brick_3_0 <= \$327 ;
   always @(posedge clk)
-    stage_brick_3_1 <= \$329 ;
+    stage_brick_3_1 <= \$328 ;
   always @(posedge clk)
-    stage_brick_3_2 <= \$330 ;
+    stage_brick_3_2 <= \$329 ;
   always @(posedge clk)
-    stage_brick_3_3 <= \$331 ;
+    stage_brick_3_3 <= \$330 ;
   always @(posedge clk)
-    brick_mode <= \$332 ;
+    brick_mode <= \$331 ;
   always @(posedge clk)
-    stage_block_2_0_0 <= \$333 ;
+    stage_block_2_0_0 <= \$332 ;
   always @(posedge clk)
-    stage_block_2_0_1 <= \$334 ;
+    stage_block_2_0_1 <= \$333 ;
   always @(posedge clk)
-    stage_block_2_1_0 <= \$335 ;
+    stage_block_2_1_0 <= \$334 ;
   always @(posedge clk)
-    stage_block_2_1_1 <= \$336 ;
+    stage_block_2_1_1 <= \$335 ;
   always @(posedge clk)
-    level_mode <= \$337 ;
+    level_mode <= \$336 ;
   always @(posedge clk)
-    tree <= \$338 ;
+    tree <= \$337 ;
   always @(posedge clk)
-    valid_0 <= \$339 ;
+    valid_0 <= \$338 ;
   always @(posedge clk)
-    start_0 <= \$340 ;
+    start_0 <= \$339 ;
   always @(posedge clk)
-    mode_0 <= \$341 ;
+    mode_0 <= \$340 ;
   always @(posedge clk)
-    valid_1 <= \$342 ;
+    valid_1 <= \$341 ;
   always @(posedge clk)
-    start_1 <= \$343 ;
+    start_1 <= \$342 ;
   always @(posedge clk)
-    mode_1 <= \$344 ;
+    mode_1 <= \$343 ;
   always @(posedge clk)
-    valid_2 <= \$345 ;
+    valid_2 <= \$344 ;
   always @(posedge clk)
-    start_2 <= \$346 ;
+    start_2 <= \$345 ;
   always @(posedge clk)
-    mode_2 <= \$347 ;
+    mode_2 <= \$346 ;
   always @(posedge clk)
-    low <= \$348 ;
+    low <= \$347 ;
   always @(posedge clk)
-    carry <= \$349 ;
+    carry <= \$348 ;
   always @(posedge clk)
-    high <= \$350 ;
+    high <= \$349 ;
   assign \$auto$rtlil.cc:2739:Not$102  = ~ w_digits[19];
   assign \$auto$rtlil.cc:2739:Not$104  = ~ w_digits[19];
   assign \$auto$rtlil.cc:2739:Not$106  = ~ w_digits[21];
@@ -7954,247 +7949,247 @@ module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid
   assign \$auto$rtlil.cc:2739:Not$100  = ~ w_digits[17];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$316  = stage_brick_0_0;
+    \$315  = stage_brick_0_0;
     if (advance) begin
-      \$316  = \$15 [3:0];
+      \$315  = \$15 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$317  = stage_brick_0_1;
+    \$316  = stage_brick_0_1;
     if (advance) begin
-      \$317  = \$30 [3:0];
+      \$316  = \$30 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$318  = stage_brick_0_2;
+    \$317  = stage_brick_0_2;
     if (advance) begin
-      \$318  = \$45 [3:0];
+      \$317  = \$45 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$319  = stage_brick_0_3;
+    \$318  = stage_brick_0_3;
     if (advance) begin
-      \$319  = \$59 [3:0];
+      \$318  = \$59 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$320  = stage_brick_1_0;
+    \$319  = stage_brick_1_0;
     if (advance) begin
-      \$320  = \$74 [3:0];
+      \$319  = \$74 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$321  = stage_brick_1_1;
+    \$320  = stage_brick_1_1;
     if (advance) begin
-      \$321  = \$89 [3:0];
+      \$320  = \$89 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$322  = stage_brick_1_2;
+    \$321  = stage_brick_1_2;
     if (advance) begin
-      \$322  = \$104 [3:0];
+      \$321  = \$104 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$323  = stage_brick_1_3;
+    \$322  = stage_brick_1_3;
     if (advance) begin
-      \$323  = \$118 [3:0];
+      \$322  = \$118 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$324  = stage_brick_2_0;
+    \$323  = stage_brick_2_0;
     if (advance) begin
-      \$324  = \$133 [3:0];
+      \$323  = \$133 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$325  = stage_brick_2_1;
+    \$324  = stage_brick_2_1;
     if (advance) begin
-      \$325  = \$148 [3:0];
+      \$324  = \$148 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$326  = stage_brick_2_2;
+    \$325  = stage_brick_2_2;
     if (advance) begin
-      \$326  = \$163 [3:0];
+      \$325  = \$163 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$327  = stage_brick_2_3;
+    \$326  = stage_brick_2_3;
     if (advance) begin
-      \$327  = \$177 [3:0];
+      \$326  = \$177 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$328  = stage_brick_3_0;
+    \$327  = stage_brick_3_0;
     if (advance) begin
-      \$328  = \$192 [3:0];
+      \$327  = \$192 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$329  = stage_brick_3_1;
+    \$328  = stage_brick_3_1;
     if (advance) begin
-      \$329  = \$207 [3:0];
+      \$328  = \$207 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$330  = stage_brick_3_2;
+    \$329  = stage_brick_3_2;
     if (advance) begin
-      \$330  = \$222 [3:0];
+      \$329  = \$222 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$331  = stage_brick_3_3;
+    \$330  = stage_brick_3_3;
     if (advance) begin
-      \$331  = \$236 [3:0];
+      \$330  = \$236 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$332  = brick_mode;
+    \$331  = brick_mode;
     if (advance) begin
-      \$332  = mode;
+      \$331  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$333  = stage_block_2_0_0;
+    \$332  = stage_block_2_0_0;
     if (advance) begin
-      \$333  = \$250 [7:0];
+      \$332  = block_2_0_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$334  = stage_block_2_0_1;
+    \$333  = stage_block_2_0_1;
     if (advance) begin
-      \$334  = \$264 [7:0];
+      \$333  = \$265 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$335  = stage_block_2_1_0;
+    \$334  = stage_block_2_1_0;
     if (advance) begin
-      \$335  = \$278 [7:0];
+      \$334  = \$279 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$336  = stage_block_2_1_1;
+    \$335  = stage_block_2_1_1;
     if (advance) begin
-      \$336  = \$292 [7:0];
+      \$335  = \$293 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$337  = level_mode;
+    \$336  = level_mode;
     if (advance) begin
-      \$337  = brick_mode;
+      \$336  = brick_mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$338  = tree;
+    \$337  = tree;
     if (advance) begin
-      \$338  = \$311 ;
+      \$337  = \$307 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$339  = valid_0;
+    \$338  = valid_0;
     if (advance) begin
-      \$339  = valid;
+      \$338  = valid;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$340  = start_0;
+    \$339  = start_0;
     if (advance) begin
-      \$340  = start;
+      \$339  = start;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$341  = mode_0;
+    \$340  = mode_0;
     if (advance) begin
-      \$341  = mode;
+      \$340  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$342  = valid_1;
+    \$341  = valid_1;
     if (advance) begin
-      \$342  = valid_0;
+      \$341  = valid_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$343  = start_1;
+    \$342  = start_1;
     if (advance) begin
-      \$343  = start_0;
+      \$342  = start_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$344  = mode_1;
+    \$343  = mode_1;
     if (advance) begin
-      \$344  = mode_0;
+      \$343  = mode_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$345  = valid_2;
+    \$344  = valid_2;
     if (advance) begin
-      \$345  = valid_1;
+      \$344  = valid_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$346  = start_2;
+    \$345  = start_2;
     if (advance) begin
-      \$346  = start_1;
+      \$345  = start_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$347  = mode_2;
+    \$346  = mode_2;
     if (advance) begin
-      \$347  = mode_1;
+      \$346  = mode_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$348  = low;
-    if (\$312 ) begin
-      \$348  = low_sum[14:0];
+    \$347  = low;
+    if (\$311 ) begin
+      \$347  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$349  = carry;
-    if (\$312 ) begin
-      \$349  = low_sum[15];
+    \$348  = carry;
+    if (\$311 ) begin
+      \$348  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$276 ) begin end
-    \$350  = high;
-    if (\$312 ) begin
-      \$350  = \$315 [13:0];
+    \$349  = high;
+    if (\$311 ) begin
+      \$349  = \$314 [13:0];
     end
   end
   assign brick_0_0 = \$15 [3:0];
@@ -8213,15 +8208,14 @@ module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid
   assign brick_3_1 = \$207 [3:0];
   assign brick_3_2 = \$222 [3:0];
   assign brick_3_3 = \$236 [3:0];
-  assign block_2_0_0 = \$250 [7:0];
-  assign block_2_0_1 = \$264 [7:0];
-  assign block_2_1_0 = \$278 [7:0];
-  assign block_2_1_1 = \$292 [7:0];
-  assign block_4_0_0 = \$306 [15:0];
+  assign block_2_0_1 = \$265 [7:0];
+  assign block_2_1_0 = \$279 [7:0];
+  assign block_2_1_1 = \$293 [7:0];
+  assign block_4_0_0 = \$307 [16:0];
   assign partial = \$308 [16:0];
   assign addend = { \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16:0] };
   assign acc = { \$310 [13:0], low };
-  assign \port$1527$0  = \$310 [13:0];
+  assign \port$1528$0  = \$310 [13:0];
   assign \mode.w2  = mode[0];
   assign \mode.w4  = mode[1];
   assign \mode.w8  = mode[2];
@@ -8396,21 +8390,21 @@ module \mac_array.pe_1_0 (rst, advance, \port$1527$0 , a_digits, w_digits, valid
   assign \$230  = { \$229 , 1'h0 };
   assign \$233  = { a_digits[31:30], 1'h0 };
   assign \$236  = \$231 ;
-  assign \$241  = { 1'h0, \$240 , 2'h0 };
-  assign \$247  = { 3'h0, \$246 , 4'h0 };
-  assign \$255  = { 1'h0, \$254 , 2'h0 };
-  assign \$261  = { 3'h0, \$260 , 4'h0 };
-  assign \$269  = { 1'h0, \$268 , 2'h0 };
-  assign \$275  = { 3'h0, \$274 , 4'h0 };
-  assign \$283  = { 1'h0, \$282 , 2'h0 };
-  assign \$289  = { 3'h0, \$288 , 4'h0 };
+  assign \$242  = { 1'h0, \$241 , 2'h0 };
+  assign \$248  = { 3'h0, \$247 , 4'h0 };
+  assign \$256  = { 1'h0, \$255 , 2'h0 };
+  assign \$262  = { 3'h0, \$261 , 4'h0 };
+  assign \$270  = { 1'h0, \$269 , 2'h0 };
+  assign \$276  = { 3'h0, \$275 , 4'h0 };
+  assign \$284  = { 1'h0, \$283 , 2'h0 };
+  assign \$290  = { 3'h0, \$289 , 4'h0 };
   assign join_2 = level_mode[2];
-  assign \$297  = { 3'h0, \$296 , 4'h0 };
-  assign \$303  = { 7'h00, \$302 , 8'h00 };
+  assign \$298  = { 3'h0, \$297 , 4'h0 };
+  assign \$304  = { 7'h00, \$303 , 8'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid, start, mode, low, clk);
+module \mac_array.pe_1_1 (rst, advance, \port$1851$0 , a_digits, w_digits, valid, start, mode, low, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$277  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -8565,94 +8559,94 @@ module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid
   wire [2:0] \$234 ;
   wire [3:0] \$235 ;
   wire [5:0] \$236 ;
-  wire [4:0] \$237 ;
-  wire [5:0] \$238 ;
-  wire [4:0] \$239 ;
+  wire [8:0] \$237 ;
+  wire [4:0] \$238 ;
+  wire [5:0] \$239 ;
   wire [3:0] \$24 ;
-  wire [5:0] \$240 ;
-  wire [8:0] \$241 ;
-  wire [4:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire [8:0] \$244 ;
-  wire [9:0] \$245 ;
-  wire [4:0] \$246 ;
-  wire [11:0] \$247 ;
-  wire [4:0] \$248 ;
-  wire [11:0] \$249 ;
+  wire [4:0] \$240 ;
+  wire [5:0] \$241 ;
+  wire [8:0] \$242 ;
+  wire [4:0] \$243 ;
+  wire [5:0] \$244 ;
+  wire [8:0] \$245 ;
+  wire [9:0] \$246 ;
+  wire [4:0] \$247 ;
+  wire [11:0] \$248 ;
+  wire [4:0] \$249 ;
   wire [5:0] \$25 ;
-  wire [12:0] \$250 ;
-  wire [4:0] \$251 ;
-  wire [5:0] \$252 ;
-  wire [4:0] \$253 ;
-  wire [5:0] \$254 ;
-  wire [8:0] \$255 ;
-  wire [4:0] \$256 ;
-  wire [5:0] \$257 ;
-  wire [8:0] \$258 ;
-  wire [9:0] \$259 ;
+  wire [11:0] \$250 ;
+  wire [12:0] \$251 ;
+  wire [4:0] \$252 ;
+  wire [5:0] \$253 ;
+  wire [4:0] \$254 ;
+  wire [5:0] \$255 ;
+  wire [8:0] \$256 ;
+  wire [4:0] \$257 ;
+  wire [5:0] \$258 ;
+  wire [8:0] \$259 ;
   wire [1:0] \$26 ;
-  wire [4:0] \$260 ;
-  wire [11:0] \$261 ;
-  wire [4:0] \$262 ;
-  wire [11:0] \$263 ;
-  wire [12:0] \$264 ;
-  wire [4:0] \$265 ;
-  wire [5:0] \$266 ;
-  wire [4:0] \$267 ;
-  wire [5:0] \$268 ;
-  wire [8:0] \$269 ;
+  wire [9:0] \$260 ;
+  wire [4:0] \$261 ;
+  wire [11:0] \$262 ;
+  wire [4:0] \$263 ;
+  wire [11:0] \$264 ;
+  wire [12:0] \$265 ;
+  wire [4:0] \$266 ;
+  wire [5:0] \$267 ;
+  wire [4:0] \$268 ;
+  wire [5:0] \$269 ;
   wire [2:0] \$27 ;
-  wire [4:0] \$270 ;
-  wire [5:0] \$271 ;
-  wire [8:0] \$272 ;
-  wire [9:0] \$273 ;
-  wire [4:0] \$274 ;
-  wire [11:0] \$275 ;
-  wire [4:0] \$276 ;
-  wire [11:0] \$277 ;
-  wire [12:0] \$278 ;
-  wire [4:0] \$279 ;
+  wire [8:0] \$270 ;
+  wire [4:0] \$271 ;
+  wire [5:0] \$272 ;
+  wire [8:0] \$273 ;
+  wire [9:0] \$274 ;
+  wire [4:0] \$275 ;
+  wire [11:0] \$276 ;
+  wire [4:0] \$277 ;
+  wire [11:0] \$278 ;
+  wire [12:0] \$279 ;
   wire [2:0] \$28 ;
-  wire [5:0] \$280 ;
-  wire [4:0] \$281 ;
-  wire [5:0] \$282 ;
-  wire [8:0] \$283 ;
-  wire [4:0] \$284 ;
-  wire [5:0] \$285 ;
-  wire [8:0] \$286 ;
-  wire [9:0] \$287 ;
-  wire [4:0] \$288 ;
-  wire [11:0] \$289 ;
+  wire [4:0] \$280 ;
+  wire [5:0] \$281 ;
+  wire [4:0] \$282 ;
+  wire [5:0] \$283 ;
+  wire [8:0] \$284 ;
+  wire [4:0] \$285 ;
+  wire [5:0] \$286 ;
+  wire [8:0] \$287 ;
+  wire [9:0] \$288 ;
+  wire [4:0] \$289 ;
   wire [3:0] \$29 ;
-  wire [4:0] \$290 ;
-  wire [11:0] \$291 ;
-  wire [12:0] \$292 ;
-  wire [8:0] \$293 ;
-  wire [9:0] \$294 ;
-  wire [8:0] \$295 ;
-  wire [9:0] \$296 ;
-  wire [16:0] \$297 ;
-  wire [8:0] \$298 ;
-  wire [9:0] \$299 ;
+  wire [11:0] \$290 ;
+  wire [4:0] \$291 ;
+  wire [11:0] \$292 ;
+  wire [12:0] \$293 ;
+  wire [16:0] \$294 ;
+  wire [17:0] \$295 ;
+  wire [8:0] \$296 ;
+  wire [9:0] \$297 ;
+  wire [16:0] \$298 ;
+  wire [8:0] \$299 ;
   wire [1:0] \$3 ;
   wire [5:0] \$30 ;
-  wire [16:0] \$300 ;
-  wire [17:0] \$301 ;
-  wire [8:0] \$302 ;
-  wire [23:0] \$303 ;
-  wire [8:0] \$304 ;
-  wire [23:0] \$305 ;
-  wire [24:0] \$306 ;
-  wire [8:0] \$307 ;
+  wire [9:0] \$300 ;
+  wire [16:0] \$301 ;
+  wire [18:0] \$302 ;
+  wire [8:0] \$303 ;
+  wire [23:0] \$304 ;
+  wire [8:0] \$305 ;
+  wire [23:0] \$306 ;
+  wire [25:0] \$307 ;
   wire [17:0] \$308 ;
   wire [14:0] \$309 ;
   wire \$31 ;
   wire [14:0] \$310 ;
-  wire [16:0] \$311 ;
-  wire \$312 ;
+  wire \$311 ;
+  wire [14:0] \$312 ;
   wire [14:0] \$313 ;
-  wire [14:0] \$314 ;
-  wire [15:0] \$315 ;
+  wire [15:0] \$314 ;
+  reg [3:0] \$315 ;
   reg [3:0] \$316 ;
   reg [3:0] \$317 ;
   reg [3:0] \$318 ;
@@ -8670,28 +8664,27 @@ module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid
   reg [3:0] \$329 ;
   wire [1:0] \$33 ;
   reg [3:0] \$330 ;
-  reg [3:0] \$331 ;
-  reg [2:0] \$332 ;
+  reg [2:0] \$331 ;
+  reg [15:0] \$332 ;
   reg [7:0] \$333 ;
   reg [7:0] \$334 ;
   reg [7:0] \$335 ;
-  reg [7:0] \$336 ;
-  reg [2:0] \$337 ;
-  reg [16:0] \$338 ;
+  reg [2:0] \$336 ;
+  reg [16:0] \$337 ;
+  reg \$338 ;
   reg \$339 ;
   wire [1:0] \$34 ;
-  reg \$340 ;
-  reg [2:0] \$341 ;
+  reg [2:0] \$340 ;
+  reg \$341 ;
   reg \$342 ;
-  reg \$343 ;
-  reg [2:0] \$344 ;
+  reg [2:0] \$343 ;
+  reg \$344 ;
   reg \$345 ;
-  reg \$346 ;
-  reg [2:0] \$347 ;
-  reg [14:0] \$348 ;
-  reg \$349 ;
+  reg [2:0] \$346 ;
+  reg [14:0] \$347 ;
+  reg \$348 ;
+  reg [13:0] \$349 ;
   wire [2:0] \$35 ;
-  reg [13:0] \$350 ;
   wire [2:0] \$36 ;
   wire [3:0] \$37 ;
   wire [2:0] \$38 ;
@@ -8816,11 +8809,11 @@ module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid
   wire [28:0] addend;
   input advance;
   wire advance;
-  wire [7:0] block_2_0_0;
+  wire [15:0] block_2_0_0;
   wire [7:0] block_2_0_1;
   wire [7:0] block_2_1_0;
   wire [7:0] block_2_1_1;
-  wire [15:0] block_4_0_0;
+  wire [16:0] block_4_0_0;
   wire [3:0] brick_0_0;
   wire [3:0] brick_0_1;
   wire [3:0] brick_0_2;
@@ -8873,11 +8866,11 @@ module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid
   wire \mode_2.w8 ;
   wire [14:0] offset;
   wire [16:0] partial;
-  output [13:0] \port$1850$0 ;
-  wire [13:0] \port$1850$0 ;
+  output [13:0] \port$1851$0 ;
+  wire [13:0] \port$1851$0 ;
   input rst;
   wire rst;
-  reg [7:0] stage_block_2_0_0 = 8'h00;
+  reg [15:0] stage_block_2_0_0 = 16'h0000;
   reg [7:0] stage_block_2_0_1 = 8'h00;
   reg [7:0] stage_block_2_1_0 = 8'h00;
   reg [7:0] stage_block_2_1_1 = 8'h00;
@@ -9071,147 +9064,147 @@ module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid
   assign \$234  = w_digits[31] ? \$233  : 3'h0;
   assign \$235  = \$232  + \$234 ;
   assign join_1 = | brick_mode[2:1];
-  assign \$237  = 1'h0 + stage_brick_0_0;
-  assign \$238  = 1'h0 + \$237 ;
-  assign \$239  = 1'h0 + stage_brick_0_1;
-  assign \$240  = \$239  + stage_brick_1_0;
-  assign \$242  = 1'h0 + stage_brick_0_1;
-  assign \$243  = \$242  + stage_brick_1_0;
-  assign \$244  = join_1 ? \$241  : { 3'h0, \$243  };
-  assign \$245  = \$238  + \$244 ;
-  assign \$246  = 1'h0 + stage_brick_1_1;
-  assign \$248  = 1'h0 + stage_brick_1_1;
-  assign \$249  = join_1 ? \$247  : { 7'h00, \$248  };
-  assign \$250  = \$245  + \$249 ;
-  assign \$251  = 1'h0 + stage_brick_0_2;
-  assign \$252  = 1'h0 + \$251 ;
-  assign \$253  = 1'h0 + stage_brick_0_3;
-  assign \$254  = \$253  + stage_brick_1_2;
-  assign \$256  = 1'h0 + stage_brick_0_3;
-  assign \$257  = \$256  + stage_brick_1_2;
-  assign \$258  = join_1 ? \$255  : { 3'h0, \$257  };
-  assign \$259  = \$252  + \$258 ;
-  assign \$260  = 1'h0 + stage_brick_1_3;
-  assign \$262  = 1'h0 + stage_brick_1_3;
-  assign \$263  = join_1 ? \$261  : { 7'h00, \$262  };
-  assign \$264  = \$259  + \$263 ;
-  assign \$265  = 1'h0 + stage_brick_2_0;
-  assign \$266  = 1'h0 + \$265 ;
-  assign \$267  = 1'h0 + stage_brick_2_1;
-  assign \$268  = \$267  + stage_brick_3_0;
-  assign \$270  = 1'h0 + stage_brick_2_1;
-  assign \$271  = \$270  + stage_brick_3_0;
-  assign \$272  = join_1 ? \$269  : { 3'h0, \$271  };
-  assign \$273  = \$266  + \$272 ;
-  assign \$274  = 1'h0 + stage_brick_3_1;
-  assign \$276  = 1'h0 + stage_brick_3_1;
-  assign \$277  = join_1 ? \$275  : { 7'h00, \$276  };
-  assign \$278  = \$273  + \$277 ;
-  assign \$279  = 1'h0 + stage_brick_2_2;
-  assign \$280  = 1'h0 + \$279 ;
-  assign \$281  = 1'h0 + stage_brick_2_3;
-  assign \$282  = \$281  + stage_brick_3_2;
-  assign \$284  = 1'h0 + stage_brick_2_3;
-  assign \$285  = \$284  + stage_brick_3_2;
-  assign \$286  = join_1 ? \$283  : { 3'h0, \$285  };
-  assign \$287  = \$280  + \$286 ;
-  assign \$288  = 1'h0 + stage_brick_3_3;
-  assign \$290  = 1'h0 + stage_brick_3_3;
-  assign \$291  = join_1 ? \$289  : { 7'h00, \$290  };
-  assign \$292  = \$287  + \$291 ;
-  assign \$293  = 1'h0 + stage_block_2_0_0;
-  assign \$294  = 1'h0 + \$293 ;
-  assign \$295  = 1'h0 + stage_block_2_0_1;
-  assign \$296  = \$295  + stage_block_2_1_0;
-  assign \$298  = 1'h0 + stage_block_2_0_1;
-  assign \$299  = \$298  + stage_block_2_1_0;
-  assign \$300  = join_2 ? \$297  : { 7'h00, \$299  };
-  assign \$301  = \$294  + \$300 ;
-  assign \$302  = 1'h0 + stage_block_2_1_1;
-  assign \$304  = 1'h0 + stage_block_2_1_1;
-  assign \$305  = join_2 ? \$303  : { 15'h0000, \$304  };
-  assign \$306  = \$301  + \$305 ;
-  assign \$307  = level_mode[1] ? 9'h1e0 : 9'h060;
-  assign offset = level_mode[2] ? 15'h7f80 : { 6'h00, \$307  };
+  assign \$237  = brick_mode[1] ? 9'h1e0 : 9'h060;
+  assign offset = brick_mode[2] ? 15'h7f80 : { 6'h00, \$237  };
+  assign \$238  = 1'h0 + stage_brick_0_0;
+  assign \$239  = 1'h0 + \$238 ;
+  assign \$240  = 1'h0 + stage_brick_0_1;
+  assign \$241  = \$240  + stage_brick_1_0;
+  assign \$243  = 1'h0 + stage_brick_0_1;
+  assign \$244  = \$243  + stage_brick_1_0;
+  assign \$245  = join_1 ? \$242  : { 3'h0, \$244  };
+  assign \$246  = \$239  + \$245 ;
+  assign \$247  = 1'h0 + stage_brick_1_1;
+  assign \$249  = 1'h0 + stage_brick_1_1;
+  assign \$250  = join_1 ? \$248  : { 7'h00, \$249  };
+  assign \$251  = \$246  + \$250 ;
+  assign block_2_0_0 = \$251  - offset;
+  assign \$252  = 1'h0 + stage_brick_0_2;
+  assign \$253  = 1'h0 + \$252 ;
+  assign \$254  = 1'h0 + stage_brick_0_3;
+  assign \$255  = \$254  + stage_brick_1_2;
+  assign \$257  = 1'h0 + stage_brick_0_3;
+  assign \$258  = \$257  + stage_brick_1_2;
+  assign \$259  = join_1 ? \$256  : { 3'h0, \$258  };
+  assign \$260  = \$253  + \$259 ;
+  assign \$261  = 1'h0 + stage_brick_1_3;
+  assign \$263  = 1'h0 + stage_brick_1_3;
+  assign \$264  = join_1 ? \$262  : { 7'h00, \$263  };
+  assign \$265  = \$260  + \$264 ;
+  assign \$266  = 1'h0 + stage_brick_2_0;
+  assign \$267  = 1'h0 + \$266 ;
+  assign \$268  = 1'h0 + stage_brick_2_1;
+  assign \$269  = \$268  + stage_brick_3_0;
+  assign \$271  = 1'h0 + stage_brick_2_1;
+  assign \$272  = \$271  + stage_brick_3_0;
+  assign \$273  = join_1 ? \$270  : { 3'h0, \$272  };
+  assign \$274  = \$267  + \$273 ;
+  assign \$275  = 1'h0 + stage_brick_3_1;
+  assign \$277  = 1'h0 + stage_brick_3_1;
+  assign \$278  = join_1 ? \$276  : { 7'h00, \$277  };
+  assign \$279  = \$274  + \$278 ;
+  assign \$280  = 1'h0 + stage_brick_2_2;
+  assign \$281  = 1'h0 + \$280 ;
+  assign \$282  = 1'h0 + stage_brick_2_3;
+  assign \$283  = \$282  + stage_brick_3_2;
+  assign \$285  = 1'h0 + stage_brick_2_3;
+  assign \$286  = \$285  + stage_brick_3_2;
+  assign \$287  = join_1 ? \$284  : { 3'h0, \$286  };
+  assign \$288  = \$281  + \$287 ;
+  assign \$289  = 1'h0 + stage_brick_3_3;
+  assign \$291  = 1'h0 + stage_brick_3_3;
+  assign \$292  = join_1 ? \$290  : { 7'h00, \$291  };
+  assign \$293  = \$288  + \$292 ;
+  assign \$294  = $signed(1'h0) + $signed(stage_block_2_0_0);
+  assign \$295  = $signed(1'h0) + $signed(\$294 );
+  assign \$296  = 1'h0 + stage_block_2_0_1;
+  assign \$297  = \$296  + stage_block_2_1_0;
+  assign \$299  = 1'h0 + stage_block_2_0_1;
+  assign \$300  = \$299  + stage_block_2_1_0;
+  assign \$301  = join_2 ? \$298  : { 7'h00, \$300  };
+  assign \$302  = $signed(\$295 ) + $signed({ 1'h0, \$301  });
+  assign \$303  = 1'h0 + stage_block_2_1_1;
+  assign \$305  = 1'h0 + stage_block_2_1_1;
+  assign \$306  = join_2 ? \$304  : { 15'h0000, \$305  };
+  assign \$307  = $signed(\$302 ) + $signed({ 1'h0, \$306  });
   assign \$308  = $signed(1'h0) + $signed(tree);
   assign \$309  = start_2 ? 15'h0000 : low;
   assign low_sum = \$309  + \$308 [14:0];
   assign \$310  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$311  = \$306 [15:0] - offset;
-  assign \$312  = advance & valid_2;
-  assign \$313  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$314  = start_2 ? 15'h0000 : \$313 ;
-  assign \$315  = $signed(\$314 ) + $signed(\$308 [16:15]);
+  assign \$311  = advance & valid_2;
+  assign \$312  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$313  = start_2 ? 15'h0000 : \$312 ;
+  assign \$314  = $signed(\$313 ) + $signed(\$308 [16:15]);
   always @(posedge clk)
-    stage_brick_0_0 <= \$316 ;
+    stage_brick_0_0 <= \$315 ;
   always @(posedge clk)
-    stage_brick_0_1 <= \$317 ;
+    stage_brick_0_1 <= \$316 ;
   always @(posedge clk)
-    stage_brick_0_2 <= \$318 ;
+    stage_brick_0_2 <= \$317 ;
   always @(posedge clk)
-    stage_brick_0_3 <= \$319 ;
+    stage_brick_0_3 <= \$318 ;
   always @(posedge clk)
-    stage_brick_1_0 <= \$320 ;
+    stage_brick_1_0 <= \$319 ;
   always @(posedge clk)
-    stage_brick_1_1 <= \$321 ;
+    stage_brick_1_1 <= \$320 ;
   always @(posedge clk)
-    stage_brick_1_2 <= \$322 ;
+    stage_brick_1_2 <= \$321 ;
   always @(posedge clk)
-    stage_brick_1_3 <= \$323 ;
+    stage_brick_1_3 <= \$322 ;
   always @(posedge clk)
-    stage_brick_2_0 <= \$324 ;
+    stage_brick_2_0 <= \$323 ;
   always @(posedge clk)
-    stage_brick_2_1 <= \$325 ;
+    stage_brick_2_1 <= \$324 ;
   always @(posedge clk)
-    stage_brick_2_2 <= \$326 ;
+    stage_brick_2_2 <= \$325 ;
   always @(posedge clk)
-    stage_brick_2_3 <= \$327 ;
+    stage_brick_2_3 <= \$326 ;
   always @(posedge clk)
-    stage_brick_3_0 <= \$328 ;
+    stage_brick_3_0 <= \$327 ;
   always @(posedge clk)
-    stage_brick_3_1 <= \$329 ;
+    stage_brick_3_1 <= \$328 ;
   always @(posedge clk)
-    stage_brick_3_2 <= \$330 ;
+    stage_brick_3_2 <= \$329 ;
   always @(posedge clk)
-    stage_brick_3_3 <= \$331 ;
+    stage_brick_3_3 <= \$330 ;
   always @(posedge clk)
-    brick_mode <= \$332 ;
+    brick_mode <= \$331 ;
   always @(posedge clk)
-    stage_block_2_0_0 <= \$333 ;
+    stage_block_2_0_0 <= \$332 ;
   always @(posedge clk)
-    stage_block_2_0_1 <= \$334 ;
+    stage_block_2_0_1 <= \$333 ;
   always @(posedge clk)
-    stage_block_2_1_0 <= \$335 ;
+    stage_block_2_1_0 <= \$334 ;
   always @(posedge clk)
-    stage_block_2_1_1 <= \$336 ;
+    stage_block_2_1_1 <= \$335 ;
   always @(posedge clk)
-    level_mode <= \$337 ;
+    level_mode <= \$336 ;
   always @(posedge clk)
-    tree <= \$338 ;
+    tree <= \$337 ;
   always @(posedge clk)
-    valid_0 <= \$339 ;
+    valid_0 <= \$338 ;
   always @(posedge clk)
-    start_0 <= \$340 ;
+    start_0 <= \$339 ;
   always @(posedge clk)
-    mode_0 <= \$341 ;
+    mode_0 <= \$340 ;
   always @(posedge clk)
-    valid_1 <= \$342 ;
+    valid_1 <= \$341 ;
   always @(posedge clk)
-    start_1 <= \$343 ;
+    start_1 <= \$342 ;
   always @(posedge clk)
-    mode_1 <= \$344 ;
+    mode_1 <= \$343 ;
   always @(posedge clk)
-    valid_2 <= \$345 ;
+    valid_2 <= \$344 ;
   always @(posedge clk)
-    start_2 <= \$346 ;
+    start_2 <= \$345 ;
   always @(posedge clk)
-    mode_2 <= \$347 ;
+    mode_2 <= \$346 ;
   always @(posedge clk)
-    low <= \$348 ;
+    low <= \$347 ;
   always @(posedge clk)
-    carry <= \$349 ;
+    carry <= \$348 ;
   always @(posedge clk)
-    high <= \$350 ;
+    high <= \$349 ;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ w_digits[1];
   assign \$auto$rtlil.cc:2739:Not$12  = ~ w_digits[5];
   assign \$auto$rtlil.cc:2739:Not$14  = ~ w_digits[7];
@@ -9246,247 +9239,247 @@ module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid
   assign \$auto$rtlil.cc:2739:Not$10  = ~ w_digits[5];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$316  = stage_brick_0_0;
+    \$315  = stage_brick_0_0;
     if (advance) begin
-      \$316  = \$15 [3:0];
+      \$315  = \$15 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$317  = stage_brick_0_1;
+    \$316  = stage_brick_0_1;
     if (advance) begin
-      \$317  = \$30 [3:0];
+      \$316  = \$30 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$318  = stage_brick_0_2;
+    \$317  = stage_brick_0_2;
     if (advance) begin
-      \$318  = \$45 [3:0];
+      \$317  = \$45 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$319  = stage_brick_0_3;
+    \$318  = stage_brick_0_3;
     if (advance) begin
-      \$319  = \$59 [3:0];
+      \$318  = \$59 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$320  = stage_brick_1_0;
+    \$319  = stage_brick_1_0;
     if (advance) begin
-      \$320  = \$74 [3:0];
+      \$319  = \$74 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$321  = stage_brick_1_1;
+    \$320  = stage_brick_1_1;
     if (advance) begin
-      \$321  = \$89 [3:0];
+      \$320  = \$89 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$322  = stage_brick_1_2;
+    \$321  = stage_brick_1_2;
     if (advance) begin
-      \$322  = \$104 [3:0];
+      \$321  = \$104 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$323  = stage_brick_1_3;
+    \$322  = stage_brick_1_3;
     if (advance) begin
-      \$323  = \$118 [3:0];
+      \$322  = \$118 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$324  = stage_brick_2_0;
+    \$323  = stage_brick_2_0;
     if (advance) begin
-      \$324  = \$133 [3:0];
+      \$323  = \$133 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$325  = stage_brick_2_1;
+    \$324  = stage_brick_2_1;
     if (advance) begin
-      \$325  = \$148 [3:0];
+      \$324  = \$148 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$326  = stage_brick_2_2;
+    \$325  = stage_brick_2_2;
     if (advance) begin
-      \$326  = \$163 [3:0];
+      \$325  = \$163 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$327  = stage_brick_2_3;
+    \$326  = stage_brick_2_3;
     if (advance) begin
-      \$327  = \$177 [3:0];
+      \$326  = \$177 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$328  = stage_brick_3_0;
+    \$327  = stage_brick_3_0;
     if (advance) begin
-      \$328  = \$192 [3:0];
+      \$327  = \$192 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$329  = stage_brick_3_1;
+    \$328  = stage_brick_3_1;
     if (advance) begin
-      \$329  = \$207 [3:0];
+      \$328  = \$207 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$330  = stage_brick_3_2;
+    \$329  = stage_brick_3_2;
     if (advance) begin
-      \$330  = \$222 [3:0];
+      \$329  = \$222 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$331  = stage_brick_3_3;
+    \$330  = stage_brick_3_3;
     if (advance) begin
-      \$331  = \$236 [3:0];
+      \$330  = \$236 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$332  = brick_mode;
+    \$331  = brick_mode;
     if (advance) begin
-      \$332  = mode;
+      \$331  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$333  = stage_block_2_0_0;
+    \$332  = stage_block_2_0_0;
     if (advance) begin
-      \$333  = \$250 [7:0];
+      \$332  = block_2_0_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$334  = stage_block_2_0_1;
+    \$333  = stage_block_2_0_1;
     if (advance) begin
-      \$334  = \$264 [7:0];
+      \$333  = \$265 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$335  = stage_block_2_1_0;
+    \$334  = stage_block_2_1_0;
     if (advance) begin
-      \$335  = \$278 [7:0];
+      \$334  = \$279 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$336  = stage_block_2_1_1;
+    \$335  = stage_block_2_1_1;
     if (advance) begin
-      \$336  = \$292 [7:0];
+      \$335  = \$293 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$337  = level_mode;
+    \$336  = level_mode;
     if (advance) begin
-      \$337  = brick_mode;
+      \$336  = brick_mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$338  = tree;
+    \$337  = tree;
     if (advance) begin
-      \$338  = \$311 ;
+      \$337  = \$307 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$339  = valid_0;
+    \$338  = valid_0;
     if (advance) begin
-      \$339  = valid;
+      \$338  = valid;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$340  = start_0;
+    \$339  = start_0;
     if (advance) begin
-      \$340  = start;
+      \$339  = start;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$341  = mode_0;
+    \$340  = mode_0;
     if (advance) begin
-      \$341  = mode;
+      \$340  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$342  = valid_1;
+    \$341  = valid_1;
     if (advance) begin
-      \$342  = valid_0;
+      \$341  = valid_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$343  = start_1;
+    \$342  = start_1;
     if (advance) begin
-      \$343  = start_0;
+      \$342  = start_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$344  = mode_1;
+    \$343  = mode_1;
     if (advance) begin
-      \$344  = mode_0;
+      \$343  = mode_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$345  = valid_2;
+    \$344  = valid_2;
     if (advance) begin
-      \$345  = valid_1;
+      \$344  = valid_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$346  = start_2;
+    \$345  = start_2;
     if (advance) begin
-      \$346  = start_1;
+      \$345  = start_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$347  = mode_2;
+    \$346  = mode_2;
     if (advance) begin
-      \$347  = mode_1;
+      \$346  = mode_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$348  = low;
-    if (\$312 ) begin
-      \$348  = low_sum[14:0];
+    \$347  = low;
+    if (\$311 ) begin
+      \$347  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$349  = carry;
-    if (\$312 ) begin
-      \$349  = low_sum[15];
+    \$348  = carry;
+    if (\$311 ) begin
+      \$348  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$277 ) begin end
-    \$350  = high;
-    if (\$312 ) begin
-      \$350  = \$315 [13:0];
+    \$349  = high;
+    if (\$311 ) begin
+      \$349  = \$314 [13:0];
     end
   end
   assign brick_0_0 = \$15 [3:0];
@@ -9505,15 +9498,14 @@ module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid
   assign brick_3_1 = \$207 [3:0];
   assign brick_3_2 = \$222 [3:0];
   assign brick_3_3 = \$236 [3:0];
-  assign block_2_0_0 = \$250 [7:0];
-  assign block_2_0_1 = \$264 [7:0];
-  assign block_2_1_0 = \$278 [7:0];
-  assign block_2_1_1 = \$292 [7:0];
-  assign block_4_0_0 = \$306 [15:0];
+  assign block_2_0_1 = \$265 [7:0];
+  assign block_2_1_0 = \$279 [7:0];
+  assign block_2_1_1 = \$293 [7:0];
+  assign block_4_0_0 = \$307 [16:0];
   assign partial = \$308 [16:0];
   assign addend = { \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16:0] };
   assign acc = { \$310 [13:0], low };
-  assign \port$1850$0  = \$310 [13:0];
+  assign \port$1851$0  = \$310 [13:0];
   assign \mode.w2  = mode[0];
   assign \mode.w4  = mode[1];
   assign \mode.w8  = mode[2];
@@ -9688,15 +9680,15 @@ module \mac_array.pe_1_1 (rst, advance, \port$1850$0 , a_digits, w_digits, valid
   assign \$230  = { \$229 , 1'h0 };
   assign \$233  = { a_digits[31:30], 1'h0 };
   assign \$236  = \$231 ;
-  assign \$241  = { 1'h0, \$240 , 2'h0 };
-  assign \$247  = { 3'h0, \$246 , 4'h0 };
-  assign \$255  = { 1'h0, \$254 , 2'h0 };
-  assign \$261  = { 3'h0, \$260 , 4'h0 };
-  assign \$269  = { 1'h0, \$268 , 2'h0 };
-  assign \$275  = { 3'h0, \$274 , 4'h0 };
-  assign \$283  = { 1'h0, \$282 , 2'h0 };
-  assign \$289  = { 3'h0, \$288 , 4'h0 };
+  assign \$242  = { 1'h0, \$241 , 2'h0 };
+  assign \$248  = { 3'h0, \$247 , 4'h0 };
+  assign \$256  = { 1'h0, \$255 , 2'h0 };
+  assign \$262  = { 3'h0, \$261 , 4'h0 };
+  assign \$270  = { 1'h0, \$269 , 2'h0 };
+  assign \$276  = { 3'h0, \$275 , 4'h0 };
+  assign \$284  = { 1'h0, \$283 , 2'h0 };
+  assign \$290  = { 3'h0, \$289 , 4'h0 };
   assign join_2 = level_mode[2];
-  assign \$297  = { 3'h0, \$296 , 4'h0 };
-  assign \$303  = { 7'h00, \$302 , 8'h00 };
+  assign \$298  = { 3'h0, \$297 , 4'h0 };
+  assign \$304  = { 7'h00, \$303 , 8'h00 };
 endmodule

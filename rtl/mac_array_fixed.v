@@ -946,19 +946,19 @@ module \mac_array_fixed.pe_0_0 (rst, advance, \port$109$0 , dsp_a, dsp_w, valid,
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [7:0] \$1 ;
   wire [11:0] \$10 ;
-  wire [12:0] \$11 ;
-  wire [7:0] \$12 ;
-  wire [14:0] \$13 ;
-  wire [7:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [15:0] \$16 ;
-  wire [7:0] \$17 ;
-  wire [14:0] \$18 ;
-  wire [7:0] \$19 ;
+  wire [7:0] \$11 ;
+  wire [14:0] \$12 ;
+  wire [7:0] \$13 ;
+  wire [14:0] \$14 ;
+  wire [15:0] \$15 ;
+  wire [7:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [14:0] \$19 ;
   wire [8:0] \$2 ;
-  wire [14:0] \$20 ;
-  wire [15:0] \$21 ;
-  wire [16:0] \$22 ;
+  wire [15:0] \$20 ;
+  wire [16:0] \$21 ;
+  wire [12:0] \$22 ;
   wire [17:0] \$23 ;
   wire [18:0] \$24 ;
   wire \$25 ;
@@ -969,11 +969,11 @@ module \mac_array_fixed.pe_0_0 (rst, advance, \port$109$0 , dsp_a, dsp_w, valid,
   wire [7:0] \$3 ;
   wire [14:0] \$30 ;
   wire [14:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [7:0] \$33 ;
-  reg [18:0] \$34 ;
-  reg \$35 ;
-  reg \$36 ;
+  reg [9:0] \$32 ;
+  reg [11:0] \$33 ;
+  reg [15:0] \$34 ;
+  reg [16:0] \$35 ;
+  reg [18:0] \$36 ;
   reg \$37 ;
   reg \$38 ;
   reg \$39 ;
@@ -982,9 +982,11 @@ module \mac_array_fixed.pe_0_0 (rst, advance, \port$109$0 , dsp_a, dsp_w, valid,
   reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg [14:0] \$44 ;
+  reg \$44 ;
   reg \$45 ;
-  reg [13:0] \$46 ;
+  reg [14:0] \$46 ;
+  reg \$47 ;
+  reg [13:0] \$48 ;
   wire [9:0] \$5 ;
   wire [7:0] \$6 ;
   wire [10:0] \$7 ;
@@ -999,10 +1001,8 @@ module \mac_array_fixed.pe_0_0 (rst, advance, \port$109$0 , dsp_a, dsp_w, valid,
   wire clk;
   input [7:0] dsp_a;
   wire [7:0] dsp_a;
-  reg [7:0] dsp_a_0 = 8'h00;
   input [7:0] dsp_w;
   wire [7:0] dsp_w;
-  reg [7:0] dsp_w_0 = 8'h00;
   reg [13:0] high = 14'h0000;
   output [14:0] low;
   reg [14:0] low = 15'h0000;
@@ -1020,6 +1020,10 @@ module \mac_array_fixed.pe_0_0 (rst, advance, \port$109$0 , dsp_a, dsp_w, valid,
   output [13:0] \port$109$0 ;
   wire [13:0] \port$109$0 ;
   reg [18:0] product = 19'h00000;
+  reg [9:0] product_row_0 = 10'h000;
+  reg [11:0] product_row_1 = 12'h000;
+  reg [15:0] product_row_2 = 16'h0000;
+  reg [16:0] product_row_3 = 17'h00000;
   input rst;
   wire rst;
   input start;
@@ -1033,31 +1037,37 @@ module \mac_array_fixed.pe_0_0 (rst, advance, \port$109$0 , dsp_a, dsp_w, valid,
   reg valid_1 = 1'h0;
   reg valid_2 = 1'h0;
   always @(posedge clk)
-    start_2 <= \$42 ;
+    start_1 <= \$41 ;
   always @(posedge clk)
-    mode_2 <= \$43 ;
+    mode_1 <= \$42 ;
   always @(posedge clk)
-    low <= \$44 ;
+    valid_2 <= \$43 ;
   always @(posedge clk)
-    carry <= \$45 ;
+    start_2 <= \$44 ;
   always @(posedge clk)
-    high <= \$46 ;
-  assign \$1  = dsp_w_0[0] ? dsp_a_0 : 8'h00;
-  assign \$3  = dsp_w_0[1] ? dsp_a_0 : 8'h00;
+    mode_2 <= \$45 ;
+  always @(posedge clk)
+    low <= \$46 ;
+  always @(posedge clk)
+    carry <= \$47 ;
+  always @(posedge clk)
+    high <= \$48 ;
+  assign \$1  = dsp_w[0] ? dsp_a : 8'h00;
+  assign \$3  = dsp_w[1] ? dsp_a : 8'h00;
   assign \$5  = \$2  + \$4 ;
-  assign \$6  = dsp_w_0[2] ? dsp_a_0 : 8'h00;
-  assign \$8  = dsp_w_0[3] ? dsp_a_0 : 8'h00;
+  assign \$6  = dsp_w[2] ? dsp_a : 8'h00;
+  assign \$8  = dsp_w[3] ? dsp_a : 8'h00;
   assign \$10  = \$7  + \$9 ;
-  assign \$11  = \$5  + \$10 ;
-  assign \$12  = dsp_w_0[4] ? dsp_a_0 : 8'h00;
-  assign \$14  = dsp_w_0[5] ? dsp_a_0 : 8'h00;
-  assign \$16  = \$13  + \$15 ;
-  assign \$17  = dsp_w_0[6] ? dsp_a_0 : 8'h00;
-  assign \$19  = dsp_w_0[7] ? dsp_a_0 : 8'h00;
-  assign \$21  = - \$20 ;
-  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
-  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
-  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$11  = dsp_w[4] ? dsp_a : 8'h00;
+  assign \$13  = dsp_w[5] ? dsp_a : 8'h00;
+  assign \$15  = \$12  + \$14 ;
+  assign \$16  = dsp_w[6] ? dsp_a : 8'h00;
+  assign \$18  = dsp_w[7] ? dsp_a : 8'h00;
+  assign \$20  = - \$19 ;
+  assign \$21  = $signed({ 1'h0, \$17  }) + $signed(\$20 );
+  assign \$22  = product_row_0 + product_row_1;
+  assign \$23  = $signed({ 1'h0, product_row_2 }) + $signed(product_row_3);
+  assign \$24  = $signed({ 1'h0, \$22  }) + $signed(\$23 );
   assign \$25  = advance & valid_2;
   assign \$26  = $signed(high) + $signed({ 1'h0, carry });
   assign \$27  = start_2 ? 15'h0000 : \$26 ;
@@ -1067,128 +1077,140 @@ module \mac_array_fixed.pe_0_0 (rst, advance, \port$109$0 , dsp_a, dsp_w, valid,
   assign low_sum = \$30  + \$29 [14:0];
   assign \$31  = $signed(high) + $signed({ 1'h0, carry });
   always @(posedge clk)
-    dsp_a_0 <= \$32 ;
+    product_row_0 <= \$32 ;
   always @(posedge clk)
-    dsp_w_0 <= \$33 ;
+    product_row_1 <= \$33 ;
   always @(posedge clk)
-    product <= \$34 ;
+    product_row_2 <= \$34 ;
   always @(posedge clk)
-    valid_0 <= \$35 ;
+    product_row_3 <= \$35 ;
   always @(posedge clk)
-    start_0 <= \$36 ;
+    product <= \$36 ;
   always @(posedge clk)
-    mode_0 <= \$37 ;
+    valid_0 <= \$37 ;
   always @(posedge clk)
-    valid_1 <= \$38 ;
+    start_0 <= \$38 ;
   always @(posedge clk)
-    start_1 <= \$39 ;
+    mode_0 <= \$39 ;
   always @(posedge clk)
-    mode_1 <= \$40 ;
-  always @(posedge clk)
-    valid_2 <= \$41 ;
+    valid_1 <= \$40 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$43  = mode_2;
+    \$42  = mode_1;
     if (advance) begin
-      \$43  = mode_1;
+      \$42  = mode_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$44  = low;
+    \$43  = valid_2;
+    if (advance) begin
+      \$43  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$44  = start_2;
+    if (advance) begin
+      \$44  = start_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$45  = mode_2;
+    if (advance) begin
+      \$45  = mode_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$46  = low;
     if (\$25 ) begin
-      \$44  = low_sum[14:0];
+      \$46  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$45  = carry;
+    \$47  = carry;
     if (\$25 ) begin
-      \$45  = low_sum[15];
+      \$47  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$46  = high;
+    \$48  = high;
     if (\$25 ) begin
-      \$46  = \$28 [13:0];
+      \$48  = \$28 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$32  = dsp_a_0;
+    \$32  = product_row_0;
     if (advance) begin
-      \$32  = dsp_a;
+      \$32  = \$5 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$33  = dsp_w_0;
+    \$33  = product_row_1;
     if (advance) begin
-      \$33  = dsp_w;
+      \$33  = \$10 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$34  = product;
+    \$34  = product_row_2;
     if (advance) begin
-      \$34  = \$24 ;
+      \$34  = \$15 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$35  = valid_0;
+    \$35  = product_row_3;
     if (advance) begin
-      \$35  = valid;
+      \$35  = \$21 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$36  = start_0;
+    \$36  = product;
     if (advance) begin
-      \$36  = start;
+      \$36  = \$24 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$37  = mode_0;
+    \$37  = valid_0;
     if (advance) begin
-      \$37  = mode;
+      \$37  = valid;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$38  = valid_1;
+    \$38  = start_0;
     if (advance) begin
-      \$38  = valid_0;
+      \$38  = start;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$39  = start_1;
+    \$39  = mode_0;
     if (advance) begin
-      \$39  = start_0;
+      \$39  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$40  = mode_1;
+    \$40  = valid_1;
     if (advance) begin
-      \$40  = mode_0;
+      \$40  = valid_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$41  = valid_2;
+    \$41  = start_1;
     if (advance) begin
-      \$41  = valid_1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$42  = start_2;
-    if (advance) begin
-      \$42  = start_1;
+      \$41  = start_0;
     end
   end
   assign addend = { \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16:0] };
@@ -1203,10 +1225,10 @@ module \mac_array_fixed.pe_0_0 (rst, advance, \port$109$0 , dsp_a, dsp_w, valid,
   assign \$4  = { \$3 , 1'h0 };
   assign \$7  = { 1'h0, \$6 , 2'h0 };
   assign \$9  = { \$8 , 3'h0 };
-  assign \$13  = { 3'h0, \$12 , 4'h0 };
-  assign \$15  = { 2'h0, \$14 , 5'h00 };
-  assign \$18  = { 1'h0, \$17 , 6'h00 };
-  assign \$20  = { \$19 , 7'h00 };
+  assign \$12  = { 3'h0, \$11 , 4'h0 };
+  assign \$14  = { 2'h0, \$13 , 5'h00 };
+  assign \$17  = { 1'h0, \$16 , 6'h00 };
+  assign \$19  = { \$18 , 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -1214,19 +1236,19 @@ module \mac_array_fixed.pe_0_1 (rst, advance, \port$145$0 , dsp_a, dsp_w, valid,
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [7:0] \$1 ;
   wire [11:0] \$10 ;
-  wire [12:0] \$11 ;
-  wire [7:0] \$12 ;
-  wire [14:0] \$13 ;
-  wire [7:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [15:0] \$16 ;
-  wire [7:0] \$17 ;
-  wire [14:0] \$18 ;
-  wire [7:0] \$19 ;
+  wire [7:0] \$11 ;
+  wire [14:0] \$12 ;
+  wire [7:0] \$13 ;
+  wire [14:0] \$14 ;
+  wire [15:0] \$15 ;
+  wire [7:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [14:0] \$19 ;
   wire [8:0] \$2 ;
-  wire [14:0] \$20 ;
-  wire [15:0] \$21 ;
-  wire [16:0] \$22 ;
+  wire [15:0] \$20 ;
+  wire [16:0] \$21 ;
+  wire [12:0] \$22 ;
   wire [17:0] \$23 ;
   wire [18:0] \$24 ;
   wire \$25 ;
@@ -1237,11 +1259,11 @@ module \mac_array_fixed.pe_0_1 (rst, advance, \port$145$0 , dsp_a, dsp_w, valid,
   wire [7:0] \$3 ;
   wire [14:0] \$30 ;
   wire [14:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [7:0] \$33 ;
-  reg [18:0] \$34 ;
-  reg \$35 ;
-  reg \$36 ;
+  reg [9:0] \$32 ;
+  reg [11:0] \$33 ;
+  reg [15:0] \$34 ;
+  reg [16:0] \$35 ;
+  reg [18:0] \$36 ;
   reg \$37 ;
   reg \$38 ;
   reg \$39 ;
@@ -1250,9 +1272,11 @@ module \mac_array_fixed.pe_0_1 (rst, advance, \port$145$0 , dsp_a, dsp_w, valid,
   reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg [14:0] \$44 ;
+  reg \$44 ;
   reg \$45 ;
-  reg [13:0] \$46 ;
+  reg [14:0] \$46 ;
+  reg \$47 ;
+  reg [13:0] \$48 ;
   wire [9:0] \$5 ;
   wire [7:0] \$6 ;
   wire [10:0] \$7 ;
@@ -1267,10 +1291,8 @@ module \mac_array_fixed.pe_0_1 (rst, advance, \port$145$0 , dsp_a, dsp_w, valid,
   wire clk;
   input [7:0] dsp_a;
   wire [7:0] dsp_a;
-  reg [7:0] dsp_a_0 = 8'h00;
   input [7:0] dsp_w;
   wire [7:0] dsp_w;
-  reg [7:0] dsp_w_0 = 8'h00;
   reg [13:0] high = 14'h0000;
   output [14:0] low;
   reg [14:0] low = 15'h0000;
@@ -1288,6 +1310,10 @@ module \mac_array_fixed.pe_0_1 (rst, advance, \port$145$0 , dsp_a, dsp_w, valid,
   output [13:0] \port$145$0 ;
   wire [13:0] \port$145$0 ;
   reg [18:0] product = 19'h00000;
+  reg [9:0] product_row_0 = 10'h000;
+  reg [11:0] product_row_1 = 12'h000;
+  reg [15:0] product_row_2 = 16'h0000;
+  reg [16:0] product_row_3 = 17'h00000;
   input rst;
   wire rst;
   input start;
@@ -1301,31 +1327,37 @@ module \mac_array_fixed.pe_0_1 (rst, advance, \port$145$0 , dsp_a, dsp_w, valid,
   reg valid_1 = 1'h0;
   reg valid_2 = 1'h0;
   always @(posedge clk)
-    start_2 <= \$42 ;
+    start_1 <= \$41 ;
   always @(posedge clk)
-    mode_2 <= \$43 ;
+    mode_1 <= \$42 ;
   always @(posedge clk)
-    low <= \$44 ;
+    valid_2 <= \$43 ;
   always @(posedge clk)
-    carry <= \$45 ;
+    start_2 <= \$44 ;
   always @(posedge clk)
-    high <= \$46 ;
-  assign \$1  = dsp_w_0[0] ? dsp_a_0 : 8'h00;
-  assign \$3  = dsp_w_0[1] ? dsp_a_0 : 8'h00;
+    mode_2 <= \$45 ;
+  always @(posedge clk)
+    low <= \$46 ;
+  always @(posedge clk)
+    carry <= \$47 ;
+  always @(posedge clk)
+    high <= \$48 ;
+  assign \$1  = dsp_w[0] ? dsp_a : 8'h00;
+  assign \$3  = dsp_w[1] ? dsp_a : 8'h00;
   assign \$5  = \$2  + \$4 ;
-  assign \$6  = dsp_w_0[2] ? dsp_a_0 : 8'h00;
-  assign \$8  = dsp_w_0[3] ? dsp_a_0 : 8'h00;
+  assign \$6  = dsp_w[2] ? dsp_a : 8'h00;
+  assign \$8  = dsp_w[3] ? dsp_a : 8'h00;
   assign \$10  = \$7  + \$9 ;
-  assign \$11  = \$5  + \$10 ;
-  assign \$12  = dsp_w_0[4] ? dsp_a_0 : 8'h00;
-  assign \$14  = dsp_w_0[5] ? dsp_a_0 : 8'h00;
-  assign \$16  = \$13  + \$15 ;
-  assign \$17  = dsp_w_0[6] ? dsp_a_0 : 8'h00;
-  assign \$19  = dsp_w_0[7] ? dsp_a_0 : 8'h00;
-  assign \$21  = - \$20 ;
-  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
-  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
-  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$11  = dsp_w[4] ? dsp_a : 8'h00;
+  assign \$13  = dsp_w[5] ? dsp_a : 8'h00;
+  assign \$15  = \$12  + \$14 ;
+  assign \$16  = dsp_w[6] ? dsp_a : 8'h00;
+  assign \$18  = dsp_w[7] ? dsp_a : 8'h00;
+  assign \$20  = - \$19 ;
+  assign \$21  = $signed({ 1'h0, \$17  }) + $signed(\$20 );
+  assign \$22  = product_row_0 + product_row_1;
+  assign \$23  = $signed({ 1'h0, product_row_2 }) + $signed(product_row_3);
+  assign \$24  = $signed({ 1'h0, \$22  }) + $signed(\$23 );
   assign \$25  = advance & valid_2;
   assign \$26  = $signed(high) + $signed({ 1'h0, carry });
   assign \$27  = start_2 ? 15'h0000 : \$26 ;
@@ -1335,128 +1367,140 @@ module \mac_array_fixed.pe_0_1 (rst, advance, \port$145$0 , dsp_a, dsp_w, valid,
   assign low_sum = \$30  + \$29 [14:0];
   assign \$31  = $signed(high) + $signed({ 1'h0, carry });
   always @(posedge clk)
-    dsp_a_0 <= \$32 ;
+    product_row_0 <= \$32 ;
   always @(posedge clk)
-    dsp_w_0 <= \$33 ;
+    product_row_1 <= \$33 ;
   always @(posedge clk)
-    product <= \$34 ;
+    product_row_2 <= \$34 ;
   always @(posedge clk)
-    valid_0 <= \$35 ;
+    product_row_3 <= \$35 ;
   always @(posedge clk)
-    start_0 <= \$36 ;
+    product <= \$36 ;
   always @(posedge clk)
-    mode_0 <= \$37 ;
+    valid_0 <= \$37 ;
   always @(posedge clk)
-    valid_1 <= \$38 ;
+    start_0 <= \$38 ;
   always @(posedge clk)
-    start_1 <= \$39 ;
+    mode_0 <= \$39 ;
   always @(posedge clk)
-    mode_1 <= \$40 ;
-  always @(posedge clk)
-    valid_2 <= \$41 ;
+    valid_1 <= \$40 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = mode_2;
+    \$42  = mode_1;
     if (advance) begin
-      \$43  = mode_1;
+      \$42  = mode_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = low;
+    \$43  = valid_2;
+    if (advance) begin
+      \$43  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = start_2;
+    if (advance) begin
+      \$44  = start_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$45  = mode_2;
+    if (advance) begin
+      \$45  = mode_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$46  = low;
     if (\$25 ) begin
-      \$44  = low_sum[14:0];
+      \$46  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = carry;
+    \$47  = carry;
     if (\$25 ) begin
-      \$45  = low_sum[15];
+      \$47  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = high;
+    \$48  = high;
     if (\$25 ) begin
-      \$46  = \$28 [13:0];
+      \$48  = \$28 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$32  = dsp_a_0;
+    \$32  = product_row_0;
     if (advance) begin
-      \$32  = dsp_a;
+      \$32  = \$5 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$33  = dsp_w_0;
+    \$33  = product_row_1;
     if (advance) begin
-      \$33  = dsp_w;
+      \$33  = \$10 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$34  = product;
+    \$34  = product_row_2;
     if (advance) begin
-      \$34  = \$24 ;
+      \$34  = \$15 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$35  = valid_0;
+    \$35  = product_row_3;
     if (advance) begin
-      \$35  = valid;
+      \$35  = \$21 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$36  = start_0;
+    \$36  = product;
     if (advance) begin
-      \$36  = start;
+      \$36  = \$24 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$37  = mode_0;
+    \$37  = valid_0;
     if (advance) begin
-      \$37  = mode;
+      \$37  = valid;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$38  = valid_1;
+    \$38  = start_0;
     if (advance) begin
-      \$38  = valid_0;
+      \$38  = start;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$39  = start_1;
+    \$39  = mode_0;
     if (advance) begin
-      \$39  = start_0;
+      \$39  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$40  = mode_1;
+    \$40  = valid_1;
     if (advance) begin
-      \$40  = mode_0;
+      \$40  = valid_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$41  = valid_2;
+    \$41  = start_1;
     if (advance) begin
-      \$41  = valid_1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$42  = start_2;
-    if (advance) begin
-      \$42  = start_1;
+      \$41  = start_0;
     end
   end
   assign addend = { \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16:0] };
@@ -1471,10 +1515,10 @@ module \mac_array_fixed.pe_0_1 (rst, advance, \port$145$0 , dsp_a, dsp_w, valid,
   assign \$4  = { \$3 , 1'h0 };
   assign \$7  = { 1'h0, \$6 , 2'h0 };
   assign \$9  = { \$8 , 3'h0 };
-  assign \$13  = { 3'h0, \$12 , 4'h0 };
-  assign \$15  = { 2'h0, \$14 , 5'h00 };
-  assign \$18  = { 1'h0, \$17 , 6'h00 };
-  assign \$20  = { \$19 , 7'h00 };
+  assign \$12  = { 3'h0, \$11 , 4'h0 };
+  assign \$14  = { 2'h0, \$13 , 5'h00 };
+  assign \$17  = { 1'h0, \$16 , 6'h00 };
+  assign \$19  = { \$18 , 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -1482,19 +1526,19 @@ module \mac_array_fixed.pe_1_0 (rst, advance, \port$181$0 , dsp_a, dsp_w, valid,
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [7:0] \$1 ;
   wire [11:0] \$10 ;
-  wire [12:0] \$11 ;
-  wire [7:0] \$12 ;
-  wire [14:0] \$13 ;
-  wire [7:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [15:0] \$16 ;
-  wire [7:0] \$17 ;
-  wire [14:0] \$18 ;
-  wire [7:0] \$19 ;
+  wire [7:0] \$11 ;
+  wire [14:0] \$12 ;
+  wire [7:0] \$13 ;
+  wire [14:0] \$14 ;
+  wire [15:0] \$15 ;
+  wire [7:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [14:0] \$19 ;
   wire [8:0] \$2 ;
-  wire [14:0] \$20 ;
-  wire [15:0] \$21 ;
-  wire [16:0] \$22 ;
+  wire [15:0] \$20 ;
+  wire [16:0] \$21 ;
+  wire [12:0] \$22 ;
   wire [17:0] \$23 ;
   wire [18:0] \$24 ;
   wire \$25 ;
@@ -1505,11 +1549,11 @@ module \mac_array_fixed.pe_1_0 (rst, advance, \port$181$0 , dsp_a, dsp_w, valid,
   wire [7:0] \$3 ;
   wire [14:0] \$30 ;
   wire [14:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [7:0] \$33 ;
-  reg [18:0] \$34 ;
-  reg \$35 ;
-  reg \$36 ;
+  reg [9:0] \$32 ;
+  reg [11:0] \$33 ;
+  reg [15:0] \$34 ;
+  reg [16:0] \$35 ;
+  reg [18:0] \$36 ;
   reg \$37 ;
   reg \$38 ;
   reg \$39 ;
@@ -1518,9 +1562,11 @@ module \mac_array_fixed.pe_1_0 (rst, advance, \port$181$0 , dsp_a, dsp_w, valid,
   reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg [14:0] \$44 ;
+  reg \$44 ;
   reg \$45 ;
-  reg [13:0] \$46 ;
+  reg [14:0] \$46 ;
+  reg \$47 ;
+  reg [13:0] \$48 ;
   wire [9:0] \$5 ;
   wire [7:0] \$6 ;
   wire [10:0] \$7 ;
@@ -1535,10 +1581,8 @@ module \mac_array_fixed.pe_1_0 (rst, advance, \port$181$0 , dsp_a, dsp_w, valid,
   wire clk;
   input [7:0] dsp_a;
   wire [7:0] dsp_a;
-  reg [7:0] dsp_a_0 = 8'h00;
   input [7:0] dsp_w;
   wire [7:0] dsp_w;
-  reg [7:0] dsp_w_0 = 8'h00;
   reg [13:0] high = 14'h0000;
   output [14:0] low;
   reg [14:0] low = 15'h0000;
@@ -1556,6 +1600,10 @@ module \mac_array_fixed.pe_1_0 (rst, advance, \port$181$0 , dsp_a, dsp_w, valid,
   output [13:0] \port$181$0 ;
   wire [13:0] \port$181$0 ;
   reg [18:0] product = 19'h00000;
+  reg [9:0] product_row_0 = 10'h000;
+  reg [11:0] product_row_1 = 12'h000;
+  reg [15:0] product_row_2 = 16'h0000;
+  reg [16:0] product_row_3 = 17'h00000;
   input rst;
   wire rst;
   input start;
@@ -1569,31 +1617,37 @@ module \mac_array_fixed.pe_1_0 (rst, advance, \port$181$0 , dsp_a, dsp_w, valid,
   reg valid_1 = 1'h0;
   reg valid_2 = 1'h0;
   always @(posedge clk)
-    start_2 <= \$42 ;
+    start_1 <= \$41 ;
   always @(posedge clk)
-    mode_2 <= \$43 ;
+    mode_1 <= \$42 ;
   always @(posedge clk)
-    low <= \$44 ;
+    valid_2 <= \$43 ;
   always @(posedge clk)
-    carry <= \$45 ;
+    start_2 <= \$44 ;
   always @(posedge clk)
-    high <= \$46 ;
-  assign \$1  = dsp_w_0[0] ? dsp_a_0 : 8'h00;
-  assign \$3  = dsp_w_0[1] ? dsp_a_0 : 8'h00;
+    mode_2 <= \$45 ;
+  always @(posedge clk)
+    low <= \$46 ;
+  always @(posedge clk)
+    carry <= \$47 ;
+  always @(posedge clk)
+    high <= \$48 ;
+  assign \$1  = dsp_w[0] ? dsp_a : 8'h00;
+  assign \$3  = dsp_w[1] ? dsp_a : 8'h00;
   assign \$5  = \$2  + \$4 ;
-  assign \$6  = dsp_w_0[2] ? dsp_a_0 : 8'h00;
-  assign \$8  = dsp_w_0[3] ? dsp_a_0 : 8'h00;
+  assign \$6  = dsp_w[2] ? dsp_a : 8'h00;
+  assign \$8  = dsp_w[3] ? dsp_a : 8'h00;
   assign \$10  = \$7  + \$9 ;
-  assign \$11  = \$5  + \$10 ;
-  assign \$12  = dsp_w_0[4] ? dsp_a_0 : 8'h00;
-  assign \$14  = dsp_w_0[5] ? dsp_a_0 : 8'h00;
-  assign \$16  = \$13  + \$15 ;
-  assign \$17  = dsp_w_0[6] ? dsp_a_0 : 8'h00;
-  assign \$19  = dsp_w_0[7] ? dsp_a_0 : 8'h00;
-  assign \$21  = - \$20 ;
-  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
-  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
-  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$11  = dsp_w[4] ? dsp_a : 8'h00;
+  assign \$13  = dsp_w[5] ? dsp_a : 8'h00;
+  assign \$15  = \$12  + \$14 ;
+  assign \$16  = dsp_w[6] ? dsp_a : 8'h00;
+  assign \$18  = dsp_w[7] ? dsp_a : 8'h00;
+  assign \$20  = - \$19 ;
+  assign \$21  = $signed({ 1'h0, \$17  }) + $signed(\$20 );
+  assign \$22  = product_row_0 + product_row_1;
+  assign \$23  = $signed({ 1'h0, product_row_2 }) + $signed(product_row_3);
+  assign \$24  = $signed({ 1'h0, \$22  }) + $signed(\$23 );
   assign \$25  = advance & valid_2;
   assign \$26  = $signed(high) + $signed({ 1'h0, carry });
   assign \$27  = start_2 ? 15'h0000 : \$26 ;
@@ -1603,128 +1657,140 @@ module \mac_array_fixed.pe_1_0 (rst, advance, \port$181$0 , dsp_a, dsp_w, valid,
   assign low_sum = \$30  + \$29 [14:0];
   assign \$31  = $signed(high) + $signed({ 1'h0, carry });
   always @(posedge clk)
-    dsp_a_0 <= \$32 ;
+    product_row_0 <= \$32 ;
   always @(posedge clk)
-    dsp_w_0 <= \$33 ;
+    product_row_1 <= \$33 ;
   always @(posedge clk)
-    product <= \$34 ;
+    product_row_2 <= \$34 ;
   always @(posedge clk)
-    valid_0 <= \$35 ;
+    product_row_3 <= \$35 ;
   always @(posedge clk)
-    start_0 <= \$36 ;
+    product <= \$36 ;
   always @(posedge clk)
-    mode_0 <= \$37 ;
+    valid_0 <= \$37 ;
   always @(posedge clk)
-    valid_1 <= \$38 ;
+    start_0 <= \$38 ;
   always @(posedge clk)
-    start_1 <= \$39 ;
+    mode_0 <= \$39 ;
   always @(posedge clk)
-    mode_1 <= \$40 ;
-  always @(posedge clk)
-    valid_2 <= \$41 ;
+    valid_1 <= \$40 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = mode_2;
+    \$42  = mode_1;
     if (advance) begin
-      \$43  = mode_1;
+      \$42  = mode_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = low;
+    \$43  = valid_2;
+    if (advance) begin
+      \$43  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$44  = start_2;
+    if (advance) begin
+      \$44  = start_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$45  = mode_2;
+    if (advance) begin
+      \$45  = mode_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$46  = low;
     if (\$25 ) begin
-      \$44  = low_sum[14:0];
+      \$46  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = carry;
+    \$47  = carry;
     if (\$25 ) begin
-      \$45  = low_sum[15];
+      \$47  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = high;
+    \$48  = high;
     if (\$25 ) begin
-      \$46  = \$28 [13:0];
+      \$48  = \$28 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$32  = dsp_a_0;
+    \$32  = product_row_0;
     if (advance) begin
-      \$32  = dsp_a;
+      \$32  = \$5 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$33  = dsp_w_0;
+    \$33  = product_row_1;
     if (advance) begin
-      \$33  = dsp_w;
+      \$33  = \$10 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$34  = product;
+    \$34  = product_row_2;
     if (advance) begin
-      \$34  = \$24 ;
+      \$34  = \$15 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$35  = valid_0;
+    \$35  = product_row_3;
     if (advance) begin
-      \$35  = valid;
+      \$35  = \$21 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = start_0;
+    \$36  = product;
     if (advance) begin
-      \$36  = start;
+      \$36  = \$24 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = mode_0;
+    \$37  = valid_0;
     if (advance) begin
-      \$37  = mode;
+      \$37  = valid;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = valid_1;
+    \$38  = start_0;
     if (advance) begin
-      \$38  = valid_0;
+      \$38  = start;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$39  = start_1;
+    \$39  = mode_0;
     if (advance) begin
-      \$39  = start_0;
+      \$39  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = mode_1;
+    \$40  = valid_1;
     if (advance) begin
-      \$40  = mode_0;
+      \$40  = valid_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = valid_2;
+    \$41  = start_1;
     if (advance) begin
-      \$41  = valid_1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = start_2;
-    if (advance) begin
-      \$42  = start_1;
+      \$41  = start_0;
     end
   end
   assign addend = { \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16:0] };
@@ -1739,10 +1805,10 @@ module \mac_array_fixed.pe_1_0 (rst, advance, \port$181$0 , dsp_a, dsp_w, valid,
   assign \$4  = { \$3 , 1'h0 };
   assign \$7  = { 1'h0, \$6 , 2'h0 };
   assign \$9  = { \$8 , 3'h0 };
-  assign \$13  = { 3'h0, \$12 , 4'h0 };
-  assign \$15  = { 2'h0, \$14 , 5'h00 };
-  assign \$18  = { 1'h0, \$17 , 6'h00 };
-  assign \$20  = { \$19 , 7'h00 };
+  assign \$12  = { 3'h0, \$11 , 4'h0 };
+  assign \$14  = { 2'h0, \$13 , 5'h00 };
+  assign \$17  = { 1'h0, \$16 , 6'h00 };
+  assign \$19  = { \$18 , 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -1750,19 +1816,19 @@ module \mac_array_fixed.pe_1_1 (rst, advance, \port$217$0 , dsp_a, dsp_w, valid,
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   wire [11:0] \$10 ;
-  wire [12:0] \$11 ;
-  wire [7:0] \$12 ;
-  wire [14:0] \$13 ;
-  wire [7:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [15:0] \$16 ;
-  wire [7:0] \$17 ;
-  wire [14:0] \$18 ;
-  wire [7:0] \$19 ;
+  wire [7:0] \$11 ;
+  wire [14:0] \$12 ;
+  wire [7:0] \$13 ;
+  wire [14:0] \$14 ;
+  wire [15:0] \$15 ;
+  wire [7:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [14:0] \$19 ;
   wire [8:0] \$2 ;
-  wire [14:0] \$20 ;
-  wire [15:0] \$21 ;
-  wire [16:0] \$22 ;
+  wire [15:0] \$20 ;
+  wire [16:0] \$21 ;
+  wire [12:0] \$22 ;
   wire [17:0] \$23 ;
   wire [18:0] \$24 ;
   wire \$25 ;
@@ -1773,11 +1839,11 @@ module \mac_array_fixed.pe_1_1 (rst, advance, \port$217$0 , dsp_a, dsp_w, valid,
   wire [7:0] \$3 ;
   wire [14:0] \$30 ;
   wire [14:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [7:0] \$33 ;
-  reg [18:0] \$34 ;
-  reg \$35 ;
-  reg \$36 ;
+  reg [9:0] \$32 ;
+  reg [11:0] \$33 ;
+  reg [15:0] \$34 ;
+  reg [16:0] \$35 ;
+  reg [18:0] \$36 ;
   reg \$37 ;
   reg \$38 ;
   reg \$39 ;
@@ -1786,9 +1852,11 @@ module \mac_array_fixed.pe_1_1 (rst, advance, \port$217$0 , dsp_a, dsp_w, valid,
   reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg [14:0] \$44 ;
+  reg \$44 ;
   reg \$45 ;
-  reg [13:0] \$46 ;
+  reg [14:0] \$46 ;
+  reg \$47 ;
+  reg [13:0] \$48 ;
   wire [9:0] \$5 ;
   wire [7:0] \$6 ;
   wire [10:0] \$7 ;
@@ -1803,10 +1871,8 @@ module \mac_array_fixed.pe_1_1 (rst, advance, \port$217$0 , dsp_a, dsp_w, valid,
   wire clk;
   input [7:0] dsp_a;
   wire [7:0] dsp_a;
-  reg [7:0] dsp_a_0 = 8'h00;
   input [7:0] dsp_w;
   wire [7:0] dsp_w;
-  reg [7:0] dsp_w_0 = 8'h00;
   reg [13:0] high = 14'h0000;
   output [14:0] low;
   reg [14:0] low = 15'h0000;
@@ -1824,6 +1890,10 @@ module \mac_array_fixed.pe_1_1 (rst, advance, \port$217$0 , dsp_a, dsp_w, valid,
   output [13:0] \port$217$0 ;
   wire [13:0] \port$217$0 ;
   reg [18:0] product = 19'h00000;
+  reg [9:0] product_row_0 = 10'h000;
+  reg [11:0] product_row_1 = 12'h000;
+  reg [15:0] product_row_2 = 16'h0000;
+  reg [16:0] product_row_3 = 17'h00000;
   input rst;
   wire rst;
   input start;
@@ -1837,31 +1907,37 @@ module \mac_array_fixed.pe_1_1 (rst, advance, \port$217$0 , dsp_a, dsp_w, valid,
   reg valid_1 = 1'h0;
   reg valid_2 = 1'h0;
   always @(posedge clk)
-    start_2 <= \$42 ;
+    start_1 <= \$41 ;
   always @(posedge clk)
-    mode_2 <= \$43 ;
+    mode_1 <= \$42 ;
   always @(posedge clk)
-    low <= \$44 ;
+    valid_2 <= \$43 ;
   always @(posedge clk)
-    carry <= \$45 ;
+    start_2 <= \$44 ;
   always @(posedge clk)
-    high <= \$46 ;
-  assign \$1  = dsp_w_0[0] ? dsp_a_0 : 8'h00;
-  assign \$3  = dsp_w_0[1] ? dsp_a_0 : 8'h00;
+    mode_2 <= \$45 ;
+  always @(posedge clk)
+    low <= \$46 ;
+  always @(posedge clk)
+    carry <= \$47 ;
+  always @(posedge clk)
+    high <= \$48 ;
+  assign \$1  = dsp_w[0] ? dsp_a : 8'h00;
+  assign \$3  = dsp_w[1] ? dsp_a : 8'h00;
   assign \$5  = \$2  + \$4 ;
-  assign \$6  = dsp_w_0[2] ? dsp_a_0 : 8'h00;
-  assign \$8  = dsp_w_0[3] ? dsp_a_0 : 8'h00;
+  assign \$6  = dsp_w[2] ? dsp_a : 8'h00;
+  assign \$8  = dsp_w[3] ? dsp_a : 8'h00;
   assign \$10  = \$7  + \$9 ;
-  assign \$11  = \$5  + \$10 ;
-  assign \$12  = dsp_w_0[4] ? dsp_a_0 : 8'h00;
-  assign \$14  = dsp_w_0[5] ? dsp_a_0 : 8'h00;
-  assign \$16  = \$13  + \$15 ;
-  assign \$17  = dsp_w_0[6] ? dsp_a_0 : 8'h00;
-  assign \$19  = dsp_w_0[7] ? dsp_a_0 : 8'h00;
-  assign \$21  = - \$20 ;
-  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
-  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
-  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$11  = dsp_w[4] ? dsp_a : 8'h00;
+  assign \$13  = dsp_w[5] ? dsp_a : 8'h00;
+  assign \$15  = \$12  + \$14 ;
+  assign \$16  = dsp_w[6] ? dsp_a : 8'h00;
+  assign \$18  = dsp_w[7] ? dsp_a : 8'h00;
+  assign \$20  = - \$19 ;
+  assign \$21  = $signed({ 1'h0, \$17  }) + $signed(\$20 );
+  assign \$22  = product_row_0 + product_row_1;
+  assign \$23  = $signed({ 1'h0, product_row_2 }) + $signed(product_row_3);
+  assign \$24  = $signed({ 1'h0, \$22  }) + $signed(\$23 );
   assign \$25  = advance & valid_2;
   assign \$26  = $signed(high) + $signed({ 1'h0, carry });
   assign \$27  = start_2 ? 15'h0000 : \$26 ;
@@ -1871,128 +1947,140 @@ module \mac_array_fixed.pe_1_1 (rst, advance, \port$217$0 , dsp_a, dsp_w, valid,
   assign low_sum = \$30  + \$29 [14:0];
   assign \$31  = $signed(high) + $signed({ 1'h0, carry });
   always @(posedge clk)
-    dsp_a_0 <= \$32 ;
+    product_row_0 <= \$32 ;
   always @(posedge clk)
-    dsp_w_0 <= \$33 ;
+    product_row_1 <= \$33 ;
   always @(posedge clk)
-    product <= \$34 ;
+    product_row_2 <= \$34 ;
   always @(posedge clk)
-    valid_0 <= \$35 ;
+    product_row_3 <= \$35 ;
   always @(posedge clk)
-    start_0 <= \$36 ;
+    product <= \$36 ;
   always @(posedge clk)
-    mode_0 <= \$37 ;
+    valid_0 <= \$37 ;
   always @(posedge clk)
-    valid_1 <= \$38 ;
+    start_0 <= \$38 ;
   always @(posedge clk)
-    start_1 <= \$39 ;
+    mode_0 <= \$39 ;
   always @(posedge clk)
-    mode_1 <= \$40 ;
-  always @(posedge clk)
-    valid_2 <= \$41 ;
+    valid_1 <= \$40 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$43  = mode_2;
+    \$42  = mode_1;
     if (advance) begin
-      \$43  = mode_1;
+      \$42  = mode_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$44  = low;
+    \$43  = valid_2;
+    if (advance) begin
+      \$43  = valid_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$44  = start_2;
+    if (advance) begin
+      \$44  = start_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$45  = mode_2;
+    if (advance) begin
+      \$45  = mode_1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$46  = low;
     if (\$25 ) begin
-      \$44  = low_sum[14:0];
+      \$46  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$45  = carry;
+    \$47  = carry;
     if (\$25 ) begin
-      \$45  = low_sum[15];
+      \$47  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$46  = high;
+    \$48  = high;
     if (\$25 ) begin
-      \$46  = \$28 [13:0];
+      \$48  = \$28 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$32  = dsp_a_0;
+    \$32  = product_row_0;
     if (advance) begin
-      \$32  = dsp_a;
+      \$32  = \$5 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$33  = dsp_w_0;
+    \$33  = product_row_1;
     if (advance) begin
-      \$33  = dsp_w;
+      \$33  = \$10 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$34  = product;
+    \$34  = product_row_2;
     if (advance) begin
-      \$34  = \$24 ;
+      \$34  = \$15 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$35  = valid_0;
+    \$35  = product_row_3;
     if (advance) begin
-      \$35  = valid;
+      \$35  = \$21 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$36  = start_0;
+    \$36  = product;
     if (advance) begin
-      \$36  = start;
+      \$36  = \$24 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$37  = mode_0;
+    \$37  = valid_0;
     if (advance) begin
-      \$37  = mode;
+      \$37  = valid;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$38  = valid_1;
+    \$38  = start_0;
     if (advance) begin
-      \$38  = valid_0;
+      \$38  = start;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$39  = start_1;
+    \$39  = mode_0;
     if (advance) begin
-      \$39  = start_0;
+      \$39  = mode;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$40  = mode_1;
+    \$40  = valid_1;
     if (advance) begin
-      \$40  = mode_0;
+      \$40  = valid_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$41  = valid_2;
+    \$41  = start_1;
     if (advance) begin
-      \$41  = valid_1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$42  = start_2;
-    if (advance) begin
-      \$42  = start_1;
+      \$41  = start_0;
     end
   end
   assign addend = { \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16:0] };
@@ -2007,8 +2095,8 @@ module \mac_array_fixed.pe_1_1 (rst, advance, \port$217$0 , dsp_a, dsp_w, valid,
   assign \$4  = { \$3 , 1'h0 };
   assign \$7  = { 1'h0, \$6 , 2'h0 };
   assign \$9  = { \$8 , 3'h0 };
-  assign \$13  = { 3'h0, \$12 , 4'h0 };
-  assign \$15  = { 2'h0, \$14 , 5'h00 };
-  assign \$18  = { 1'h0, \$17 , 6'h00 };
-  assign \$20  = { \$19 , 7'h00 };
+  assign \$12  = { 3'h0, \$11 , 4'h0 };
+  assign \$14  = { 2'h0, \$13 , 5'h00 };
+  assign \$17  = { 1'h0, \$16 , 6'h00 };
+  assign \$19  = { \$18 , 7'h00 };
 endmodule

@@ -87,19 +87,19 @@ module \pe_fixed.core (start, clk, rst, dsp_a, dsp_w, partial, \port$46$0 , mode
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [7:0] \$1 ;
   wire [11:0] \$10 ;
-  wire [12:0] \$11 ;
-  wire [7:0] \$12 ;
-  wire [14:0] \$13 ;
-  wire [7:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [15:0] \$16 ;
-  wire [7:0] \$17 ;
-  wire [14:0] \$18 ;
-  wire [7:0] \$19 ;
+  wire [7:0] \$11 ;
+  wire [14:0] \$12 ;
+  wire [7:0] \$13 ;
+  wire [14:0] \$14 ;
+  wire [15:0] \$15 ;
+  wire [7:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [14:0] \$19 ;
   wire [8:0] \$2 ;
-  wire [14:0] \$20 ;
-  wire [15:0] \$21 ;
-  wire [16:0] \$22 ;
+  wire [15:0] \$20 ;
+  wire [16:0] \$21 ;
+  wire [12:0] \$22 ;
   wire [17:0] \$23 ;
   wire [18:0] \$24 ;
   wire \$25 ;
@@ -112,11 +112,11 @@ module \pe_fixed.core (start, clk, rst, dsp_a, dsp_w, partial, \port$46$0 , mode
   wire [14:0] \$31 ;
   wire [7:0] \$32 ;
   wire [7:0] \$33 ;
-  wire [7:0] \$34 ;
-  wire [7:0] \$35 ;
-  wire [18:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
+  wire [9:0] \$34 ;
+  wire [11:0] \$35 ;
+  wire [15:0] \$36 ;
+  wire [16:0] \$37 ;
+  wire [18:0] \$38 ;
   wire \$39 ;
   wire [8:0] \$4 ;
   wire \$40 ;
@@ -125,10 +125,12 @@ module \pe_fixed.core (start, clk, rst, dsp_a, dsp_w, partial, \port$46$0 , mode
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
-  reg [14:0] \$46 ;
-  reg \$47 ;
-  reg [13:0] \$48 ;
+  wire \$46 ;
+  wire \$47 ;
+  reg [14:0] \$48 ;
+  reg \$49 ;
   wire [9:0] \$5 ;
+  reg [13:0] \$50 ;
   wire [7:0] \$6 ;
   wire [10:0] \$7 ;
   wire [7:0] \$8 ;
@@ -142,11 +144,9 @@ module \pe_fixed.core (start, clk, rst, dsp_a, dsp_w, partial, \port$46$0 , mode
   input [7:0] dsp_a;
   wire [7:0] dsp_a;
   reg [7:0] dsp_a_0 = 8'h00;
-  reg [7:0] dsp_a_1 = 8'h00;
   input [7:0] dsp_w;
   wire [7:0] dsp_w;
   reg [7:0] dsp_w_0 = 8'h00;
-  reg [7:0] dsp_w_1 = 8'h00;
   reg [13:0] high = 14'h0000;
   output [14:0] low;
   reg [14:0] low = 15'h0000;
@@ -165,6 +165,10 @@ module \pe_fixed.core (start, clk, rst, dsp_a, dsp_w, partial, \port$46$0 , mode
   output [13:0] \port$46$0 ;
   wire [13:0] \port$46$0 ;
   reg [18:0] product = 19'h00000;
+  reg [9:0] product_row_0 = 10'h000;
+  reg [11:0] product_row_1 = 12'h000;
+  reg [15:0] product_row_2 = 16'h0000;
+  reg [16:0] product_row_3 = 17'h00000;
   input rst;
   wire rst;
   input start;
@@ -178,37 +182,43 @@ module \pe_fixed.core (start, clk, rst, dsp_a, dsp_w, partial, \port$46$0 , mode
   reg valid_1 = 1'h0;
   reg valid_2 = 1'h0;
   always @(posedge clk)
-    start_1 <= \$41 ;
+    start_0 <= \$40 ;
   always @(posedge clk)
-    mode_1 <= \$42 ;
+    mode_0 <= \$41 ;
   always @(posedge clk)
-    valid_2 <= \$43 ;
+    valid_1 <= \$42 ;
   always @(posedge clk)
-    start_2 <= \$44 ;
+    start_1 <= \$43 ;
   always @(posedge clk)
-    mode_2 <= \$45 ;
+    mode_1 <= \$44 ;
   always @(posedge clk)
-    low <= \$46 ;
+    valid_2 <= \$45 ;
   always @(posedge clk)
-    carry <= \$47 ;
+    start_2 <= \$46 ;
   always @(posedge clk)
-    high <= \$48 ;
-  assign \$1  = dsp_w_1[0] ? dsp_a_1 : 8'h00;
-  assign \$3  = dsp_w_1[1] ? dsp_a_1 : 8'h00;
+    mode_2 <= \$47 ;
+  always @(posedge clk)
+    low <= \$48 ;
+  always @(posedge clk)
+    carry <= \$49 ;
+  always @(posedge clk)
+    high <= \$50 ;
+  assign \$1  = dsp_w_0[0] ? dsp_a_0 : 8'h00;
+  assign \$3  = dsp_w_0[1] ? dsp_a_0 : 8'h00;
   assign \$5  = \$2  + \$4 ;
-  assign \$6  = dsp_w_1[2] ? dsp_a_1 : 8'h00;
-  assign \$8  = dsp_w_1[3] ? dsp_a_1 : 8'h00;
+  assign \$6  = dsp_w_0[2] ? dsp_a_0 : 8'h00;
+  assign \$8  = dsp_w_0[3] ? dsp_a_0 : 8'h00;
   assign \$10  = \$7  + \$9 ;
-  assign \$11  = \$5  + \$10 ;
-  assign \$12  = dsp_w_1[4] ? dsp_a_1 : 8'h00;
-  assign \$14  = dsp_w_1[5] ? dsp_a_1 : 8'h00;
-  assign \$16  = \$13  + \$15 ;
-  assign \$17  = dsp_w_1[6] ? dsp_a_1 : 8'h00;
-  assign \$19  = dsp_w_1[7] ? dsp_a_1 : 8'h00;
-  assign \$21  = - \$20 ;
-  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
-  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
-  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$11  = dsp_w_0[4] ? dsp_a_0 : 8'h00;
+  assign \$13  = dsp_w_0[5] ? dsp_a_0 : 8'h00;
+  assign \$15  = \$12  + \$14 ;
+  assign \$16  = dsp_w_0[6] ? dsp_a_0 : 8'h00;
+  assign \$18  = dsp_w_0[7] ? dsp_a_0 : 8'h00;
+  assign \$20  = - \$19 ;
+  assign \$21  = $signed({ 1'h0, \$17  }) + $signed(\$20 );
+  assign \$22  = product_row_0 + product_row_1;
+  assign \$23  = $signed({ 1'h0, product_row_2 }) + $signed(product_row_3);
+  assign \$24  = $signed({ 1'h0, \$22  }) + $signed(\$23 );
   assign \$26  = $signed(high) + $signed({ 1'h0, carry });
   assign \$27  = start_2 ? 15'h0000 : \$26 ;
   assign \$28  = $signed(\$27 ) + $signed(\$29 [16:15]);
@@ -221,38 +231,36 @@ module \pe_fixed.core (start, clk, rst, dsp_a, dsp_w, partial, \port$46$0 , mode
   always @(posedge clk)
     dsp_w_0 <= \$33 ;
   always @(posedge clk)
-    dsp_a_1 <= \$34 ;
+    product_row_0 <= \$34 ;
   always @(posedge clk)
-    dsp_w_1 <= \$35 ;
+    product_row_1 <= \$35 ;
   always @(posedge clk)
-    product <= \$36 ;
+    product_row_2 <= \$36 ;
   always @(posedge clk)
-    valid_0 <= \$37 ;
+    product_row_3 <= \$37 ;
   always @(posedge clk)
-    start_0 <= \$38 ;
+    product <= \$38 ;
   always @(posedge clk)
-    mode_0 <= \$39 ;
-  always @(posedge clk)
-    valid_1 <= \$40 ;
+    valid_0 <= \$39 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$46  = low;
+    \$48  = low;
     if (\$25 ) begin
-      \$46  = low_sum[14:0];
+      \$48  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$47  = carry;
+    \$49  = carry;
     if (\$25 ) begin
-      \$47  = low_sum[15];
+      \$49  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$48  = high;
+    \$50  = high;
     if (\$25 ) begin
-      \$48  = \$28 [13:0];
+      \$50  = \$28 [13:0];
     end
   end
   assign advance = 1'h1;
@@ -264,27 +272,29 @@ module \pe_fixed.core (start, clk, rst, dsp_a, dsp_w, partial, \port$46$0 , mode
   assign \mode.w8  = mode;
   assign \mode_1.w8  = mode_1;
   assign \mode_2.w8  = mode_2;
-  assign \$45  = mode_1;
-  assign \$44  = start_1;
-  assign \$43  = valid_1;
-  assign \$42  = mode_0;
-  assign \$41  = start_0;
-  assign \$40  = valid_0;
-  assign \$39  = mode;
-  assign \$38  = start;
-  assign \$37  = valid;
-  assign \$36  = \$24 ;
-  assign \$35  = dsp_w_0;
-  assign \$34  = dsp_a_0;
+  assign \$47  = mode_1;
+  assign \$46  = start_1;
+  assign \$45  = valid_1;
+  assign \$44  = mode_0;
+  assign \$43  = start_0;
+  assign \$42  = valid_0;
+  assign \$41  = mode;
+  assign \$40  = start;
+  assign \$39  = valid;
+  assign \$38  = \$24 ;
+  assign \$37  = \$21 ;
+  assign \$36  = \$15 ;
+  assign \$35  = \$10 ;
+  assign \$34  = \$5 ;
   assign \$33  = dsp_w;
   assign \$32  = dsp_a;
   assign \$2  = { 1'h0, \$1  };
   assign \$4  = { \$3 , 1'h0 };
   assign \$7  = { 1'h0, \$6 , 2'h0 };
   assign \$9  = { \$8 , 3'h0 };
-  assign \$13  = { 3'h0, \$12 , 4'h0 };
-  assign \$15  = { 2'h0, \$14 , 5'h00 };
-  assign \$18  = { 1'h0, \$17 , 6'h00 };
-  assign \$20  = { \$19 , 7'h00 };
+  assign \$12  = { 3'h0, \$11 , 4'h0 };
+  assign \$14  = { 2'h0, \$13 , 5'h00 };
+  assign \$17  = { 1'h0, \$16 , 6'h00 };
+  assign \$19  = { \$18 , 7'h00 };
   assign \$25  = valid_2;
 endmodule

@@ -226,7 +226,7 @@ module pe_scalable(weights, bits, enable, clear, clk, rst, partial, acc, activat
     .low(\$66 ),
     .mode(mode),
     .partial(partial),
-    .\port$386$0 (\$65 ),
+    .\port$387$0 (\$65 ),
     .rst(rst),
     .start(clear),
     .valid(enable),
@@ -373,7 +373,7 @@ module pe_scalable(weights, bits, enable, clear, clk, rst, partial, acc, activat
 endmodule
 
 (* generator = "Amaranth" *)
-module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits, w_digits, low, valid);
+module \pe_scalable.core (start, clk, rst, partial, \port$387$0 , mode, a_digits, w_digits, low, valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -528,94 +528,94 @@ module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits
   wire [2:0] \$234 ;
   wire [3:0] \$235 ;
   wire [5:0] \$236 ;
-  wire [4:0] \$237 ;
-  wire [5:0] \$238 ;
-  wire [4:0] \$239 ;
+  wire [8:0] \$237 ;
+  wire [4:0] \$238 ;
+  wire [5:0] \$239 ;
   wire [3:0] \$24 ;
-  wire [5:0] \$240 ;
-  wire [8:0] \$241 ;
-  wire [4:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire [8:0] \$244 ;
-  wire [9:0] \$245 ;
-  wire [4:0] \$246 ;
-  wire [11:0] \$247 ;
-  wire [4:0] \$248 ;
-  wire [11:0] \$249 ;
+  wire [4:0] \$240 ;
+  wire [5:0] \$241 ;
+  wire [8:0] \$242 ;
+  wire [4:0] \$243 ;
+  wire [5:0] \$244 ;
+  wire [8:0] \$245 ;
+  wire [9:0] \$246 ;
+  wire [4:0] \$247 ;
+  wire [11:0] \$248 ;
+  wire [4:0] \$249 ;
   wire [5:0] \$25 ;
-  wire [12:0] \$250 ;
-  wire [4:0] \$251 ;
-  wire [5:0] \$252 ;
-  wire [4:0] \$253 ;
-  wire [5:0] \$254 ;
-  wire [8:0] \$255 ;
-  wire [4:0] \$256 ;
-  wire [5:0] \$257 ;
-  wire [8:0] \$258 ;
-  wire [9:0] \$259 ;
+  wire [11:0] \$250 ;
+  wire [12:0] \$251 ;
+  wire [4:0] \$252 ;
+  wire [5:0] \$253 ;
+  wire [4:0] \$254 ;
+  wire [5:0] \$255 ;
+  wire [8:0] \$256 ;
+  wire [4:0] \$257 ;
+  wire [5:0] \$258 ;
+  wire [8:0] \$259 ;
   wire [1:0] \$26 ;
-  wire [4:0] \$260 ;
-  wire [11:0] \$261 ;
-  wire [4:0] \$262 ;
-  wire [11:0] \$263 ;
-  wire [12:0] \$264 ;
-  wire [4:0] \$265 ;
-  wire [5:0] \$266 ;
-  wire [4:0] \$267 ;
-  wire [5:0] \$268 ;
-  wire [8:0] \$269 ;
+  wire [9:0] \$260 ;
+  wire [4:0] \$261 ;
+  wire [11:0] \$262 ;
+  wire [4:0] \$263 ;
+  wire [11:0] \$264 ;
+  wire [12:0] \$265 ;
+  wire [4:0] \$266 ;
+  wire [5:0] \$267 ;
+  wire [4:0] \$268 ;
+  wire [5:0] \$269 ;
   wire [2:0] \$27 ;
-  wire [4:0] \$270 ;
-  wire [5:0] \$271 ;
-  wire [8:0] \$272 ;
-  wire [9:0] \$273 ;
-  wire [4:0] \$274 ;
-  wire [11:0] \$275 ;
-  wire [4:0] \$276 ;
-  wire [11:0] \$277 ;
-  wire [12:0] \$278 ;
-  wire [4:0] \$279 ;
+  wire [8:0] \$270 ;
+  wire [4:0] \$271 ;
+  wire [5:0] \$272 ;
+  wire [8:0] \$273 ;
+  wire [9:0] \$274 ;
+  wire [4:0] \$275 ;
+  wire [11:0] \$276 ;
+  wire [4:0] \$277 ;
+  wire [11:0] \$278 ;
+  wire [12:0] \$279 ;
   wire [2:0] \$28 ;
-  wire [5:0] \$280 ;
-  wire [4:0] \$281 ;
-  wire [5:0] \$282 ;
-  wire [8:0] \$283 ;
-  wire [4:0] \$284 ;
-  wire [5:0] \$285 ;
-  wire [8:0] \$286 ;
-  wire [9:0] \$287 ;
-  wire [4:0] \$288 ;
-  wire [11:0] \$289 ;
+  wire [4:0] \$280 ;
+  wire [5:0] \$281 ;
+  wire [4:0] \$282 ;
+  wire [5:0] \$283 ;
+  wire [8:0] \$284 ;
+  wire [4:0] \$285 ;
+  wire [5:0] \$286 ;
+  wire [8:0] \$287 ;
+  wire [9:0] \$288 ;
+  wire [4:0] \$289 ;
   wire [3:0] \$29 ;
-  wire [4:0] \$290 ;
-  wire [11:0] \$291 ;
-  wire [12:0] \$292 ;
-  wire [8:0] \$293 ;
-  wire [9:0] \$294 ;
-  wire [8:0] \$295 ;
-  wire [9:0] \$296 ;
-  wire [16:0] \$297 ;
-  wire [8:0] \$298 ;
-  wire [9:0] \$299 ;
+  wire [11:0] \$290 ;
+  wire [4:0] \$291 ;
+  wire [11:0] \$292 ;
+  wire [12:0] \$293 ;
+  wire [16:0] \$294 ;
+  wire [17:0] \$295 ;
+  wire [8:0] \$296 ;
+  wire [9:0] \$297 ;
+  wire [16:0] \$298 ;
+  wire [8:0] \$299 ;
   wire [1:0] \$3 ;
   wire [5:0] \$30 ;
-  wire [16:0] \$300 ;
-  wire [17:0] \$301 ;
-  wire [8:0] \$302 ;
-  wire [23:0] \$303 ;
-  wire [8:0] \$304 ;
-  wire [23:0] \$305 ;
-  wire [24:0] \$306 ;
-  wire [8:0] \$307 ;
+  wire [9:0] \$300 ;
+  wire [16:0] \$301 ;
+  wire [18:0] \$302 ;
+  wire [8:0] \$303 ;
+  wire [23:0] \$304 ;
+  wire [8:0] \$305 ;
+  wire [23:0] \$306 ;
+  wire [25:0] \$307 ;
   wire [17:0] \$308 ;
   wire [14:0] \$309 ;
   wire \$31 ;
   wire [14:0] \$310 ;
-  wire [16:0] \$311 ;
-  wire \$312 ;
+  wire \$311 ;
+  wire [14:0] \$312 ;
   wire [14:0] \$313 ;
-  wire [14:0] \$314 ;
-  wire [15:0] \$315 ;
+  wire [15:0] \$314 ;
+  wire [3:0] \$315 ;
   wire [3:0] \$316 ;
   wire [3:0] \$317 ;
   wire [3:0] \$318 ;
@@ -633,28 +633,27 @@ module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits
   wire [3:0] \$329 ;
   wire [1:0] \$33 ;
   wire [3:0] \$330 ;
-  wire [3:0] \$331 ;
-  wire [2:0] \$332 ;
+  wire [2:0] \$331 ;
+  wire [15:0] \$332 ;
   wire [7:0] \$333 ;
   wire [7:0] \$334 ;
   wire [7:0] \$335 ;
-  wire [7:0] \$336 ;
-  wire [2:0] \$337 ;
-  wire [16:0] \$338 ;
+  wire [2:0] \$336 ;
+  wire [16:0] \$337 ;
+  wire \$338 ;
   wire \$339 ;
   wire [1:0] \$34 ;
-  wire \$340 ;
-  wire [2:0] \$341 ;
+  wire [2:0] \$340 ;
+  wire \$341 ;
   wire \$342 ;
-  wire \$343 ;
-  wire [2:0] \$344 ;
+  wire [2:0] \$343 ;
+  wire \$344 ;
   wire \$345 ;
-  wire \$346 ;
-  wire [2:0] \$347 ;
-  reg [14:0] \$348 ;
-  reg \$349 ;
+  wire [2:0] \$346 ;
+  reg [14:0] \$347 ;
+  reg \$348 ;
+  reg [13:0] \$349 ;
   wire [2:0] \$35 ;
-  reg [13:0] \$350 ;
   wire [2:0] \$36 ;
   wire [3:0] \$37 ;
   wire [2:0] \$38 ;
@@ -778,11 +777,11 @@ module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits
   wire [28:0] acc;
   wire [28:0] addend;
   wire advance;
-  wire [7:0] block_2_0_0;
+  wire [15:0] block_2_0_0;
   wire [7:0] block_2_0_1;
   wire [7:0] block_2_1_0;
   wire [7:0] block_2_1_1;
-  wire [15:0] block_4_0_0;
+  wire [16:0] block_4_0_0;
   wire [3:0] brick_0_0;
   wire [3:0] brick_0_1;
   wire [3:0] brick_0_2;
@@ -836,11 +835,11 @@ module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits
   wire [14:0] offset;
   output [16:0] partial;
   wire [16:0] partial;
-  output [13:0] \port$386$0 ;
-  wire [13:0] \port$386$0 ;
+  output [13:0] \port$387$0 ;
+  wire [13:0] \port$387$0 ;
   input rst;
   wire rst;
-  reg [7:0] stage_block_2_0_0 = 8'h00;
+  reg [15:0] stage_block_2_0_0 = 16'h0000;
   reg [7:0] stage_block_2_0_1 = 8'h00;
   reg [7:0] stage_block_2_1_0 = 8'h00;
   reg [7:0] stage_block_2_1_1 = 8'h00;
@@ -1034,146 +1033,146 @@ module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits
   assign \$234  = w_digits[31] ? \$233  : 3'h0;
   assign \$235  = \$232  + \$234 ;
   assign join_1 = | brick_mode[2:1];
-  assign \$237  = 1'h0 + stage_brick_0_0;
-  assign \$238  = 1'h0 + \$237 ;
-  assign \$239  = 1'h0 + stage_brick_0_1;
-  assign \$240  = \$239  + stage_brick_1_0;
-  assign \$242  = 1'h0 + stage_brick_0_1;
-  assign \$243  = \$242  + stage_brick_1_0;
-  assign \$244  = join_1 ? \$241  : { 3'h0, \$243  };
-  assign \$245  = \$238  + \$244 ;
-  assign \$246  = 1'h0 + stage_brick_1_1;
-  assign \$248  = 1'h0 + stage_brick_1_1;
-  assign \$249  = join_1 ? \$247  : { 7'h00, \$248  };
-  assign \$250  = \$245  + \$249 ;
-  assign \$251  = 1'h0 + stage_brick_0_2;
-  assign \$252  = 1'h0 + \$251 ;
-  assign \$253  = 1'h0 + stage_brick_0_3;
-  assign \$254  = \$253  + stage_brick_1_2;
-  assign \$256  = 1'h0 + stage_brick_0_3;
-  assign \$257  = \$256  + stage_brick_1_2;
-  assign \$258  = join_1 ? \$255  : { 3'h0, \$257  };
-  assign \$259  = \$252  + \$258 ;
-  assign \$260  = 1'h0 + stage_brick_1_3;
-  assign \$262  = 1'h0 + stage_brick_1_3;
-  assign \$263  = join_1 ? \$261  : { 7'h00, \$262  };
-  assign \$264  = \$259  + \$263 ;
-  assign \$265  = 1'h0 + stage_brick_2_0;
-  assign \$266  = 1'h0 + \$265 ;
-  assign \$267  = 1'h0 + stage_brick_2_1;
-  assign \$268  = \$267  + stage_brick_3_0;
-  assign \$270  = 1'h0 + stage_brick_2_1;
-  assign \$271  = \$270  + stage_brick_3_0;
-  assign \$272  = join_1 ? \$269  : { 3'h0, \$271  };
-  assign \$273  = \$266  + \$272 ;
-  assign \$274  = 1'h0 + stage_brick_3_1;
-  assign \$276  = 1'h0 + stage_brick_3_1;
-  assign \$277  = join_1 ? \$275  : { 7'h00, \$276  };
-  assign \$278  = \$273  + \$277 ;
-  assign \$279  = 1'h0 + stage_brick_2_2;
-  assign \$280  = 1'h0 + \$279 ;
-  assign \$281  = 1'h0 + stage_brick_2_3;
-  assign \$282  = \$281  + stage_brick_3_2;
-  assign \$284  = 1'h0 + stage_brick_2_3;
-  assign \$285  = \$284  + stage_brick_3_2;
-  assign \$286  = join_1 ? \$283  : { 3'h0, \$285  };
-  assign \$287  = \$280  + \$286 ;
-  assign \$288  = 1'h0 + stage_brick_3_3;
-  assign \$290  = 1'h0 + stage_brick_3_3;
-  assign \$291  = join_1 ? \$289  : { 7'h00, \$290  };
-  assign \$292  = \$287  + \$291 ;
-  assign \$293  = 1'h0 + stage_block_2_0_0;
-  assign \$294  = 1'h0 + \$293 ;
-  assign \$295  = 1'h0 + stage_block_2_0_1;
-  assign \$296  = \$295  + stage_block_2_1_0;
-  assign \$298  = 1'h0 + stage_block_2_0_1;
-  assign \$299  = \$298  + stage_block_2_1_0;
-  assign \$300  = join_2 ? \$297  : { 7'h00, \$299  };
-  assign \$301  = \$294  + \$300 ;
-  assign \$302  = 1'h0 + stage_block_2_1_1;
-  assign \$304  = 1'h0 + stage_block_2_1_1;
-  assign \$305  = join_2 ? \$303  : { 15'h0000, \$304  };
-  assign \$306  = \$301  + \$305 ;
-  assign \$307  = level_mode[1] ? 9'h1e0 : 9'h060;
-  assign offset = level_mode[2] ? 15'h7f80 : { 6'h00, \$307  };
+  assign \$237  = brick_mode[1] ? 9'h1e0 : 9'h060;
+  assign offset = brick_mode[2] ? 15'h7f80 : { 6'h00, \$237  };
+  assign \$238  = 1'h0 + stage_brick_0_0;
+  assign \$239  = 1'h0 + \$238 ;
+  assign \$240  = 1'h0 + stage_brick_0_1;
+  assign \$241  = \$240  + stage_brick_1_0;
+  assign \$243  = 1'h0 + stage_brick_0_1;
+  assign \$244  = \$243  + stage_brick_1_0;
+  assign \$245  = join_1 ? \$242  : { 3'h0, \$244  };
+  assign \$246  = \$239  + \$245 ;
+  assign \$247  = 1'h0 + stage_brick_1_1;
+  assign \$249  = 1'h0 + stage_brick_1_1;
+  assign \$250  = join_1 ? \$248  : { 7'h00, \$249  };
+  assign \$251  = \$246  + \$250 ;
+  assign block_2_0_0 = \$251  - offset;
+  assign \$252  = 1'h0 + stage_brick_0_2;
+  assign \$253  = 1'h0 + \$252 ;
+  assign \$254  = 1'h0 + stage_brick_0_3;
+  assign \$255  = \$254  + stage_brick_1_2;
+  assign \$257  = 1'h0 + stage_brick_0_3;
+  assign \$258  = \$257  + stage_brick_1_2;
+  assign \$259  = join_1 ? \$256  : { 3'h0, \$258  };
+  assign \$260  = \$253  + \$259 ;
+  assign \$261  = 1'h0 + stage_brick_1_3;
+  assign \$263  = 1'h0 + stage_brick_1_3;
+  assign \$264  = join_1 ? \$262  : { 7'h00, \$263  };
+  assign \$265  = \$260  + \$264 ;
+  assign \$266  = 1'h0 + stage_brick_2_0;
+  assign \$267  = 1'h0 + \$266 ;
+  assign \$268  = 1'h0 + stage_brick_2_1;
+  assign \$269  = \$268  + stage_brick_3_0;
+  assign \$271  = 1'h0 + stage_brick_2_1;
+  assign \$272  = \$271  + stage_brick_3_0;
+  assign \$273  = join_1 ? \$270  : { 3'h0, \$272  };
+  assign \$274  = \$267  + \$273 ;
+  assign \$275  = 1'h0 + stage_brick_3_1;
+  assign \$277  = 1'h0 + stage_brick_3_1;
+  assign \$278  = join_1 ? \$276  : { 7'h00, \$277  };
+  assign \$279  = \$274  + \$278 ;
+  assign \$280  = 1'h0 + stage_brick_2_2;
+  assign \$281  = 1'h0 + \$280 ;
+  assign \$282  = 1'h0 + stage_brick_2_3;
+  assign \$283  = \$282  + stage_brick_3_2;
+  assign \$285  = 1'h0 + stage_brick_2_3;
+  assign \$286  = \$285  + stage_brick_3_2;
+  assign \$287  = join_1 ? \$284  : { 3'h0, \$286  };
+  assign \$288  = \$281  + \$287 ;
+  assign \$289  = 1'h0 + stage_brick_3_3;
+  assign \$291  = 1'h0 + stage_brick_3_3;
+  assign \$292  = join_1 ? \$290  : { 7'h00, \$291  };
+  assign \$293  = \$288  + \$292 ;
+  assign \$294  = $signed(1'h0) + $signed(stage_block_2_0_0);
+  assign \$295  = $signed(1'h0) + $signed(\$294 );
+  assign \$296  = 1'h0 + stage_block_2_0_1;
+  assign \$297  = \$296  + stage_block_2_1_0;
+  assign \$299  = 1'h0 + stage_block_2_0_1;
+  assign \$300  = \$299  + stage_block_2_1_0;
+  assign \$301  = join_2 ? \$298  : { 7'h00, \$300  };
+  assign \$302  = $signed(\$295 ) + $signed({ 1'h0, \$301  });
+  assign \$303  = 1'h0 + stage_block_2_1_1;
+  assign \$305  = 1'h0 + stage_block_2_1_1;
+  assign \$306  = join_2 ? \$304  : { 15'h0000, \$305  };
+  assign \$307  = $signed(\$302 ) + $signed({ 1'h0, \$306  });
   assign \$308  = $signed(1'h0) + $signed(tree);
   assign \$309  = start_2 ? 15'h0000 : low;
   assign low_sum = \$309  + \$308 [14:0];
   assign \$310  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$311  = \$306 [15:0] - offset;
-  assign \$313  = $signed(high) + $signed({ 1'h0, carry });
-  assign \$314  = start_2 ? 15'h0000 : \$313 ;
-  assign \$315  = $signed(\$314 ) + $signed(\$308 [16:15]);
+  assign \$312  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$313  = start_2 ? 15'h0000 : \$312 ;
+  assign \$314  = $signed(\$313 ) + $signed(\$308 [16:15]);
   always @(posedge clk)
-    stage_brick_0_0 <= \$316 ;
+    stage_brick_0_0 <= \$315 ;
   always @(posedge clk)
-    stage_brick_0_1 <= \$317 ;
+    stage_brick_0_1 <= \$316 ;
   always @(posedge clk)
-    stage_brick_0_2 <= \$318 ;
+    stage_brick_0_2 <= \$317 ;
   always @(posedge clk)
-    stage_brick_0_3 <= \$319 ;
+    stage_brick_0_3 <= \$318 ;
   always @(posedge clk)
-    stage_brick_1_0 <= \$320 ;
+    stage_brick_1_0 <= \$319 ;
   always @(posedge clk)
-    stage_brick_1_1 <= \$321 ;
+    stage_brick_1_1 <= \$320 ;
   always @(posedge clk)
-    stage_brick_1_2 <= \$322 ;
+    stage_brick_1_2 <= \$321 ;
   always @(posedge clk)
-    stage_brick_1_3 <= \$323 ;
+    stage_brick_1_3 <= \$322 ;
   always @(posedge clk)
-    stage_brick_2_0 <= \$324 ;
+    stage_brick_2_0 <= \$323 ;
   always @(posedge clk)
-    stage_brick_2_1 <= \$325 ;
+    stage_brick_2_1 <= \$324 ;
   always @(posedge clk)
-    stage_brick_2_2 <= \$326 ;
+    stage_brick_2_2 <= \$325 ;
   always @(posedge clk)
-    stage_brick_2_3 <= \$327 ;
+    stage_brick_2_3 <= \$326 ;
   always @(posedge clk)
-    stage_brick_3_0 <= \$328 ;
+    stage_brick_3_0 <= \$327 ;
   always @(posedge clk)
-    stage_brick_3_1 <= \$329 ;
+    stage_brick_3_1 <= \$328 ;
   always @(posedge clk)
-    stage_brick_3_2 <= \$330 ;
+    stage_brick_3_2 <= \$329 ;
   always @(posedge clk)
-    stage_brick_3_3 <= \$331 ;
+    stage_brick_3_3 <= \$330 ;
   always @(posedge clk)
-    brick_mode <= \$332 ;
+    brick_mode <= \$331 ;
   always @(posedge clk)
-    stage_block_2_0_0 <= \$333 ;
+    stage_block_2_0_0 <= \$332 ;
   always @(posedge clk)
-    stage_block_2_0_1 <= \$334 ;
+    stage_block_2_0_1 <= \$333 ;
   always @(posedge clk)
-    stage_block_2_1_0 <= \$335 ;
+    stage_block_2_1_0 <= \$334 ;
   always @(posedge clk)
-    stage_block_2_1_1 <= \$336 ;
+    stage_block_2_1_1 <= \$335 ;
   always @(posedge clk)
-    level_mode <= \$337 ;
+    level_mode <= \$336 ;
   always @(posedge clk)
-    tree <= \$338 ;
+    tree <= \$337 ;
   always @(posedge clk)
-    valid_0 <= \$339 ;
+    valid_0 <= \$338 ;
   always @(posedge clk)
-    start_0 <= \$340 ;
+    start_0 <= \$339 ;
   always @(posedge clk)
-    mode_0 <= \$341 ;
+    mode_0 <= \$340 ;
   always @(posedge clk)
-    valid_1 <= \$342 ;
+    valid_1 <= \$341 ;
   always @(posedge clk)
-    start_1 <= \$343 ;
+    start_1 <= \$342 ;
   always @(posedge clk)
-    mode_1 <= \$344 ;
+    mode_1 <= \$343 ;
   always @(posedge clk)
-    valid_2 <= \$345 ;
+    valid_2 <= \$344 ;
   always @(posedge clk)
-    start_2 <= \$346 ;
+    start_2 <= \$345 ;
   always @(posedge clk)
-    mode_2 <= \$347 ;
+    mode_2 <= \$346 ;
   always @(posedge clk)
-    low <= \$348 ;
+    low <= \$347 ;
   always @(posedge clk)
-    carry <= \$349 ;
+    carry <= \$348 ;
   always @(posedge clk)
-    high <= \$350 ;
+    high <= \$349 ;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ w_digits[1];
   assign \$auto$rtlil.cc:2739:Not$12  = ~ w_digits[5];
   assign \$auto$rtlil.cc:2739:Not$14  = ~ w_digits[7];
@@ -1208,23 +1207,23 @@ module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits
   assign \$auto$rtlil.cc:2739:Not$10  = ~ w_digits[5];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
-    \$348  = low;
-    if (\$312 ) begin
-      \$348  = low_sum[14:0];
+    \$347  = low;
+    if (\$311 ) begin
+      \$347  = low_sum[14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
-    \$349  = carry;
-    if (\$312 ) begin
-      \$349  = low_sum[15];
+    \$348  = carry;
+    if (\$311 ) begin
+      \$348  = low_sum[15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
-    \$350  = high;
-    if (\$312 ) begin
-      \$350  = \$315 [13:0];
+    \$349  = high;
+    if (\$311 ) begin
+      \$349  = \$314 [13:0];
     end
   end
   assign brick_0_0 = \$15 [3:0];
@@ -1243,16 +1242,15 @@ module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits
   assign brick_3_1 = \$207 [3:0];
   assign brick_3_2 = \$222 [3:0];
   assign brick_3_3 = \$236 [3:0];
-  assign block_2_0_0 = \$250 [7:0];
-  assign block_2_0_1 = \$264 [7:0];
-  assign block_2_1_0 = \$278 [7:0];
-  assign block_2_1_1 = \$292 [7:0];
-  assign block_4_0_0 = \$306 [15:0];
+  assign block_2_0_1 = \$265 [7:0];
+  assign block_2_1_0 = \$279 [7:0];
+  assign block_2_1_1 = \$293 [7:0];
+  assign block_4_0_0 = \$307 [16:0];
   assign addend = { \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16], \$308 [16:0] };
   assign acc = { \$310 [13:0], low };
   assign advance = 1'h1;
   assign partial = \$308 [16:0];
-  assign \port$386$0  = \$310 [13:0];
+  assign \port$387$0  = \$310 [13:0];
   assign \mode.w2  = mode[0];
   assign \mode.w4  = mode[1];
   assign \mode.w8  = mode[2];
@@ -1303,38 +1301,38 @@ module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits
   assign \mode_2.w2  = mode_2[0];
   assign \mode_2.w4  = mode_2[1];
   assign \mode_2.w8  = mode_2[2];
-  assign \$347  = mode_1;
-  assign \$346  = start_1;
-  assign \$345  = valid_1;
-  assign \$344  = mode_0;
-  assign \$343  = start_0;
-  assign \$342  = valid_0;
-  assign \$341  = mode;
-  assign \$340  = start;
-  assign \$339  = valid;
-  assign \$338  = \$311 ;
-  assign \$337  = brick_mode;
-  assign \$336  = \$292 [7:0];
-  assign \$335  = \$278 [7:0];
-  assign \$334  = \$264 [7:0];
-  assign \$333  = \$250 [7:0];
-  assign \$332  = mode;
-  assign \$331  = \$236 [3:0];
-  assign \$330  = \$222 [3:0];
-  assign \$329  = \$207 [3:0];
-  assign \$328  = \$192 [3:0];
-  assign \$327  = \$177 [3:0];
-  assign \$326  = \$163 [3:0];
-  assign \$325  = \$148 [3:0];
-  assign \$324  = \$133 [3:0];
-  assign \$323  = \$118 [3:0];
-  assign \$322  = \$104 [3:0];
-  assign \$321  = \$89 [3:0];
-  assign \$320  = \$74 [3:0];
-  assign \$319  = \$59 [3:0];
-  assign \$318  = \$45 [3:0];
-  assign \$317  = \$30 [3:0];
-  assign \$316  = \$15 [3:0];
+  assign \$346  = mode_1;
+  assign \$345  = start_1;
+  assign \$344  = valid_1;
+  assign \$343  = mode_0;
+  assign \$342  = start_0;
+  assign \$341  = valid_0;
+  assign \$340  = mode;
+  assign \$339  = start;
+  assign \$338  = valid;
+  assign \$337  = \$307 [16:0];
+  assign \$336  = brick_mode;
+  assign \$335  = \$293 [7:0];
+  assign \$334  = \$279 [7:0];
+  assign \$333  = \$265 [7:0];
+  assign \$332  = block_2_0_0;
+  assign \$331  = mode;
+  assign \$330  = \$236 [3:0];
+  assign \$329  = \$222 [3:0];
+  assign \$328  = \$207 [3:0];
+  assign \$327  = \$192 [3:0];
+  assign \$326  = \$177 [3:0];
+  assign \$325  = \$163 [3:0];
+  assign \$324  = \$148 [3:0];
+  assign \$323  = \$133 [3:0];
+  assign \$322  = \$118 [3:0];
+  assign \$321  = \$104 [3:0];
+  assign \$320  = \$89 [3:0];
+  assign \$319  = \$74 [3:0];
+  assign \$318  = \$59 [3:0];
+  assign \$317  = \$45 [3:0];
+  assign \$316  = \$30 [3:0];
+  assign \$315  = \$15 [3:0];
   assign \$1  = mode[0];
   assign \$2 [0] = w_digits[0];
   assign \$2 [1] = \$auto$rtlil.cc:2739:Not$2 ;
@@ -1459,16 +1457,16 @@ module \pe_scalable.core (start, clk, rst, partial, \port$386$0 , mode, a_digits
   assign \$230  = { \$229 , 1'h0 };
   assign \$233  = { a_digits[31:30], 1'h0 };
   assign \$236  = \$231 ;
-  assign \$241  = { 1'h0, \$240 , 2'h0 };
-  assign \$247  = { 3'h0, \$246 , 4'h0 };
-  assign \$255  = { 1'h0, \$254 , 2'h0 };
-  assign \$261  = { 3'h0, \$260 , 4'h0 };
-  assign \$269  = { 1'h0, \$268 , 2'h0 };
-  assign \$275  = { 3'h0, \$274 , 4'h0 };
-  assign \$283  = { 1'h0, \$282 , 2'h0 };
-  assign \$289  = { 3'h0, \$288 , 4'h0 };
+  assign \$242  = { 1'h0, \$241 , 2'h0 };
+  assign \$248  = { 3'h0, \$247 , 4'h0 };
+  assign \$256  = { 1'h0, \$255 , 2'h0 };
+  assign \$262  = { 3'h0, \$261 , 4'h0 };
+  assign \$270  = { 1'h0, \$269 , 2'h0 };
+  assign \$276  = { 3'h0, \$275 , 4'h0 };
+  assign \$284  = { 1'h0, \$283 , 2'h0 };
+  assign \$290  = { 3'h0, \$289 , 4'h0 };
   assign join_2 = level_mode[2];
-  assign \$297  = { 3'h0, \$296 , 4'h0 };
-  assign \$303  = { 7'h00, \$302 , 8'h00 };
-  assign \$312  = valid_2;
+  assign \$298  = { 3'h0, \$297 , 4'h0 };
+  assign \$304  = { 7'h00, \$303 , 8'h00 };
+  assign \$311  = valid_2;
 endmodule

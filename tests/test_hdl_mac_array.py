@@ -54,8 +54,10 @@ def run_jobs(dut, jobs, rng, stall):
     (2, 2, 8, {"dsp_lanes": 1}), (1, 2, 8, {"dsp_lanes": 1, "fuse_wide": False}),
     (1, 3, 8, {"dsp_lanes": 1, "fuse_wide": False, "nest_weights": False}),
     (2, 1, 8, {"scalable": False, "dsp_lanes": 1}),
+    (1, 3, 8, {"scalable": False, "dsp_columns": 1, "nest_weights": False}),
 ], ids=["2x2-n8-scalable", "1x3-n8-fixed", "3x1-n4-scalable", "1x2-n8-bits-2-5-8",
-        "2x2-n8-hybrid", "1x2-n8-dsp", "1x3-n8-dsp-prenested", "2x1-n8-fixed-dsp"])
+        "2x2-n8-hybrid", "1x2-n8-dsp", "1x3-n8-dsp-prenested", "2x1-n8-fixed-dsp",
+        "1x3-n8-fixed-dsp-and-lut"])
 def test_mac_array_random_dot_products(rows, cols, master_bits, kwargs):
     seed = test_seed(f"mac array {rows}x{cols} n={master_bits} {kwargs}")
     rng = rng_for(seed, rows, cols, master_bits, sorted(kwargs.items()))
@@ -184,6 +186,9 @@ def test_mac_array_back_pressure_holds_result():
      "not 28"),
     ({"acc_width": "32"}, TypeError, "`acc_width` must be an integer, not '32'"),
     ({"supported_bits": (4, 9)}, ValueError, "`bits` must be at most `master_bits` (8), not 9"),
+    ({"dsp_columns": 1}, ValueError, "`dsp_columns` is for fixed arrays (`scalable=False`) only"),
+    ({"scalable": False, "dsp_columns": 3}, ValueError,
+     "`dsp_columns` must be an integer between 0 and `cols` (2), not 3"),
 ])
 def test_mac_array_rejects(kwargs, error, message):
     params = dict(rows=2, cols=2, master_bits=8, max_terms=4608)

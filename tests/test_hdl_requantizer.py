@@ -80,6 +80,18 @@ def test_requantizer_latency_and_throughput():
     assert measured == [dut.latency] == [6]
 
 
+def test_requantizer_supported_bits():
+    """acc_shift is built for `supported_bits` only; those b are exact."""
+    seed = test_seed("requantizer supported bits")
+    rng = rng_for(seed, "supported")
+    dut = Requantizer(master_bits=8, max_terms=576, supported_bits=(2, 4, 8))
+    items = [item for item in random_items(rng, Requantizer(master_bits=8, max_terms=576), 600)
+             if item[0]["bits"] in (2, 4, 8)]
+    outputs, _ = run_stream(dut, [(ports, payload) for ports, payload, _ in items],
+                            rng=rng, stall=0.3)
+    assert outputs == [want for _, _, want in items] and len(items) > 200
+
+
 def test_requantizer_widths():
     dut = Requantizer(master_bits=8, max_terms=4608)
     assert dut.acc_width == 29 and dut.product_width == golden.requantizer_bits(8, 4608)

@@ -71,16 +71,17 @@ def _write_rtlil(component, name, root):
     return relative
 
 
-def synthesize(verilog_path, top, target, root, *, dsp, netlist=False, flatten=True):
+def synthesize(verilog_path, top, target, root, *, dsp, netlist=False, flatten=True,
+               options=""):
     """Yosys synthesis of one Verilog (or, for a .il path, RTLIL) file (a path relative to
-    `root`, where Yosys runs).
+    `root`, where Yosys runs); `options` are appended to the synthesis command.
 
     Returns (resources, cells, script); the log and cell counts go to synth/<top>.*, and with
     netlist=True the mapped netlist to synth/<top>.json for nextpnr.
     """
     reader = "read_rtlil" if str(verilog_path).endswith(".il") else "read_verilog"
     script = [f"{reader} {verilog_path}",
-              target.synth_command(top, dsp=dsp, flatten=flatten)
+              target.synth_command(top, dsp=dsp, flatten=flatten) + options
               + (f" -json synth/{top}.json" if netlist else ""),
               f"tee -q -o synth/{top}.stat.json stat -json"]
     stem = top if flatten else f"{top}.noflatten"

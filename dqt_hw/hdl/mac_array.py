@@ -49,7 +49,8 @@ class MacArray(wiring.Component):
     carry codes already nested to b bits, as the accelerator's weight buffer holds them),
     `dsp_lanes` and `fuse_wide` (`ProcessingElement`: a DSP multiplier per PE for n x n
     products, beside the bricks' one or instead of it; fixed PEs: `dsp_lanes=1` multiplies on
-    a DSP, else in LUTs).
+    a DSP, else in LUTs), `dsp_columns` (fixed arrays only: the first `dsp_columns` columns
+    multiply on DSPs, the others in LUTs; default all with `dsp_lanes=1`, else none).
 
     Ports:
       bits:     In(range(2, n + 1))  the b of the next beats; change it only between dot
@@ -68,7 +69,8 @@ class MacArray(wiring.Component):
     beats_per_cycle = 1
 
     def __init__(self, *, rows, cols, master_bits=8, max_terms, acc_width=None, scalable=True,
-                 supported_bits=None, nest_weights=True, dsp_lanes=0, fuse_wide=True):
+                 supported_bits=None, nest_weights=True, dsp_lanes=0, fuse_wide=True,
+                 dsp_columns=None):
         check_positive_int("rows", rows)
         if not isinstance(nest_weights, bool):
             raise TypeError(f"`nest_weights` must be a bool, not {nest_weights!r}")
@@ -86,6 +88,15 @@ class MacArray(wiring.Component):
                              f"{max_terms})) to hold {max_terms} products, not {acc_width}")
         self.rows, self.cols, self.max_terms, self.acc_width = rows, cols, max_terms, acc_width
         self.geometry = PEGeometry.build(n, scalable, supported_bits, dsp_lanes, fuse_wide)
+        if dsp_columns is None:
+            dsp_columns = cols if dsp_lanes else 0
+        elif scalable:
+            raise ValueError("`dsp_columns` is for fixed arrays (`scalable=False`) only")
+        elif (not isinstance(dsp_columns, int) or isinstance(dsp_columns, bool)
+              or not 0 <= dsp_columns <= cols):
+            raise ValueError(f"`dsp_columns` must be an integer between 0 and `cols` ({cols}), "
+                             f"not {dsp_columns!r}")
+        self.dsp_columns = dsp_columns
         self.scalable = scalable
         self.supported_bits = self.geometry.supported_bits
         self.lanes = self.geometry.lanes
@@ -189,7 +200,9 @@ class MacArray(wiring.Component):
         # -- the PEs ------------------------------------------------------------------------
         for r in range(self.rows):
             for c in range(self.cols):
-                core = PECore(g, self.acc_width, dsp_delayed=DSP_EDGE_DELAY)
+                geometry = g if g.scalable else PEGeometry.build(
+                    g.master_bits, False, g.supported_bits, int(c < self.dsp_columns))
+                core = PECore(geometry, self.acc_width, dsp_delayed=DSP_EDGE_DELAY)
                 m.submodules[f"pe_{r}_{c}"] = core
                 m.d.comb += [core.mode.eq(edge_mode), core.valid.eq(edge_valid),
                              core.start.eq(edge_start), core.advance.eq(advance),

@@ -157,19 +157,24 @@ def route_operands(geometry, activations, weights, mode):
     return a_digits, w_digits
 
 
-def lut_product(a, b):
+def lut_product(a, b, register=None):
     """a * b (a unsigned or signed, b signed or unsigned) as an explicit shift-and-add tree of
     partial products, which a synthesizer builds from LUTs even where it maps `*` to DSP
     blocks (and which Yosys maps to fewer iCE40 LUT4 than its own multiplier: 140 against 155
-    for 8 x 8 bits)."""
+    for 8 x 8 bits). With `register` (a function value, name -> registered value) the sums of
+    the first level are registered, a pipeline stage inside the product."""
     a, b = Value.cast(a), Value.cast(b)
     rows = []
     for j in range(len(b)):
         row = Mux(b[j], a, 0) << j
         rows.append(-row if (b.shape().signed and j == len(b) - 1) else row)
+    level = 0
     while len(rows) > 1:
         rows = [rows[k] + rows[k + 1] if k + 1 < len(rows) else rows[k]
                 for k in range(0, len(rows), 2)]
+        if level == 0 and register is not None:
+            rows = [register(row, f"product_row_{k}") for k, row in enumerate(rows)]
+        level += 1
     return rows[0]
 
 
@@ -241,12 +246,15 @@ class PECore(wiring.Component):
             sums.append(self._fused_products(m, register))
         if g.dsp_lanes or not g.scalable:
             # The operands are registered first (the last of these registers can be a DSP
-            # block's input register), so that the product lines up with the bricks' stages.
+            # block's input register), so that the product lines up with the bricks' stages;
+            # a LUT product has a register inside instead of the last of them.
             dsp_a, dsp_w = self.dsp_a, self.dsp_w
-            for stage in range(self.PRODUCT_STAGES - 1 - self.dsp_delayed):
+            inside = 0 if g.dsp_lanes else 1
+            for stage in range(self.PRODUCT_STAGES - 1 - self.dsp_delayed - inside):
                 dsp_a = register(dsp_a, f"dsp_a_{stage}")
                 dsp_w = register(dsp_w, f"dsp_w_{stage}")
-            multiply = dsp_a * dsp_w if g.dsp_lanes else lut_product(dsp_a, dsp_w)
+            multiply = (dsp_a * dsp_w if g.dsp_lanes
+                        else lut_product(dsp_a, dsp_w, register))
             sums.append(register(multiply, "product"))
         valid, start, mode = self.valid, self.start, self.mode
         for stage in range(self.PRODUCT_STAGES):
@@ -336,7 +344,22 @@ class PECore(wiring.Component):
                             total = total + Mux(joined, part << offset, part)
                         else:
                             total = total + part
-                    block = Signal(block_bits, name=f"block_{span * 2}_{i}_{j}")
+                    if span == 1 and (i, j) == (0, 0):
+                        # The +6 offsets of the bricks that held a top weight digit in this
+                        # mode are removed from the least significant block of the first
+                        # level, which every later level adds unshifted: off the last stage's
+                        # path, which holds the widest adders.
+                        offset = Signal(range(max(self._top_offsets(w) for w in modes) + 1))
+                        m.d.comb += offset.eq(_select(mode, {w: self._top_offsets(w)
+                                                             for w in modes}))
+                        total = total - offset
+                        block = Signal(signed(max(block_bits, len(offset)) + 1),
+                                       name=f"block_{span * 2}_{i}_{j}")
+                    else:
+                        # Blocks that hold the corrected one are signed.
+                        shape = (signed(block_bits + 1) if Value.cast(total).shape().signed
+                                 else unsigned(block_bits))
+                        block = Signal(shape, name=f"block_{span * 2}_{i}_{j}")
                     m.d.comb += block.eq(total)
                     next_grid[i][j] = block
             grid = next_grid
@@ -346,10 +369,7 @@ class PECore(wiring.Component):
                 grid = [[register(block, f"stage_{block.name}") for block in row]
                         for row in grid]
                 mode = register(mode, "level_mode")
-        # Remove the +6 offsets of the bricks that held a top weight digit in this mode.
-        offset = Signal(range(max(self._top_offsets(w) for w in modes) + 1))
-        m.d.comb += offset.eq(_select(mode, {w: self._top_offsets(w) for w in modes}))
-        tree = register(grid[0][0] - offset, "tree")
+        tree = register(grid[0][0], "tree")
         # A single fusion level (n = 4) ends a stage early: one more register evens it out.
         return register(tree, "tree_delayed") if digits == 2 else tree
 
