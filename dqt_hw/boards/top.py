@@ -7,6 +7,8 @@ the same platform prepared for simulation, see sim/board.py). `status_lights` an
 `uart_pins` are the pieces a SoC top (firmware) can reuse.
 """
 
+import dataclasses
+
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 
@@ -14,7 +16,8 @@ from .bridge import UARTBridge
 from .catalog import Board
 from .clocks import ClockPlan, ClockReset
 
-__all__ = ["BoardTop", "uart_pins", "status_lights", "STRETCH_SECONDS", "BLINK_HZ"]
+__all__ = ["BoardTop", "BoardDesign", "board_design", "uart_pins", "status_lights",
+           "STRETCH_SECONDS", "BLINK_HZ"]
 
 #: How long the link LED stays on after a byte (so a single byte is visible).
 STRETCH_SECONDS = 0.05
@@ -81,3 +84,34 @@ class BoardTop(Elaboratable):
             "error": accelerator.error, "done": accelerator.done, "busy": accelerator.busy,
             "link": bridge.activity})
         return m
+
+
+@dataclasses.dataclass
+class BoardDesign:
+    """Everything a board build and the simulated board share: the top level and what it
+    was made from."""
+    board: Board
+    top: BoardTop
+    config: object              # AcceleratorConfig
+    model: object               # CompiledModel in the memories
+    clock: ClockPlan
+    baud: int
+
+
+def board_design(board, graph, *, cols=None, clock_hz=None, baud=None):
+    """The `BoardDesign` of `graph` (a loaded package) on `board`: the accelerator sized to the
+    model (`sizing.fitted_config`, `cols` or the board's), the model in its memories, the
+    design clock `clock_hz` (default the board's) and the UART at `baud` (default the
+    board's). Raises ValueError (`CompileError`) for what cannot be built."""
+    from ..hdl.accelerator import Accelerator
+    from .clocks import plan_clock
+    from .sizing import fitted_config
+    from .uart import uart_divisor
+    clock = plan_clock(board.family, board.oscillator_hz, clock_hz or board.clock_hz)
+    baud = baud or board.baud
+    uart_divisor(round(clock.clock_hz), baud)
+    config, model = fitted_config(graph, cols=cols or board.cols)
+    accelerator = Accelerator(config, program=model.program, data=model.data,
+                              constants=model.constants, table=model.table)
+    return BoardDesign(board, BoardTop(board, accelerator, clock=clock, baud=baud), config,
+                       model, clock, baud)

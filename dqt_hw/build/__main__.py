@@ -4,6 +4,7 @@ import signal
 import sys
 
 from .. import toolchain
+from .board import board_requested, main as board_main
 from .config import parse_args
 from .flow import run_build
 
@@ -14,6 +15,8 @@ def _terminate(signum, frame):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if board_requested(argv):                  # a board bitstream (dqt_hw/build/board.py)
+        return board_main(argv)
     # A terminated build unwinds like an interrupted one, so its staging folder is removed.
     signal.signal(signal.SIGTERM, _terminate)
     try:
