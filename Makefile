@@ -2,7 +2,7 @@
 PYTHON ?= python3
 SIM ?= verilator
 
-.PHONY: install demo test sim sim-net rtl rtl-check bench bench-train bench-export bench-hw
+.PHONY: install demo test sim sim-net sim-board rtl rtl-check bench bench-train bench-export bench-hw
 
 # System packages (Icarus Verilog for SIM=icarus, Fashion-MNIST IDX files) and the Python
 # package with every extra. Needs root for apt-get, as on a fresh machine or CI.
@@ -34,6 +34,15 @@ IMAGES ?= 20
 sim-net:
 	@test -n "$(PKG)" || { echo "error: give PKG=<package directory>"; exit 2; }
 	$(PYTHON) sim/net.py --package $(PKG) --images $(IMAGES) --sim $(SIM) $(SIM_NET_ARGS)
+
+# The simulated board (docs/boards.md): the bitstream's top level driven through its UART pins,
+#   make sim-board PKG=build/pkg-digits-dqt BOARD=icebreaker IMAGES=20 BITS=8,4,2
+BOARD ?= icebreaker
+BITS ?= 8,4,2
+sim-board:
+	@test -n "$(PKG)" || { echo "error: give PKG=<package directory>"; exit 2; }
+	$(PYTHON) sim/board.py --package $(PKG) --board $(BOARD) --images $(IMAGES) --bits $(BITS) \
+	  --sim $(SIM) $(SIM_BOARD_ARGS)
 
 bench: bench-train bench-export bench-hw
 

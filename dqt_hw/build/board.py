@@ -24,7 +24,7 @@ from ..boards.catalog import BOARDS, check_board
 from .targets import TARGETS, capacity_use, classify_cells
 
 __all__ = ["BoardBuildConfig", "board_requested", "parse_board_args", "run_board_build",
-           "BOARD_FORMAT", "main"]
+           "memory_fit_error", "BOARD_FORMAT", "main"]
 
 BOARD_FORMAT = "dqt-hw-board-build"
 BOARD_VERSION = 1
@@ -123,6 +123,15 @@ RAM_BITS = {"ice40-up5k": 30 * 4096 + 4 * 262144, "ecp5-25f": 56 * 18432,
             "ecp5-85f": 208 * 18432}
 
 
+def memory_fit_error(board, config):
+    """The one-line refusal of an accelerator whose memories exceed the board's RAM, or None."""
+    need, have = _memory_bits(config), RAM_BITS[board.target]
+    if need > have:
+        return (f"the model does not fit the {board.name}: its memories need {need} bits of "
+                f"RAM, the {board.target} has {have}")
+    return None
+
+
 def _pack(board, staging, stem):
     """icepack or ecppack the chosen seed's placed design; return the bitstream file names."""
     if board.family == "ice40":
@@ -166,10 +175,10 @@ def run_board_build(cfg, *, argv=None, progress=True):
     except CompileError as error:
         raise BoardBuildError(f"the model cannot run on the accelerator: {error}") from None
     config, model, clock, baud = design.config, design.model, design.clock, design.baud
-    need, have = _memory_bits(config), RAM_BITS[board.target]
-    if need > have:
-        raise BoardBuildError(f"the model does not fit the {board.name}: its memories need "
-                              f"{need} bits of RAM, the {target.name} has {have}")
+    refusal = memory_fit_error(board, config)
+    if refusal:
+        raise BoardBuildError(refusal)
+    need = _memory_bits(config)
     started = time.monotonic()
     stages = {}
     report = {

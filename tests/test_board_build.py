@@ -1,0 +1,70 @@
+# amaranth: UnusedElaboratable=no
+"""python -m dqt_hw.build --board: an iCEBreaker bitstream of a small digits model end to end
+(YoWASP Yosys, nextpnr-ice40, icepack), and the refusals and bad-input messages."""
+
+import json
+
+import pytest
+
+from dqt_hw import toolchain
+from dqt_hw.build.__main__ import main
+
+from board_package import small_digits_package
+
+
+def _need(*tools):
+    for tool in tools:
+        try:
+            toolchain.find_tool(tool)
+        except toolchain.ToolMissing as missing:
+            pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    pytest.importorskip("torch")
+    return small_digits_package(tmp_path_factory)[0]
+
+
+def test_icebreaker_bitstream_of_a_small_digits_model(package, tmp_path, capsys):
+    _need("yosys", "nextpnr-ice40", "icepack")
+    out = tmp_path / "icebreaker"
+    argv = ["--board", "icebreaker", "--model", str(package), "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    bitstream = out / "top.bin"
+    assert bitstream.is_file() and bitstream.stat().st_size > 100_000   # a UP5K image: 104 kB
+    report = json.loads((out / "report.json").read_text())
+    assert report["command"] == "python -m dqt_hw.build " + " ".join(argv)
+    pr = report["place_route"]
+    assert pr["timing_met"] and pr["fmax_mhz"]["max"] >= pr["design_mhz"] == 12.0
+    assert pr["utilization"]["ICESTORM_LC"]["used"] <= 5280
+    info = json.loads((out / "board.json").read_text())
+    assert info["board"] == "icebreaker" and info["bitstream"] == "top.bin"
+    assert info["config"]["cols"] == 1 and info["baud"] == 1_000_000
+    text = (out / "report.md").read_text()
+    assert "Timing met" in text and "UART link per image" in text
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--board", "arty", "--model", "."],
+     "error: `--board` must be one of icebreaker, ulx3s-85f, ulx3s-25f, not 'arty'"),
+    (["--board", "icebreaker", "--model", "/nonexistent"],
+     "error: `--model` /nonexistent is not a package folder"),
+    (["--board", "icebreaker", "--model", ".", "--seeds", "0"],
+     "error: `--seeds` must be an integer between 1 and 20, not 0"),
+])
+def test_bad_board_arguments_are_one_line_errors(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_memories_larger_than_the_device_are_refused_before_synthesis():
+    from dqt_hw.accel.config import AcceleratorConfig
+    from dqt_hw.boards.catalog import BOARDS
+    from dqt_hw.build.board import memory_fit_error
+    assert memory_fit_error(BOARDS["icebreaker"], AcceleratorConfig(data_words=4096)) is None
+    message = memory_fit_error(BOARDS["icebreaker"], AcceleratorConfig(data_words=1 << 15))
+    assert message == ("the model does not fit the icebreaker: its memories need 2246656 bits "
+                       "of RAM, the ice40-up5k has 1171456")
