@@ -191,6 +191,10 @@ def run_net(job):
         flags = os.environ.get("MAKEFLAGS", "")
         if "OPT_FAST" not in flags:
             os.environ["MAKEFLAGS"] = f"{flags} OPT_FAST=-O2 OPT_GLOBAL=-O2"
+    # The bench imports this checkout's dqt_hw, whatever the environment's install points at.
+    paths = [str(REPO_DIR), str(SIM_DIR)] + [p for p in os.environ.get("PYTHONPATH", "")
+                                             .split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     runner = get_runner(job.simulator)
     logging.getLogger(type(runner).__qualname__).setLevel(
         logging.INFO if job.verbose else logging.ERROR)
@@ -243,6 +247,12 @@ def summarize(report, model, job, dataset, build_s, sim_s):
         "run_s": report["run_s"],
         "images_per_s": len(records) / report["run_s"] if report["run_s"] else None,
         "bus_accesses": report["bus_accesses"],
+        "ops": ops,
+        "macs": model.macs,
+        "per_image": {"cycles": cycles.tolist(),
+                      "op_cycles": op_cycles.tolist(),
+                      "bits": bits.tolist() if bits is not None else None,
+                      "prediction": [r["prediction"] for r in records]},
     }
     if bits is not None:
         slots = [s["layer"] for s in model.slots]

@@ -18,8 +18,7 @@ from dqt_hw.package import write_package
 
 from test_export_package import random_graph
 
-SMALL = dict(cols=2, data_words=2048, program_words=256, constant_entries=128, wide_words=64,
-             table_words=64, slots=8, max_ops=16, max_terms=256)
+SMALL = dict(cols=2, data_words=2048, program_words=256, wide_words=64, table_words=64, slots=8, max_ops=16, max_terms=256)
 
 
 def test_products_per_beat_follows_the_fusion_modes():
@@ -104,6 +103,8 @@ def test_constants_and_table_images():
     stem = graph["ops"][0]
     assert model.constants[0] == pack_constant(stem["bias"][0], stem["multiplier"][0],
                                                stem["shift"][0])
+    first = model.data.size - len(model.constants)          # constants follow the weights
+    assert [int(w) for w in model.data[first:]] == model.constants
     assert model.table == [2 | 6 << 8 | 6 << 16 | 12 << 24, 4 | 4 << 8 | 4 << 16 | 8 << 24,
                            8] * 2
     assert [s["layer"] for s in model.slots] == ["block1", "block2"]
@@ -118,10 +119,8 @@ def test_refusals_name_what_does_not_fit():
     graph = random_graph(0, dynamic=True)
     _refusal(graph, r"^op 'block1': a dot product takes 144 codes .* max_terms = 128 "
                     r"\(16 too many\)$", max_terms=128)
-    _refusal(graph, r"^the weights need \d+ data words but the data memory has 100 "
-                    r"\(\d+ too many\)$", data_words=100)
-    _refusal(graph, r"^the model needs \d+ entries of constants memory but the "
-                    r"configuration has 8 \(\d+ too many\)$", constant_entries=8)
+    _refusal(graph, r"^the weights and constants need \d+ data words but the data memory "
+                    r"has 100 \(\d+ too many\)$", data_words=100)
     _refusal(graph, r"^the model needs \d+ words of program memory", program_words=64)
     _refusal(graph, r"^the model needs 11 ops of ops but the configuration has 4 \(7 too many\)$",
              max_ops=4)

@@ -25,7 +25,6 @@ def test_registers_and_windows_do_not_overlap():
     for config in (AcceleratorConfig(), AcceleratorConfig(data_words=1 << 15, slots=64,
                                                           max_ops=256, wide_words=1024,
                                                           table_words=1024,
-                                                          constant_entries=4096,
                                                           program_words=1 << 14)):
         regmap = register_map(config)
         spans = [(r.offset, r.offset + 4 * r.count, r.name) for r in regmap.registers]

@@ -110,6 +110,10 @@ def test_ecp5_synthesis_only_and_rebuild_replaces_the_folder(tmp_path):
     (["--blocks", "nest_unit,alu"], "`--blocks` must name blocks among nest_unit_unsigned, "),
     (["--dataset", "digits"], "`--dataset` measures a model's bit mix: give `--model DIR` too"),
     (["--model", "/nonexistent/pkg"], "/nonexistent/pkg: is not a directory"),
+    (["--blocks", "accelerator"], "`--blocks accelerator` builds the accelerator for a model: "
+                                  "give `--model DIR` too"),
+    (["--cycles", "x.json"], "`--cycles` gives the accelerator's measured cycles: give "
+                             "`--model DIR` too"),
 ])
 def test_bad_arguments_give_one_line_and_no_report(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
@@ -269,3 +273,20 @@ def test_flow_falls_back_to_a_hierarchical_harness(tmp_path, monkeypatch):
                                   "failed: yosys failed: ERROR: Assert failed")
     assert "`nest_unit_signed`: harness synthesized with -noflatten" in (
         out / "report.md").read_text()
+
+
+def test_accelerator_build_refuses_a_model_it_cannot_run(tmp_path, capsys):
+    """--model compiles the package for the build's accelerator first: a model that needs a
+    bit-width the array is not built for is refused before any synthesis."""
+    _need("yosys")
+    from dqt_hw.package import write_package
+    from test_export_package import random_graph
+    package = tmp_path / "pkg"
+    write_package(random_graph(0, dynamic=True), package)
+    out = tmp_path / "out"
+    assert main(["--model", str(package), "--blocks", "accelerator", "--candidates", "4,8",
+                 "--no-pnr", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: {package}: op 'ctrl_select': candidate 2 bits is not among "
+                       f"the bit-widths the array is built for [4, 8]")
+    assert not out.exists() and _leftovers(tmp_path) == []

@@ -15,8 +15,8 @@ from dqt_hw.hdl.sim import WishboneTransport, simulate, test_seed
 
 from test_export_package import random_graph, random_images
 
-CONFIG = AcceleratorConfig(cols=2, data_words=2048, program_words=256, constant_entries=128,
-                           wide_words=64, table_words=64, slots=8, max_ops=16, max_terms=256)
+CONFIG = AcceleratorConfig(cols=2, data_words=2048, program_words=256, wide_words=64,
+                           table_words=64, slots=8, max_ops=16, max_terms=256)
 REGMAP = register_map(CONFIG)
 STATUS, CONTROL = REGMAP["STATUS"].offset, REGMAP["CONTROL"].offset
 
@@ -58,7 +58,7 @@ def _run_program(program, *, extra=None):
     """Load `program` (words) with a compiled model's other memories, start, return STATUS
     and what `extra(ctx, transport)` returns."""
     model = compile_graph(random_graph(0, dynamic=True), CONFIG)
-    dut = Accelerator(CONFIG, data=model.data, constants=model.constants, table=model.table)
+    dut = Accelerator(CONFIG, data=model.data, table=model.table)
     out = {}
 
     async def bench(ctx):
@@ -123,7 +123,7 @@ def test_start_while_busy_is_ignored_and_memories_are_closed():
 def test_identity_undefined_addresses_and_soft_reset():
     model = compile_graph(random_graph(0, dynamic=True), CONFIG)
     dut = Accelerator(CONFIG, program=model.program, data=model.data,
-                      constants=model.constants, table=model.table)
+                      table=model.table)
     seen = {}
 
     async def bench(ctx):

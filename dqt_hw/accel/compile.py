@@ -6,8 +6,7 @@ Writes, atomically (a folder that is either complete or absent):
 
     DIR/model.json       configuration, tensor placements, controlled-layer slots, op list
     DIR/program.hex      program memory image (32-bit words, $readmemh)
-    DIR/data.hex         data memory image of the weights (64-bit words, from word 0)
-    DIR/constants.hex    constants memory image (64-bit entries)
+    DIR/data.hex         data memory image: weights, then constants (64-bit words, from 0)
     DIR/table.hex        controller table (32-bit words)
 
 A package this configuration cannot run is refused with one line naming what does not fit.
@@ -34,7 +33,6 @@ def write_compiled(model, out_dir):
         "model.json": json.dumps(model.describe(), indent=1) + "\n",
         "program.hex": _hex(model.program, 32),
         "data.hex": _hex(model.data, 64),
-        "constants.hex": _hex(model.constants, 64),
         "table.hex": _hex(model.table, 32),
     }
 
@@ -84,8 +82,9 @@ def main(argv=None):
         model = compile_package(args.package, config)
         write_compiled(model, out)
         words = model.describe()["words"]
-        print(f"{args.package}: {len(model.ops)} instructions, {words['data_weights']} weight "
-              f"words, {words['data_used']} of {config.data_words} data words used, "
+        print(f"{args.package}: {len(model.ops)} instructions, {words['data_image']} words "
+              f"of weights and constants, {words['data_used']} of {config.data_words} data "
+              f"words used, "
               f"{len(model.slots)} controlled-layer slots -> {out}")
         return 0
 

@@ -3,10 +3,10 @@
 `compile_package(path, config)` (or `compile_graph(graph, config)`) returns a `CompiledModel`:
 
 - `program`: the program memory image (header + one instruction per executed op);
-- `data`: the data memory image of the weights (64-bit words from word 0; activations are
-  placed above them and written at run time);
-- `constants`: one 64-bit entry per output channel of every conv2d/linear op
-  (bias | M << 32 | r << 48, `pack_constant`);
+- `data`: the data memory image from word 0: the weights, then the requantizer constants, one
+  64-bit word per output channel of every conv2d/linear op (bias | M << 32 | r << 48,
+  `pack_constant`); activations are placed above them and written at run time;
+- `constants`: those constant words again (a list), for inspection;
 - `table`: the controller table, one 32-bit word per (controlled layer, candidate):
   bits | s_a << 8 | s_w << 16 | acc_shift << 24 (the package's `controller_table` format);
 - `tensors`: where every tensor lives (`layout.TensorPlacement`), `slots` (the controlled
@@ -41,7 +41,7 @@ class CompileError(ValueError):
 
 
 def pack_constant(bias, multiplier, shift):
-    """One constants-memory entry: bias (signed 32) | M << 32 (16 bits) | r << 48 (6 bits)."""
+    """One constants word: bias (signed 32) | M << 32 (16 bits) | r << 48 (6 bits)."""
     return (int(bias) & 0xFFFFFFFF) | int(multiplier) << 32 | int(shift) << 48
 
 
@@ -54,7 +54,7 @@ def pack_table_word(bits, activation_shift, weight_shift, acc_shift):
 class CompiledModel:
     config: AcceleratorConfig
     program: list
-    data: np.ndarray            # uint64 weight words, from data word 0
+    data: np.ndarray            # uint64 words from data word 0: weights, then constants
     constants: list
     table: list
     tensors: dict               # name -> TensorPlacement
@@ -75,7 +75,7 @@ class CompiledModel:
             "inputs": self.inputs, "outputs": self.outputs,
             "tensors": {name: t.describe() for name, t in self.tensors.items()},
             "slots": self.slots, "ops": self.ops,
-            "words": {"program": len(self.program), "data_weights": int(self.data.size),
+            "words": {"program": len(self.program), "data_image": int(self.data.size),
                       "data_used": self.data_words_used, "constants": len(self.constants),
                       "table": len(self.table)},
         }
@@ -394,11 +394,15 @@ class _Compiler:
                     _fail(op, f"channel {channel}: multiplier {m} or shift {r} exceeds the "
                               f"constants fields (16 and 6 bits)")
                 constants.append(pack_constant(bias[channel], m, r))
-        _capacity("constants memory", len(constants), config.constant_entries, "entries")
+        # The constants follow the weights in the data memory.
+        for info in layer_info.values():
+            info["consts"] += data_base
+        weight_words.append(np.asarray(constants, dtype=np.uint64))
+        data_base += len(constants)
         if data_base > config.data_words:
-            raise CompileError(f"the weights need {data_base} data words but the data memory "
-                               f"has {config.data_words} ({data_base - config.data_words} "
-                               f"too many)")
+            raise CompileError(f"the weights and constants need {data_base} data words but "
+                               f"the data memory has {config.data_words} "
+                               f"({data_base - config.data_words} too many)")
         top = self.allocate(placements, alias, data_base, self.keep_tensors)
 
         instructions, ops = [], []
@@ -491,7 +495,7 @@ class _Compiler:
             b = placements[names[1]] if kind == "add" else a
             if kind == "add":
                 for name, value, width in (("k1", op["k1"], 16), ("k2", op["k2"], 16),
-                                           ("k3", op["k3"], 32)):
+                                           ("k3", op["k3"], self.config.value_bits)):
                     if not -(1 << (width - 1)) <= value < 1 << (width - 1):
                         _fail(op, f"{name} = {value} does not fit the adder's signed "
                                   f"{width}-bit constant")

@@ -48,7 +48,6 @@ class AcceleratorConfig:
     max_terms: int = 1024
     data_words: int = 16384
     program_words: int = 1024
-    constant_entries: int = 1024
     wide_words: int = 256
     table_words: int = 256
     slots: int = 32
@@ -70,7 +69,6 @@ class AcceleratorConfig:
                              f"not {self.max_terms}")
         _int("data_words", self.data_words, 2, 1 << 15)
         _int("program_words", self.program_words, 16, 1 << 14)
-        _int("constant_entries", self.constant_entries, 1, 1 << 12)
         _int("wide_words", self.wide_words, 1, 1 << 10)
         _int("table_words", self.table_words, 1, 1 << 10)
         _int("slots", self.slots, 1, 64)
@@ -96,6 +94,12 @@ class AcceleratorConfig:
     def acc_width(self):
         """Signed accumulator width: every dot product of at most `max_terms` terms fits."""
         return accumulator_bits(self.master_bits, self.master_bits, self.max_terms)
+
+    @property
+    def value_bits(self):
+        """Width of the values the shared requantizer takes: an accumulator, or a residual
+        join's k1 a + k2 b (16-bit constants times 9-bit codes, 26 bits with the bias k3)."""
+        return max(self.acc_width, accumulator_bits(self.master_bits, self.master_bits, 1024))
 
     @property
     def buffer_depth(self):

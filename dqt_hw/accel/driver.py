@@ -38,7 +38,7 @@ class Inference:
 
 def model_writes(model, regmap=None):
     """(byte address, 32-bit value) writes that load `model` (a `CompiledModel`): program,
-    weights (data memory), constants and controller table."""
+    data memory image (weights and constants) and controller table."""
     regmap = regmap or register_map(model.config)
     writes = []
     base = regmap["PROGRAM"].offset
@@ -47,9 +47,6 @@ def model_writes(model, regmap=None):
     for i, word in enumerate(model.data):
         word = int(word)
         writes += [(base + 8 * i, word & 0xFFFFFFFF), (base + 8 * i + 4, word >> 32)]
-    base = regmap["CONSTANTS"].offset
-    for i, entry in enumerate(model.constants):
-        writes += [(base + 8 * i, entry & 0xFFFFFFFF), (base + 8 * i + 4, entry >> 32)]
     base = regmap["TABLE"].offset
     writes += [(base + 4 * i, int(w)) for i, w in enumerate(model.table)]
     return writes

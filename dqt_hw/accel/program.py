@@ -78,7 +78,7 @@ INSTRUCTION = data.StructLayout({
     # conv weights and constants
     "weights": unsigned(16),       # word address of output channel 0's weight row
     "row_words": unsigned(12),     # words per weight row (two per group of 16 codes)
-    "consts": unsigned(12),        # constants-memory entry of output channel 0
+    "consts": unsigned(16),        # data word holding output channel 0's constants
     # requantizer / adder constants
     "lo": signed(32),
     "hi": signed(32),

@@ -140,9 +140,6 @@ def register_map(config=None):
                "wide memory: one 32-bit value (logits) per word"),
         Window("TABLE", 0x3000, config.table_words, "rw",
                "controller table: bits | s_a << 8 | s_w << 16 | acc_shift << 24"),
-        Window("CONSTANTS", 0x8000, 2 * config.constant_entries, "rw",
-               "constants memory, two bus words per entry: bias (signed), then "
-               "M | r << 16"),
         Window("PROGRAM", 0x10000, config.program_words, "rw", "program memory"),
         Window("IMAGE", 0x20000, config.data_words * 2, "wo",
                "the input tensor as 8-bit codes, four per word (code e at byte e), "

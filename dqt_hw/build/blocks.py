@@ -96,6 +96,8 @@ def build_blocks(config):
     """[(BlockSpec, component)] for `config`, the array last; ValueError on bad parameters."""
     known = {spec.name: spec for spec in BLOCKS}
     names = config.blocks if config.blocks is not None else tuple(known)
+    # The whole accelerator is built by the flow itself, for --model (build/accelerator.py).
+    names = tuple(name for name in names if name != "accelerator")
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ValueError(f"`--blocks` must name blocks among {', '.join(known)}, "

@@ -44,6 +44,7 @@ class BuildConfig:
     dataset: str | None = None
     mix_images: int = 1000
     blocks: tuple | None = None
+    cycles: Path | None = None
 
     def __post_init__(self):
         n = self.master_bits
@@ -78,9 +79,20 @@ class BuildConfig:
         check_target(self.target)
         if self.dataset is not None and self.model is None:
             raise ValueError("`--dataset` measures a model's bit mix: give `--model DIR` too")
+        if self.blocks is not None and "accelerator" in self.blocks and self.model is None:
+            raise ValueError("`--blocks accelerator` builds the accelerator for a model: give "
+                             "`--model DIR` too")
+        if self.cycles is not None and self.model is None:
+            raise ValueError("`--cycles` gives the accelerator's measured cycles: give "
+                             "`--model DIR` too")
         if not _is_int(self.mix_images) or self.mix_images < 1:
             raise ValueError(f"`--mix-images` must be a positive integer, not "
                              f"{self.mix_images!r}")
+
+    @property
+    def builds_accelerator(self):
+        """With --model the whole accelerator is built too (unless --blocks leaves it out)."""
+        return self.model is not None and (self.blocks is None or "accelerator" in self.blocks)
 
     @property
     def accumulator_width(self):
@@ -142,15 +154,20 @@ def make_parser():
                              "only, so the scalable PE and the fixed MAC compare like for "
                              "like)")
     parser.add_argument("--model", type=Path, default=None,
-                        help="an exported integer package (python -m dqt_hw.export): adds its "
-                             "energy per inference and transition op counts to the report")
+                        help="an exported integer package (python -m dqt_hw.export): builds "
+                             "the whole accelerator for it (does it fit the target? Fmax) and "
+                             "adds its energy per inference and transition op counts")
     parser.add_argument("--dataset", default=None,
                         help="with --model: measure the dynamic model's bit mix on this "
                              "dataset's test split (digits or fashion-mnist)")
     parser.add_argument("--mix-images", type=int, default=defaults.mix_images,
                         help="test images used to measure the bit mix (default %(default)s)")
     parser.add_argument("--blocks", type=lambda text: tuple(text.split(",")), default=None,
-                        help="comma-separated subset of blocks to build (default: all)")
+                        help="comma-separated subset of blocks to build (default: all); "
+                             "`accelerator` is the whole accelerator for --model")
+    parser.add_argument("--cycles", type=Path, default=None,
+                        help="with --model: a `sim/net.py --json` summary of the accelerator's "
+                             "measured cycles per image, for images/s at Fmax")
     return parser
 
 
@@ -161,4 +178,5 @@ def parse_args(argv=None):
                        acc_bits=args.acc_bits, candidates=args.candidates,
                        target=args.target, out=args.out, seeds=args.seeds,
                        place_route=args.place_route, dsp=args.dsp, model=args.model,
-                       dataset=args.dataset, mix_images=args.mix_images, blocks=args.blocks)
+                       dataset=args.dataset, mix_images=args.mix_images, blocks=args.blocks,
+                       cycles=args.cycles)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .. import toolchain
 from ..atomic import replace_dir
+from .accelerator import ACCELERATOR_BLOCK, build_accelerator
 from .blocks import ARRAY_BLOCK, build_blocks
 from .harness import TimingHarness
 from .targets import TARGETS, capacity_use, classify_cells
@@ -61,13 +62,25 @@ def _write_verilog(component, name, root):
     return relative
 
 
+def _write_rtlil(component, name, root):
+    """Write rtlil/<name>.il under `root` (Yosys reads RTLIL in a moment where it takes minutes
+    on the Verilog of a large initialised memory); return the path relative to `root`."""
+    from amaranth.back import rtlil
+    (root / "rtlil").mkdir(parents=True, exist_ok=True)
+    relative = Path("rtlil") / f"{name}.il"
+    (root / relative).write_text(rtlil.convert(component, name=name, emit_src=False))
+    return relative
+
+
 def synthesize(verilog_path, top, target, root, *, dsp, netlist=False, flatten=True):
-    """Yosys synthesis of one Verilog file (a path relative to `root`, where Yosys runs).
+    """Yosys synthesis of one Verilog (or, for a .il path, RTLIL) file (a path relative to
+    `root`, where Yosys runs).
 
     Returns (resources, cells, script); the log and cell counts go to synth/<top>.*, and with
     netlist=True the mapped netlist to synth/<top>.json for nextpnr.
     """
-    script = [f"read_verilog {verilog_path}",
+    reader = "read_rtlil" if str(verilog_path).endswith(".il") else "read_verilog"
+    script = [f"{reader} {verilog_path}",
               target.synth_command(top, dsp=dsp, flatten=flatten)
               + (f" -json synth/{top}.json" if netlist else ""),
               f"tee -q -o synth/{top}.stat.json stat -json"]
@@ -149,9 +162,10 @@ def run_build(config, *, argv=None, progress=True):
 
 
 def _run_in(staging, config, target, tools, blocks, progress):
-    steps = len(blocks) * (2 if config.place_route else 1)
+    built = len(blocks) + int(config.builds_accelerator)
+    steps = built * (2 if config.place_route else 1)
     if config.place_route:
-        steps += (config.seeds - 1) * len(blocks)
+        steps += (config.seeds - 1) * built
     bar = _Progress(steps, enabled=progress)
     started = time.monotonic()
     synth_flow = {"tool": tools["yosys"], "command": target.synth_command("<block>",
@@ -222,6 +236,10 @@ def _run_in(staging, config, target, tools, blocks, progress):
                 entry["place_route"]["harness_synthesis"] = script
                 if note:
                     entry["place_route"]["note"] = note
+        if config.builds_accelerator:
+            report["blocks"][ACCELERATOR_BLOCK] = build_accelerator(
+                config, target, tools, staging, bar, synthesize=synthesize,
+                place_route=_place_route_block, write_rtlil=_write_rtlil)
     finally:
         bar.close()
     report["elapsed_s"] = round(time.monotonic() - started, 1)

@@ -38,11 +38,11 @@ class Target:
 
 TARGETS = {target.name: target for target in (
     Target("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"),
-           {"LUT4": 5280, "FF": 5280, "DSP": 8, "BRAM": 30}, 48.0),
+           {"LUT4": 5280, "FF": 5280, "DSP": 8, "BRAM": 30, "SPRAM": 4}, 48.0),
     Target("ecp5-25f", "ecp5", ("--25k", "--package", "CABGA381"),
-           {"LUT4": 24288, "FF": 24288, "DSP": 28, "BRAM": 56}, 150.0),
+           {"LUT4": 24288, "FF": 24288, "DSP": 28, "BRAM": 56, "SPRAM": 0}, 150.0),
     Target("ecp5-85f", "ecp5", ("--85k", "--package", "CABGA381"),
-           {"LUT4": 83640, "FF": 83640, "DSP": 156, "BRAM": 208}, 150.0),
+           {"LUT4": 83640, "FF": 83640, "DSP": 156, "BRAM": 208, "SPRAM": 0}, 150.0),
 )}
 
 #: Mapped cell types of both families, by the resource they use. Carry cells are counted as
@@ -56,7 +56,8 @@ CELL_CLASSES = {
            "SB_DFFNR", "SB_DFFNS", "SB_DFFNESR", "SB_DFFNER", "SB_DFFNES", "SB_DFFNSS",
            "SB_DFFNESS", "TRELLIS_FF"),
     "DSP": ("SB_MAC16", "MULT18X18D", "ALU54B"),
-    "BRAM": ("SB_RAM40_4K", "SB_SPRAM256KA", "DP16KD"),
+    "BRAM": ("SB_RAM40_4K", "DP16KD"),
+    "SPRAM": ("SB_SPRAM256KA",),
     "LUTRAM": ("TRELLIS_DPR16X4",),
 }
 
@@ -89,4 +90,5 @@ def capacity_use(target, resources):
     return {"LUT4": (target.lut_sites(resources), target.capacity["LUT4"]),
             "FF": (resources["FF"], target.capacity["FF"]),
             "DSP": (resources["DSP"], target.capacity["DSP"]),
-            "BRAM": (resources["BRAM"], target.capacity["BRAM"])}
+            "BRAM": (resources["BRAM"], target.capacity["BRAM"]),
+            "SPRAM": (resources["SPRAM"], target.capacity["SPRAM"])}

@@ -1,7 +1,7 @@
 """The accelerator: a whole exported network in hardware, controller included.
 
-`Accelerator(config)` holds the memories (data, program, constants, controller table, wide
-values, choices, op cycles), the `Sequencer`, the three engines (`WindowEngine` for conv2d,
+`Accelerator(config)` holds the memories (data, program, controller table, wide values,
+choices, op cycles), the `Sequencer`, the three engines (`WindowEngine` for conv2d,
 linear and pooling on the MAC array, `ElementwiseEngine` for residual adds and clips,
 `SelectEngine` for the controller's argmax), the `TensorWriter` and a 32-bit Wishbone
 classic slave that exposes the register map of `dqt_hw.accel.regmap`. A host (or a CPU) loads
@@ -18,8 +18,9 @@ from amaranth.lib.wiring import In, Out
 from ..accel.config import AcceleratorConfig
 from ..accel.program import Opcode, PROGRAM_VERSION
 from ..accel.regmap import ACCEL_ID, HARDWARE_VERSION, REGMAP_VERSION, register_map
-from .data_memory import DataArbiter, DataMemory, NIBBLES
+from .data_memory import DATA_MEMORIES, DataArbiter, DataMemory, NIBBLES
 from .elementwise_engine import ElementwiseEngine
+from .requantize_stage import RequantizeStage
 from .select_engine import SelectEngine
 from .sequencer import Sequencer
 from .tensor_writer import TensorWriter
@@ -43,26 +44,34 @@ class Accelerator(wiring.Component):
     """The accelerator top level.
 
     Parameters: `config` (`AcceleratorConfig`); optional initial contents `program`,
-    `data`, `constants`, `table` (lists of words, e.g. a `CompiledModel`'s, so that a
-    bitstream can hold a model; the host may still load another one through the bus).
+    `data`, `table` (lists of words, e.g. a `CompiledModel`'s, so that a bitstream can hold a
+    model; the host may still load another one through the bus); `data_memory`: "portable"
+    (`lib.memory.Memory`, the default) or "ice40-spram" (the UP5K's SPRAMs, which cannot hold
+    initial contents: a model is then loaded over the bus).
 
     Ports: `bus` (Wishbone classic slave), `busy`, `done`, `error` (for status LEDs).
     """
 
-    def __init__(self, config=None, *, program=(), data=(), constants=(), table=()):
+    def __init__(self, config=None, *, program=(), data=(), table=(), data_memory="portable"):
         self.config = config or AcceleratorConfig()
         if not isinstance(self.config, AcceleratorConfig):
             raise TypeError(f"`config` must be an AcceleratorConfig, not {config!r}")
         self.regmap = register_map(self.config)
         self.init = dict(program=list(program), data=[int(w) for w in data],
-                         constants=list(constants), table=list(table))
+                         table=list(table))
         for name, depth in (("program", self.config.program_words),
                             ("data", self.config.data_words),
-                            ("constants", self.config.constant_entries),
                             ("table", self.config.table_words)):
             if len(self.init[name]) > depth:
                 raise ValueError(f"`{name}` has {len(self.init[name])} words but the memory "
                                  f"holds {depth}")
+        if data_memory not in DATA_MEMORIES:
+            raise ValueError(f"`data_memory` must be one of {', '.join(DATA_MEMORIES)}, "
+                             f"not {data_memory!r}")
+        if data_memory == "ice40-spram" and self.init["data"]:
+            raise ValueError("the iCE40 SPRAM data memory has no initial contents; load the "
+                             "data image over the bus, or use the portable data memory")
+        self.data_memory = data_memory
         super().__init__({
             "bus": In(wishbone_signature()),
             "busy": Out(1),
@@ -76,12 +85,13 @@ class Accelerator(wiring.Component):
         soft_reset = Signal()
 
         # -- memories --------------------------------------------------------------------------
-        m.submodules.data = data = DataMemory(depth=cfg.data_words, init=self.init["data"])
+        if self.data_memory == "portable":
+            data = DataMemory(depth=cfg.data_words, init=self.init["data"])
+        else:
+            data = DATA_MEMORIES[self.data_memory](depth=cfg.data_words)
+        m.submodules.data = data
         m.submodules.program = program = Memory(shape=unsigned(32), depth=cfg.program_words,
                                                 init=self.init["program"])
-        m.submodules.constants = constants = Memory(shape=unsigned(64),
-                                                    depth=cfg.constant_entries,
-                                                    init=self.init["constants"])
         m.submodules.table = table = Memory(shape=unsigned(32), depth=cfg.table_words,
                                             init=self.init["table"])
         m.submodules.wide = wide = Memory(shape=unsigned(32), depth=cfg.wide_words, init=[])
@@ -89,19 +99,20 @@ class Accelerator(wiring.Component):
         m.submodules.op_cycles = op_cycles = Memory(shape=unsigned(32), depth=cfg.max_ops,
                                                     init=[])
         # For simulators that inspect the memories (the data memory's is set by its block).
-        self.memories = dict(data=data, program=program, constants=constants, table=table,
+        self.memories = dict(data=data, program=program, table=table,
                              wide=wide, choice=choice, op_cycles=op_cycles)
 
         # -- the run: sequencer and engines, all reset by CONTROL.SOFT_RESET ---------------
         sequencer = Sequencer(cfg)
         window = WindowEngine(cfg)
-        elementwise = ElementwiseEngine()
+        elementwise = ElementwiseEngine(acc_width=cfg.value_bits)
+        stage = RequantizeStage(cfg)
         select = SelectEngine(cfg)
         writer = TensorWriter(wide_depth=cfg.wide_words)
-        arbiter = DataArbiter(5)
+        arbiter = DataArbiter(6)
         for name, block in (("sequencer", sequencer), ("window", window),
                             ("elementwise", elementwise), ("select", select),
-                            ("writer", writer)):
+                            ("stage", stage), ("writer", writer)):
             m.submodules[name] = ResetInserter(soft_reset)(block)
         m.submodules.arbiter = arbiter
         wiring.connect(m, arbiter.memory, data.port)
@@ -109,7 +120,8 @@ class Accelerator(wiring.Component):
         wiring.connect(m, elementwise.port, arbiter.clients[1])
         wiring.connect(m, window.fetch_port, arbiter.clients[2])
         wiring.connect(m, window.load_port, arbiter.clients[3])
-        bus_port = arbiter.clients[4]
+        wiring.connect(m, window.const_port, arbiter.clients[4])
+        bus_port = arbiter.clients[5]
 
         instr = sequencer.instr
         for engine in (window, elementwise, select):
@@ -119,26 +131,26 @@ class Accelerator(wiring.Component):
             elementwise.start.eq(sequencer.start_elementwise),
             select.start.eq(sequencer.start_select),
             sequencer.engine_done.eq(window.done | elementwise.done | select.done),
-            window.writer_idle.eq(writer.idle), elementwise.writer_idle.eq(writer.idle),
+            window.drained.eq(stage.idle & writer.idle),
+            elementwise.drained.eq(stage.idle & writer.idle),
         ]
-        # The tensor writer takes the active engine's outputs.
+        # The requantize stage takes the active engine's requests and feeds the writer.
         from_elementwise = instr.opcode == Opcode.ELEMENTWISE
-        source_window, source_elementwise = window.output, elementwise.output
+        source_window, source_elementwise = window.requests, elementwise.requests
         m.d.comb += [
-            writer.input.valid.eq(Mux(from_elementwise, source_elementwise.valid,
-                                      source_window.valid)),
-            writer.input.payload.eq(Mux(from_elementwise, source_elementwise.payload,
-                                        source_window.payload)),
-            source_window.ready.eq(writer.input.ready & ~from_elementwise),
-            source_elementwise.ready.eq(writer.input.ready & from_elementwise),
+            stage.requests.valid.eq(Mux(from_elementwise, source_elementwise.valid,
+                                        source_window.valid)),
+            stage.requests.payload.eq(Mux(from_elementwise, source_elementwise.payload,
+                                          source_window.payload)),
+            source_window.ready.eq(stage.requests.ready & ~from_elementwise),
+            source_elementwise.ready.eq(stage.requests.ready & from_elementwise),
+            stage.bits.eq(Mux(instr.opcode == Opcode.CONV, window.bits, cfg.master_bits)),
+            stage.lo.eq(instr.lo), stage.hi.eq(instr.hi),
         ]
+        wiring.connect(m, stage.output, writer.input)
         program_run = program.read_port()
         m.d.comb += [program_run.addr.eq(sequencer.prog_addr),
                      sequencer.prog_data.eq(program_run.data)]
-        constants_run = constants.read_port()
-        m.d.comb += [constants_run.addr.eq(window.const_addr),
-                     constants_run.en.eq(window.const_en),
-                     window.const_data.eq(constants_run.data)]
         table_run = table.read_port()
         m.d.comb += [table_run.addr.eq(Mux(instr.opcode == Opcode.SELECT, select.table_addr,
                                            window.table_addr)),
@@ -177,18 +189,14 @@ class Accelerator(wiring.Component):
         def index_in(name):
             return (address - regmap[name].offset)[2:]
 
-        program_bus, constants_bus = program.read_port(), constants.read_port()
+        program_bus = program.read_port()
         table_bus, wide_bus = table.read_port(), wide.read_port()
         choice_bus, opc_bus = choice.read_port(), op_cycles.read_port()
         program_write = program.write_port()
-        constants_write = constants.write_port(granularity=32)
         table_write = table.write_port()
         m.d.comb += [
             program_bus.addr.eq(index_in("PROGRAM")),
             program_write.addr.eq(index_in("PROGRAM")), program_write.data.eq(wdata),
-            constants_bus.addr.eq(index_in("CONSTANTS")[1:]),
-            constants_write.addr.eq(index_in("CONSTANTS")[1:]),
-            constants_write.data.eq(wdata.replicate(2)),
             table_bus.addr.eq(index_in("TABLE")),
             table_write.addr.eq(index_in("TABLE")), table_write.data.eq(wdata),
             wide_bus.addr.eq(index_in("WIDE")),
@@ -228,8 +236,6 @@ class Accelerator(wiring.Component):
             "IMAGE_BASE": image_base,
         }
         memory_windows = {"PROGRAM": program_bus.data,
-                          "CONSTANTS": constants_bus.data.word_select(
-                              index_in("CONSTANTS")[0], 32),
                           "TABLE": table_bus.data, "WIDE": wide_bus.data,
                           "BITS": choice_bus.data, "OP_CYCLES": opc_bus.data,
                           "DATA": data.port.rdata.word_select(data_half, 32)}
@@ -272,7 +278,7 @@ class Accelerator(wiring.Component):
                         with m.If(~write):
                             m.d.sync += read_source.eq(list(memory_windows).index(array))
                             m.next = "READ"
-                for name in ("PROGRAM", "CONSTANTS", "TABLE", "WIDE", "IMAGE", "DATA"):
+                for name in ("PROGRAM", "TABLE", "WIDE", "IMAGE", "DATA"):
                     inside, win = in_window(name)
                     with m.If(inside):
                         m.d.comb += decoded.eq(1)
@@ -281,9 +287,6 @@ class Accelerator(wiring.Component):
                         with m.Elif(write):
                             if name == "PROGRAM":
                                 m.d.comb += program_write.en.eq(1)
-                            elif name == "CONSTANTS":
-                                m.d.comb += constants_write.en.eq(
-                                    Mux(index_in("CONSTANTS")[0], 0b10, 0b01))
                             elif name == "TABLE":
                                 m.d.comb += table_write.en.eq(1)
                             elif name == "WIDE":

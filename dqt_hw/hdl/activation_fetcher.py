@@ -18,10 +18,10 @@ become zero beats without a read.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .data_memory import ADDRESS_BITS, DATA_WORD_BITS, data_port_signature
+from .register_fifo import RegisterFIFO
 
 __all__ = ["GROUP_LANES", "activation_beat_layout", "window_signature", "ActivationFetcher"]
 
@@ -64,17 +64,26 @@ class ActivationFetcher(wiring.Component):
     a walk with the `window` fields, which must stay constant until `idle` again.
 
     Ports: `window` (window_signature), `start` In(1), `idle` Out(1), `port` (a data
-    memory client), `beats` Out(stream of activation_beat_layout()).
+    memory client), `beats` Out(stream of activation_beat_layout()), and `emit` with
+    `emit_index`: high in the cycle a beat is loaded into `beats` (its index), so a consumer
+    can start a one-cycle read (the weight buffer) that lines up with the beat.
+
+    `queue_depth` sizes the descriptor and request queues, `group_depth` the queue of read
+    groups (128 bits per entry). The defaults keep every mode at one beat per cycle: the
+    descriptor queue lets the address generator run ahead of the read latency, four groups
+    cover the reads in flight at b = 2 (`test_fetcher_streams_one_beat_per_cycle`).
     """
 
-    def __init__(self, *, fifo_depth=4):
-        self.fifo_depth = fifo_depth
+    def __init__(self, *, queue_depth=6, group_depth=4):
+        self.queue_depth, self.group_depth = queue_depth, group_depth
         super().__init__({
             "window": Out(window_signature()),
             "start": In(1),
             "idle": Out(1),
             "port": Out(data_port_signature()),
             "beats": Out(stream.Signature(activation_beat_layout())),
+            "emit": Out(1),
+            "emit_index": Out(12),
         })
 
     def elaborate(self, platform):
@@ -83,11 +92,12 @@ class ActivationFetcher(wiring.Component):
         desc_layout = data.StructLayout({"zero": 1, "new": 1, "offset": 4, "index": 12,
                                          "last": 1})
         group_layout = data.StructLayout({"high": DATA_WORD_BITS, "low": DATA_WORD_BITS})
-        m.submodules.desc_fifo = desc_fifo = SyncFIFO(width=desc_layout.size,
-                                                      depth=self.fifo_depth)
-        m.submodules.req_fifo = req_fifo = SyncFIFO(width=ADDRESS_BITS, depth=self.fifo_depth)
-        m.submodules.group_fifo = group_fifo = SyncFIFO(width=group_layout.size,
-                                                        depth=self.fifo_depth)
+        m.submodules.desc_fifo = desc_fifo = RegisterFIFO(width=desc_layout.size,
+                                                          depth=self.queue_depth)
+        m.submodules.req_fifo = req_fifo = RegisterFIFO(width=ADDRESS_BITS,
+                                                        depth=self.queue_depth)
+        m.submodules.group_fifo = group_fifo = RegisterFIFO(width=group_layout.size,
+                                                            depth=self.group_depth)
 
         # -- 1. address generator ----------------------------------------------------------
         running = Signal()
@@ -178,7 +188,7 @@ class ActivationFetcher(wiring.Component):
         load = Signal()
         m.d.comb += [
             load.eq(req_fifo.r_rdy & (~active | finishing)
-                    & (group_fifo.w_level + pending < self.fifo_depth)),
+                    & (group_fifo.w_level + pending < self.group_depth)),
             req_fifo.r_en.eq(load),
         ]
         with m.If(load):
@@ -210,6 +220,7 @@ class ActivationFetcher(wiring.Component):
                     & (~out.valid | out.ready)),
             desc_fifo.r_en.eq(emit),
             group_fifo.r_en.eq(emit & head.new),
+            self.emit.eq(emit), self.emit_index.eq(head.index),
         ]
         source = Signal(group_layout)
         m.d.comb += source.eq(Mux(head.new, group_head.as_value(), cache.as_value()))

@@ -13,7 +13,8 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import check_positive_int
 
-__all__ = ["DATA_WORD_BITS", "NIBBLES", "data_port_signature", "DataMemory", "DataArbiter"]
+__all__ = ["DATA_WORD_BITS", "NIBBLES", "data_port_signature", "DataMemory", "DataArbiter",
+           "ICE40SPRAMDataMemory", "DATA_MEMORIES"]
 
 DATA_WORD_BITS = 64
 NIBBLES = DATA_WORD_BITS // 4
@@ -103,3 +104,45 @@ class DataArbiter(wiring.Component):
                              self.memory.wmask.eq(client.wmask)]
             taken = taken | wants
         return m
+
+
+class ICE40SPRAMDataMemory(wiring.Component):
+    """`DataMemory` on an iCE40 UltraPlus: four SB_SPRAM256KA side by side (16384 x 64 bits,
+    the whole 128 KiB), SPRAM k holding nibble lanes 4k..4k+3, its MASKWREN the write mask of
+    those lanes. Same signature and timing as `DataMemory` (read data on `rdata` the cycle
+    after the read; after a write `rdata` is undefined). No initial contents: the SPRAMs power
+    up cleared, so a model is loaded over the bus (or by firmware).
+
+    Simulation: Yosys's techlibs/ice40/cells_sim.v models SB_SPRAM256KA.
+    """
+
+    latency = 1
+    DEPTH = 16384
+
+    def __init__(self, *, depth=DEPTH):
+        if depth > self.DEPTH:
+            raise ValueError(f"`depth` must be at most {self.DEPTH} (the UP5K's four SPRAMs), "
+                             f"not {depth}")
+        self.depth = depth
+        super().__init__({"port": In(data_port_signature())})
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Cat, ClockSignal, Instance
+        m = Module()
+        port = self.port
+        outputs = []
+        for k in range(4):
+            out = Signal(16, name=f"spram_{k}_out")
+            outputs.append(out)
+            m.submodules[f"spram_{k}"] = Instance(
+                "SB_SPRAM256KA",
+                i_ADDRESS=port.addr[:14], i_DATAIN=port.wdata[16 * k:16 * k + 16],
+                i_MASKWREN=port.wmask[4 * k:4 * k + 4], i_WREN=port.write,
+                i_CHIPSELECT=port.read | port.write, i_CLOCK=ClockSignal("sync"),
+                i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1, o_DATAOUT=out)
+        m.d.comb += [port.grant.eq(1), port.rdata.eq(Cat(*outputs))]
+        return m
+
+
+#: Data memory variants by name (`Accelerator(data_memory=...)`).
+DATA_MEMORIES = {"portable": DataMemory, "ice40-spram": ICE40SPRAMDataMemory}

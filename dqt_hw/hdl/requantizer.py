@@ -37,7 +37,7 @@ class Requantizer(wiring.Component):
     """out = clip(round_shift(((acc << acc_shift) + bias) * M, r), lo, hi), acc_shift = 2(n - b).
 
     Bit-exact to `dqt_hw.golden.requantize`. M, r and the bias are an output channel's master
-    constants and travel with each accumulator (an upstream constants memory supplies them);
+    constants and travel with each accumulator (the accelerator keeps them in its data memory);
     the same constants serve every b, only `acc_shift` follows the `bits` port.
 
     Parameters: `master_bits` n; `max_terms` K sets the accumulator and bias width

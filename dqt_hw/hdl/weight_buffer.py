@@ -154,25 +154,35 @@ class WeightBuffer(wiring.Component):
         with m.Elif(staged_valid):
             m.d.sync += word.eq(word + 1)
 
-        nested = []
-        for lane in range(GROUP_LANES):
-            unit = NestUnit(master_bits=self.master_bits, signed=True,
-                            supported_bits=self.supported_bits)
-            m.submodules[f"nest_{lane}"] = unit
-            code = Cat(stage_low[4 * lane:4 * lane + 4], stage_high[4 * lane:4 * lane + 4])
-            m.d.comb += [unit.master.eq(code), unit.bits.eq(self.bits)]
-            nested.append(unit.nested)
-        packed = {}
-        for w in self.modes:
-            per_word = BUFFER_WORD_BITS // w
-            packed[w] = [Cat(*(nested[k * per_word + i][:w] for i in range(per_word)))
-                         for k in range(words_per_group(w))]
-        data_word = Signal(BUFFER_WORD_BITS)
+        # Word k of a group in mode w holds codes k * 32 / w onwards: nest only those. Nest lane
+        # j then serves code k * 32 / w + j, and only in the modes with more than j codes per
+        # word (lanes 8..15 only at w = 2), so most lanes need few bit-widths and inputs.
+        codes = [Cat(stage_low[4 * i:4 * i + 4], stage_high[4 * i:4 * i + 4])
+                 for i in range(GROUP_LANES)]
+        mode = Signal(range(9))
         with m.Switch(self.bits):
             for bits in self.supported_bits:
                 with m.Case(bits):
-                    words = packed[mode_bits(bits)]
-                    m.d.comb += data_word.eq(Cat(*words).word_select(word, BUFFER_WORD_BITS))
+                    m.d.comb += mode.eq(mode_bits(bits))
+        nested = []
+        for lane in range(GROUP_LANES):
+            widths = [w for w in self.modes if lane < BUFFER_WORD_BITS // w]
+            lane_bits = [b for b in self.supported_bits if mode_bits(b) in widths]
+            code = codes[lane]
+            for w in widths:
+                per_word = BUFFER_WORD_BITS // w
+                if per_word < GROUP_LANES:
+                    choices = [codes[k * per_word + lane] for k in range(GROUP_LANES // per_word)]
+                    code = Mux(mode == w, Cat(*choices).word_select(word, 8), code)
+            unit = NestUnit(master_bits=self.master_bits, signed=True, supported_bits=lane_bits)
+            m.submodules[f"nest_{lane}"] = unit
+            m.d.comb += [unit.master.eq(code), unit.bits.eq(self.bits)]
+            nested.append(unit.nested)
+        data_word = Signal(BUFFER_WORD_BITS)
+        for w in self.modes:
+            per_word = BUFFER_WORD_BITS // w
+            with m.If(mode == w):
+                m.d.comb += data_word.eq(Cat(*(nested[j][:w] for j in range(per_word))))
         m.d.comb += [
             writer.addr.eq((staged_group << mode_log2) + word),
             writer.data.eq(data_word.replicate(self.cols)),

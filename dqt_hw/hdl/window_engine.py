@@ -7,7 +7,8 @@ in a set of values that the drain requantizes and hands to the tensor writer:
   `WeightBuffer` (nested to the layer's b), then stream every output pixel's window through
   the `MacArray` (one row, `cols` columns: the activation beat is broadcast, each column has
   its channel's weights). Each window ends in `cols` accumulators, requantized with the
-  channel's constants from the constants memory and acc_shift = 2(n - b).
+  channel's constants (read from the data memory into registers once per group) and
+  acc_shift = 2(n - b).
 - POOL, per chunk of up to `pool_lanes` channels: the same walk with one beat per tap; the
   lanes of each beat are summed per channel, and each window's sums are requantized with the
   instruction's M and r.
@@ -19,7 +20,6 @@ word gives b. A precision switch therefore costs two table reads at the start of
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..accel.program import INSTRUCTION, Opcode
@@ -28,8 +28,7 @@ from .data_memory import ADDRESS_BITS, data_port_signature
 from .layouts import bits_shape
 from .mac_array import MacArray
 from .pe import mode_bits
-from .requantizer import Requantizer
-from .tensor_writer import output_layout
+from .requantize_stage import request_layout
 from .weight_buffer import WeightBuffer
 
 __all__ = ["POOL_SUM_BITS", "WindowEngine"]
@@ -43,10 +42,11 @@ class WindowEngine(wiring.Component):
     `done` pulses when its last output has been handed to the tensor writer and the writer is
     idle. See the module docstring; docs/accelerator.md has the cycle model.
 
-    Ports: data-memory clients `fetch_port` (activations) and `load_port` (weights); `output`
-    (to the tensor writer) and `writer_idle`; read ports of the constants memory (`const_*`,
-    64-bit entries), the choice memory (`choice_*`) and the controller table (`table_*`);
-    `bits` (the b the current or last CONV ran at).
+    Ports: data-memory clients `fetch_port` (activations), `load_port` (weights) and
+    `const_port` (the group's constants); `requests` (to the shared `RequantizeStage`) and
+    `drained` (the stage and the tensor writer have finished everything sent);
+    read ports of the choice memory (`choice_*`) and the controller table (`table_*`); `bits`
+    (the b the current or last CONV ran at).
     """
 
     def __init__(self, config):
@@ -57,11 +57,9 @@ class WindowEngine(wiring.Component):
             "done": Out(1),
             "fetch_port": Out(data_port_signature()),
             "load_port": Out(data_port_signature()),
-            "output": Out(stream.Signature(output_layout())),
-            "writer_idle": In(1),
-            "const_addr": Out(range(config.constant_entries)),
-            "const_en": Out(1),
-            "const_data": In(64),
+            "requests": Out(stream.Signature(request_layout(config.value_bits))),
+            "drained": In(1),
+            "const_port": Out(data_port_signature()),
             "choice_addr": Out(range(config.slots)),
             "choice_data": In(8),
             "table_addr": Out(range(config.table_words)),
@@ -84,9 +82,6 @@ class WindowEngine(wiring.Component):
                                               max_terms=cfg.max_terms,
                                               supported_bits=cfg.supported_bits,
                                               nest_weights=False)
-        m.submodules.requantizer = requantizer = Requantizer(
-            master_bits=n, max_terms=cfg.max_terms, multiplier_bits=16, range_ports=True)
-        m.submodules.tags = tags = SyncFIFO(width=output_layout().size, depth=4)
         wiring.connect(m, wiring.flipped(self.fetch_port), fetcher.port)
         wiring.connect(m, wiring.flipped(self.load_port), buffer.port)
 
@@ -109,6 +104,11 @@ class WindowEngine(wiring.Component):
         # -- sequencing ----------------------------------------------------------------------
         first = Signal(12)                      # first output channel of the current group
         row_base = Signal(ADDRESS_BITS)
+        constant_layout = data.StructLayout({"bias": signed(32), "multiplier": unsigned(16),
+                                             "shift": unsigned(6)})
+        constants = [Signal(constant_layout, name=f"constants_{j}") for j in range(cols)]
+        const_index, const_arrive = Signal(range(cols + 1)), Signal()
+        const_arrive_index = Signal(range(cols))
         group_done = Signal()
         drain_idle = Signal()
         columns = Signal(range(cols + 1))
@@ -136,10 +136,18 @@ class WindowEngine(wiring.Component):
                 with m.If(first >= ins.out_c):
                     m.next = "FINISH"
                 with m.Elif(is_conv):
-                    m.d.comb += buffer.start.eq(1)
-                    m.next = "LOAD"
+                    m.d.sync += const_index.eq(0)
+                    m.next = "CONSTANTS"
                 with m.Else():
                     m.next = "WALK"
+            with m.State("CONSTANTS"):       # one data word per column of the group
+                m.d.comb += [self.const_port.addr.eq(ins.consts + first + const_index),
+                             self.const_port.read.eq(const_index < columns)]
+                with m.If(self.const_port.grant & (const_index < columns)):
+                    m.d.sync += const_index.eq(const_index + 1)
+                with m.If((const_index == columns) & ~const_arrive):
+                    m.d.comb += buffer.start.eq(1)
+                    m.next = "LOAD"
             with m.State("LOAD"):
                 with m.If(buffer.idle):
                     m.next = "WALK"
@@ -152,8 +160,7 @@ class WindowEngine(wiring.Component):
                                  row_base.eq(row_base + (ins.row_words << step_log2))]
                     m.next = "GROUP"
             with m.State("FINISH"):
-                with m.If(drain_idle & ~tags.r_rdy & ~requantizer.output.valid
-                          & self.writer_idle):
+                with m.If(drain_idle & self.drained):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
         m.d.comb += [
@@ -173,38 +180,37 @@ class WindowEngine(wiring.Component):
             g.both.eq(~is_conv | (bits >= 4)),
         ]
 
-        # -- CONV: beat stage (weight buffer read) and the array -----------------------------
+        # -- CONV: the array takes the fetcher's beats; the weight buffer is read as a beat is
+        # emitted, so its word arrives together with the beat.
         beat = fetcher.beats.payload
-        stage_valid, stage_last = Signal(), Signal()
-        stage_sub = Signal(2)
-        stage_codes = Signal(data.ArrayLayout(unsigned(8), 16))
+        beat_sub = Signal(2)                 # the beat's place in its buffer word
         conv_ready = Signal()
         m.d.comb += [
-            conv_ready.eq(~stage_valid | array.operands.ready),
-            buffer.read_addr.eq(beat.index >> beats_log2),
-            buffer.read_en.eq(fetcher.beats.valid & conv_ready & is_conv),
+            conv_ready.eq(array.operands.ready),
+            buffer.read_addr.eq(fetcher.emit_index >> beats_log2),
+            buffer.read_en.eq(fetcher.emit & is_conv),
         ]
-        with m.If(conv_ready & is_conv):
-            m.d.sync += stage_valid.eq(fetcher.beats.valid)
-            with m.If(fetcher.beats.valid):
-                m.d.sync += [stage_codes.eq(beat.codes), stage_last.eq(beat.last),
-                             stage_sub.eq(beat.index & ((Const(1, 3) << beats_log2) - 1))]
+        with m.If(fetcher.emit):
+            m.d.sync += beat_sub.eq(fetcher.emit_index & ((Const(1, 3) << beats_log2) - 1))
         operands = array.operands.payload
-        m.d.comb += [array.bits.eq(bits), array.operands.valid.eq(stage_valid),
-                     operands.last.eq(stage_last)]
+        m.d.comb += [array.bits.eq(bits), array.operands.valid.eq(fetcher.beats.valid & is_conv),
+                     operands.last.eq(beat.last)]
         for lane in range(array.lanes):
-            m.d.comb += operands.activations[0][lane].eq(stage_codes[lane])
+            m.d.comb += operands.activations[0][lane].eq(beat.codes[lane])
+        modes = sorted({mode_bits(b) for b in cfg.supported_bits})
         for column in range(cols):
             word = buffer.read_data[32 * column:32 * column + 32]
             for lane in range(array.lanes):
-                options = {8: word.word_select(stage_sub, 8) if lane == 0 else None,
-                           4: (word.word_select(Cat(Const(lane, 2), stage_sub[0]), 4)
+                options = {8: word.word_select(beat_sub, 8) if lane == 0 else None,
+                           4: (word.word_select(Cat(Const(lane, 2), beat_sub[0]), 4)
                                if lane < 4 else None),
                            2: word[2 * lane:2 * lane + 2]}
-                value = Const(0, signed(8))
-                for w in sorted({mode_bits(b) for b in cfg.supported_bits}):
-                    if options[w] is not None:
-                        value = Mux(mode == w, options[w].as_signed(), value)
+                # A lane that only one mode reads takes its field directly: in the other
+                # modes the PE ignores it.
+                fields = [(w, options[w].as_signed()) for w in modes if options[w] is not None]
+                value = fields[0][1]
+                for w, field in fields[1:]:
+                    value = Mux(mode == w, field, value)
                 m.d.comb += operands.weights[column][lane].eq(value)
 
         # -- POOL: window sums per lane ------------------------------------------------------
@@ -251,44 +257,41 @@ class WindowEngine(wiring.Component):
                                       Const(1, 5) << pool_log2, ins.out_c - first))]
             for j in range(pool_lanes):
                 m.d.sync += hold[j].eq(pool_values[j])
-        # Pipelined: the constants read for value `index` is issued when the requantizer
-        # takes the previous one (or is empty), so one value enters per cycle.
-        feeding, feed_index = Signal(), Signal(range(depth))
-        fed = Signal()
-        m.d.comb += fed.eq(feeding & requantizer.input.ready & tags.w_rdy)
-        issue = Signal()
-        m.d.comb += [issue.eq(holding & (index < count) & (~feeding | fed)),
-                     self.const_addr.eq(ins.consts + first + index),
-                     self.const_en.eq(issue)]
-        with m.If(issue):
-            m.d.sync += [feeding.eq(1), feed_index.eq(index), index.eq(index + 1)]
-        with m.Elif(fed):
-            m.d.sync += feeding.eq(0)
-        constants = data.View(data.StructLayout({"bias": signed(32), "multiplier": unsigned(16),
-                                                 "shift": unsigned(6)}), self.const_data[:54])
+        m.d.sync += [const_arrive.eq(self.const_port.read & self.const_port.grant),
+                     const_arrive_index.eq(const_index)]
+        with m.If(const_arrive):
+            with m.Switch(const_arrive_index):
+                for j in range(cols):
+                    with m.Case(j):
+                        m.d.sync += constants[j].eq(self.const_port.rdata[:constant_layout.size])
+        # One held value enters the requantizer per cycle, with its channel's constants.
+        offer, fed = Signal(), Signal()
+        m.d.comb += [offer.eq(holding & (index < count)),
+                     fed.eq(offer & self.requests.ready)]
+        with m.If(fed):
+            m.d.sync += index.eq(index + 1)
+        feed_index = index
         held = Signal(signed(width))
         m.d.comb += held.eq(Cat(*hold).word_select(feed_index, width).as_signed())
-        rq = requantizer.input.payload
-        m.d.comb += [
-            requantizer.bits.eq(bits), requantizer.lo.eq(ins.lo), requantizer.hi.eq(ins.hi),
-            requantizer.input.valid.eq(feeding & tags.w_rdy),
-            rq.acc.eq(held),
-            rq.multiplier.eq(Mux(is_conv, constants.multiplier, ins.multiplier)),
-            rq.shift.eq(Mux(is_conv, constants.shift, ins.shift)),
-            rq.bias.eq(Mux(is_conv, constants.bias, 0)),
-        ]
-        tag = data.View(output_layout(), tags.w_data)
+        channel = Signal(constant_layout)
+        m.d.comb += channel.eq(Cat(*constants).word_select(index[:max(1, (cols - 1).bit_length())],
+                                                          constant_layout.size))
+        request = self.requests.payload
         element = Signal(21)
         m.d.comb += [
+            self.requests.valid.eq(offer),
+            request.acc.eq(held),
+            request.multiplier.eq(Mux(is_conv, channel.multiplier, ins.multiplier)),
+            request.shift.eq(Mux(is_conv, channel.shift, ins.shift)),
+            request.bias.eq(Mux(is_conv, channel.bias, 0)),
             element.eq(e_pix + feed_index),
-            tag.wide.eq(ins.out_wide),
-            tag.addr.eq(Mux(ins.out_wide, w_pix + feed_index, ins.out + (element[4:] << 1))),
-            tag.lane.eq(element[:4]),
-            tag.flush.eq(feed_index == count - 1),
-            tags.w_en.eq(fed),
+            request.wide.eq(ins.out_wide),
+            request.addr.eq(Mux(ins.out_wide, w_pix + feed_index, ins.out + (element[4:] << 1))),
+            request.lane.eq(element[:4]),
+            request.flush.eq(feed_index == count - 1),
         ]
         set_done = Signal()
-        m.d.comb += set_done.eq(holding & (index == count) & (~feeding | fed))
+        m.d.comb += set_done.eq(holding & (index == count))
         last_pixel = Signal()
         m.d.comb += last_pixel.eq((px == ins.out_w - 1) & (py == ins.out_h - 1))
         with m.If(set_done):
@@ -303,14 +306,5 @@ class WindowEngine(wiring.Component):
         m.d.comb += group_done.eq(set_done & last_pixel)
         with m.If(buffer.start | (~is_conv & fetcher.start)):
             m.d.sync += [e_pix.eq(first), w_pix.eq(ins.out + first), px.eq(0), py.eq(0)]
-        m.d.comb += drain_idle.eq(~holding & ~feeding)
-
-        out = data.View(output_layout(), tags.r_data)
-        m.d.comb += [
-            self.output.valid.eq(requantizer.output.valid & tags.r_rdy),
-            self.output.payload.eq(out),
-            self.output.payload.value.eq(requantizer.output.payload),
-            requantizer.output.ready.eq(self.output.ready & tags.r_rdy),
-            tags.r_en.eq(requantizer.output.valid & self.output.ready),
-        ]
+        m.d.comb += drain_idle.eq(~holding)
         return m

@@ -1,0 +1,85 @@
+"""The accelerator's one requantizer, shared by every engine, with the places of its results.
+
+Engines send requests: a value to requantize (an accumulator, a pooling sum, or a residual
+join's k1 a + k2 b), its constants (M, r, bias) and where the result goes (`output_layout`
+without the value). The stage runs them through `Requantizer` (run-time output range) and
+hands each result with its place to the tensor writer; a small queue carries the places beside
+the requantizer's pipeline. A residual join is a requantization too: clip(round_shift(k1 a +
+k2 b + k3, r), lo, hi) is the requantizer with acc = k1 a + k2 b, bias = k3, M = 1 and
+acc_shift = 0.
+"""
+
+from amaranth.hdl import Module, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import bits_shape
+from .register_fifo import RegisterFIFO
+from .requantizer import RANGE_PORT_BITS, Requantizer
+from .tensor_writer import output_layout
+
+__all__ = ["request_layout", "RequantizeStage"]
+
+MULTIPLIER_BITS = 16
+
+
+def request_layout(acc_width):
+    """One request: the value and constants, and the result's place (see `output_layout`)."""
+    place = {name: field.shape for name, field in output_layout() if name != "value"}
+    return data.StructLayout({
+        "acc": signed(acc_width), "multiplier": unsigned(MULTIPLIER_BITS),
+        "shift": unsigned(6), "bias": signed(acc_width), **place,
+    })
+
+
+class RequantizeStage(wiring.Component):
+    """Ports: `requests` In(stream of `request_layout(config.value_bits)`), `bits` (the b the
+    accumulators were computed at: acc_shift = 2(n - b)), `lo`, `hi` (the output range; all
+    three constant during an instruction), `output` Out(stream of `output_layout()`), `idle`
+    (nothing in flight)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.acc_width = config.value_bits
+        super().__init__({
+            "requests": In(stream.Signature(request_layout(self.acc_width))),
+            "bits": In(bits_shape(config.master_bits)),
+            "lo": In(signed(RANGE_PORT_BITS)),
+            "hi": In(signed(RANGE_PORT_BITS)),
+            "output": Out(stream.Signature(output_layout())),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.submodules.requantizer = requantizer = Requantizer(
+            master_bits=cfg.master_bits, max_terms=max(cfg.max_terms, 1024),
+            multiplier_bits=MULTIPLIER_BITS, range_ports=True)
+        m.submodules.places = places = RegisterFIFO(width=output_layout().size,
+                                                    depth=requantizer.latency + 2)
+        request = self.requests.payload
+        taken = self.requests.valid & requantizer.input.ready & places.w_rdy
+        place = data.View(output_layout(), places.w_data)
+        rq = requantizer.input.payload
+        m.d.comb += [
+            requantizer.bits.eq(self.bits), requantizer.lo.eq(self.lo),
+            requantizer.hi.eq(self.hi),
+            rq.acc.eq(request.acc), rq.multiplier.eq(request.multiplier),
+            rq.shift.eq(request.shift), rq.bias.eq(request.bias),
+            requantizer.input.valid.eq(self.requests.valid & places.w_rdy),
+            self.requests.ready.eq(requantizer.input.ready & places.w_rdy),
+            place.wide.eq(request.wide), place.addr.eq(request.addr),
+            place.lane.eq(request.lane), place.flush.eq(request.flush),
+            places.w_en.eq(taken),
+        ]
+        out = data.View(output_layout(), places.r_data)
+        m.d.comb += [
+            self.output.valid.eq(requantizer.output.valid & places.r_rdy),
+            self.output.payload.eq(out),
+            self.output.payload.value.eq(requantizer.output.payload),
+            requantizer.output.ready.eq(self.output.ready),
+            places.r_en.eq(requantizer.output.valid & self.output.ready),
+            self.idle.eq(~places.r_rdy),
+        ]
+        return m
