@@ -51,11 +51,15 @@ async def check_program(transport, driver):
 
 
 async def run_images(driver, transport, codes, *, load=False, progress=True):
-    """Identify, check, optionally load, then infer every image; (results, seconds)."""
+    """Identify, check, load the model when `load` (a bitstream whose data memory cannot
+    hold it, or `--load`), then infer every image; (results, seconds)."""
     from tqdm import tqdm
     await transport.identify()
     await driver.check_identity()
     if load:
+        if progress:
+            print(f"loading the model over the link ({len(driver.model.data)} data words)",
+                  file=sys.stderr)
         await driver.load_model()
     await check_program(transport, driver)
     results = []
@@ -137,7 +141,8 @@ def _parser():
                         help="flash the build's bitstream first (iceprog / openFPGALoader)")
     parser.add_argument("--load", action="store_true",
                         help="load the package over the link (a bitstream built for another "
-                             "package with the same configuration)")
+                             "package with the same configuration; always done where the "
+                             "data memory cannot be initialised, the iCEBreaker's SPRAM)")
     parser.add_argument("--timeout", type=float, default=2.0,
                         help="seconds to wait for each answer, and (x100) for a run (2)")
     parser.add_argument("--json", type=Path, default=None, help="write the summary here")
@@ -188,7 +193,8 @@ def main(argv=None):
         driver = AcceleratorDriver(transport, model,
                                    poll_cycles=max(1, int(poll_s * info["clock_hz"])),
                                    max_polls=max(1, int(100 * args.timeout / poll_s)))
-        results, seconds = asyncio.run(run_images(driver, transport, codes, load=args.load,
+        load = args.load or not info.get("data_in_bitstream", True)
+        results, seconds = asyncio.run(run_images(driver, transport, codes, load=load,
                                                   progress=args.progress))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

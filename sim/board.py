@@ -109,7 +109,7 @@ def run_board(job):
     pinned = {}
     for bits in job.bits:
         model = compile_graph(pin_bits(graph, bits), design.config)
-        for name in ("data", "constants", "table"):
+        for name in ("data", "table"):
             if not np.array_equal(np.asarray(getattr(model, name)),
                                   np.asarray(getattr(design.model, name))):
                 raise SystemExit(f"error: pinning to {bits} bits changes the {name} memory; "
@@ -134,6 +134,7 @@ def run_board(job):
     job_file.write_text(json.dumps({
         "package": str(Path(job.package).resolve()), "config": dataclasses.asdict(design.config),
         "clock_hz": design.clock.clock_hz, "baud": design.baud, "pins": pins,
+        "data_in_bitstream": board.data_in_bitstream,
         "arrays": str(arrays), "report": str(report), "first": job.first, "pinned": pinned}))
 
     cocotb_tools.runner.MAX_PARALLEL_BUILD_JOBS = 1

@@ -58,6 +58,11 @@ async def board(dut):
     assert identity["clock_hz"] == round(job["clock_hz"]), identity
     driver = AcceleratorDriver(transport, model, poll_cycles=2000, max_polls=10000)
     await driver.check_identity()
+    load_s = 0.0
+    if not job["data_in_bitstream"]:           # the iCE40 SPRAM: loaded by the host
+        started = get_sim_time(unit="ps")
+        await driver.load_model()
+        load_s = (get_sim_time(unit="ps") - started) * 1e-12
     await check_program(transport, driver)
     leds_ok = _led(dut, pins, "done") == 0 and _led(dut, pins, "error") == 0
 
@@ -87,7 +92,7 @@ async def board(dut):
             "frames_per_image": (transport.frames - start_frames) / count,
             "seconds_per_image": seconds / count,
             "accelerator_seconds_per_image": float(np.mean([r["cycles"] for r in records]))
-            / job["clock_hz"]}
+            / job["clock_hz"], "model_load_seconds": load_s}
 
     pinned_cycles = {}
     base = driver.regmap["PROGRAM"].offset

@@ -66,5 +66,5 @@ def test_memories_larger_than_the_device_are_refused_before_synthesis():
     from dqt_hw.build.board import memory_fit_error
     assert memory_fit_error(BOARDS["icebreaker"], AcceleratorConfig(data_words=4096)) is None
     message = memory_fit_error(BOARDS["icebreaker"], AcceleratorConfig(data_words=1 << 15))
-    assert message == ("the model does not fit the icebreaker: its memories need 2246656 bits "
+    assert message == ("the model does not fit the icebreaker: its memories need 2181120 bits "
                        "of RAM, the ice40-up5k has 1171456")

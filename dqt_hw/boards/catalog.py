@@ -32,7 +32,15 @@ class Board:
     programmer: tuple            # (command, arguments before the bitstream...)
     bitstream: str               # file the programmer takes: "top.bin" or "top.bit"
     cols: int
+    #: The accelerator's data memory (`dqt_hw.hdl.data_memory.DATA_MEMORIES`): "portable"
+    #: (block RAM, holds the model's weights and constants from configuration) or
+    #: "ice40-spram" (the UP5K's SPRAMs: no initial contents, the host loads them).
+    data_memory: str = "portable"
     extra_resources: str | None = None   # attribute of the platform class to add first
+
+    @property
+    def data_in_bitstream(self):
+        return self.data_memory == "portable"
 
     def platform(self):
         module, name = self.platform_class.split(":")
@@ -54,7 +62,8 @@ BOARDS = {board.name: board for board in (
           (("error", ("led_r", 0)), ("done", ("led_g", 0)),
            # The LEDs of the break-off PMOD (attached as shipped; harmless when detached).
            ("busy", ("led", 2)), ("link", ("led", 3)), ("alive", ("led", 4))),
-          ("iceprog",), "top.bin", cols=1, extra_resources="break_off_pmod"),
+          ("iceprog",), "top.bin", cols=1, data_memory="ice40-spram",
+          extra_resources="break_off_pmod"),
     Board("ulx3s-85f", "Radiona ULX3S with an ECP5 LFE5U-85F (FTDI FT231X USB serial)",
           "ulx3s:ULX3S_85F_Platform", "ecp5", "ecp5-85f",
           ("clk25", 0), 25_000_000, 25e6, 1_000_000,

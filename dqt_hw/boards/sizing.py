@@ -13,8 +13,8 @@ from ..accel.config import AcceleratorConfig, GROUP_CODES
 __all__ = ["fitted_config", "model_bits"]
 
 # Generous limits for the first compile, which measures what the model uses.
-_ROOMY = dict(data_words=1 << 15, program_words=1 << 14, constant_entries=1 << 12,
-              wide_words=1 << 10, table_words=1 << 10, slots=64, max_ops=256)
+_ROOMY = dict(data_words=1 << 15, program_words=1 << 14, wide_words=1 << 10,
+              table_words=1 << 10, slots=64, max_ops=256)
 
 
 def _power_of_two(value, low=1):
@@ -61,7 +61,6 @@ def fitted_config(graph, *, cols, **overrides):
         max_terms=terms,
         data_words=_power_of_two(roomy.data_words_used, 2),
         program_words=_power_of_two(len(roomy.program), 16),
-        constant_entries=_power_of_two(len(roomy.constants)),
         wide_words=_power_of_two(wide),
         table_words=_power_of_two(len(roomy.table)),
         slots=max(1, len(roomy.slots)),

@@ -100,9 +100,11 @@ class BoardDesign:
 
 def board_design(board, graph, *, cols=None, clock_hz=None, baud=None):
     """The `BoardDesign` of `graph` (a loaded package) on `board`: the accelerator sized to the
-    model (`sizing.fitted_config`, `cols` or the board's), the model in its memories, the
-    design clock `clock_hz` (default the board's) and the UART at `baud` (default the
-    board's). Raises ValueError (`CompileError`) for what cannot be built."""
+    model (`sizing.fitted_config`, `cols` or the board's), the model in its memories (program
+    and controller table always; the data memory's weights and constants where the board's
+    data memory can hold initial contents, `Board.data_in_bitstream`), the design clock
+    `clock_hz` (default the board's) and the UART at `baud` (default the board's). Raises
+    ValueError (`CompileError`) for what cannot be built."""
     from ..hdl.accelerator import Accelerator
     from .clocks import plan_clock
     from .sizing import fitted_config
@@ -110,8 +112,11 @@ def board_design(board, graph, *, cols=None, clock_hz=None, baud=None):
     clock = plan_clock(board.family, board.oscillator_hz, clock_hz or board.clock_hz)
     baud = baud or board.baud
     uart_divisor(round(clock.clock_hz), baud)
-    config, model = fitted_config(graph, cols=cols or board.cols)
-    accelerator = Accelerator(config, program=model.program, data=model.data,
-                              constants=model.constants, table=model.table)
+    # The UP5K's SPRAM data memory is all there is anyway: give the model all of it.
+    spram = {"data_words": 16384} if board.data_memory == "ice40-spram" else {}
+    config, model = fitted_config(graph, cols=cols or board.cols, **spram)
+    accelerator = Accelerator(config, program=model.program, table=model.table,
+                              data=model.data if board.data_in_bitstream else (),
+                              data_memory=board.data_memory)
     return BoardDesign(board, BoardTop(board, accelerator, clock=clock, baud=baud), config,
                        model, clock, baud)

@@ -113,9 +113,8 @@ class BoardBuildError(ValueError):
 
 def _memory_bits(config):
     """Bits of RAM the accelerator's memories hold (a lower bound of what the device needs)."""
-    return (config.data_words * 64 + config.program_words * 32 + config.constant_entries * 64
-            + config.table_words * 32 + config.wide_words * 32 + config.max_ops * 32
-            + config.cols * config.buffer_depth * 32)
+    return (config.data_words * 64 + config.program_words * 32 + config.table_words * 32
+            + config.wide_words * 32 + config.max_ops * 32 + config.cols * config.buffer_depth * 32)
 
 
 #: RAM bits of each device: block RAM plus the UP5K's four 256-kbit SPRAMs.
@@ -192,6 +191,7 @@ def run_board_build(cfg, *, argv=None, progress=True):
                   "pll": clock.primitive, "pll_parameters": dict(clock.parameters),
                   "description": clock.describe()},
         "baud": baud, "memory_bits": need, "tools": tools,
+        "data_memory": board.data_memory, "data_in_bitstream": board.data_in_bitstream,
         "model_words": {"program": len(model.program), "data_weights": int(model.data.size),
                         "data_used": model.data_words_used, "constants": len(model.constants),
                         "table": len(model.table)},
@@ -275,6 +275,7 @@ def run_board_build(cfg, *, argv=None, progress=True):
                 "format": BOARD_FORMAT, "version": BOARD_VERSION, "board": board.name,
                 "package": report["package"], "config": report["config"],
                 "clock_hz": clock.clock_hz, "baud": baud, "bitstream": board.bitstream,
+                "data_in_bitstream": board.data_in_bitstream,
                 "timing_met": report["place_route"]["timing_met"]}, indent=1) + "\n")
             (staging / "report.json").write_text(json.dumps(report, indent=1) + "\n")
             (staging / "report.md").write_text(board_report.render_markdown(report))

@@ -50,3 +50,28 @@ module SB_PLL40_PAD (input PACKAGEPIN, output PLLOUTCORE, output PLLOUTGLOBAL,
   assign PLLOUTGLOBAL = PACKAGEPIN;
   assign LOCK = count[4];
 endmodule
+
+// A single-port 16K x 16 SPRAM (the UP5K has four): registered read, a write enable per
+// nibble (MASKWREN). Contents start at zero (the hardware's are undefined: the host loads
+// them); after a write DATAOUT keeps its value (the hardware's is undefined).
+module SB_SPRAM256KA (input [13:0] ADDRESS, input [15:0] DATAIN, input [3:0] MASKWREN,
+                      input WREN, input CHIPSELECT, input CLOCK, input STANDBY, input SLEEP,
+                      input POWEROFF, output reg [15:0] DATAOUT);
+  reg [15:0] mem [0:16383];
+  integer i;
+  initial begin
+    for (i = 0; i < 16384; i = i + 1) mem[i] = 16'h0;
+    DATAOUT = 16'h0;
+  end
+  always @(posedge CLOCK)
+    if (CHIPSELECT && !STANDBY && !SLEEP && POWEROFF) begin
+      if (!WREN)
+        DATAOUT <= mem[ADDRESS];
+      else begin
+        if (MASKWREN[0]) mem[ADDRESS][3:0] <= DATAIN[3:0];
+        if (MASKWREN[1]) mem[ADDRESS][7:4] <= DATAIN[7:4];
+        if (MASKWREN[2]) mem[ADDRESS][11:8] <= DATAIN[11:8];
+        if (MASKWREN[3]) mem[ADDRESS][15:12] <= DATAIN[15:12];
+      end
+    end
+endmodule
