@@ -24,7 +24,7 @@ class LinkError(RuntimeError):
 
 
 class BridgeTransport:
-    """See the module docstring. `timeout_s` bounds the wait for each answer. After
+    """See the module docstring. `timeout_s` bounds the silence while an answer is due. After
     `identify()`, `clock_hz` is the board's design clock and `wait(cycles)` pauses that long.
     Counters: `bytes_out`, `bytes_in`, `frames`."""
 
@@ -72,8 +72,13 @@ class BridgeTransport:
             raise LinkError(f"the board answered garbage to {what}: {junk[:16].hex(' ')}"
                             f"{' ...' if len(junk) > 16 else ''} (another baud rate or "
                             f"another device on this port?)")
-        rest = await self.port.receive(length - 1, self.timeout_s)
-        answer = first + rest
+        # A long answer takes a while on the line: give up only after `timeout_s` of silence.
+        answer = first
+        while len(answer) < length:
+            chunk = await self.port.receive(length - len(answer), self.timeout_s)
+            if not chunk:
+                break
+            answer += chunk
         self.bytes_in += len(answer)
         if len(answer) < length:
             raise LinkError(f"the board's answer to {what} stopped after {len(answer)} of "

@@ -225,8 +225,11 @@ def run_board_build(cfg, *, argv=None, progress=True):
             if over:
                 raise BoardBuildError(
                     f"the model does not fit the {board.name}: " + ", ".join(
-                        f"{key} {need} > {have}" for key, (need, have) in over.items())
-                    + f" ({config.describe()}; try --cols 1 or a larger board)")
+                        f"{key} {need} > {have} (by {need - have})"
+                        for key, (need, have) in over.items())
+                    + f" ({config.describe()}; "
+                    + ("try a smaller --cols, " if config.cols > 1 else "")
+                    + "a smaller model or a larger board)")
             constraints = (["--pcf", "top.pcf"] if board.family == "ice40"
                            else ["--lpf", "top.lpf"])
             results = []
@@ -243,7 +246,7 @@ def run_board_build(cfg, *, argv=None, progress=True):
                         extra_args=constraints + output))
                 except toolchain.DeviceFull as full:
                     raise BoardBuildError(f"the model does not fit the {board.name}: " + ", ".join(
-                        f"{cell} {used} > {available}"
+                        f"{cell} {used} > {available} (by {used - available})"
                         for cell, (used, available) in full.overflow.items())) from None
             stages["place_route_s"] = round(time.monotonic() - t0, 1)
             best = max(results, key=lambda r: r.worst_fmax_mhz)

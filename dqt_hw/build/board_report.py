@@ -13,7 +13,7 @@ import numpy as np
 from ..accel.driver import image_words
 from ..boards import protocol
 
-__all__ = ["link_per_image", "throughput", "render_markdown"]
+__all__ = ["link_per_image", "measured_cycles", "throughput", "render_markdown"]
 
 
 def link_per_image(model):
@@ -32,6 +32,20 @@ def link_per_image(model):
             "bytes_to_board": to_board, "bytes_to_host": to_host}
 
 
+def measured_cycles(path):
+    """{mode: cycles per image} from a sim/board.py summary (its "cycles" table: "dynamic",
+    "8", "4", ...) or a sim/net.py one (cycles_mean, at pin_bits or dynamic)."""
+    try:
+        summary = json.loads(open(path).read())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"`--cycles` {path}: cannot read it ({error})") from None
+    if isinstance(summary.get("cycles"), dict):
+        return {str(mode): float(c) for mode, c in summary["cycles"].items()}
+    if "cycles_mean" in summary:
+        return {str(summary.get("pin_bits") or "dynamic"): float(summary["cycles_mean"])}
+    raise ValueError(f"`--cycles` {path}: neither a sim/board.py nor a sim/net.py summary")
+
+
 def throughput(report, model, graph, cycles_path):
     clock_hz = report["clock"]["design_hz"]
     link = link_per_image(model)
@@ -40,9 +54,8 @@ def throughput(report, model, graph, cycles_path):
     out = {"link": dict(link, line_s=line_s, round_trips=link["reads"],
                         images_per_s_line=1 / line_s), "compute": None}
     if cycles_path is not None:
-        measured = json.loads(open(cycles_path).read())
         rows = {}
-        for mode, cycles in measured["cycles"].items():
+        for mode, cycles in measured_cycles(cycles_path).items():
             compute_s = cycles / clock_hz
             rows[mode] = {"cycles": cycles, "compute_s": compute_s,
                           "images_per_s_compute": 1 / compute_s,
