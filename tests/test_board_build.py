@@ -68,3 +68,19 @@ def test_memories_larger_than_the_device_are_refused_before_synthesis():
     message = memory_fit_error(BOARDS["icebreaker"], AcceleratorConfig(data_words=1 << 15))
     assert message == ("the model does not fit the icebreaker: its memories need 2181120 bits "
                        "of RAM, the ice40-up5k has 1171456")
+
+
+def test_an_8_bit_only_model_gets_an_8_bit_only_accelerator_that_elaborates():
+    # A static 8-bit package needs no nesting lanes beyond a b = 8 beat's four codes.
+    from amaranth.back import rtlil
+    from dqt_hw.boards.sizing import fitted_config
+    from dqt_hw.hdl.accelerator import Accelerator
+    from test_export_package import random_graph
+    graph = random_graph(2, dynamic=False)
+    graph = dict(graph, ops=[dict(op, bits=8) if op["op"] in ("conv2d", "linear") else op
+                             for op in graph["ops"]])
+    config, model = fitted_config(graph, cols=2)
+    assert config.supported_bits == (8,)
+    accelerator = Accelerator(config, program=model.program, data=model.data,
+                              table=model.table)
+    assert "module" in rtlil.convert(accelerator, name="accelerator")
