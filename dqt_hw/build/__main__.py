@@ -15,10 +15,10 @@ def _terminate(signum, frame):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if board_requested(argv):                  # a board bitstream (dqt_hw/build/board.py)
-        return board_main(argv)
     # A terminated build unwinds like an interrupted one, so its staging folder is removed.
     signal.signal(signal.SIGTERM, _terminate)
+    if board_requested(argv):                  # a board bitstream (dqt_hw/build/board.py)
+        return board_main(argv)
     try:
         config = parse_args(argv)
         report = run_build(config, argv=argv)
