@@ -24,7 +24,7 @@ from dqt_hw.accel.compiler import compile_package
 from dqt_hw.accel.config import AcceleratorConfig
 from dqt_hw.accel.driver import AcceleratorDriver
 from dqt_hw.boards.link import BridgeTransport
-from dqt_hw.run import check_program
+from dqt_hw.run import check_program, run_images
 from dqt_tb.uart import UARTPort
 
 
@@ -54,16 +54,14 @@ async def board(dut):
     port = UARTPort(getattr(dut, pins["rx"]), getattr(dut, pins["tx"]), job["baud"])
     await Timer(50, unit="us")                  # PLL lock and the 15 us power-on reset
     transport = BridgeTransport(port, timeout_s=0.01)
-    identity = await transport.identify()
-    assert identity["clock_hz"] == round(job["clock_hz"]), identity
     driver = AcceleratorDriver(transport, model, poll_cycles=2000, max_polls=10000)
-    await driver.check_identity()
-    load_s = 0.0
-    if not job["data_in_bitstream"]:           # the iCE40 SPRAM: loaded by the host
-        started = get_sim_time(unit="ps")
-        await driver.load_model()
-        load_s = (get_sim_time(unit="ps") - started) * 1e-12
-    await check_program(transport, driver)
+    # What `python -m dqt_hw.run` does before the images: identify the bridge, check the
+    # accelerator's identity, load the model where the bitstream cannot hold it (the iCE40
+    # SPRAM), check the program.
+    started = get_sim_time(unit="ps")
+    await run_images(driver, transport, [], load=not job["data_in_bitstream"], progress=False)
+    load_s = (get_sim_time(unit="ps") - started) * 1e-12
+    assert transport.clock_hz == round(job["clock_hz"]), transport.clock_hz
     leds_ok = _led(dut, pins, "done") == 0 and _led(dut, pins, "error") == 0
 
     records = []
