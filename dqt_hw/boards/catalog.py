@@ -66,16 +66,17 @@ BOARDS = {board.name: board for board in (
           extra_resources="break_off_pmod"),
     Board("ulx3s-85f", "Radiona ULX3S with an ECP5 LFE5U-85F (FTDI FT231X USB serial)",
           "ulx3s:ULX3S_85F_Platform", "ecp5", "ecp5-85f",
-          ("clk25", 0), 25_000_000, 25e6, 1_000_000,
+          ("clk25", 0), 25_000_000, 20e6, 1_000_000,
           (("error", ("led", 0)), ("done", ("led", 1)), ("busy", ("led", 2)),
            ("link", ("led", 3)), ("alive", ("led", 7))),
           ("openFPGALoader", "-b", "ulx3s"), "top.bit", cols=4),
     Board("ulx3s-25f", "Radiona ULX3S with an ECP5 LFE5U-25F (FTDI FT231X USB serial)",
           "ulx3s:ULX3S_25F_Platform", "ecp5", "ecp5-25f",
-          ("clk25", 0), 25_000_000, 25e6, 1_000_000,
+          ("clk25", 0), 25_000_000, 20e6, 1_000_000,
           (("error", ("led", 0)), ("done", ("led", 1)), ("busy", ("led", 2)),
            ("link", ("led", 3)), ("alive", ("led", 7))),
-          ("openFPGALoader", "-b", "ulx3s"), "top.bit", cols=2),
+          # 28 DSPs: one column (four columns take 69 multipliers).
+          ("openFPGALoader", "-b", "ulx3s"), "top.bit", cols=1),
 )}
 
 
