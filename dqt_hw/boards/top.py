@@ -10,7 +10,7 @@ the same platform prepared for simulation, see sim/board.py). `status_lights` an
 import dataclasses
 
 from amaranth.hdl import Elaboratable, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
 from .bridge import UARTBridge
 from .catalog import Board
@@ -27,9 +27,11 @@ BLINK_HZ = 1.0
 
 def uart_pins(platform, m):
     """(rx, tx) signals of the board's USB-serial UART 0 (`rx` is the host's transmit line)."""
-    uart = platform.request("uart", 0)
+    uart = platform.request("uart", 0, dir="-")
+    m.submodules.uart_rx = rx_buffer = io.Buffer("i", uart.rx)
+    m.submodules.uart_tx = tx_buffer = io.Buffer("o", uart.tx)
     rx, tx = Signal(init=1), Signal(init=1)
-    m.d.comb += [rx.eq(uart.rx.i), uart.tx.o.eq(tx)]
+    m.d.comb += [rx.eq(rx_buffer.i), tx_buffer.o.eq(tx)]
     return rx, tx
 
 
@@ -39,7 +41,8 @@ def status_lights(platform, m, board, clock_hz, levels):
     stretch = int(STRETCH_SECONDS * clock_hz)
     half_period = max(1, int(clock_hz / (2 * BLINK_HZ)))
     for role, (name, number) in board.leds:
-        led = platform.request(name, number)
+        m.submodules[f"led_{role}"] = led = io.Buffer("o", platform.request(name, number,
+                                                                            dir="-"))
         if role == "link":
             timer = Signal(range(stretch + 1), name="link_timer")
             with m.If(levels["link"]):
