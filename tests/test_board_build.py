@@ -95,3 +95,21 @@ def test_an_8_bit_only_model_gets_an_8_bit_only_accelerator_that_elaborates():
     accelerator = Accelerator(config, program=model.program, data=model.data,
                               table=model.table)
     assert "module" in rtlil.convert(accelerator, name="accelerator")
+
+
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
+def test_every_board_top_prepares_with_pins_pll_and_constraints(board):
+    # The platform's own preparation (pins, PLL, constraints), warnings as errors.
+    from dqt_hw.boards.catalog import BOARDS
+    from dqt_hw.boards.top import board_design
+    from test_export_package import random_graph
+    design = board_design(BOARDS[board], random_graph(4, dynamic=True))
+    plan = BOARDS[board].platform().prepare(design.top, name="top")
+    rtlil = plan.files["top.il"]
+    constraints = plan.files["top.pcf" if board == "icebreaker" else "top.lpf"]
+    if board == "icebreaker":
+        assert "SB_GB_IO" in rtlil and "SB_SPRAM256KA" in rtlil
+        assert "set_io uart_0__rx__io 6" in constraints and "set_io led_g_0__io 37" in constraints
+    else:
+        assert "EHXPLLL" in rtlil and "CLKOP_DIV" in rtlil
+        assert 'LOCATE COMP "uart_0__tx__io" SITE "L4"' in constraints

@@ -3,7 +3,7 @@
 `plan_clock(family, source_hz, want_hz)` picks the PLL dividers whose output is closest to
 `want_hz` (the rules of the icepll and ecppll tools; the data sheets' VCO and phase-detector
 ranges), or no PLL when the board's oscillator already runs at `want_hz`. `ClockReset(board,
-plan)` builds the `sync` domain from it: the board's clock pin drives the PLL (SB_PLL40_PAD on
+plan)` builds the `sync` domain's clock and reset from it: the board's clock pin drives the PLL (SB_PLL40_PAD on
 iCE40, EHXPLLL on ECP5) or a global buffer; `sync` is held in reset until the PLL is locked
 and then for 15 us more (iCE40 block RAMs read zeros for about 3 us after configuration).
 """
@@ -121,10 +121,12 @@ def plan_clock(family, source_hz, want_hz):
 
 
 class ClockReset(Elaboratable):
-    """The `sync` domain of a board design from `plan` (a `ClockPlan`) and the board's clock
-    resource `resource` (name, number); `locked` is high once the clock is stable.
+    """Drives the clock and reset of the `sync` domain of a board design from `plan` (a
+    `ClockPlan`) and the board's clock resource `resource` (name, number); `locked` is high
+    once the clock is stable.
 
-    An Elaboratable without ports: add it as a submodule of the board's top level.
+    An Elaboratable without ports: the top level defines `sync` (`m.domains.sync =
+    ClockDomain()`, as Amaranth 0.6 will require) and adds this as a submodule.
     """
 
     def __init__(self, plan, resource):
@@ -170,7 +172,6 @@ class ClockReset(Elaboratable):
         # Power-on reset: a counter in a reset-less domain on the same clock.
         delay = max(1, int(POR_SECONDS * plan.clock_hz))
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
-        m.domains.sync = ClockDomain("sync")
         timer = Signal(range(delay + 1))
         ready = Signal()
         m.d.comb += [ClockSignal("por").eq(clock), ClockSignal("sync").eq(clock),

@@ -9,7 +9,7 @@ the same platform prepared for simulation, see sim/board.py). `status_lights` an
 
 import dataclasses
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 
 from .bridge import UARTBridge
@@ -77,6 +77,7 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
         m.submodules.clocks = ClockReset(self.clock, self.board.oscillator)
         m.submodules.accelerator = accelerator = self.accelerator
         m.submodules.bridge = bridge = self.bridge
