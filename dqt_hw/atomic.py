@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_file", "write_atomic", "replace_dir", "atomic_dir"]
+__all__ = ["atomic_file", "write_atomic", "staging_dir", "replace_dir", "atomic_dir"]
 
 
 def _default_mode():
@@ -27,8 +27,10 @@ def atomic_file(path, mode="w"):
     flushed to disk first; on any exception it is removed and `path` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
     try:
         with os.fdopen(handle, mode) as file:
             yield file
@@ -48,6 +50,24 @@ def write_atomic(path, data):
         file.write(data)
 
 
+@contextlib.contextmanager
+def _naming(path):
+    """Report a failure to create the temporary file or folder as one about `path` itself:
+    the user asked for `path`, the temporary name would only confuse."""
+    try:
+        yield
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
+
+
+def staging_dir(out_dir, kind="tmp"):
+    """A new empty folder beside `out_dir` to build its next content in (see `replace_dir`)."""
+    out_dir = Path(out_dir)
+    with _naming(out_dir):
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{kind}-", dir=out_dir.parent))
+
+
 def replace_dir(staging, out_dir):
     """Move the finished folder `staging` to `out_dir`, replacing an existing one.
 
@@ -58,7 +78,7 @@ def replace_dir(staging, out_dir):
     if not out_dir.exists():
         os.rename(staging, out_dir)
         return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    retired = staging_dir(out_dir, "old")
     os.rename(out_dir, retired / out_dir.name)
     os.rename(staging, out_dir)
     shutil.rmtree(retired, ignore_errors=True)
@@ -68,9 +88,7 @@ def replace_dir(staging, out_dir):
 def atomic_dir(out_dir):
     """Yield a staging folder beside `out_dir`; on success it replaces `out_dir` (see
     `replace_dir`), on any exception it is removed and `out_dir` is left as it was."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    staging = staging_dir(out_dir)
     try:
         yield staging
         replace_dir(staging, out_dir)

@@ -15,8 +15,10 @@ from pathlib import Path
 from . import toolchain
 from .atomic import write_atomic
 from .build import run_build
+from .build.blocks import BLOCKS
 from .build.config import parse_args
-from .build.report import fmax_cell, inference_markdown, op_count_markdown
+from .build.report import (fmax_cell, flexibility_verdict, inference_markdown,
+                           op_count_markdown)
 from .build.targets import TARGETS
 
 __all__ = ["main", "collect_tables"]
@@ -113,14 +115,13 @@ def collect_tables(reports):
         flex = report.get("flexibility")
         if not flex:
             continue
-        pe = report["blocks"]["scalable_pe"]["synthesis"]["resources"]
-        fixed = report["blocks"]["fixed_mac"]["synthesis"]["resources"]
+        pe = report["blocks"]["pe_scalable"]["synthesis"]["resources"]
+        fixed = report["blocks"]["pe_fixed"]["synthesis"]["resources"]
         ratio = dict(flex["ratio"])
         # Reports from before the LUT4-sites column: recompute it from the same counts.
         sites = TARGETS[target].lut_sites
         ratio.setdefault("LUT4_sites", sites(pe) / sites(fixed))
-        worst = max(ratio["LUT4"], ratio["LUT4_sites"], ratio["FF"] or 0)
-        verdict = "met" if worst <= 1.5 else "missed"
+        verdict = flexibility_verdict(ratio, report["config"]["master_bits"])
         rows.append([target, f"{pe['LUT4']} / {fixed['LUT4']}", f"{ratio['LUT4']:.2f}x",
                      f"{sites(pe)} / {sites(fixed)}", f"{ratio['LUT4_sites']:.2f}x",
                      f"{pe['FF']} / {fixed['FF']}", f"{ratio['FF']:.2f}x", verdict])
@@ -184,7 +185,9 @@ def main(argv=None):
             existing = args.out / target / "report.json"
             if args.reuse and existing.exists():
                 report = json.loads(existing.read_text())
-                if report.get("command") == commands[-1]:
+                # Reports from before the block names were unified are rebuilt, not misread.
+                if (report.get("command") == commands[-1]
+                        and set(report["blocks"]) <= {spec.name for spec in BLOCKS}):
                     print(f"bench: reusing {existing}", file=sys.stderr, flush=True)
                     reports[target] = report
                     continue

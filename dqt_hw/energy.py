@@ -212,15 +212,20 @@ def _static_bits(layers, master_bits, bits, controlled=None):
 def inference_energy(graph, *, static_bits=(8, 4, 2), bit_mix=None, controlled=None):
     """Energy per inference (one image) of a golden graph.
 
-    Returns {"rows": [{"config", "bits", "mac_pj", "nest_pj", "requantize_pj", "sram_pj",
-    "total_pj", "macs", "bitops"}, ...], "memory_bytes": ..., "layers": [...]}: one row per
+    Returns {"rows": [{"config", "mean_bits", "mean_bits_all_layers", "mac_pj", "nest_pj",
+    "requantize_pj", "sram_pj", "total_pj", "macs", "bitops"}, ...], "memory_bytes": ...,
+    "controlled": [...], "layers": [...]}: one row per
     static b in `static_bits` (each capped at n) and, when `bit_mix` is given
     ({layer name: {b: fraction}} measured on data, see `measure_bit_mix`), one row "dynamic".
     `controlled` names the layers a static b applies to (see `_controlled`). Every conv2d and
     linear layer counts (the controller's too); residual adds and pooling are not counted.
+    "mean_bits" is the MAC-weighted mean b of the controlled layers (exactly b in a
+    "static b" row); "mean_bits_all_layers" also counts the layers that always run at n bits
+    (stem, classifier, controller), so it is above b in a "static b < n" row.
     """
     master_bits = graph["master_bits"]
     layers = network_layers(graph)
+    names = _controlled(layers, controlled)
     weight_bits = sum(layer.weights for layer in layers) * master_bits
     memory_bytes = max(1, -(-weight_bits // 8))
     configs = [(f"static b = {b}", _static_bits(layers, master_bits, b, controlled))
@@ -237,7 +242,7 @@ def inference_energy(graph, *, static_bits=(8, 4, 2), bit_mix=None, controlled=N
     for label, choice in configs:
         parts = {"mac": 0.0, "nest": 0.0, "requantize": 0.0, "sram": 0.0}
         bitops = 0.0
-        mean_bits = 0.0
+        bit_macs = {}                     # layer -> MACs x mean b
         for layer in layers:
             for b, fraction in choice[layer.name].items():
                 energy = layer_energy_pj(layer, bits=b, master_bits=master_bits,
@@ -245,13 +250,18 @@ def inference_energy(graph, *, static_bits=(8, 4, 2), bit_mix=None, controlled=N
                 for key, value in energy.items():
                     parts[key] += fraction * value
                 bitops += fraction * layer.macs * b * b
-                mean_bits += fraction * layer.macs * b
+                bit_macs[layer.name] = bit_macs.get(layer.name, 0.0) + fraction * layer.macs * b
         macs = sum(layer.macs for layer in layers)
-        rows.append({"config": label, "mean_bits": mean_bits / macs if macs else 0.0,
+        controlled_macs = sum(layer.macs for layer in layers if layer.name in names)
+        rows.append({"config": label,
+                     "mean_bits": (sum(bit_macs[name] for name in names) / controlled_macs
+                                   if controlled_macs else 0.0),
+                     "mean_bits_all_layers": sum(bit_macs.values()) / macs if macs else 0.0,
                      "macs": macs, "bitops": bitops,
                      **{f"{key}_pj": value for key, value in parts.items()},
                      "total_pj": sum(parts.values())})
     return {"rows": rows, "memory_bytes": memory_bytes,
+            "controlled": [layer.name for layer in layers if layer.name in names],
             "layers": [dataclasses.asdict(layer) for layer in layers]}
 
 

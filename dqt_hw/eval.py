@@ -254,6 +254,8 @@ def main(argv=None):
         raise ValueError(f"`--batch-size` must be a positive integer, not {args.batch_size}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"`--limit` must be a positive integer, not {args.limit}")
+    if args.compare is not None and not Path(args.compare).is_file():
+        raise ValueError(f"{args.compare}: no such checkpoint file")      # before any work
     report = evaluate(args.package, args.dataset, compare=args.compare,
                       batch_size=args.batch_size, limit=args.limit,
                       progress=not args.no_progress)

@@ -10,6 +10,7 @@ anywhere::
     DIR/mem/<op>.weight.hex           the same codes packed into memory words ($readmemh)
     DIR/mem/<op>.{bias,multiplier,shift}.hex   per-output-channel requantizer constants
     DIR/mem/controller_table.hex      the controller tables as memory words (dynamic models)
+    DIR/manifest.sha256               the manifest's own sha256 (`sha256sum -c` format)
 
 The graph inside is the golden model's description (`dqt_hw.golden.graph`, version 1):
 `read_package` returns it ready for `dqt_hw.golden.run_graph`. Writing is atomic: the package
@@ -22,25 +23,31 @@ import json
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import replace_dir
+from .atomic import replace_dir, staging_dir
 from .golden import (GRAPH_FORMAT, GRAPH_VERSION, MULTIPLIER_BITS, GraphError,
                      accumulator_bits, layer_terms, requantizer_bits, run_graph, validate_graph)
 
 __all__ = [
-    "PACKAGE_FORMAT", "PACKAGE_VERSION", "MANIFEST_NAME", "DEFAULT_WORD_BITS",
+    "PACKAGE_FORMAT", "PACKAGE_VERSION", "MANIFEST_NAME", "MANIFEST_SHA_NAME",
+    "INPUT_QUANTIZER", "DEFAULT_WORD_BITS",
     "TABLE_FIELD_BITS", "PackageError", "pack_words", "format_hex", "parse_hex",
-    "describe_graph", "write_package", "read_package", "load_package", "layer_ops",
-    "layer_bits", "run_cli", "summary", "main",
+    "describe_graph", "check_out_dir", "write_package", "read_package", "load_package",
+    "layer_ops", "layer_bits", "run_cli", "summary", "main",
 ]
 
 PACKAGE_FORMAT = "dqt-hw-package"
 PACKAGE_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+#: `sha256sum` line of manifest.json: catches an accidental edit or damage (not a signature).
+MANIFEST_SHA_NAME = "manifest.sha256"
+#: The one pixel-to-code rule (`train.data.to_master_codes`), stated in each manifest input.
+INPUT_QUANTIZER = {"pixels": "8-bit p in 0..255, standing for the real value p / 255",
+                   "code": "(2 * p * (2^n - 1) + 255) // 510",
+                   "meaning": "p (2^n - 1) / 255 rounded half up; for n = 8 the code is p"}
 #: Default width of a weight memory word: four 8-bit master codes.
 DEFAULT_WORD_BITS = 32
 #: Width of each field of a controller-table word (bits, s_a, s_w, acc_shift): 4 x 8 = 32 bits.
@@ -315,7 +322,7 @@ def _controlled_layers(graph, notes, names):
     return [name for name in backbone if name in names]
 
 
-def _build(graph, *, word_bits, metadata, controlled_layers=None):
+def _build(graph, *, word_bits, metadata, controlled_layers=None, logits=None, dataset=None):
     """The manifest and {relative path: bytes} of every file of a package for `graph`."""
     try:
         notes = describe_graph(graph)
@@ -411,9 +418,11 @@ def _build(graph, *, word_bits, metadata, controlled_layers=None):
         "dynamic": controller is not None,
         "controlled_layers": controlled_layers,
         "inputs": {name: {"shape": [int(d) for d in spec["shape"]], "signed": False,
-                          "bits": master_bits}
+                          "bits": master_bits, "quantizer": INPUT_QUANTIZER}
                    for name, spec in graph["inputs"].items()},
         "outputs": list(graph["outputs"]),
+        "logits": logits,
+        "dataset": dataset,
         "ops": ops,
         "controller": controller,
         "memories": memories,
@@ -430,6 +439,10 @@ def _manifest_text(manifest):
                   text) + "\n"
 
 
+def _manifest_sha_line(data):
+    return f"{_sha256(data)}  {MANIFEST_NAME}\n"
+
+
 def _is_package(path):
     try:
         manifest = json.loads((path / MANIFEST_NAME).read_text())
@@ -438,9 +451,21 @@ def _is_package(path):
     return isinstance(manifest, dict) and manifest.get("format") == PACKAGE_FORMAT
 
 
+def check_out_dir(out_dir):
+    """Refuse an `out_dir` that exists and is neither empty nor a package (PackageError)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir())
+                                                        or _is_package(out_dir))):
+        _fail(str(out_dir), "exists and is not a dqt-hw package; choose another --out")
+
+
 def write_package(graph, out_dir, *, word_bits=DEFAULT_WORD_BITS, metadata=None,
-                  controlled_layers=None):
+                  controlled_layers=None, logits=None, dataset=None):
     """Write `graph` (a golden description) as a package in `out_dir`, atomically.
+
+    `logits` ({"tensor", "frac_bits", "classes"}: the unit 2^-frac_bits of the integer logits
+    and the class of each column) and `dataset` (how its test set is made, `train.data.
+    describe_test_set`) describe the model for a reader with only the package; both may be None.
 
     `controlled_layers` names the variable-precision layers (those average bits are taken
     over): by default the dynamic-precision layers, or every backbone conv2d/linear op of a
@@ -458,21 +483,25 @@ def write_package(graph, out_dir, *, word_bits=DEFAULT_WORD_BITS, metadata=None,
     if not isinstance(word_bits, int) or word_bits < graph.get("master_bits", 1):
         raise PackageError(f"`word_bits` must be an integer >= the master width, "
                            f"not {word_bits!r}")
-    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir())
-                                                        or _is_package(out_dir))):
-        _fail(str(out_dir), "exists and is not a dqt-hw package; choose another --out")
+    check_out_dir(out_dir)
     manifest, files = _build(graph, word_bits=word_bits, metadata=metadata,
-                             controlled_layers=controlled_layers)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+                             controlled_layers=controlled_layers, logits=logits,
+                             dataset=dataset)
+    _check_interface(str(out_dir), manifest)
+    staging = staging_dir(out_dir)
     try:
         for relative, data in files.items():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         # The manifest goes last: a staging directory without one is visibly unfinished.
-        (staging / MANIFEST_NAME).write_text(_manifest_text(manifest))
-        read_package(staging)
+        data = _manifest_text(manifest).encode()
+        (staging / MANIFEST_SHA_NAME).write_text(_manifest_sha_line(data))
+        (staging / MANIFEST_NAME).write_bytes(data)
+        try:
+            read_package(staging)
+        except PackageError as error:      # a writer bug: name the user's folder, not ours
+            raise PackageError(str(error).replace(str(staging), str(out_dir))) from None
         replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -628,7 +657,41 @@ def _load(root):
     extra = set(manifest["memories"]) - set(written["memories"])
     if extra:
         _fail(str(root), f"manifest lists unknown memories {sorted(extra)}")
+    _check_interface(str(root), manifest)
+    # Last, so that an edit that breaks something gets that thing's message.
+    sha_file = root / MANIFEST_SHA_NAME
+    if sha_file.exists():               # packages written before it existed have none
+        if sha_file.read_text() != _manifest_sha_line((root / MANIFEST_NAME).read_bytes()):
+            _fail(str(root), f"{MANIFEST_NAME} does not match {MANIFEST_SHA_NAME} (edited or "
+                             f"damaged); re-export the package")
     return graph, manifest
+
+
+def _check_interface(where, manifest):
+    """The reader-facing sections: input quantizer, logit unit and classes, dataset."""
+    notes = {entry["name"]: entry[_ANNOTATION] for entry in manifest["ops"]}
+    for name, spec in manifest["inputs"].items():
+        if spec.get("quantizer", INPUT_QUANTIZER) != INPUT_QUANTIZER:
+            _fail(where, f"input {name!r}: quantizer {spec['quantizer']!r} is not the rule "
+                         f"dqt_hw uses ({INPUT_QUANTIZER['code']})")
+    logits = manifest.get("logits")
+    if logits is not None:
+        producer = {entry["output"]: entry["name"] for entry in manifest["ops"]}
+        tensor = logits.get("tensor")
+        if tensor not in manifest["outputs"] or tensor not in producer:
+            _fail(where, f"logits.tensor {tensor!r} is not an output of the graph")
+        frac_bits = logits.get("frac_bits")
+        if not isinstance(frac_bits, int) or isinstance(frac_bits, bool) or frac_bits < 0:
+            _fail(where, f"logits.frac_bits must be a non-negative integer, not {frac_bits!r}")
+        width = notes[producer[tensor]]["output_shape"][-1]
+        classes = logits.get("classes")
+        if classes is not None and (not isinstance(classes, list) or len(classes) != width
+                                    or not all(isinstance(c, str) for c in classes)):
+            _fail(where, f"logits.classes must name the {width} classes as strings, not "
+                         f"{classes!r}")
+    if manifest.get("dataset") is not None and not isinstance(manifest["dataset"].get("name"),
+                                                              str):
+        _fail(where, "dataset must be null or an object with a 'name'")
 
 
 def _word_bits(manifest):

@@ -287,9 +287,6 @@ module dequant_requant_signed(scale, input__payload, input__valid, output__ready
     if (input__ready) begin
       \$36  = out;
     end
-    if (rst) begin
-      \$36  = 65'h00000000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -306,9 +303,6 @@ module dequant_requant_signed(scale, input__payload, input__valid, output__ready
     \$38  = stage_1;
     if (input__ready) begin
       \$38  = \out$21 ;
-    end
-    if (rst) begin
-      \$38  = 41'h00000000000;
     end
   end
   always @* begin

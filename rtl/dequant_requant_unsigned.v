@@ -271,9 +271,6 @@ module dequant_requant_unsigned(scale, input__payload, input__valid, output__rea
     if (input__ready) begin
       \$33  = out;
     end
-    if (rst) begin
-      \$33  = 65'h00000000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -290,9 +287,6 @@ module dequant_requant_unsigned(scale, input__payload, input__valid, output__rea
     \$35  = stage_1;
     if (input__ready) begin
       \$35  = \out$21 ;
-    end
-    if (rst) begin
-      \$35  = 41'h00000000000;
     end
   end
   always @* begin

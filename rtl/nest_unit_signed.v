@@ -5,28 +5,25 @@
 module nest_unit_signed(bits, nested, master);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$2 ;
-  wire [9:0] \$3 ;
+  wire \$2 ;
+  wire \$3 ;
   wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
+  wire [8:0] \$5 ;
   input [3:0] bits;
   wire [3:0] bits;
+  reg [8:0] floor;
+  wire [8:0] halved;
   reg [7:0] hi;
-  reg [8:0] lo;
   input [7:0] master;
   wire [7:0] master;
   output [7:0] nested;
   wire [7:0] nested;
-  wire [9:0] rounded;
   reg [2:0] step;
-  assign \$3  = $signed(\$2 ) + $signed(2'h1);
-  assign \$4  = $signed(rounded) < $signed(lo);
-  assign \$5  = $signed(rounded) > $signed({ 1'h0, hi });
-  assign \$6  = \$5  ? { 2'h0, hi } : rounded;
-  assign \$7  = \$4  ? { lo[8], lo } : \$6 ;
-  assign \$2  = $signed(\$1 ) >>> step;
+  assign \$4  = halved[0] ? \$2  : \$3 ;
+  assign \$5  = $signed(halved[8:1]) + $signed({ 1'h0, \$4  });
+  assign halved = $signed(\$1 ) >>> step;
+  assign \$2  = $signed(halved[8:1]) != $signed({ 1'h0, hi });
+  assign \$3  = $signed(halved[8:1]) == $signed(floor);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     step = 3'h0;
@@ -49,26 +46,6 @@ module nest_unit_signed(bits, nested, master);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    lo = 9'h181;
-    casez (bits)
-      4'h2:
-          lo = 9'h1ff;
-      4'h3:
-          lo = 9'h1fd;
-      4'h4:
-          lo = 9'h1f9;
-      4'h5:
-          lo = 9'h1f1;
-      4'h6:
-          lo = 9'h1e1;
-      4'h7:
-          lo = 9'h1c1;
-      4'h8:
-          lo = 9'h181;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     hi = 8'h7f;
     casez (bits)
       4'h2:
@@ -87,7 +64,26 @@ module nest_unit_signed(bits, nested, master);
           hi = 8'h7f;
     endcase
   end
-  assign nested = \$7 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    floor = 9'h17f;
+    casez (bits)
+      4'h2:
+          floor = 9'h1fe;
+      4'h3:
+          floor = 9'h1fc;
+      4'h4:
+          floor = 9'h1f8;
+      4'h5:
+          floor = 9'h1f0;
+      4'h6:
+          floor = 9'h1e0;
+      4'h7:
+          floor = 9'h1c0;
+      4'h8:
+          floor = 9'h180;
+    endcase
+  end
+  assign nested = \$5 [7:0];
   assign \$1  = { master, 1'h0 };
-  assign rounded = { \$3 [9], \$3 [9:1] };
 endmodule

@@ -4,11 +4,11 @@
 (* generator = "Amaranth" *)
 module pe_fixed(weights, bits, enable, clear, clk, rst, partial, acc, activations);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [28:0] \$1 ;
-  wire [29:0] \$2 ;
-  reg [28:0] \$3 ;
+  wire [13:0] \$1 ;
+  wire [14:0] \$2 ;
   output [28:0] acc;
-  reg [28:0] acc = 29'h00000000;
+  wire [28:0] acc;
+  wire [28:0] \acc$14 ;
   input [7:0] activations;
   wire [7:0] activations;
   wire [7:0] \activations[0] ;
@@ -18,30 +18,273 @@ module pe_fixed(weights, bits, enable, clear, clk, rst, partial, acc, activation
   wire clear;
   input clk;
   wire clk;
+  wire [7:0] dsp_a;
+  wire [7:0] dsp_w;
   input enable;
   wire enable;
-  output [15:0] partial;
-  wire [15:0] partial;
+  reg mode;
+  wire \mode$10 ;
+  wire \mode$10.w8 ;
+  wire \mode.w8 ;
+  output [16:0] partial;
+  wire [16:0] partial;
+  wire [16:0] \partial$13 ;
   input rst;
   wire rst;
+  wire start;
+  wire valid;
   input [7:0] weights;
   wire [7:0] weights;
   wire [7:0] \weights[0] ;
-  assign partial = $signed({ 1'h0, activations }) * $signed(weights);
-  assign \$1  = clear ? 29'h00000000 : acc;
-  assign \$2  = $signed(\$1 ) + $signed(partial);
-  always @(posedge clk)
-    acc <= \$3 ;
+  \pe_fixed.core  core (
+    .clk(clk),
+    .dsp_a(dsp_a),
+    .dsp_w(dsp_w),
+    .low(\$2 ),
+    .mode(mode),
+    .partial(partial),
+    .\port$46$0 (\$1 ),
+    .rst(rst),
+    .start(clear),
+    .valid(enable)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3  = acc;
-    if (enable) begin
-      \$3  = \$2 [28:0];
-    end
-    if (rst) begin
-      \$3  = 29'h00000000;
-    end
+    mode = 1'h0;
+    casez (bits)
+      4'h2:
+          mode = 1'h1;
+      4'h3:
+          mode = 1'h1;
+      4'h4:
+          mode = 1'h1;
+      4'h5:
+          mode = 1'h1;
+      4'h6:
+          mode = 1'h1;
+      4'h7:
+          mode = 1'h1;
+      4'h8:
+          mode = 1'h1;
+    endcase
   end
+  assign \mode$10  = mode;
+  assign valid = enable;
+  assign start = clear;
+  assign \partial$13  = partial;
+  assign \acc$14  = { \$1 , \$2  };
+  assign acc = { \$1 , \$2  };
   assign \activations[0]  = activations;
   assign \weights[0]  = weights;
+  assign \mode.w8  = mode;
+  assign \mode$10.w8  = mode;
+  assign dsp_a = activations;
+  assign dsp_w = weights;
+endmodule
+
+(* generator = "Amaranth" *)
+module \pe_fixed.core (start, clk, rst, dsp_a, dsp_w, partial, \port$46$0 , mode, low, valid);
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [7:0] \$1 ;
+  wire [11:0] \$10 ;
+  wire [12:0] \$11 ;
+  wire [7:0] \$12 ;
+  wire [14:0] \$13 ;
+  wire [7:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [15:0] \$16 ;
+  wire [7:0] \$17 ;
+  wire [14:0] \$18 ;
+  wire [7:0] \$19 ;
+  wire [8:0] \$2 ;
+  wire [14:0] \$20 ;
+  wire [15:0] \$21 ;
+  wire [16:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [18:0] \$24 ;
+  wire \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [15:0] \$28 ;
+  wire [19:0] \$29 ;
+  wire [7:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire [14:0] \$31 ;
+  wire [7:0] \$32 ;
+  wire [7:0] \$33 ;
+  wire [7:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [18:0] \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [8:0] \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  reg [14:0] \$46 ;
+  reg \$47 ;
+  reg [13:0] \$48 ;
+  wire [9:0] \$5 ;
+  wire [7:0] \$6 ;
+  wire [10:0] \$7 ;
+  wire [7:0] \$8 ;
+  wire [10:0] \$9 ;
+  wire [28:0] acc;
+  wire [28:0] addend;
+  wire advance;
+  reg carry = 1'h0;
+  input clk;
+  wire clk;
+  input [7:0] dsp_a;
+  wire [7:0] dsp_a;
+  reg [7:0] dsp_a_0 = 8'h00;
+  reg [7:0] dsp_a_1 = 8'h00;
+  input [7:0] dsp_w;
+  wire [7:0] dsp_w;
+  reg [7:0] dsp_w_0 = 8'h00;
+  reg [7:0] dsp_w_1 = 8'h00;
+  reg [13:0] high = 14'h0000;
+  output [14:0] low;
+  reg [14:0] low = 15'h0000;
+  wire [15:0] low_sum;
+  input mode;
+  wire mode;
+  wire \mode.w8 ;
+  reg mode_0 = 1'h0;
+  wire \mode_0.w8 ;
+  reg mode_1 = 1'h0;
+  wire \mode_1.w8 ;
+  reg mode_2 = 1'h0;
+  wire \mode_2.w8 ;
+  output [16:0] partial;
+  wire [16:0] partial;
+  output [13:0] \port$46$0 ;
+  wire [13:0] \port$46$0 ;
+  reg [18:0] product = 19'h00000;
+  input rst;
+  wire rst;
+  input start;
+  wire start;
+  reg start_0 = 1'h0;
+  reg start_1 = 1'h0;
+  reg start_2 = 1'h0;
+  input valid;
+  wire valid;
+  reg valid_0 = 1'h0;
+  reg valid_1 = 1'h0;
+  reg valid_2 = 1'h0;
+  always @(posedge clk)
+    start_1 <= \$41 ;
+  always @(posedge clk)
+    mode_1 <= \$42 ;
+  always @(posedge clk)
+    valid_2 <= \$43 ;
+  always @(posedge clk)
+    start_2 <= \$44 ;
+  always @(posedge clk)
+    mode_2 <= \$45 ;
+  always @(posedge clk)
+    low <= \$46 ;
+  always @(posedge clk)
+    carry <= \$47 ;
+  always @(posedge clk)
+    high <= \$48 ;
+  assign \$1  = dsp_w_1[0] ? dsp_a_1 : 8'h00;
+  assign \$3  = dsp_w_1[1] ? dsp_a_1 : 8'h00;
+  assign \$5  = \$2  + \$4 ;
+  assign \$6  = dsp_w_1[2] ? dsp_a_1 : 8'h00;
+  assign \$8  = dsp_w_1[3] ? dsp_a_1 : 8'h00;
+  assign \$10  = \$7  + \$9 ;
+  assign \$11  = \$5  + \$10 ;
+  assign \$12  = dsp_w_1[4] ? dsp_a_1 : 8'h00;
+  assign \$14  = dsp_w_1[5] ? dsp_a_1 : 8'h00;
+  assign \$16  = \$13  + \$15 ;
+  assign \$17  = dsp_w_1[6] ? dsp_a_1 : 8'h00;
+  assign \$19  = dsp_w_1[7] ? dsp_a_1 : 8'h00;
+  assign \$21  = - \$20 ;
+  assign \$22  = $signed({ 1'h0, \$18  }) + $signed(\$21 );
+  assign \$23  = $signed({ 1'h0, \$16  }) + $signed(\$22 );
+  assign \$24  = $signed({ 1'h0, \$11  }) + $signed(\$23 );
+  assign \$26  = $signed(high) + $signed({ 1'h0, carry });
+  assign \$27  = start_2 ? 15'h0000 : \$26 ;
+  assign \$28  = $signed(\$27 ) + $signed(\$29 [16:15]);
+  assign \$29  = $signed(1'h0) + $signed(product);
+  assign \$30  = start_2 ? 15'h0000 : low;
+  assign low_sum = \$30  + \$29 [14:0];
+  assign \$31  = $signed(high) + $signed({ 1'h0, carry });
+  always @(posedge clk)
+    dsp_a_0 <= \$32 ;
+  always @(posedge clk)
+    dsp_w_0 <= \$33 ;
+  always @(posedge clk)
+    dsp_a_1 <= \$34 ;
+  always @(posedge clk)
+    dsp_w_1 <= \$35 ;
+  always @(posedge clk)
+    product <= \$36 ;
+  always @(posedge clk)
+    valid_0 <= \$37 ;
+  always @(posedge clk)
+    start_0 <= \$38 ;
+  always @(posedge clk)
+    mode_0 <= \$39 ;
+  always @(posedge clk)
+    valid_1 <= \$40 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$46  = low;
+    if (\$25 ) begin
+      \$46  = low_sum[14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$47  = carry;
+    if (\$25 ) begin
+      \$47  = low_sum[15];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$48  = high;
+    if (\$25 ) begin
+      \$48  = \$28 [13:0];
+    end
+  end
+  assign advance = 1'h1;
+  assign addend = { \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16], \$29 [16:0] };
+  assign acc = { \$31 [13:0], low };
+  assign partial = \$29 [16:0];
+  assign \port$46$0  = \$31 [13:0];
+  assign \mode_0.w8  = mode_0;
+  assign \mode.w8  = mode;
+  assign \mode_1.w8  = mode_1;
+  assign \mode_2.w8  = mode_2;
+  assign \$45  = mode_1;
+  assign \$44  = start_1;
+  assign \$43  = valid_1;
+  assign \$42  = mode_0;
+  assign \$41  = start_0;
+  assign \$40  = valid_0;
+  assign \$39  = mode;
+  assign \$38  = start;
+  assign \$37  = valid;
+  assign \$36  = \$24 ;
+  assign \$35  = dsp_w_0;
+  assign \$34  = dsp_a_0;
+  assign \$33  = dsp_w;
+  assign \$32  = dsp_a;
+  assign \$2  = { 1'h0, \$1  };
+  assign \$4  = { \$3 , 1'h0 };
+  assign \$7  = { 1'h0, \$6 , 2'h0 };
+  assign \$9  = { \$8 , 3'h0 };
+  assign \$13  = { 3'h0, \$12 , 4'h0 };
+  assign \$15  = { 2'h0, \$14 , 5'h00 };
+  assign \$18  = { 1'h0, \$17 , 6'h00 };
+  assign \$20  = { \$19 , 7'h00 };
+  assign \$25  = valid_2;
 endmodule

@@ -4,29 +4,58 @@
 (* generator = "Amaranth" *)
 module requantizer(input__payload, input__valid, output__ready, clk, rst, input__ready, output__payload, output__valid, bits);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [4:0] \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [46:0] \$12 ;
-  wire [46:0] \$13 ;
-  reg [51:0] \$14 ;
-  reg \$15 ;
-  reg [7:0] \$16 ;
-  reg \$17 ;
-  wire [6:0] \$2 ;
-  wire \$3 ;
-  wire [59:0] \$4 ;
-  wire [44:0] \$5 ;
-  wire [46:0] \$6 ;
-  wire [46:0] \$7 ;
-  wire [47:0] \$8 ;
-  wire [47:0] \$9 ;
-  wire [4:0] acc_shift;
+  wire \$1 ;
+  wire [29:0] \$10 ;
+  wire [29:0] \$11 ;
+  wire [30:0] \$12 ;
+  wire [31:0] \$13 ;
+  wire [44:0] \$14 ;
+  wire [45:0] \$15 ;
+  wire [46:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [43:0] \$2 ;
+  wire \$20 ;
+  wire [11:0] \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [12:0] \$29 ;
+  wire [43:0] \$3 ;
+  wire [12:0] \$30 ;
+  wire [8:0] \$31 ;
+  wire [8:0] \$32 ;
+  reg [50:0] \$33 ;
+  reg \$34 ;
+  reg [65:0] \$35 ;
+  reg \$36 ;
+  reg [51:0] \$37 ;
+  reg \$38 ;
+  reg [46:0] \$39 ;
+  wire [43:0] \$4 ;
+  reg \$40 ;
+  reg [10:0] \$41 ;
+  reg \$42 ;
+  reg [7:0] \$43 ;
+  reg \$44 ;
+  wire [35:0] \$5 ;
+  wire [35:0] \$6 ;
+  wire [31:0] \$7 ;
+  wire [29:0] \$8 ;
+  wire [29:0] \$9 ;
+  wire above;
   wire advance;
+  wire below;
   input [3:0] bits;
   wire [3:0] bits;
   input clk;
   wire clk;
+  wire [46:0] halved;
   input [78:0] input__payload;
   wire [78:0] input__payload;
   wire [28:0] \input__payload.acc ;
@@ -37,99 +66,258 @@ module requantizer(input__payload, input__valid, output__ready, clk, rst, input_
   wire input__ready;
   input input__valid;
   wire input__valid;
-  wire [29:0] offset;
+  wire [50:0] out;
+  wire [65:0] \out$12 ;
+  wire [29:0] \out$12.p0 ;
+  wire [29:0] \out$12.p1 ;
+  wire [5:0] \out$12.shift ;
+  wire [51:0] \out$14 ;
+  wire [45:0] \out$14.scaled ;
+  wire [5:0] \out$14.shift ;
+  wire [14:0] \out.multiplier ;
+  wire [29:0] \out.offset ;
+  wire [5:0] \out.shift ;
   output [7:0] output__payload;
   reg [7:0] output__payload = 8'h00;
   input output__ready;
   wire output__ready;
   output output__valid;
   reg output__valid = 1'h0;
-  wire [51:0] product;
-  wire [45:0] \product.scaled ;
-  wire [5:0] \product.shift ;
-  wire [46:0] rounded;
+  wire [8:0] rounded;
   input rst;
   wire rst;
-  wire [28:0] shifted;
-  reg [51:0] stage_0 = 52'h0000000000000;
-  wire [45:0] \stage_0.scaled ;
+  reg [28:0] shifted;
+  reg [50:0] stage_0 = 51'h0000000000000;
+  wire [14:0] \stage_0.multiplier ;
+  wire [29:0] \stage_0.offset ;
   wire [5:0] \stage_0.shift ;
   reg stage_0_valid = 1'h0;
-  assign \$1  = 4'h8 - bits;
-  assign \$2  = $signed(\$1 ) * $signed(3'h2);
-  assign \$3  = ~ output__valid;
-  assign input__ready = \$3  | output__ready;
-  assign \$4  = $signed(input__payload[28:0]) << \$2 [4:0];
-  assign offset = $signed(\$4 [28:0]) + $signed(input__payload[78:50]);
-  assign \$5  = $signed(offset) * $signed({ 1'h0, input__payload[43:29] });
-  assign \$7  = $signed(\$6 ) >>> stage_0[51:46];
-  assign \$8  = $signed(\$7 ) + $signed(2'h1);
-  assign \$10  = $signed(\$9 [46:0]) < $signed(1'h0);
-  assign \$11  = $signed(\$9 [46:0]) > $signed(9'h0ff);
-  assign \$12  = \$11  ? 47'h0000000000ff : \$9 [46:0];
-  assign \$13  = \$10  ? 47'h000000000000 : \$12 ;
+  reg [65:0] stage_1 = 66'h00000000000000000;
+  wire [29:0] \stage_1.p0 ;
+  wire [29:0] \stage_1.p1 ;
+  wire [5:0] \stage_1.shift ;
+  reg stage_1_valid = 1'h0;
+  reg [51:0] stage_2 = 52'h0000000000000;
+  wire [45:0] \stage_2.scaled ;
+  wire [5:0] \stage_2.shift ;
+  reg stage_2_valid = 1'h0;
+  reg [46:0] stage_3 = 47'h000000000000;
+  reg stage_3_valid = 1'h0;
+  reg [10:0] stage_4 = 11'h000;
+  reg stage_4_valid = 1'h0;
   always @(posedge clk)
-    stage_0 <= \$14 ;
+    stage_3_valid <= \$40 ;
   always @(posedge clk)
-    stage_0_valid <= \$15 ;
+    stage_4 <= \$41 ;
   always @(posedge clk)
-    output__payload <= \$16 ;
+    stage_4_valid <= \$42 ;
   always @(posedge clk)
-    output__valid <= \$17 ;
+    output__payload <= \$43 ;
+  always @(posedge clk)
+    output__valid <= \$44 ;
+  assign \$1  = ~ output__valid;
+  assign input__ready = \$1  | output__ready;
+  assign \$9  = $signed(shifted) + $signed(input__payload[78:50]);
+  assign \$10  = stage_0[14:0] * stage_0[44:30];
+  assign \$11  = $signed(stage_0[29:15]) * $signed({ 1'h0, stage_0[44:30] });
+  assign \$13  = 1'h0 + \$12 ;
+  assign \$15  = $signed({ 1'h0, \$13  }) + $signed(\$14 );
+  assign halved = $signed(\$16 ) >>> stage_2[51:46];
+  assign \$17  = & stage_3[46:11];
+  assign \$18  = | stage_3[46:11];
+  assign \$19  = ~ \$18 ;
+  assign \$20  = \$17  | \$19 ;
+  assign \$22  = $signed(\$21 ) < $signed(1'h0);
+  assign below = \$20  ? \$22  : stage_3[46];
+  assign \$23  = & stage_3[46:11];
+  assign \$24  = | stage_3[46:11];
+  assign \$25  = ~ \$24 ;
+  assign \$26  = \$23  | \$25 ;
+  assign \$27  = $signed(stage_3[11:0]) > $signed(10'h1fe);
+  assign \$28  = ~ stage_3[46];
+  assign above = \$26  ? \$27  : \$28 ;
+  assign \$29  = $signed(stage_3[11:0]) + $signed(2'h1);
+  assign \$31  = stage_4[1] ? 9'h0ff : stage_4[10:2];
+  assign \$32  = stage_4[0] ? 9'h000 : \$31 ;
+  always @(posedge clk)
+    stage_0 <= \$33 ;
+  always @(posedge clk)
+    stage_0_valid <= \$34 ;
+  always @(posedge clk)
+    stage_1 <= \$35 ;
+  always @(posedge clk)
+    stage_1_valid <= \$36 ;
+  always @(posedge clk)
+    stage_2 <= \$37 ;
+  always @(posedge clk)
+    stage_2_valid <= \$38 ;
+  always @(posedge clk)
+    stage_3 <= \$39 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$14  = stage_0;
+    \$41  = stage_4;
     if (input__ready) begin
-      \$14  = product;
-    end
-    if (rst) begin
-      \$14  = 52'h0000000000000;
+      \$41  = { \$30 [8:0], above, below };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$15  = stage_0_valid;
+    \$42  = stage_4_valid;
     if (input__ready) begin
-      \$15  = input__valid;
+      \$42  = stage_3_valid;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$42  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$16  = output__payload;
+    \$43  = output__payload;
     if (input__ready) begin
-      \$16  = \$13 [7:0];
+      \$43  = \$32 [7:0];
     end
     if (rst) begin
-      \$16  = 8'h00;
+      \$43  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$17  = output__valid;
+    \$44  = output__valid;
     if (input__ready) begin
-      \$17  = stage_0_valid;
+      \$44  = stage_4_valid;
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$44  = 1'h0;
     end
   end
-  assign acc_shift = \$2 [4:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    shifted = 29'h00000000;
+    casez (bits)
+      4'h2:
+          shifted = \$2 [28:0];
+      4'h3:
+          shifted = \$3 [28:0];
+      4'h4:
+          shifted = \$4 [28:0];
+      4'h5:
+          shifted = \$5 [28:0];
+      4'h6:
+          shifted = \$6 [28:0];
+      4'h7:
+          shifted = \$7 [28:0];
+      4'h8:
+          shifted = \$8 [28:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$33  = stage_0;
+    if (input__ready) begin
+      \$33  = out;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$34  = stage_0_valid;
+    if (input__ready) begin
+      \$34  = input__valid;
+    end
+    if (rst) begin
+      \$34  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$35  = stage_1;
+    if (input__ready) begin
+      \$35  = \out$12 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$36  = stage_1_valid;
+    if (input__ready) begin
+      \$36  = stage_0_valid;
+    end
+    if (rst) begin
+      \$36  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$37  = stage_2;
+    if (input__ready) begin
+      \$37  = \out$14 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = stage_2_valid;
+    if (input__ready) begin
+      \$38  = stage_1_valid;
+    end
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$39  = stage_3;
+    if (input__ready) begin
+      \$39  = halved;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = stage_3_valid;
+    if (input__ready) begin
+      \$40  = stage_2_valid;
+    end
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
   assign advance = input__ready;
-  assign shifted = \$4 [28:0];
-  assign rounded = \$9 [46:0];
+  assign rounded = \$30 [8:0];
   assign \input__payload.acc  = input__payload[28:0];
   assign \input__payload.multiplier  = input__payload[43:29];
   assign \input__payload.shift  = input__payload[49:44];
   assign \input__payload.bias  = input__payload[78:50];
-  assign \product.scaled  = product[45:0];
-  assign \product.shift  = product[51:46];
-  assign \stage_0.scaled  = stage_0[45:0];
-  assign \stage_0.shift  = stage_0[51:46];
-  assign product[51:46] = input__payload[49:44];
-  assign product[45:0] = { \$5 [44], \$5  };
-  assign \$6  = { stage_0[45:0], 1'h0 };
-  assign \$9  = { \$8 [47], \$8 [47:1] };
+  assign \out.offset  = out[29:0];
+  assign \out.multiplier  = out[44:30];
+  assign \out.shift  = out[50:45];
+  assign \out$12.p0  = \out$12 [29:0];
+  assign \out$12.p1  = \out$12 [59:30];
+  assign \out$12.shift  = \out$12 [65:60];
+  assign \stage_0.offset  = stage_0[29:0];
+  assign \stage_0.multiplier  = stage_0[44:30];
+  assign \stage_0.shift  = stage_0[50:45];
+  assign \out$14.scaled  = \out$14 [45:0];
+  assign \out$14.shift  = \out$14 [51:46];
+  assign \stage_1.p0  = stage_1[29:0];
+  assign \stage_1.p1  = stage_1[59:30];
+  assign \stage_1.shift  = stage_1[65:60];
+  assign \stage_2.scaled  = stage_2[45:0];
+  assign \stage_2.shift  = stage_2[51:46];
+  assign \out$14 [51:46] = stage_1[65:60];
+  assign \out$14 [45:0] = \$15 ;
+  assign \out$12 [65:60] = stage_0[50:45];
+  assign \out$12 [59:30] = \$11 ;
+  assign \out$12 [29:0] = \$10 ;
+  assign out[50:45] = input__payload[49:44];
+  assign out[44:30] = input__payload[43:29];
+  assign out[29:0] = \$9 ;
+  assign \$2  = { input__payload[28], input__payload[28], input__payload[28], input__payload[28:0], 12'h000 };
+  assign \$3  = { input__payload[28], input__payload[28], input__payload[28], input__payload[28], input__payload[28], input__payload[28:0], 10'h000 };
+  assign \$4  = { input__payload[28], input__payload[28], input__payload[28], input__payload[28], input__payload[28], input__payload[28], input__payload[28], input__payload[28:0], 8'h00 };
+  assign \$5  = { input__payload[28], input__payload[28:0], 6'h00 };
+  assign \$6  = { input__payload[28], input__payload[28], input__payload[28], input__payload[28:0], 4'h0 };
+  assign \$7  = { input__payload[28], input__payload[28:0], 2'h0 };
+  assign \$8  = { input__payload[28], input__payload[28:0] };
+  assign \$12  = { 1'h0, stage_1[29:0] };
+  assign \$14  = { stage_1[59:30], 15'h0000 };
+  assign \$16  = { stage_2[45:0], 1'h0 };
+  assign \$21  = { stage_3[11], stage_3[11:1] };
+  assign \$30  = { \$29 [12], \$29 [12:1] };
 endmodule

@@ -5,28 +5,48 @@
 module residual_adder(k2, k3, shift, in_shift1, in_shift2, input__payload, input__valid, output__ready, clk, rst, input__ready, output__payload, output__valid, k1);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire [35:0] \$10 ;
-  wire [35:0] \$11 ;
+  wire [34:0] \$10 ;
+  wire \$11 ;
   wire \$12 ;
   wire \$13 ;
-  wire [34:0] \$14 ;
-  wire [34:0] \$15 ;
-  reg [39:0] \$16 ;
-  reg \$17 ;
-  reg [7:0] \$18 ;
-  reg \$19 ;
+  wire \$14 ;
+  wire [11:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire [14:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [12:0] \$23 ;
+  wire [12:0] \$24 ;
+  wire [8:0] \$25 ;
+  wire [8:0] \$26 ;
+  reg [97:0] \$27 ;
+  reg \$28 ;
+  reg [39:0] \$29 ;
   wire [14:0] \$3 ;
+  reg \$30 ;
+  reg [34:0] \$31 ;
+  reg \$32 ;
+  reg [10:0] \$33 ;
+  reg \$34 ;
+  reg [7:0] \$35 ;
+  reg \$36 ;
   wire [29:0] \$4 ;
   wire [29:0] \$5 ;
   wire [30:0] \$6 ;
   wire [32:0] \$7 ;
-  wire [34:0] \$8 ;
-  wire [34:0] \$9 ;
+  wire [30:0] \$8 ;
+  wire [33:0] \$9 ;
   wire [13:0] \$signal ;
+  wire above;
   wire advance;
+  wire below;
   input clk;
   wire clk;
+  wire [34:0] halved;
   input [2:0] in_shift1;
   wire [2:0] in_shift1;
   input [2:0] in_shift2;
@@ -45,99 +65,200 @@ module residual_adder(k2, k3, shift, in_shift1, in_shift2, input__payload, input
   wire [15:0] k2;
   input [31:0] k3;
   wire [31:0] k3;
+  wire [97:0] out;
+  wire [39:0] \out$18 ;
+  wire [5:0] \out$18.shift ;
+  wire [33:0] \out$18.sum ;
+  wire [31:0] \out.k3 ;
+  wire [29:0] \out.p0 ;
+  wire [29:0] \out.p1 ;
+  wire [5:0] \out.shift ;
   output [7:0] output__payload;
   reg [7:0] output__payload = 8'h00;
   input output__ready;
   wire output__ready;
   output output__valid;
   reg output__valid = 1'h0;
-  wire [34:0] rounded;
+  wire [8:0] rounded;
   input rst;
   wire rst;
   input [5:0] shift;
   wire [5:0] shift;
   wire [13:0] shifted2;
-  reg [39:0] stage_0 = 40'h0000000000;
+  reg [97:0] stage_0 = 98'h0000000000000000000000000;
+  wire [31:0] \stage_0.k3 ;
+  wire [29:0] \stage_0.p0 ;
+  wire [29:0] \stage_0.p1 ;
   wire [5:0] \stage_0.shift ;
-  wire [33:0] \stage_0.sum ;
   reg stage_0_valid = 1'h0;
-  wire [39:0] total;
-  wire [5:0] \total.shift ;
-  wire [33:0] \total.sum ;
+  reg [39:0] stage_1 = 40'h0000000000;
+  wire [5:0] \stage_1.shift ;
+  wire [33:0] \stage_1.sum ;
+  reg stage_1_valid = 1'h0;
+  reg [34:0] stage_2 = 35'h000000000;
+  reg stage_2_valid = 1'h0;
+  reg [10:0] stage_3 = 11'h000;
+  reg stage_3_valid = 1'h0;
   assign \$1  = ~ output__valid;
   assign input__ready = \$1  | output__ready;
   assign \$2  = input__payload[7:0] << in_shift1;
   assign \$3  = input__payload[15:8] << in_shift2;
   assign \$4  = $signed(k1) * $signed({ 1'h0, \$2 [13:0] });
   assign \$5  = $signed(k2) * $signed({ 1'h0, \$3 [13:0] });
-  assign \$6  = $signed(\$4 ) + $signed(\$5 );
-  assign \$7  = $signed(\$6 ) + $signed(k3);
-  assign \$9  = $signed(\$8 ) >>> stage_0[39:34];
-  assign \$10  = $signed(\$9 ) + $signed(2'h1);
-  assign \$12  = $signed(\$11 [34:0]) < $signed(1'h0);
-  assign \$13  = $signed(\$11 [34:0]) > $signed(9'h0ff);
-  assign \$14  = \$13  ? 35'h0000000ff : \$11 [34:0];
-  assign \$15  = \$12  ? 35'h000000000 : \$14 ;
+  assign \$7  = $signed(stage_0[91:60]) + $signed(\$6 );
+  assign \$9  = $signed(\$7 ) + $signed(\$8 );
+  assign halved = $signed(\$10 ) >>> stage_1[39:34];
+  assign \$11  = & stage_2[34:11];
+  assign \$12  = | stage_2[34:11];
+  assign \$13  = ~ \$12 ;
+  assign \$14  = \$11  | \$13 ;
+  assign \$16  = $signed(\$15 ) < $signed(1'h0);
+  assign below = \$14  ? \$16  : stage_2[34];
+  assign \$17  = & stage_2[34:11];
+  assign \$18  = | stage_2[34:11];
+  assign \$19  = ~ \$18 ;
+  assign \$20  = \$17  | \$19 ;
+  assign \$21  = $signed(stage_2[11:0]) > $signed(10'h1fe);
+  assign \$22  = ~ stage_2[34];
+  assign above = \$20  ? \$21  : \$22 ;
+  assign \$23  = $signed(stage_2[11:0]) + $signed(2'h1);
+  assign \$25  = stage_3[1] ? 9'h0ff : stage_3[10:2];
+  assign \$26  = stage_3[0] ? 9'h000 : \$25 ;
   always @(posedge clk)
-    stage_0 <= \$16 ;
+    stage_0 <= \$27 ;
   always @(posedge clk)
-    stage_0_valid <= \$17 ;
+    stage_0_valid <= \$28 ;
   always @(posedge clk)
-    output__payload <= \$18 ;
+    stage_1 <= \$29 ;
   always @(posedge clk)
-    output__valid <= \$19 ;
+    stage_1_valid <= \$30 ;
+  always @(posedge clk)
+    stage_2 <= \$31 ;
+  always @(posedge clk)
+    stage_2_valid <= \$32 ;
+  always @(posedge clk)
+    stage_3 <= \$33 ;
+  always @(posedge clk)
+    stage_3_valid <= \$34 ;
+  always @(posedge clk)
+    output__payload <= \$35 ;
+  always @(posedge clk)
+    output__valid <= \$36 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$16  = stage_0;
+    \$27  = stage_0;
     if (input__ready) begin
-      \$16  = total;
-    end
-    if (rst) begin
-      \$16  = 40'h0000000000;
+      \$27  = out;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$17  = stage_0_valid;
+    \$28  = stage_0_valid;
     if (input__ready) begin
-      \$17  = input__valid;
+      \$28  = input__valid;
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$18  = output__payload;
+    \$29  = stage_1;
     if (input__ready) begin
-      \$18  = \$15 [7:0];
-    end
-    if (rst) begin
-      \$18  = 8'h00;
+      \$29  = \out$18 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$19  = output__valid;
+    \$30  = stage_1_valid;
     if (input__ready) begin
-      \$19  = stage_0_valid;
+      \$30  = stage_0_valid;
     end
     if (rst) begin
-      \$19  = 1'h0;
+      \$30  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$31  = stage_2;
+    if (input__ready) begin
+      \$31  = halved;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$32  = stage_2_valid;
+    if (input__ready) begin
+      \$32  = stage_1_valid;
+    end
+    if (rst) begin
+      \$32  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$33  = stage_3;
+    if (input__ready) begin
+      \$33  = { \$24 [8:0], above, below };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$34  = stage_3_valid;
+    if (input__ready) begin
+      \$34  = stage_2_valid;
+    end
+    if (rst) begin
+      \$34  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$35  = output__payload;
+    if (input__ready) begin
+      \$35  = \$26 [7:0];
+    end
+    if (rst) begin
+      \$35  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$36  = output__valid;
+    if (input__ready) begin
+      \$36  = stage_3_valid;
+    end
+    if (rst) begin
+      \$36  = 1'h0;
     end
   end
   assign advance = input__ready;
   assign \$signal  = \$2 [13:0];
   assign shifted2 = \$3 [13:0];
-  assign rounded = \$11 [34:0];
+  assign rounded = \$24 [8:0];
   assign \input__payload.q1  = input__payload[7:0];
   assign \input__payload.q2  = input__payload[15:8];
-  assign \total.sum  = total[33:0];
-  assign \total.shift  = total[39:34];
-  assign \stage_0.sum  = stage_0[33:0];
-  assign \stage_0.shift  = stage_0[39:34];
-  assign total[39:34] = shift;
-  assign total[33:0] = { \$7 [32], \$7  };
-  assign \$8  = { stage_0[33:0], 1'h0 };
-  assign \$11  = { \$10 [35], \$10 [35:1] };
+  assign \out.p0  = out[29:0];
+  assign \out.p1  = out[59:30];
+  assign \out.k3  = out[91:60];
+  assign \out.shift  = out[97:92];
+  assign \out$18.sum  = \out$18 [33:0];
+  assign \out$18.shift  = \out$18 [39:34];
+  assign \stage_0.p0  = stage_0[29:0];
+  assign \stage_0.p1  = stage_0[59:30];
+  assign \stage_0.k3  = stage_0[91:60];
+  assign \stage_0.shift  = stage_0[97:92];
+  assign \stage_1.sum  = stage_1[33:0];
+  assign \stage_1.shift  = stage_1[39:34];
+  assign \out$18 [39:34] = stage_0[97:92];
+  assign \out$18 [33:0] = \$9 ;
+  assign out[97:92] = shift;
+  assign out[91:60] = k3;
+  assign out[59:30] = \$5 ;
+  assign out[29:0] = \$4 ;
+  assign \$6  = { stage_0[29], stage_0[29:0] };
+  assign \$8  = { stage_0[59], stage_0[59:30] };
+  assign \$10  = { stage_1[33:0], 1'h0 };
+  assign \$15  = { stage_2[11], stage_2[11:1] };
+  assign \$24  = { \$23 [12], \$23 [12:1] };
 endmodule

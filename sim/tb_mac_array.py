@@ -1,5 +1,5 @@
-"""cocotb testbench of the MAC arrays (rtl/mac_array_2x2.v: Bit Fusion PEs,
-rtl/mac_array_fixed_2x2.v: fixed n x n MACs) against the golden model.
+"""cocotb testbench of the MAC arrays (rtl/mac_array.v: Bit Fusion PEs,
+rtl/mac_array_fixed.v: fixed n x n MACs) against the golden model.
 
 Each dot product runs at its own random bit-width b (the `bits` port changes only between dot
 products, as the array's contract asks): random master codes x (rows x K, unsigned) and w
@@ -70,6 +70,8 @@ async def _run_dot_products(env, scoreboard, problems, stalls=True):
     design = env.design
     layout = port_shape(design, "operands", "payload")
     results_layout = port_shape(design, "results", "payload")
+    # `bits` is registered inside the array: drive it before the first beat is offered.
+    env.dut.bits.value = problems[0][2]
     beats, sidebands, expected = [], [], []
     macs = 0
     for x, w, bits in problems:

@@ -8,9 +8,9 @@ Each dot product runs at its own random b: its first beat has `clear`, and `enab
 random between and within dot products (`clear` and the operands are junk then). Checked
 against the golden model, by exact equality:
 
-- `partial` on every enabled beat: golden.linear of that beat's lanes (one dot of
-  products_per_cycle(b) terms);
-- `acc` one cycle after each dot product's last beat: golden.linear of the whole dot
+- `partial` `partial_latency` cycles after every enabled beat: golden.linear of that beat's
+  lanes (one dot of products_per_cycle(b) terms);
+- `acc` `latency` cycles after each dot product's last beat: golden.linear of the whole dot
   product; and on every idle cycle until the next dot product starts, `acc` must still hold it.
 
 One operation = one checked `partial` or `acc`; the report also counts the products (MACs).
@@ -80,14 +80,16 @@ async def random_dot_products(dut):
     dut.enable.value = 0
     dut.clear.value = 0
     edge = RisingEdge(clock)
-    held_acc = None                   # the acc of the last finished dot product
+    # Per driven cycle: the expected `partial` of its beat (None when idle) and what `acc` must
+    # show once the cycle's beat has gone through (a dot product's sum, or the held one).
+    partials, accs = [], []
+    total_acc = 0
     for _ in range(total):
-        bits, activations, weights, partials, acc, terms = _dot_product(env.rng, design)
+        bits, activations, weights, beat_sums, acc, terms = _dot_product(env.rng, design)
         a_words = pack(activation_layout, activations)
         w_words = pack(weight_layout, weights)
-        got_partials = []
         beat = 0
-        while beat < len(partials):
+        while beat < len(beat_sums):
             await edge
             dut.bits.value = bits
             if stall.stall():
@@ -95,27 +97,46 @@ async def random_dot_products(dut):
                 dut.clear.value = random.getrandbits(1)
                 dut.activations.value = junk_a[random.randrange(64)]
                 dut.weights.value = junk_w[random.randrange(64)]
-                await ReadOnly()
-                if held_acc is not None and beat == 0:
-                    # Between dot products the finished sum stays put.
-                    hold_scoreboard.expect(held_acc, "idle cycle before the next dot product")
-                    hold_scoreboard.check(dut.acc.value.to_signed())
-                continue
-            dut.enable.value = 1
-            dut.clear.value = int(beat == 0)
-            dut.activations.value = a_words[beat]
-            dut.weights.value = w_words[beat]
+                partials.append(None)
+                # Between dot products the finished sum stays put.
+                accs.append((total_acc, "held", beat == 0))
+            else:
+                dut.enable.value = 1
+                dut.clear.value = int(beat == 0)
+                dut.activations.value = a_words[beat]
+                dut.weights.value = w_words[beat]
+                partials.append((int(beat_sums[beat]), bits))
+                total_acc = acc if beat == len(beat_sums) - 1 else None
+                accs.append((total_acc, f"b = {bits}, {terms} terms", False))
+                beat += 1
             await ReadOnly()
-            got_partials.append(dut.partial.value.to_signed())
-            beat += 1
-        partial_scoreboard.expect(partials, {"bits": np.full(len(partials), bits)})
-        partial_scoreboard.check(got_partials)
-        # The accumulator shows the dot product one cycle after its last beat.
+            _check(dut, design, partials, accs, partial_scoreboard, acc_scoreboard,
+                   hold_scoreboard)
+        macs += terms
+    for _ in range(design.latency):                  # drain the pipeline
         await edge
         dut.enable.value = 0
+        partials.append(None)
+        accs.append((total_acc, "held", False))
         await ReadOnly()
-        acc_scoreboard.expect(acc, f"b = {bits}, {terms} terms")
-        acc_scoreboard.check(dut.acc.value.to_signed())
-        held_acc = acc
-        macs += terms
+        _check(dut, design, partials, accs, partial_scoreboard, acc_scoreboard,
+               hold_scoreboard)
     env.report(partial_scoreboard, acc_scoreboard, hold_scoreboard, macs=macs)
+
+
+def _check(dut, design, partials, accs, partial_scoreboard, acc_scoreboard, hold_scoreboard):
+    """After the edge that follows the latest driven cycle: `partial` shows the beat driven
+    `partial_latency` cycles before it and `acc` the state after the beat `latency` before."""
+    current = len(partials) - 1
+    beat = current - design.partial_latency
+    if beat >= 0 and partials[beat] is not None:
+        value, bits = partials[beat]
+        partial_scoreboard.expect(value, f"b = {bits}")
+        partial_scoreboard.check(dut.partial.value.to_signed())
+    done = current - design.latency
+    if done >= 0 and accs[done][0] is not None:
+        value, context, idle = accs[done]
+        scoreboard = hold_scoreboard if context == "held" else acc_scoreboard
+        if context != "held" or idle:
+            scoreboard.expect(value, context)
+            scoreboard.check(dut.acc.value.to_signed())

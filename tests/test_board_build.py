@@ -85,7 +85,7 @@ def test_memories_larger_than_the_device_are_refused_before_synthesis():
 def test_an_8_bit_only_model_gets_an_8_bit_only_accelerator_that_elaborates():
     # A static 8-bit package needs no nesting lanes beyond a b = 8 beat's four codes.
     from amaranth.back import rtlil
-    from dqt_hw.boards.sizing import fitted_config
+    from dqt_hw.accel.sizing import fitted_config
     from dqt_hw.hdl.accelerator import Accelerator
     from test_export_package import random_graph
     graph = random_graph(2, dynamic=False)

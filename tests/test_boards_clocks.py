@@ -5,7 +5,7 @@ import pytest
 
 from dqt_hw.boards.catalog import BOARDS, check_board
 from dqt_hw.boards.clocks import plan_clock
-from dqt_hw.boards.sizing import fitted_config, model_bits
+from dqt_hw.accel.sizing import fitted_config, model_bits
 
 
 def _ice40_out(source, p):

@@ -33,13 +33,13 @@ def _leftovers(folder):
 def test_small_ice40_build_end_to_end(tmp_path):
     _need("yosys", "nextpnr-ice40")
     out = tmp_path / "up5k"
-    argv = ["--bits", "4", "--blocks", "nest_unit_signed,scalable_pe,fixed_mac", "--seeds", "2",
+    argv = ["--bits", "4", "--blocks", "nest_unit_signed,pe_scalable,pe_fixed", "--seeds", "2",
             "--out", str(out)]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["format"] == "dqt-hw-build-report" and report["version"] == 1
     assert report["command"] == "python -m dqt_hw.build " + " ".join(argv)
-    assert list(report["blocks"]) == ["nest_unit_signed", "scalable_pe", "fixed_mac"]
+    assert list(report["blocks"]) == ["nest_unit_signed", "pe_scalable", "pe_fixed"]
     assert report["tools"]["yosys"].startswith("Yosys ")
     assert "nextpnr" in report["tools"]["nextpnr"]
     for name, block in report["blocks"].items():
@@ -55,24 +55,26 @@ def test_small_ice40_build_end_to_end(tmp_path):
         assert 0 < fmax["min"] <= fmax["median"] <= fmax["max"]
         assert "--seed 1..2" in block["place_route"]["flags"]
     blocks = report["blocks"]
-    assert blocks["scalable_pe"]["synthesis"]["resources"]["FF"] >= 4 * 4   # the accumulator
+    assert blocks["pe_scalable"]["synthesis"]["resources"]["FF"] >= 4 * 4   # the accumulator
     # The flexibility table quotes the PE's products per cycle (n = 4: 1 at b = 4, 4 at b = 2).
     modes = {m["bits"]: m for m in report["flexibility"]["modes"]}
     assert modes[4]["pe_macs_per_cycle"] == 1 and modes[2]["pe_macs_per_cycle"] == 4
-    expected = 4 * blocks["scalable_pe"]["place_route"]["fmax_mhz"]["median"] * 1e6
+    expected = 4 * blocks["pe_scalable"]["place_route"]["fmax_mhz"]["median"] * 1e6
     assert modes[2]["pe_mac_per_s"] == pytest.approx(expected)
     ratio = report["flexibility"]["ratio"]["LUT4"]
-    assert ratio == pytest.approx(blocks["scalable_pe"]["synthesis"]["resources"]["LUT4"]
-                                  / blocks["fixed_mac"]["synthesis"]["resources"]["LUT4"])
+    assert ratio == pytest.approx(blocks["pe_scalable"]["synthesis"]["resources"]["LUT4"]
+                                  / blocks["pe_fixed"]["synthesis"]["resources"]["LUT4"])
     markdown = (out / "report.md").read_text()
     for heading in ("## Area and Fmax", "## Transition cost", "## Flexibility tax",
                     "## Energy model"):
         assert heading in markdown
     assert "`synth_ice40 -top <block>`" in markdown and "--seed 1..2" in markdown
+    assert ("at n = 8 (Bit Fusion pays 2.5x): **not applicable (the goal is stated for n = 8, "
+            "this build has n = 4)**.") in markdown
     assert _leftovers(tmp_path) == []
     # The bench's combined tables read the same report.
     tables = bench.collect_tables({"ice40-up5k": report})
-    pe, fixed = (blocks[name]["synthesis"]["resources"] for name in ("scalable_pe", "fixed_mac"))
+    pe, fixed = (blocks[name]["synthesis"]["resources"] for name in ("pe_scalable", "pe_fixed"))
     assert f"| ice40-up5k | {pe['LUT4']} / {fixed['LUT4']} | {ratio:.2f}x |" in tables
     assert "### Transition cost" in tables and "`nest_unit_signed`" in tables
 
@@ -214,9 +216,9 @@ def test_harness_has_four_pins_and_refuses_non_components():
 def test_cells_are_classified_for_both_families():
     counts = classify_cells({"SB_LUT4": 10, "SB_CARRY": 3, "SB_DFFER": 2, "SB_MAC16": 1,
                              "LUT4": 5, "CCU2C": 2, "TRELLIS_FF": 4, "MULT18X18D": 1,
-                             "DP16KD": 1, "PFUMX": 2})
-    assert counts == {"LUT4": 15, "carry": 5, "FF": 6, "DSP": 2, "BRAM": 1, "LUTRAM": 0,
-                      "other": 2}
+                             "DP16KD": 1, "PFUMX": 2, "SB_SPRAM256KA": 4})
+    assert counts == {"LUT4": 15, "carry": 5, "FF": 6, "DSP": 2, "BRAM": 1, "SPRAM": 4,
+                      "LUTRAM": 0, "other": 2}
     assert set(TARGETS) == {"ice40-up5k", "ecp5-25f", "ecp5-85f"}
 
 
@@ -276,17 +278,34 @@ def test_flow_falls_back_to_a_hierarchical_harness(tmp_path, monkeypatch):
 
 
 def test_accelerator_build_refuses_a_model_it_cannot_run(tmp_path, capsys):
-    """--model compiles the package for the build's accelerator first: a model that needs a
-    bit-width the array is not built for is refused before any synthesis."""
+    """--model compiles the package for the build's accelerator first: a configuration the
+    accelerator cannot have, or a model it cannot run, is refused before any synthesis."""
     _need("yosys")
     from dqt_hw.package import write_package
     from test_export_package import random_graph
     package = tmp_path / "pkg"
     write_package(random_graph(0, dynamic=True), package)
     out = tmp_path / "out"
-    assert main(["--model", str(package), "--blocks", "accelerator", "--candidates", "4,8",
+    assert main(["--model", str(package), "--blocks", "accelerator", "--cols", "3",
                  "--no-pnr", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"error: {package}: op 'ctrl_select': candidate 2 bits is not among "
-                       f"the bit-widths the array is built for [4, 8]")
+    assert err[-1] == (f"error: {package}: `cols` must be one of 1, 2, 4, 8, 16 (a divisor of "
+                       f"the 16 codes of a group), not 3")
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_block_names_are_the_rtl_design_names():
+    from dqt_hw.build.blocks import BLOCKS
+    from dqt_hw.hdl.rtl import REFERENCE_DESIGNS
+    assert {spec.name for spec in BLOCKS} <= set(REFERENCE_DESIGNS)
+
+
+@pytest.mark.parametrize("ratio, bits, verdict", [
+    ({"LUT4": 2.22, "LUT4_sites": 2.22, "FF": 1.0}, 8, "missed (LUT4 2.22x, LUT4 sites 2.22x "
+                                                       "above 1.5x)"),
+    ({"LUT4": 1.24, "LUT4_sites": 1.40, "FF": 1.0}, 8, "met"),
+    ({"LUT4": 1.24, "LUT4_sites": 1.60, "FF": None}, 8, "missed (LUT4 sites 1.60x above 1.5x)"),
+])
+def test_every_goal_line_says_met_or_missed(ratio, bits, verdict):
+    from dqt_hw.build.report import flexibility_verdict
+    assert flexibility_verdict(ratio, bits) == verdict

@@ -102,6 +102,13 @@ def test_static_rows_fall_with_b_and_count_macs_and_bitops():
     assert rows["static b = 2"]["bitops"] == ends * 64 + middle * 4
     # SRAM traffic is at the master width whatever b is.
     assert rows["static b = 8"]["sram_pj"] == rows["static b = 2"]["sram_pj"]
+    # The mean b of a static row is b over the controlled layers; the all-layer mean also
+    # counts the first and last layers at 8 bits.
+    assert result["controlled"] == ["conv1", "conv2"]
+    for b in (8, 4, 2):
+        assert rows[f"static b = {b}"]["mean_bits"] == b
+        assert rows[f"static b = {b}"]["mean_bits_all_layers"] == pytest.approx(
+            (ends * 8 + middle * b) / macs)
 
 
 def test_dynamic_mix_interpolates_the_static_rows():

@@ -59,6 +59,17 @@ def test_export_eval_compare_from_the_command_line(trained_digits, tmp_path):
     assert report["images"] == 360
     _, manifest = load_package(package)
     assert manifest["metadata"]["dataset"] == "digits"
+    assert manifest["metadata"]["training_complete"] is True
+    assert manifest["logits"] == {"tensor": "logits", "frac_bits": 16,
+                                  "classes": [str(d) for d in range(10)]}
+    # The manifest alone rebuilds the test set: rows of load_digits(), pixels by its rule.
+    from sklearn.datasets import load_digits
+    digits, card = load_digits(), manifest["dataset"]
+    assert card["name"] == "digits" and card["images"] == len(card["rows"]) == 360
+    images, labels = load_dataset("digits", "test")
+    pixels = (digits.images.astype(np.int64) * 255 + 8) // 16       # card["pixels"]
+    assert np.array_equal(pixels[card["rows"]], images[:, 0])
+    assert np.array_equal(digits.target[card["rows"]], labels)
     config = torch.load(trained_digits, weights_only=True)["config"]
     assert manifest["controlled_layers"] == config["layer_names"]
     result = _cli("dqt_hw.vectors", package, "--images", 4, "--dataset", "digits",
@@ -138,7 +149,7 @@ def checkpoints(tmp_path_factory):
 @pytest.mark.parametrize("name, message", [
     ("missing.pt", "missing.pt: no such checkpoint file"),
     ("truncated.pt", "truncated.pt is truncated or corrupt"),
-    ("garbage.pt", "garbage.pt is truncated or corrupt"),
+    ("garbage.pt", "garbage.pt is not a PyTorch checkpoint: it is a text file"),
     ("plain.pt", "plain.pt is a plain state dict, not a dqt-hw checkpoint"),
     ("mismatch.pt", "mismatch.pt: the state dict does not match the config's architecture"),
     ("fp32.pt", "mode 'fp32' has no nested integer form"),

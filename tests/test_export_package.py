@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from dqt_hw.golden import GRAPH_FORMAT, GRAPH_VERSION, quantize_multiplier, run_graph
-from dqt_hw.package import (MANIFEST_NAME, PACKAGE_VERSION, PackageError, format_hex,
+from dqt_hw.package import (INPUT_QUANTIZER, MANIFEST_NAME, MANIFEST_SHA_NAME, PACKAGE_VERSION,
+                            PackageError, format_hex,
                             load_package, main, pack_words, parse_hex, read_package, run_cli,
                             write_package)
 
@@ -140,7 +141,9 @@ def test_manifest_holds_integers_shapes_and_roles(tmp_path):
             assert all(type(v) is int for v in ops[name][field])
     assert ops["join1"]["k1"] == quantize_multiplier(0.5)[0]
     assert on_disk["candidates"] == [2, 4, 8]
-    assert on_disk["inputs"] == {"image": {"shape": [1, 8, 8], "signed": False, "bits": 8}}
+    assert on_disk["inputs"] == {"image": {"shape": [1, 8, 8], "signed": False, "bits": 8,
+                                           "quantizer": INPUT_QUANTIZER}}
+    assert on_disk["logits"] is None and on_disk["dataset"] is None
 
 
 def test_controller_tables(tmp_path):
@@ -374,3 +377,57 @@ def test_pickled_weight_file_is_refused(package):
     with pytest.raises(PackageError, match=r"op 'block1' weight: weights/block1.weight.npy is "
                                            r"not a NumPy array \(Object arrays cannot be loaded"):
         load_package(package)
+
+
+def test_a_consistent_manifest_edit_is_caught_by_its_checksum(package):
+    # The residual join's clip is in no memory file: only manifest.sha256 notices the edit.
+    _edit_manifest(package, lambda m: _op(m, "join1").update(hi=200))
+    with pytest.raises(PackageError, match="manifest.json does not match manifest.sha256 "
+                                           r"\(edited or damaged\); re-export the package"):
+        load_package(package)
+    # It guards against accidents, not deliberate edits: without it (or with a recomputed
+    # one) the edited package is read, as a package written before the checksum existed is.
+    (package / MANIFEST_SHA_NAME).unlink()
+    assert _op(load_package(package)[1], "join1")["hi"] == 200
+
+
+def test_manifest_sha256_is_a_sha256sum_line(package):
+    import hashlib
+    digest = hashlib.sha256((package / MANIFEST_NAME).read_bytes()).hexdigest()
+    assert (package / MANIFEST_SHA_NAME).read_text() == f"{digest}  manifest.json\n"
+
+
+def test_hex_files_end_every_line_with_a_newline(package):
+    for path in (package / "mem").iterdir():
+        text = path.read_bytes()
+        assert text.endswith(b"\n") and b"\r" not in text and not text.endswith(b"\n\n")
+
+
+def test_the_input_quantizer_in_the_manifest_is_the_one_in_use():
+    from train.data import to_master_codes
+    pixels = np.arange(256, dtype=np.uint8)
+    for n in (2, 3, 4, 7, 8, 12, 16):
+        rule = eval(INPUT_QUANTIZER["code"].replace("^", "**"),
+                    {"p": pixels.astype(np.int64), "n": n})
+        assert np.array_equal(rule, to_master_codes(pixels, n)), n
+
+
+@pytest.mark.parametrize("logits, message", [
+    ({"tensor": "nope", "frac_bits": 16}, "logits.tensor 'nope' is not an output of the graph"),
+    ({"tensor": "logits", "frac_bits": -1},
+     "logits.frac_bits must be a non-negative integer, not -1"),
+    ({"tensor": "logits", "frac_bits": 16, "classes": ["a", "b"]},
+     r"pkg: logits.classes must name the 10 classes as strings, not \['a', 'b'\]"),
+])
+def test_logit_unit_and_classes_are_checked(tmp_path, logits, message):
+    with pytest.raises(PackageError, match=message):
+        write_package(random_graph(1), tmp_path / "pkg", logits=logits)
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_logit_unit_classes_and_dataset_round_trip(tmp_path):
+    logits = {"tensor": "logits", "frac_bits": 16, "classes": [f"c{i}" for i in range(10)]}
+    dataset = {"name": "toy", "images": 3, "order": "as listed"}
+    write_package(random_graph(1), tmp_path / "pkg", logits=logits, dataset=dataset)
+    manifest = load_package(tmp_path / "pkg")[1]
+    assert manifest["logits"] == logits and manifest["dataset"] == dataset

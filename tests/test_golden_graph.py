@@ -121,6 +121,15 @@ def test_static_bits_and_argmax_tie_breaking():
     (lambda g: g["ops"][4].update(candidates=[1, 4]),
      "op 'ctrl': candidate `bits` must be at least 2, not 1"),
     (lambda g: g["outputs"].append("nothing"), "output 'nothing' is not defined by any op"),
+    # A conv/linear reads unsigned codes only; a signed tensor must be clipped first.
+    (lambda g: (g["ops"][9].update(input="t2"), g["ops"][11].update(input="t5")),
+     "op 'fc': reads 't5', which may hold negative codes (lo = -127)"),
+    (lambda g: g["ops"][11].update(input="t2"), "op 'fc': reads 't2', which may hold negative "
+     "codes (lo = -127); conv2d and linear read unsigned codes only, so clip it to lo >= 0 first"),
+    (lambda g: g["ops"][8].update(kernel=[2, 2]),
+     "op 'pool': kernel must be a positive integer (one size for both axes), not [2, 2]"),
+    (lambda g: g["ops"][8].update(stride=0),
+     "op 'pool': stride must be a positive integer or null (= kernel), not 0"),
 ])
 def test_invalid_descriptions_are_rejected_with_a_precise_message(mutate, message):
     graph = copy.deepcopy(small_dynamic_net())

@@ -11,11 +11,11 @@ from dqt_hw.hdl.sim import rng_for, simulate, test_seed
 
 
 def window_fields(h, w, cp, kernel, stride, pad, base):
+    from dqt_hw.accel.compiler import window_fields as fields
     out_h = (h + 2 * pad - kernel) // stride + 1
     out_w = (w + 2 * pad - kernel) // stride + 1
-    return dict(in_a=base, in_h=h, in_w=w, in_cp=cp, out_h=out_h, out_w=out_w,
-                kernel_h=kernel, kernel_w=kernel, stride=stride, pad=pad, in_row=w * cp,
-                px_step=stride * cp, row_step=stride * w * cp, e_init=-pad * (w + 1) * cp)
+    return dict(fields(h, w, cp, kernel, kernel, stride, pad), in_a=base, out_h=out_h,
+                out_w=out_w)
 
 
 def expected_beats(elements, f, lanes):
@@ -58,6 +58,7 @@ def run_walk(elements, fields, lanes_log2, both, *, base, stall, seed):
         for name, value in fields.items():
             ctx.set(getattr(dut.window, name), value)
         ctx.set(dut.window.chunks, fields["in_cp"] // lanes)
+        ctx.set(dut.window.tap_step, lanes)
         ctx.set(dut.window.lanes_log2, lanes_log2)
         ctx.set(dut.window.both, both)
         rng = rng_for(seed, "ready")
@@ -132,6 +133,7 @@ def test_fetcher_streams_one_beat_per_cycle(lanes_log2, both):
         for name, value in fields.items():
             ctx.set(getattr(dut.window, name), value)
         ctx.set(dut.window.chunks, channels // lanes)
+        ctx.set(dut.window.tap_step, lanes)
         ctx.set(dut.window.lanes_log2, lanes_log2)
         ctx.set(dut.window.both, both)
         ctx.set(dut.beats.ready, 1)

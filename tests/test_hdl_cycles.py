@@ -19,9 +19,9 @@ def test_block_latency_is_measured(block):
 def test_cycles_cli_small(capsys):
     assert main(["--rows", "1", "--cols", "1", "--terms", "32"]) == 0
     report = capsys.readouterr().out
-    assert "| 8 | 8x8 | 32 | 32 | 1.00 | 1.00 | 1.00x |" in report
-    assert "| 4 | 4x4 | 8 | 32 | 4.00 | 1.00 | 4.00x |" in report
-    assert "| 2 | 2x2 | 2 | 32 | 16.00 | 1.00 | 16.00x |" in report
+    assert "| 8 | 8x8 | 37 | 37 | 1.00 | 1.00 | 1.00x |" in report     # latency 6
+    assert "| 4 | 4x4 | 13 | 37 | 4.00 | 1.00 | 4.00x |" in report
+    assert "| 2 | 2x2 | 7 | 37 | 16.00 | 1.00 | 16.00x |" in report
     assert "| DequantRequant | 3 |" in report and "| NestUnit | 0 |" in report
 
 

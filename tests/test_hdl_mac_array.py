@@ -48,24 +48,31 @@ def run_jobs(dut, jobs, rng, stall):
     return results
 
 
-@pytest.mark.parametrize("rows, cols, master_bits, scalable, supported_bits", [
-    (2, 2, 8, True, None), (1, 3, 8, False, None), (3, 1, 4, True, None),
-    (1, 2, 8, True, (2, 5, 8)),
-], ids=["2x2-n8-scalable", "1x3-n8-fixed", "3x1-n4-scalable", "1x2-n8-bits-2-5-8"])
-def test_mac_array_random_dot_products(rows, cols, master_bits, scalable, supported_bits):
-    seed = test_seed(f"mac array {rows}x{cols} n={master_bits} scalable={scalable} "
-                     f"bits={supported_bits}")
-    rng = rng_for(seed, rows, cols, master_bits, scalable, supported_bits)
+@pytest.mark.parametrize("rows, cols, master_bits, kwargs", [
+    (2, 2, 8, {}), (1, 3, 8, {"scalable": False}), (3, 1, 4, {}),
+    (1, 2, 8, {"supported_bits": (2, 5, 8)}),
+    (2, 2, 8, {"dsp_lanes": 1}), (1, 2, 8, {"dsp_lanes": 1, "fuse_wide": False}),
+    (1, 3, 8, {"dsp_lanes": 1, "fuse_wide": False, "nest_weights": False}),
+    (2, 1, 8, {"scalable": False, "dsp_lanes": 1}),
+], ids=["2x2-n8-scalable", "1x3-n8-fixed", "3x1-n4-scalable", "1x2-n8-bits-2-5-8",
+        "2x2-n8-hybrid", "1x2-n8-dsp", "1x3-n8-dsp-prenested", "2x1-n8-fixed-dsp"])
+def test_mac_array_random_dot_products(rows, cols, master_bits, kwargs):
+    seed = test_seed(f"mac array {rows}x{cols} n={master_bits} {kwargs}")
+    rng = rng_for(seed, rows, cols, master_bits, sorted(kwargs.items()))
     max_terms = 40
     dut = MacArray(rows=rows, cols=cols, master_bits=master_bits, max_terms=max_terms,
-                   scalable=scalable, supported_bits=supported_bits)
+                   **kwargs)
     jobs = []
     for _ in range(4 if LONG else 1):
         for bits in dut.supported_bits:
             for terms in (1, rng.randint(2, max_terms), max_terms):
                 jobs.append(random_job(rng, dut, bits, terms))
     rng.shuffle(jobs)
-    results = run_jobs(dut, jobs, rng, stall=0.3)
+    sent = jobs
+    if not dut.nest_weights:             # the weight lanes carry codes nested to b bits
+        sent = [(bits, x, golden.nest(w, master_bits=master_bits, bits=bits, signed=True))
+                for bits, x, w in jobs]
+    results = run_jobs(dut, sent, rng, stall=0.3)
     assert len(results) == len(jobs)
     for (bits, x, w), got in zip(jobs, results):
         want = golden_accumulators(x, w, bits, master_bits)
@@ -96,7 +103,7 @@ def measure_cycles(dut, bits, terms):
 @pytest.mark.parametrize("scalable", [True, False], ids=["scalable", "fixed"])
 def test_mac_array_cycles_per_mode(scalable):
     """Throughput per mode, measured: a K-term dot product takes ceil(K / P(b)) beats at one
-    beat per cycle, then latency - 1 = 0 more cycles; P(b) = 1, 4, 16 at b = 8, 4, 2 for the
+    beat per cycle, then latency - 1 = 5 more cycles; P(b) = 1, 4, 16 at b = 8, 4, 2 for the
     scalable array."""
     dut = MacArray(rows=2, cols=2, master_bits=8, max_terms=64, scalable=scalable)
     terms = 64
@@ -105,10 +112,10 @@ def test_mac_array_cycles_per_mode(scalable):
     for bits, cycles in measured.items():
         assert cycles == dut.beats(terms, bits) + dut.latency - 1
     if scalable:
-        assert measured == {8: 64, 4: 16, 2: 4}
+        assert measured == {8: 69, 4: 21, 2: 9}
         assert [dut.macs_per_cycle(b) for b in (8, 4, 2)] == [4, 16, 64]
     else:
-        assert measured == {8: 64, 4: 64, 2: 64}
+        assert measured == {8: 69, 4: 69, 2: 69}
 
 
 def test_mac_array_latency_and_back_to_back():
@@ -120,20 +127,21 @@ def test_mac_array_latency_and_back_to_back():
     async def testbench(ctx):
         ctx.set(dut.bits, 8)
         measured.append(await latency_of(ctx, dut.operands, dut.results, beat))
-        # With results.ready high, one single-beat dot product per cycle: ready never drops.
+        # With results.ready high, one single-beat dot product per cycle: ready never drops,
+        # and once the pipeline is full a result leaves every cycle.
         await ctx.tick()
         ctx.set(dut.operands.payload, beat)
         ctx.set(dut.operands.valid, 1)
         stalls = 0
-        for _ in range(8):
+        for cycle in range(12):
             stalls += not ctx.get(dut.operands.ready)
             await ctx.tick()
-            assert ctx.get(dut.results.valid)
+            assert ctx.get(dut.results.valid) == (cycle >= dut.latency - 1)
         measured.append(stalls)
 
     simulate(dut, testbench)
     assert measured == [dut.latency, 0]
-    assert dut.latency == 1 and dut.beats_per_cycle == 1
+    assert dut.latency == 6 and dut.beats_per_cycle == 1
 
 
 def test_mac_array_back_pressure_holds_result():
@@ -148,6 +156,8 @@ def test_mac_array_back_pressure_holds_result():
         await send(ctx, dut.operands, beat)
         ctx.set(dut.operands.payload, beat)
         ctx.set(dut.operands.valid, 1)
+        for _ in range(dut.latency - 1):           # the pipeline fills
+            await ctx.tick()
         for _ in range(5):
             await ctx.tick()
             seen.append((ctx.get(dut.operands.ready), ctx.get(dut.results.valid),

@@ -77,7 +77,7 @@ def test_requantizer_latency_and_throughput():
                                          {"acc": 5, "multiplier": 1, "shift": 0, "bias": 0}))
 
     simulate(dut, testbench)
-    assert measured == [dut.latency] == [2]
+    assert measured == [dut.latency] == [6]
 
 
 def test_requantizer_widths():

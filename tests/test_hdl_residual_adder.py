@@ -72,7 +72,7 @@ def test_residual_adder_latency_and_throughput():
         measured.append(await latency_of(ctx, dut.input, dut.output, {"q1": 1, "q2": 2}))
 
     simulate(dut, testbench)
-    assert measured == [dut.latency] == [2]
+    assert measured == [dut.latency] == [5]
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -13,7 +13,7 @@ from dqt_hw.run import main, program_board
 
 def _build_folder(tmp_path, package):
     import dataclasses
-    from dqt_hw.boards.sizing import fitted_config
+    from dqt_hw.accel.sizing import fitted_config
     from dqt_hw.package import load_package
     graph, _ = load_package(package)
     config, _ = fitted_config(graph, cols=1)

@@ -1,6 +1,8 @@
 """Checkpoints: weights-only round trip, atomic writes, one-line errors for bad files."""
 
-import os
+import fractions
+import random
+import zipfile
 
 import pytest
 import torch
@@ -66,18 +68,44 @@ def _error(path):
     return message
 
 
-def test_bad_files(tmp_path):
-    model = _model()
-    good = _save(tmp_path, model).read_bytes()
-    assert "does not exist" in _error(tmp_path / "missing.pt")
-    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
-    assert "truncated or corrupt" in _error(tmp_path / "cut.pt")
-    (tmp_path / "noise.pt").write_bytes(os.urandom(4096))
-    assert "truncated or corrupt" in _error(tmp_path / "noise.pt")
-    torch.save(model.state_dict(), tmp_path / "plain.pt")
-    assert "a plain state dict, not a dqt-hw checkpoint" in _error(tmp_path / "plain.pt")
-    torch.save([1, 2], tmp_path / "list.pt")
-    assert "list, not a dqt-hw checkpoint" in _error(tmp_path / "list.pt")
+def _zip(path, name):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(name, "hello")
+
+
+def _flip_a_byte(good):
+    data = bytearray(good)
+    data[len(data) // 2] ^= 0xFF
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name, make, message", [
+    ("missing.pt", None, "missing.pt does not exist"),
+    ("cut.pt", lambda path, good: path.write_bytes(good[: len(good) // 2]),
+     "cut.pt is truncated or corrupt (its zip archive cannot be read: File is not a zip file)"),
+    ("flipped.pt", lambda path, good: path.write_bytes(_flip_a_byte(good)),
+     "in it fails its CRC check"),
+    ("notes.pt", lambda path, good: path.write_text("epoch 1: loss 0.3\n"),
+     "notes.pt is not a PyTorch checkpoint: it is a text file (it begins 'epoch 1: loss 0.3')"),
+    ("empty.pt", lambda path, good: path.write_bytes(b""),
+     "empty.pt is not a PyTorch checkpoint: it is an empty file"),
+    ("noise.pt", lambda path, good: path.write_bytes(b"\x00\xff" + random.Random(0).randbytes(
+        4094)), "noise.pt is not a PyTorch checkpoint: it is binary data of another kind"),
+    ("archive.pt", lambda path, good: _zip(path, "docs/readme.txt"),
+     "archive.pt is a zip file but not a PyTorch checkpoint (it has no data.pkl)"),
+    ("objects.pt", lambda path, good: torch.save({"lr": fractions.Fraction(1, 3)}, path),
+     "objects.pt holds Python objects that weights-only loading refuses"),
+    ("plain.pt", lambda path, good: torch.save(_model().state_dict(), path),
+     "plain.pt is a plain state dict, not a dqt-hw checkpoint"),
+    ("list.pt", lambda path, good: torch.save([1, 2], path), "list, not a dqt-hw checkpoint"),
+])
+def test_bad_files_say_what_they_are(tmp_path, name, make, message):
+    good = _save(tmp_path, _model()).read_bytes()
+    if make is not None:
+        make(tmp_path / name, good)
+    text = _error(tmp_path / name)
+    assert message in text, text
+    assert "..." not in text and len(text.replace(str(tmp_path), "")) < 160
 
 
 def test_other_format_version_or_architecture(tmp_path):

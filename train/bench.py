@@ -22,9 +22,6 @@ import statistics
 import sys
 import time
 
-# Import every train module now, so that editing the sources while a long benchmark runs
-# cannot change the code its later runs use.
-from . import checkpoint, data, integerize, model, quant  # noqa: F401
 from dqt_hw.atomic import write_atomic
 
 from .fit import TrainConfig, _Log, integer_metrics, train, write_json_atomic
@@ -91,6 +88,7 @@ def _finished(folder, config):
 
 def _integer_metrics(folder, config):
     """Integer-emulation metrics of a finished run's checkpoint on the full test set."""
+    from . import checkpoint, data
     model, _ = checkpoint.load_model(os.path.join(folder, "checkpoint.pt"))
     model.eval()
     images, labels = data.load_dataset(config.dataset, "test")
@@ -275,6 +273,9 @@ def write_section(args, results, commands):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    # Import every train module now (after --help, which needs none), so that editing the
+    # sources while a long benchmark runs cannot change the code its later runs use.
+    from . import checkpoint, data, integerize, model, quant  # noqa: F401
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         names = [name.strip() for name in args.runs.split(",") if name.strip()]

@@ -19,6 +19,11 @@ Contract
     digits: scikit-learn's pixel values are 0..16; they map to 0..255 by the integer rule
     ``(v * 255 + 8) // 16`` (v * 255 / 16 rounded half up; 0 -> 0, 16 -> 255). The split is a
     fixed permutation (NumPy seed 0) of the 1797 images: the first 1437 train, the last 360 test.
+
+``describe_test_set(name)``
+    How the test split is made, precisely enough to rebuild it without this code (the rows
+    of the digits split are listed, not only the generator call); the exporter writes it into
+    the package manifest, with ``CLASSES``.
 """
 
 import functools
@@ -28,8 +33,8 @@ import struct
 
 import numpy as np
 
-__all__ = ["DATASETS", "FASHION_MNIST_DIR", "DatasetError", "load_dataset", "to_master_codes",
-           "dataset_info"]
+__all__ = ["DATASETS", "CLASSES", "FASHION_MNIST_DIR", "DatasetError", "load_dataset",
+           "to_master_codes", "dataset_info", "describe_test_set"]
 
 DATASETS = ("digits", "fashion-mnist")
 SPLITS = ("train", "test")
@@ -37,6 +42,10 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                   "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 _DIGITS_TRAIN = 1437
+#: Class names, in label order (label i is logit column i).
+CLASSES = {"digits": [str(d) for d in range(10)],
+           "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                             "Shirt", "Sneaker", "Bag", "Ankle boot"]}
 
 
 class DatasetError(ValueError):
@@ -112,13 +121,38 @@ def _digits():
     return load_digits()
 
 
+def _digits_rows(split, count):
+    """Rows of load_digits() in the split, in order."""
+    order = np.random.default_rng(0).permutation(count)
+    return order[:_DIGITS_TRAIN] if split == "train" else order[_DIGITS_TRAIN:]
+
+
 def _load_digits(split):
     digits = _digits()
     values = digits.images.astype(np.int64)                      # 0..16
     images = ((values * 255 + 8) // 16).astype(np.uint8)[:, None]
-    order = np.random.default_rng(0).permutation(len(images))
-    rows = order[:_DIGITS_TRAIN] if split == "train" else order[_DIGITS_TRAIN:]
+    rows = _digits_rows(split, len(images))
     return images[rows].copy(), digits.target.astype(np.int64)[rows]
+
+
+def describe_test_set(name):
+    """{"name", "images", "source", "pixels", "order", ...}: how `name`'s test split is made."""
+    _check_name(name)
+    if name == "digits":
+        rows = _digits_rows("test", len(_digits().images))
+        return {"name": name, "images": len(rows),
+                "source": "sklearn.datasets.load_digits(): 1797 images of 8x8 values v in "
+                          "0..16, labels in .target",
+                "pixels": "p = (255 v + 8) // 16",
+                "order": "image i of the test set is row rows[i] of load_digits(); rows is "
+                         "numpy.random.default_rng(0).permutation(1797)[1437:] (listed here "
+                         "because NumPy does not promise that stream across versions)",
+                "rows": [int(row) for row in rows]}
+    return {"name": name, "images": 10000,
+            "source": "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz of "
+                      "Fashion-MNIST (Debian package dataset-fashion-mnist, "
+                      "/usr/share/datasets/fashion-mnist/)",
+            "pixels": "p = the IDX byte", "order": "all 10000 images in file order"}
 
 
 def load_dataset(name, split):

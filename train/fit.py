@@ -2,7 +2,9 @@
 
 Writes into ``--out``: ``checkpoint.pt`` (see train.checkpoint; rewritten atomically after
 every epoch), ``metrics.json`` (accuracy, integer accuracy, average bits, BitOPs, per-layer bit
-histogram, time per epoch, ...) and ``train.log``. Run with ``--help`` for every option.
+histogram, time per epoch, ...; derived from the checkpoint, see train.run) and ``train.log``.
+A folder holding anything else is refused unless ``--resume`` (continue an unfinished run) or
+``--overwrite`` is given. Run with ``--help`` for every option.
 
 Loss (dqt): J = CE + alpha * sum_{b in K'} CE(every controlled layer at b)
                + beta * cost,   cost = max(0, E[d] - target) (--target, default 4 bits)
@@ -18,18 +20,20 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from dqt_hw.atomic import atomic_file
 
-from .checkpoint import checkpoint_config, save_checkpoint
+from . import run
 from .data import DATASETS, DatasetError, dataset_info, load_dataset, to_master_codes
-from .model import DYNAMIC_MODES, MODES, NESTED_MODES, ModelConfig, build_model
+from .modes import DYNAMIC_MODES, MODES, NESTED_MODES
+
+# torch, train.model and train.checkpoint are imported where they are used, so that `--help`
+# and a refused --out answer without loading torch (seconds on a cold start).
 
 __all__ = ["TrainConfig", "parse_args", "resolve", "train", "evaluate", "main",
            "write_json_atomic"]
@@ -89,6 +93,7 @@ def _int_list(name, text):
 
 def resolve(config):
     """Validate a TrainConfig; return (config with defaults filled in, ModelConfig)."""
+    from .model import ModelConfig, build_model
     config = dataclasses.replace(config)
     if config.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {config.dataset!r}; choose one of "
@@ -185,6 +190,7 @@ def resolve(config):
 
 def layer_bits_matrix(model, result, batch):
     """Per-image bit-width of every controlled layer, int64 (N, L)."""
+    import torch
     if model.mode == "fp32":
         return torch.full((batch, len(model.controlled)), 32, dtype=torch.int64)
     if result.get("choice") is not None:
@@ -195,6 +201,7 @@ def layer_bits_matrix(model, result, batch):
 
 def bitops(model, layer_bits):
     """Mean BitOPs per image (MACs * b_a * b_w, b_a = b_w) for an (N, L) bit matrix."""
+    import torch
     fixed_bits = 32 if model.mode == "fp32" else model.master_bits
     fixed = sum(layer.macs for layer in model.fixed_layers()) * fixed_bits ** 2
     macs = torch.tensor([layer.macs for layer in model.controlled], dtype=torch.float64)
@@ -209,6 +216,7 @@ def w8a8_bitops(model):
 
 def expected_cost(model, probs, kind):
     """Mean over images and controlled layers of sum_k p_k d_k (see module doc)."""
+    import torch
     candidates = torch.tensor(model.config.candidates, dtype=probs.dtype)
     if kind == "bits":
         return (probs * candidates).sum(dim=-1).mean()
@@ -222,10 +230,11 @@ def _batches(count, size):
         yield slice(start, min(start + size, count))
 
 
-@torch.no_grad()
 def integer_metrics(model, images, labels):
     """metrics.json's integer_* fields: the integer emulation (train.integerize) on a test set."""
-    integer = evaluate(model, images, labels, integer=True)
+    import torch
+    with torch.no_grad():
+        integer = evaluate(model, images, labels, integer=True)
     return {"integer_accuracy": integer["accuracy"],
             "integer_average_bits": integer["average_bits"],
             "integer_layer_bits_histogram": integer["layer_bits_histogram"]}
@@ -237,6 +246,8 @@ def evaluate(model, images, labels, *, bits=None, batch_size=500, integer=False)
     integer=True runs the integer emulation (train.integerize); otherwise the fake-quant
     (or float) forward pass with `bits` as in QResNet.forward.
     """
+    import torch
+
     from .integerize import emulate, to_graph
     model.eval()
     graph = to_graph(model) if integer else None
@@ -278,9 +289,9 @@ def write_json_atomic(path, data):
 
 
 class _Log:
-    def __init__(self, path):
+    def __init__(self, path, append=False):
         self.path = path
-        open(path, "w").close()
+        open(path, "a" if append else "w").close()
 
     def __call__(self, message):
         line = f"{time.strftime('%H:%M:%S')} {message}"
@@ -291,6 +302,7 @@ class _Log:
 
 def _loss(model, config, codes, target):
     """(loss, result) of one batch (see the module doc for the terms)."""
+    import torch.nn.functional as F
     result = model(codes)
     loss = F.cross_entropy(result["logits"], target)
     if model.dynamic:
@@ -307,8 +319,16 @@ def _loss(model, config, codes, target):
     return loss, result
 
 
-def train(config, *, log=print):
-    """Run training as `config` says; return (model, metrics). Writes files when config.out."""
+def train(config, *, log=print, resume=None):
+    """Run training as `config` says; return (model, metrics). Writes files when config.out.
+
+    `resume`: the checkpoint payload of this run, unfinished (`train.run.load_for_resume`);
+    training continues after its last finished epoch, as if never interrupted.
+    """
+    import torch
+
+    from .checkpoint import checkpoint_config
+    from .model import build_model
     config, model_config = resolve(config)
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
@@ -330,11 +350,17 @@ def train(config, *, log=print):
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
     generator = torch.Generator().manual_seed(config.seed)
-    ckpt_path = os.path.join(config.out, "checkpoint.pt") if config.out else None
     train_config = dataclasses.asdict(config)
     epoch_seconds, cpu_seconds, history = [], [], []
+    first_epoch = 1
+    if resume is not None:
+        first_epoch, history, epoch_seconds, cpu_seconds = run.restore(
+            resume, model, optimizer, scheduler, generator)
+        log(f"resuming after epoch {first_epoch - 1} of {config.epochs}")
+    elif config.out:
+        run.begin(config.out)
     from tqdm import tqdm
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
         model.train()
         order = torch.randperm(len(train_images), generator=generator).numpy()
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -370,10 +396,12 @@ def train(config, *, log=print):
         history.append(entry)
         log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in entry.items()))
-        if ckpt_path:
-            save_checkpoint(ckpt_path, model,
-                            checkpoint_config(model, config.dataset, train_config),
-                            {"history": history, "complete": False})
+        if config.out:
+            run.save(config.out, model, checkpoint_config(model, config.dataset, train_config),
+                     {"mode": config.mode, "dataset": config.dataset, "epochs": config.epochs,
+                      "history": history, "complete": False},
+                     run.capture(epoch, optimizer, scheduler, generator, epoch_seconds,
+                                 cpu_seconds))
     started = time.perf_counter()
     metrics = {"mode": config.mode, "dataset": config.dataset, "seed": config.seed,
                "parameters": params, "train_images": len(train_images),
@@ -399,56 +427,86 @@ def train(config, *, log=print):
                  f"{metrics['seconds_per_epoch']:.1f} s/epoch")
     log(summary)
     if config.out:
-        save_checkpoint(ckpt_path, model, checkpoint_config(model, config.dataset, train_config),
-                        metrics)
-        write_json_atomic(os.path.join(config.out, "metrics.json"), metrics)
+        run.save(config.out, model, checkpoint_config(model, config.dataset, train_config),
+                 metrics)
     return model, metrics
 
 
 # -- command line -----------------------------------------------------------------------------
 
-def _parser():
+def _parser(given_only=False):
+    """The command line. given_only: no defaults, so parsing yields only the options given."""
     parser = argparse.ArgumentParser(
         prog="python -m train.fit", description=__doc__.split("\n\n")[0],
         epilog="Example: python -m train.fit --dataset fashion-mnist --mode dqt --epochs 10 "
                "--out runs/fmnist-dqt")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
+        default = argparse.SUPPRESS if given_only else field.default
         if field.type is bool or field.type == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                default=field.default, help=field.metadata["help"])
+                                default=default, help=field.metadata["help"])
             continue
         kind = {"int": int, "float": float}.get(getattr(field.type, "__name__", field.type), str)
         if field.name == "target":
             kind = str
-        parser.add_argument(flag, type=kind, default=field.default,
+        parser.add_argument(flag, type=kind, default=default,
                             required=field.name == "out",
                             help=field.metadata["help"] + (f" (default {field.default})"
                                                            if field.default is not None else ""))
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the unfinished run in --out after its last finished "
+                               "epoch, with its own settings")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace the run already in --out (a non-empty --out is "
+                               "refused otherwise)")
     return parser
 
 
+def _options(parser, argv):
+    """(TrainConfig fields given, resume, overwrite) of a command line."""
+    options = vars(parser.parse_args(argv))
+    return options, options.pop("resume", False), options.pop("overwrite", False)
+
+
 def parse_args(argv=None):
-    """TrainConfig from command-line arguments."""
-    return TrainConfig(**vars(_parser().parse_args(argv)))
+    """TrainConfig from command-line arguments (--resume and --overwrite aside)."""
+    return TrainConfig(**_options(_parser(), argv)[0])
 
 
 def main(argv=None):
-    config = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    options, resume, overwrite = _options(_parser(), argv)   # --help exits here, no torch yet
+    config = TrainConfig(**options)
     try:
+        run.check_out(config.out, resume=resume, overwrite=overwrite)
+        payload = None
+        if resume:
+            payload = run.load_for_resume(config.out)
+            if payload["metrics"].get("complete"):
+                print(f"{config.out} holds {run.describe(config.out)}; nothing to resume")
+                return 0
+            given = _options(_parser(given_only=True), argv)[0]
+            config = run.resumed_config(payload, given, TrainConfig, resolve)
         resolve(config)
         os.makedirs(config.out, exist_ok=True)
-        log = _Log(os.path.join(config.out, "train.log"))
-        train(config, log=log)
+        log = _Log(os.path.join(config.out, run.LOG), append=resume)
+        train(config, log=log, resume=payload)
     except (ValueError, TypeError, DatasetError, FloatingPointError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; the last complete epoch's checkpoint is kept",
-              file=sys.stderr)
+        print(f"error: interrupted; {run.after_interrupt(config.out)}", file=sys.stderr)
         return 130
     return 0
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    # A terminated run (kill, a CI timeout) unwinds like an interrupted one and says what it left.
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main())

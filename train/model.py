@@ -40,15 +40,13 @@ from torch import nn
 
 from dqt_hw.golden import quantize_multiplier
 
+from .modes import DYNAMIC_MODES, MODES, NESTED_MODES
 from .quant import (code_limits, direct_weight_quant, fake_quant, lsq_quant,
                     master_weight_codes, nest_codes)
 
 __all__ = ["MODES", "NESTED_MODES", "DYNAMIC_MODES", "ModelConfig", "QResNet", "QLayer",
            "build_model"]
 
-MODES = ("fp32", "static", "lsq", "dqnet", "dqt")
-NESTED_MODES = ("static", "dqt")
-DYNAMIC_MODES = ("dqnet", "dqt")
 #: Initial PACT clip of ReLU outputs (batch-normed pre-activations rarely exceed 4).
 PACT_INIT = 4.0
 #: EMA momentum of the signed quantizers' max |y| tracker.

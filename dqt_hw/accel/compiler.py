@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from ..golden import accumulator_bits, validate_graph
+from ..golden import MULTIPLIER_BITS, accumulator_bits, validate_graph
 from ..package import PackageError, load_package
 from .config import AcceleratorConfig, GROUP_CODES, products_per_beat
 from .layout import TensorPlacement, conv_weight_rows, pack_groups, storage_channels
@@ -184,9 +184,6 @@ class _Compiler:
                 if kinds[source] == "wide" and op["op"] != "select_bits":
                     _fail(op, f"reads {tensor!r}, a 32-bit tensor (logits); only select_bits "
                               f"reads 32-bit values on the accelerator")
-                if kinds[source] == "signed" and op["op"] in ("conv2d", "linear"):
-                    _fail(op, f"reads {tensor!r}, which holds signed codes; conv2d and linear "
-                              f"take unsigned activation codes (docs/arithmetic.md §1)")
         for name, kind in list(kinds.items()):
             if name in alias:
                 kinds[name] = kinds[alias[name]]
@@ -390,9 +387,9 @@ class _Compiler:
                 _fail(op, "bias does not fit the 32-bit constants field")
             for channel in range(rows.shape[0]):
                 m, r = int(op["multiplier"][channel]), int(op["shift"][channel])
-                if m >= 1 << 16 or r >= 64:
+                if m >= 1 << MULTIPLIER_BITS or r >= 64:
                     _fail(op, f"channel {channel}: multiplier {m} or shift {r} exceeds the "
-                              f"constants fields (16 and 6 bits)")
+                              f"requantizer's {MULTIPLIER_BITS}-bit multiplier or 6-bit shift")
                 constants.append(pack_constant(bias[channel], m, r))
         # The constants follow the weights in the data memory.
         for info in layer_info.values():
@@ -464,7 +461,7 @@ class _Compiler:
             else:
                 kh = kw = h = w = stride = 1
                 pad, cp = 0, info["in_cp"]
-            fields.update(self.window(h, w, cp, kh, kw, stride, pad))
+            fields.update(window_fields(h, w, cp, kh, kw, stride, pad))
             fields.update(opcode=Opcode.CONV, in_a=source.base, weights=info["weights"],
                           row_words=info["row_words"], consts=info["consts"])
             bits = op["bits"]
@@ -483,10 +480,11 @@ class _Compiler:
                 kernel, stride = (h, w), 1
             else:
                 kernel, stride = (op["kernel"], op["kernel"]), op["stride"]
-            if op["multiplier"] >= 1 << 16:
-                _fail(op, f"multiplier {op['multiplier']} exceeds 16 bits")
-            fields.update(self.window(h, w, source.channels_stored, kernel[0], kernel[1],
-                                      stride, 0))
+            if op["multiplier"] >= 1 << MULTIPLIER_BITS:
+                _fail(op, f"multiplier {op['multiplier']} exceeds the requantizer's "
+                          f"{MULTIPLIER_BITS} bits")
+            fields.update(window_fields(h, w, source.channels_stored, kernel[0], kernel[1],
+                                        stride, 0))
             fields.update(opcode=Opcode.POOL, in_a=source.base, a_signed=int(source.signed),
                           multiplier=op["multiplier"], shift=op["shift"])
         elif kind in ("add", "clip"):
@@ -514,14 +512,20 @@ class _Compiler:
             _fail(op, f"op kind {kind!r} has no accelerator instruction")
         return fields
 
-    def window(self, h, w, cp, kh, kw, stride, pad):
-        """Geometry fields of a window walk (conv and pool), in stored elements."""
-        if kh > 15 or kw > 15 or stride > 15 or pad > 15:
-            raise CompileError(f"kernel {kh}x{kw}, stride {stride} or padding {pad} exceeds "
-                               f"the 4-bit instruction fields (at most 15)")
-        return dict(in_h=h, in_w=w, in_cp=cp, kernel_h=kh, kernel_w=kw, stride=stride,
-                    pad=pad, in_row=w * cp, px_step=stride * cp, row_step=stride * w * cp,
-                    e_init=-pad * (w + 1) * cp)
+
+
+def window_fields(h, w, cp, kh, kw, stride, pad):
+    """Geometry fields of a window walk (conv and pool) over an h x w input of cp stored
+    channels, in stored elements. The fetcher walks output pixels, taps and channel chunks by
+    adding steps: the wraps say how far a tap row, a pixel and a pixel row move beyond the
+    step of the counter inside them (docs/accelerator.md)."""
+    if kh > 15 or kw > 15 or stride > 15 or pad > 15:
+        raise CompileError(f"kernel {kh}x{kw}, stride {stride} or padding {pad} exceeds "
+                           f"the 4-bit instruction fields (at most 15)")
+    out_w = (w + 2 * pad - kw) // stride + 1
+    return dict(in_h=h, in_w=w, in_cp=cp, kernel_h=kh, kernel_w=kw, stride=stride, pad=pad,
+                e_init=-pad * (w + 1) * cp, row_wrap=w * cp - kw * cp,
+                pixel_wrap=stride * cp - kh * w * cp, line_wrap=stride * w * cp - out_w * stride * cp)
 
 
 def compile_graph(graph, config=None, *, keep_tensors=False):
@@ -529,5 +533,8 @@ def compile_graph(graph, config=None, *, keep_tensors=False):
     `AcceleratorConfig()`). `keep_tensors` gives every tensor its own data words (no reuse),
     so that all of them can be inspected after a run."""
     config = config or AcceleratorConfig()
-    validate_graph(graph)
+    try:
+        validate_graph(graph)
+    except ValueError as error:                 # GraphError: one line, as every refusal
+        raise CompileError(str(error)) from None
     return _Compiler(graph, config, keep_tensors).compile()

@@ -71,10 +71,10 @@ INSTRUCTION = data.StructLayout({
     "kernel_w": unsigned(4),
     "stride": unsigned(4),
     "pad": unsigned(4),
-    "in_row": unsigned(16),        # elements of one input row: in_w * in_cp
-    "px_step": unsigned(16),       # elements between output pixels' windows: stride * in_cp
-    "row_step": unsigned(20),      # ... between output rows' windows: stride * in_w * in_cp
     "e_init": signed(20),          # element of the first window's top-left tap: -pad*(in_w+1)*in_cp
+    "row_wrap": signed(20),        # in_w in_cp - kernel_w in_cp: from a tap row to the next
+    "pixel_wrap": signed(20),      # stride in_cp - kernel_h in_w in_cp: to the next pixel
+    "line_wrap": signed(20),       # stride in_w in_cp - out_w stride in_cp: to the next row
     # conv weights and constants
     "weights": unsigned(16),       # word address of output channel 0's weight row
     "row_words": unsigned(12),     # words per weight row (two per group of 16 codes)

@@ -1,8 +1,9 @@
 """The whole accelerator in a build: `python -m dqt_hw.build --model PKG` (docs/build.md).
 
-The package is compiled for the accelerator configuration of the build (`--cols`, the
-candidate bit-widths, the default memory sizes; on iCE40 the data memory is the UP5K's SPRAM),
-so a model the configuration cannot run is refused before any synthesis. The accelerator top
+The package is compiled for an accelerator configuration sized to it (`dqt_hw.accel.sizing`:
+`--cols` columns, the bit-widths the model runs, memories rounded up from what it uses; on
+iCE40 one pooling lane and the UP5K's SPRAM as data memory), so a model the configuration
+cannot run is refused before any synthesis. The accelerator top
 is then synthesized (RTLIL into Yosys, DSP blocks allowed: they hold the requantizer's and the
 residual join's multipliers) and checked against the device; place and route in the timing
 harness gives its Fmax. The report says whether it fits, by how much if not, and, with
@@ -12,8 +13,8 @@ measured cycles per image (`--cycles`, a `sim/net.py --json` summary), the image
 import json
 from pathlib import Path
 
-from ..accel.compiler import CompileError, compile_package
-from ..accel.config import AcceleratorConfig
+from ..accel.sizing import fitted_config
+from ..hdl.data_memory import ICE40SPRAMDataMemory
 from .harness import TimingHarness
 from .targets import capacity_use
 
@@ -22,14 +23,16 @@ __all__ = ["ACCELERATOR_BLOCK", "accelerator_config", "build_accelerator"]
 ACCELERATOR_BLOCK = "accelerator"
 
 
-def accelerator_config(config, target):
-    """The `AcceleratorConfig` a build makes: the build's columns and bit-widths."""
-    bits = tuple(sorted(set(config.candidates) | {config.master_bits}))
+def accelerator_config(config, target, graph):
+    """(`AcceleratorConfig`, compiled model) of a build: sized to the model, the build's
+    columns; on iCE40 one pooling lane (area) and a 16384-word data memory (the SPRAMs)."""
+    overrides = {}
+    if target.family == "ice40":
+        overrides.update(pool_lanes=1, data_words=ICE40SPRAMDataMemory.DEPTH)
     try:
-        return AcceleratorConfig(cols=config.cols, master_bits=config.master_bits,
-                                 supported_bits=bits)
+        return fitted_config(graph, cols=config.cols, **overrides)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"accelerator: {error}") from None
+        raise ValueError(f"{config.model}: {error}") from None
 
 
 def data_memory_for(target):
@@ -44,11 +47,9 @@ def build_accelerator(config, target, tools, staging, bar, *, synthesize, place_
     this module does not import the flow). Returns the report entry; raises ValueError (one
     line) when the model does not compile or the accelerator does not fit the device."""
     from ..hdl.accelerator import Accelerator
-    accel_config = accelerator_config(config, target)
-    try:
-        model = compile_package(config.model, accel_config)
-    except CompileError as error:
-        raise ValueError(f"{config.model}: {error}") from None
+    from ..package import load_package
+    graph, _ = load_package(config.model)
+    accel_config, model = accelerator_config(config, target, graph)
     component = Accelerator(accel_config, data_memory=data_memory_for(target))
     entry = {"description": "the whole accelerator (docs/accelerator.md) for the model",
              "top": ACCELERATOR_BLOCK, "model": str(config.model),

@@ -69,9 +69,9 @@ BLOCKS = (
     BlockSpec("dequant_requant_signed", "dequantize/requantize unit, weights",
               lambda config: DequantRequant(master_bits=config.master_bits, signed=True),
               _latency),
-    BlockSpec("scalable_pe", "precision-scalable PE (Bit Fusion bricks), accumulator included",
+    BlockSpec("pe_scalable", "precision-scalable PE (Bit Fusion bricks), accumulator included",
               lambda config: _pe(config, True), None),
-    BlockSpec("fixed_mac", "fixed n x n MAC from the same generator (the baseline)",
+    BlockSpec("pe_fixed", "fixed n x n MAC from the same generator (the baseline)",
               lambda config: _pe(config, False), None),
     BlockSpec("requantizer", "requantizer: per-channel M, r, bias; shift follows b",
               lambda config: Requantizer(master_bits=config.master_bits,
@@ -89,7 +89,7 @@ BLOCKS = (
 )
 
 #: Blocks whose facts depend on the configuration (products per cycle per candidate b).
-_CONFIG_FACTS = {"scalable_pe": _pe_facts, "fixed_mac": _pe_facts, ARRAY_BLOCK: _array_facts}
+_CONFIG_FACTS = {"pe_scalable": _pe_facts, "pe_fixed": _pe_facts, ARRAY_BLOCK: _array_facts}
 
 
 def build_blocks(config):
@@ -102,9 +102,9 @@ def build_blocks(config):
     if unknown:
         raise ValueError(f"`--blocks` must name blocks among {', '.join(known)}, "
                          f"not {', '.join(unknown)}")
-    if ARRAY_BLOCK in names and "scalable_pe" not in names:
+    if ARRAY_BLOCK in names and "pe_scalable" not in names:
         # The array's capacity check scales up the PE's synthesized size (flow.py).
-        names = tuple(names) + ("scalable_pe",)
+        names = tuple(names) + ("pe_scalable",)
     chosen = [known[name] for name in known if name in names]
     built = []
     for spec in chosen:

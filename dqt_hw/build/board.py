@@ -1,6 +1,6 @@
 """`python -m dqt_hw.build --board BOARD --model PKG`: a bitstream that runs one model.
 
-The accelerator, sized to the package (`dqt_hw.boards.sizing`) with the package's program,
+The accelerator, sized to the package (`dqt_hw.accel.sizing`) with the package's program,
 weights, constants and controller table in its memory initialisation, behind the UART bridge,
 with the board's clock and status LEDs (`dqt_hw.boards.top.BoardTop`), goes through the board's
 `amaranth-boards` platform (pin constraints, RTLIL), Yosys, nextpnr for seeds 1..N and the

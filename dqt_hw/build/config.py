@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 
 from ..golden import MIN_BITS, accumulator_bits
+from .blocks import BLOCKS
 from .targets import TARGETS, check_target
 
 __all__ = ["BuildConfig", "parse_args", "DEFAULT_TERMS", "MIN_BUILD_BITS", "MAX_BUILD_BITS"]
@@ -163,8 +164,12 @@ def make_parser():
     parser.add_argument("--mix-images", type=int, default=defaults.mix_images,
                         help="test images used to measure the bit mix (default %(default)s)")
     parser.add_argument("--blocks", type=lambda text: tuple(text.split(",")), default=None,
-                        help="comma-separated subset of blocks to build (default: all); "
-                             "`accelerator` is the whole accelerator for --model")
+                        metavar="A,B,...",
+                        help="comma-separated subset of the blocks to build (default: all): "
+                             + ", ".join(spec.name for spec in BLOCKS)
+                             + " (the names of rtl/ and `python -m dqt_hw.hdl --design`; "
+                               "mac_array is --rows x --cols); `accelerator` is the whole "
+                               "accelerator for --model")
     parser.add_argument("--cycles", type=Path, default=None,
                         help="with --model: a `sim/net.py --json` summary of the accelerator's "
                              "measured cycles per image, for images/s at Fmax")

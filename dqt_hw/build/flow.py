@@ -12,7 +12,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from amaranth.back import verilog
 from tqdm import tqdm
 
 from .. import toolchain
-from ..atomic import replace_dir
+from ..atomic import replace_dir, staging_dir
 from .accelerator import ACCELERATOR_BLOCK, build_accelerator
 from .blocks import ARRAY_BLOCK, build_blocks
 from .harness import TimingHarness
@@ -118,8 +117,7 @@ def _staging_for(out_dir):
         if not is_build:
             raise BuildError(f"`--out` {out_dir} exists and is not a dqt-hw build folder; "
                              f"choose another --out")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    return staging_dir(out_dir)
 
 
 def run_build(config, *, argv=None, progress=True):
@@ -310,7 +308,7 @@ def _check_array_estimate(report, config, target):
     The array holds rows x cols processing elements, so it needs at least that many times the
     PE's LUT4 and flip-flops (synthesized just before).
     """
-    pe = report["blocks"].get("scalable_pe")
+    pe = report["blocks"].get("pe_scalable")
     if pe is None:
         return
     count = config.rows * config.cols

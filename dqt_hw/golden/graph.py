@@ -109,6 +109,8 @@ def validate_graph(graph):
     except (TypeError, ValueError) as error:
         raise GraphError(f"graph: {error}") from None
     defined = set(graph["inputs"])
+    # The least code each tensor can hold: conv2d/linear read unsigned codes only (§5.1).
+    lowest = {name: 0 for name in graph["inputs"]}
     selects = {}
     names = set()
     for op in graph["ops"]:
@@ -131,7 +133,18 @@ def validate_graph(graph):
                            or op["lo"] > op["hi"]):
             _fail(op, f"output range must be integers lo <= hi, not [{op['lo']}, {op['hi']}]")
         if op["op"] in ("conv2d", "linear"):
+            if lowest[op["input"]] < 0:
+                _fail(op, f"reads {op['input']!r}, which may hold negative codes (lo = "
+                          f"{lowest[op['input']]}); conv2d and linear read unsigned codes only, "
+                          f"so clip it to lo >= 0 first")
             _check_layer(op, master_bits, selects)
+        elif op["op"] == "avg_pool2d":
+            if not _is_int(op["kernel"]) or op["kernel"] < 1:
+                _fail(op, f"kernel must be a positive integer (one size for both axes), not "
+                          f"{op['kernel']!r}")
+            if op["stride"] is not None and (not _is_int(op["stride"]) or op["stride"] < 1):
+                _fail(op, f"stride must be a positive integer or null (= kernel), not "
+                          f"{op['stride']!r}")
         elif op["op"] == "select_bits":
             candidates = op["candidates"]
             if not candidates:
@@ -145,6 +158,8 @@ def validate_graph(graph):
                 _fail(op, f"layers must be a positive integer, not {op['layers']!r}")
             selects[op["output"]] = op["layers"]
         defined.add(op["output"])
+        lowest[op["output"]] = (op["lo"] if "lo" in op else lowest[op["input"]]
+                                if op["op"] == "flatten" else 0)
     for tensor in graph["outputs"]:
         if tensor not in defined:
             raise GraphError(f"graph: output {tensor!r} is not defined by any op")

@@ -17,8 +17,11 @@ def main(argv=None):
                         help="output folder (default: rtl)")
     parser.add_argument("--check", action="store_true",
                         help="regenerate in a temporary folder and exit 1 if --out differs")
-    parser.add_argument("--design", action="append", choices=sorted(REFERENCE_DESIGNS),
-                        help="write only this design (repeatable; default: all)")
+    parser.add_argument("--design", action="append", choices=list(REFERENCE_DESIGNS),
+                        metavar="NAME",
+                        help="write only this design (repeatable; default: all): "
+                             + ", ".join(REFERENCE_DESIGNS)
+                             + " (the names `python -m dqt_hw.build --blocks` uses)")
     args = parser.parse_args(argv)
     if args.check:
         if not args.out.is_dir():

@@ -252,25 +252,29 @@ class Accelerator(wiring.Component):
             with m.State("ACCESS"):
                 m.next = "ACK"
                 decoded = Signal()
-                for name, value in registers.items():
-                    with m.If(address == regmap[name].offset):
-                        m.d.comb += decoded.eq(1)
-                        m.d.sync += rdata.eq(value)
-                with m.If(address == control.offset):
-                    m.d.comb += decoded.eq(1)
-                    with m.If(write):
-                        with m.If(wdata[1]):
-                            m.d.comb += soft_reset.eq(1)
-                            m.d.sync += [start_ignored.eq(0), bus_error.eq(0)]
-                        with m.Elif(wdata[0]):
-                            with m.If(sequencer.busy):
-                                m.d.sync += start_ignored.eq(1)
-                            with m.Else():
-                                m.d.comb += start.eq(1)
-                        with m.If(wdata[2]):
-                            m.d.sync += [start_ignored.eq(0), bus_error.eq(0)]
-                with m.If((address == regmap["IMAGE_BASE"].offset) & write):
-                    m.d.sync += image_base.eq(wdata)
+                # The registers sit in the first 256 bytes: one case per word, in parallel.
+                with m.If(address[8:] == 0):
+                    with m.Switch(address[2:8]):
+                        for name, value in registers.items():
+                            with m.Case(regmap[name].offset >> 2):
+                                m.d.comb += decoded.eq(1)
+                                m.d.sync += rdata.eq(value)
+                                if name == "IMAGE_BASE":
+                                    with m.If(write):
+                                        m.d.sync += image_base.eq(wdata)
+                        with m.Case(control.offset >> 2):
+                            m.d.comb += decoded.eq(1)
+                            with m.If(write):
+                                with m.If(wdata[1]):
+                                    m.d.comb += soft_reset.eq(1)
+                                    m.d.sync += [start_ignored.eq(0), bus_error.eq(0)]
+                                with m.Elif(wdata[0]):
+                                    with m.If(sequencer.busy):
+                                        m.d.sync += start_ignored.eq(1)
+                                    with m.Else():
+                                        m.d.comb += start.eq(1)
+                                with m.If(wdata[2]):
+                                    m.d.sync += [start_ignored.eq(0), bus_error.eq(0)]
                 for array in ("BITS", "OP_CYCLES"):
                     reg = regmap[array]
                     with m.If((address >= reg.offset) & (address < reg.offset + 4 * reg.count)):

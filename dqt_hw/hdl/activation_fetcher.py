@@ -9,14 +9,16 @@ adds in a beat at the layer's bit-width), read from the data memory's nibble-spl
    request;
 2. the reader issues those reads: the high-nibble word only at b <= 3 (`both` low), both words
    otherwise, and queues the returned groups;
-3. the emitter pairs each beat with its group and selects its lanes.
+3. the emitter takes each beat's lanes from the group at the head of the group queue, and
+   drops the group after its last beat (the address generator marks it: it holds each
+   descriptor back one beat to see whether the next beat needs the same group).
 
 So a b = 2 layer reads one 64-bit word per beat, and a b = 4 layer two words per four beats,
 read ahead while the previous group's beats go out. Taps outside the input (zero padding)
 become zero beats without a read.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,7 +49,11 @@ def window_signature():
         "in_a": In(16), "in_h": In(8), "in_w": In(8), "in_cp": In(12),
         "out_h": In(8), "out_w": In(8),
         "kernel_h": In(4), "kernel_w": In(4), "stride": In(4), "pad": In(4),
-        "in_row": In(16), "px_step": In(16), "row_step": In(20), "e_init": In(signed(20)),
+        "e_init": In(signed(20)),        # element of the first window's first tap
+        "tap_step": In(16),              # from a tap's last chunk to the next tap's first
+        "row_wrap": In(signed(20)),      # tap row, pixel, pixel row: each adds its wrap to
+        "pixel_wrap": In(signed(20)),    # the step of the counter inside it
+        "line_wrap": In(signed(20)),
         "chunks": In(12),        # beats per tap
         "lanes_log2": In(range(5)),   # 0, 2 or 4: codes per beat 1, 4, 16
         "both": In(1),           # read the low nibbles too (b >= 4, pooling)
@@ -69,12 +75,13 @@ class ActivationFetcher(wiring.Component):
     can start a one-cycle read (the weight buffer) that lines up with the beat.
 
     `queue_depth` sizes the descriptor and request queues, `group_depth` the queue of read
-    groups (128 bits per entry). The defaults keep every mode at one beat per cycle: the
-    descriptor queue lets the address generator run ahead of the read latency, four groups
-    cover the reads in flight at b = 2 (`test_fetcher_streams_one_beat_per_cycle`).
+    groups (128 bits per entry). The defaults keep every mode at one beat per cycle
+    (`test_fetcher_streams_one_beat_per_cycle`): a request's read goes out in the cycle it is
+    taken and an arriving group passes straight to an empty queue's output, so a group is in
+    flight for two cycles at most.
     """
 
-    def __init__(self, *, queue_depth=6, group_depth=4):
+    def __init__(self, *, queue_depth=3, group_depth=2):
         self.queue_depth, self.group_depth = queue_depth, group_depth
         super().__init__({
             "window": Out(window_signature()),
@@ -89,7 +96,9 @@ class ActivationFetcher(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         g = self.window
-        desc_layout = data.StructLayout({"zero": 1, "new": 1, "offset": 4, "index": 12,
+        # A beat's descriptor; `release`: its group is not used by the next beat (the next
+        # beat is zero or needs another group), so the emitter drops it from the queue.
+        desc_layout = data.StructLayout({"zero": 1, "release": 1, "offset": 4, "index": 12,
                                          "last": 1})
         group_layout = data.StructLayout({"high": DATA_WORD_BITS, "low": DATA_WORD_BITS})
         m.submodules.desc_fifo = desc_fifo = RegisterFIFO(width=desc_layout.size,
@@ -97,22 +106,31 @@ class ActivationFetcher(wiring.Component):
         m.submodules.req_fifo = req_fifo = RegisterFIFO(width=ADDRESS_BITS,
                                                         depth=self.queue_depth)
         m.submodules.group_fifo = group_fifo = RegisterFIFO(width=group_layout.size,
-                                                            depth=self.group_depth)
+                                                            depth=self.group_depth,
+                                                            bypass=True)
 
         # -- 1. address generator ----------------------------------------------------------
+        # One element offset walks the windows: each beat adds the step of the innermost
+        # counter that moves on (chunk, tap, tap row, pixel, pixel row); the four outer steps
+        # are the tap step plus the instruction's wrap distances, fixed during a walk.
         running = Signal()
         oy, ox = Signal(8), Signal(8)
         ty, tx = Signal(4), Signal(4)
         chunk, index = Signal(12), Signal(12)
         iy0, ix0 = Signal(signed(10)), Signal(signed(10))
-        e_row, e_pix, e_ty, e_tap, e_cur = (Signal(signed(ELEMENT_BITS), name=name) for name in
-                                            ("e_row", "e_pix", "e_ty", "e_tap", "e_cur"))
+        e_cur = Signal(signed(ELEMENT_BITS))
+        steps = [Signal(signed(ELEMENT_BITS), name=f"step_{name}")
+                 for name in ("chunk", "tap", "tap_row", "pixel", "pixel_row")]
+        m.d.comb += [
+            steps[0].eq(Const(1, 5) << g.lanes_log2), steps[1].eq(g.tap_step),
+            steps[2].eq(steps[1] + g.row_wrap), steps[3].eq(steps[2] + g.pixel_wrap),
+            steps[4].eq(steps[3] + g.line_wrap),
+        ]
         tag, tag_valid = Signal(ADDRESS_BITS), Signal()
         iy, ix = Signal(signed(11)), Signal(signed(11))
         zero, new, group_addr = Signal(), Signal(), Signal(ADDRESS_BITS)
         chunk_last, tx_last, ty_last = Signal(), Signal(), Signal()
         ox_last, oy_last = Signal(), Signal()
-        step = Signal(5)
         m.d.comb += [
             iy.eq(iy0 + ty), ix.eq(ix0 + tx),
             zero.eq((iy < 0) | (iy >= g.in_h) | (ix < 0) | (ix >= g.in_w)),
@@ -121,83 +139,92 @@ class ActivationFetcher(wiring.Component):
             chunk_last.eq(chunk == g.chunks - 1), tx_last.eq(tx == g.kernel_w - 1),
             ty_last.eq(ty == g.kernel_h - 1), ox_last.eq(ox == g.out_w - 1),
             oy_last.eq(oy == g.out_h - 1),
-            step.eq(Const(1, 5) << g.lanes_log2),
         ]
+        # Each descriptor is held for one beat, until the next beat says whether its group is
+        # released; the last one is pushed when the walk has ended.
+        held = Signal(desc_layout)
+        held_valid = Signal()
         desc = data.View(desc_layout, desc_fifo.w_data)
-        advance, window_last = Signal(), Signal()
+        advance, window_last, flush = Signal(), Signal(), Signal()
         m.d.comb += [
             window_last.eq(chunk_last & tx_last & ty_last),
             advance.eq(running & desc_fifo.w_rdy & (~new | req_fifo.w_rdy)),
-            desc.zero.eq(zero), desc.new.eq(new), desc.offset.eq(e_cur[:4]),
-            desc.index.eq(index), desc.last.eq(window_last),
-            desc_fifo.w_en.eq(advance),
+            flush.eq(~running & held_valid & desc_fifo.w_rdy),
+            desc.eq(held),
+            desc.release.eq(~held.zero & (flush | zero | new)),
+            desc_fifo.w_en.eq((advance & held_valid) | flush),
             req_fifo.w_data.eq(group_addr), req_fifo.w_en.eq(advance & new),
         ]
+        with m.If(flush):
+            m.d.sync += held_valid.eq(0)
+        with m.If(advance):
+            m.d.sync += [held_valid.eq(1), held.zero.eq(zero), held.offset.eq(e_cur[:4]),
+                         held.index.eq(index), held.last.eq(window_last)]
+        level = Signal(range(5))               # the innermost counter that moves on
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), oy.eq(0), ox.eq(0), ty.eq(0), tx.eq(0), chunk.eq(0),
-                         index.eq(0), iy0.eq(-g.pad), ix0.eq(-g.pad), e_row.eq(g.e_init),
-                         e_pix.eq(g.e_init), e_ty.eq(g.e_init), e_tap.eq(g.e_init),
-                         e_cur.eq(g.e_init), tag_valid.eq(0)]
+                         index.eq(0), iy0.eq(-g.pad), ix0.eq(-g.pad), e_cur.eq(g.e_init),
+                         tag_valid.eq(0)]
         with m.If(advance):
             with m.If(new):
                 m.d.sync += [tag.eq(group_addr), tag_valid.eq(1)]
-            m.d.sync += index.eq(Mux(window_last, 0, index + 1))
+            with m.If(zero):                  # the group was released: ask for it again
+                m.d.sync += tag_valid.eq(0)
+            m.d.sync += [index.eq(Mux(window_last, 0, index + 1)),
+                         e_cur.eq(e_cur + Array(steps)[level])]
             with m.If(~chunk_last):
-                m.d.sync += [chunk.eq(chunk + 1), e_cur.eq(e_cur + step)]
+                m.d.comb += level.eq(0)
+                m.d.sync += chunk.eq(chunk + 1)
             with m.Else():
                 m.d.sync += chunk.eq(0)
                 with m.If(~tx_last):
-                    m.d.sync += [tx.eq(tx + 1), e_tap.eq(e_tap + g.in_cp),
-                                 e_cur.eq(e_tap + g.in_cp)]
+                    m.d.comb += level.eq(1)
+                    m.d.sync += tx.eq(tx + 1)
                 with m.Else():
                     m.d.sync += tx.eq(0)
                     with m.If(~ty_last):
-                        m.d.sync += [ty.eq(ty + 1), e_ty.eq(e_ty + g.in_row),
-                                     e_tap.eq(e_ty + g.in_row), e_cur.eq(e_ty + g.in_row)]
+                        m.d.comb += level.eq(2)
+                        m.d.sync += ty.eq(ty + 1)
                     with m.Else():
                         m.d.sync += ty.eq(0)
                         with m.If(~ox_last):
-                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + g.stride),
-                                         e_pix.eq(e_pix + g.px_step),
-                                         e_ty.eq(e_pix + g.px_step), e_tap.eq(e_pix + g.px_step),
-                                         e_cur.eq(e_pix + g.px_step)]
+                            m.d.comb += level.eq(3)
+                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + g.stride)]
                         with m.Else():
+                            m.d.comb += level.eq(4)
                             m.d.sync += [ox.eq(0), ix0.eq(-g.pad)]
                             with m.If(~oy_last):
-                                m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + g.stride),
-                                             e_row.eq(e_row + g.row_step),
-                                             e_pix.eq(e_row + g.row_step),
-                                             e_ty.eq(e_row + g.row_step),
-                                             e_tap.eq(e_row + g.row_step),
-                                             e_cur.eq(e_row + g.row_step)]
+                                m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + g.stride)]
                             with m.Else():
                                 m.d.sync += running.eq(0)
 
         # -- 2. reader ---------------------------------------------------------------------
+        # A request's first read goes out in the cycle the request is taken (if the port is
+        # free); `active` holds a request whose reads are not all granted yet.
         active, phase = Signal(), Signal()
         address = Signal(ADDRESS_BITS)
         pending = Signal(range(3))          # requests taken but whose group is not queued yet
         arrive_high, arrive_last = Signal(), Signal()
-        granted = Signal()
-        finishing = Signal()
+        take, want, granted, finishing = Signal(), Signal(), Signal(), Signal()
+        read_phase = Signal()
         m.d.comb += [
-            self.port.addr.eq(address + phase), self.port.read.eq(active),
-            granted.eq(active & self.port.grant),
-            finishing.eq(granted & (phase | ~g.both)),
-        ]
-        load = Signal()
-        m.d.comb += [
-            load.eq(req_fifo.r_rdy & (~active | finishing)
+            take.eq(~active & req_fifo.r_rdy
                     & (group_fifo.w_level + pending < self.group_depth)),
-            req_fifo.r_en.eq(load),
+            want.eq(active | take),
+            read_phase.eq(active & phase),
+            self.port.addr.eq(Mux(active, address, req_fifo.r_data) + read_phase),
+            self.port.read.eq(want),
+            granted.eq(want & self.port.grant),
+            finishing.eq(granted & (read_phase | ~g.both)),
+            req_fifo.r_en.eq(take),
         ]
-        with m.If(load):
-            m.d.sync += [active.eq(1), phase.eq(0), address.eq(req_fifo.r_data)]
-        with m.Elif(finishing):
+        with m.If(take & ~finishing):
+            m.d.sync += [active.eq(1), address.eq(req_fifo.r_data), phase.eq(granted)]
+        with m.Elif(active & finishing):
             m.d.sync += active.eq(0)
-        with m.Elif(granted):
+        with m.Elif(active & granted):
             m.d.sync += phase.eq(1)
-        m.d.sync += [arrive_high.eq(granted & ~phase), arrive_last.eq(finishing)]
+        m.d.sync += [arrive_high.eq(granted & ~read_phase), arrive_last.eq(finishing)]
         high_reg = Signal(DATA_WORD_BITS)
         with m.If(arrive_high):
             m.d.sync += high_reg.eq(self.port.rdata)
@@ -207,23 +234,21 @@ class ActivationFetcher(wiring.Component):
             group_in.low.eq(Mux(g.both, self.port.rdata, 0)),
             group_fifo.w_en.eq(arrive_last),
         ]
-        m.d.sync += pending.eq(pending + load - arrive_last)
+        m.d.sync += pending.eq(pending + take - arrive_last)
 
         # -- 3. emitter --------------------------------------------------------------------
+        # The group at the head of its queue is the current beat's (no copy of it is kept).
         head = data.View(desc_layout, desc_fifo.r_data)
-        group_head = data.View(group_layout, group_fifo.r_data)
-        cache = Signal(group_layout)
+        source = data.View(group_layout, group_fifo.r_data)
         out = self.beats
         emit = Signal()
         m.d.comb += [
-            emit.eq(desc_fifo.r_rdy & (~head.new | group_fifo.r_rdy)
+            emit.eq(desc_fifo.r_rdy & (head.zero | group_fifo.r_rdy)
                     & (~out.valid | out.ready)),
             desc_fifo.r_en.eq(emit),
-            group_fifo.r_en.eq(emit & head.new),
+            group_fifo.r_en.eq(emit & head.release),
             self.emit.eq(emit), self.emit_index.eq(head.index),
         ]
-        source = Signal(group_layout)
-        m.d.comb += source.eq(Mux(head.new, group_head.as_value(), cache.as_value()))
         codes = [Cat(source.low[4 * k:4 * k + 4], source.high[4 * k:4 * k + 4])
                  for k in range(GROUP_LANES)]
         code_array = data.View(data.ArrayLayout(unsigned(8), GROUP_LANES), Cat(*codes))
@@ -239,8 +264,6 @@ class ActivationFetcher(wiring.Component):
                 value = codes[lane]
             lanes.append(Mux(head.zero, 0, value))
         with m.If(emit):
-            with m.If(head.new):
-                m.d.sync += cache.eq(group_head)
             m.d.sync += [out.valid.eq(1), out.payload.index.eq(head.index),
                          out.payload.last.eq(head.last)]
             for lane, value in enumerate(lanes):
@@ -248,6 +271,7 @@ class ActivationFetcher(wiring.Component):
         with m.Elif(out.ready):
             m.d.sync += out.valid.eq(0)
 
-        m.d.comb += self.idle.eq(~running & ~desc_fifo.r_rdy & ~req_fifo.r_rdy & ~active
+        m.d.comb += self.idle.eq(~running & ~held_valid & ~desc_fifo.r_rdy & ~req_fifo.r_rdy
+                                 & ~active
                                  & (pending == 0) & ~group_fifo.r_rdy & ~out.valid)
         return m

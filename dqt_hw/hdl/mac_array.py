@@ -2,7 +2,7 @@
 accumulators out (valid/ready)."""
 
 import numpy as np
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,9 +10,13 @@ from ..golden import accumulator_bits, check_master_bits
 from .arith import check_positive_int
 from .layouts import bits_shape, operands_layout, results_layout
 from .nest_unit import NestUnit
-from .pe import PEGeometry, ProcessingElement
+from .pe import PECore, PEGeometry, decode_mode, route_operands
 
 __all__ = ["MacArray"]
+
+#: Cycles the array delays the DSP lane's operands at its edge (`PECore.dsp_delayed`): all but
+#: the last register in front of the DSP block, whose own input register is the last.
+DSP_EDGE_DELAY = PECore.PRODUCT_STAGES - 2
 
 
 class MacArray(wiring.Component):
@@ -21,38 +25,50 @@ class MacArray(wiring.Component):
 
     Every beat of `operands` carries, for each array row, `lanes` unsigned activation master
     codes and, for each column, `lanes` signed narrow-range weight master codes. Nest units at
-    the array edge (one per row lane and per column lane, shared by the PEs of that row or
-    column, each built only for the b values whose mode reads its lane) derive the b-bit codes
-    for the layer's `bits`; each PE then adds
+    the array edge (one per row lane and per column lane, each built only for the b values
+    whose mode reads its lane) derive the b-bit codes for the beat's `bits`; each PE then adds
     `products_per_beat(b)` products per beat (lane p of a row times lane p of a column, lanes
     beyond that ignored; pad a dot product with zero codes to a whole number of beats: code 0
-    is exact at every b). The beat with `last` ends the dot products: one cycle later the
-    `results` stream offers all rows x cols accumulators, which equal
+    is exact at every b). The beat with `last` ends the dot products: `latency` cycles later
+    the `results` stream offers all rows x cols accumulators, which equal
     `golden.linear(nest(x, b, unsigned), nest(w, b, signed))` exactly.
+
+    Pipeline (every stage registered): nest units | the nested lanes routed to the PEs' brick
+    digits by fusion mode (`pe.route_operands`: once per row and per column, not in every PE)
+    | the PEs (`PECore`: two product stages, then the split accumulators). The `bits` port is
+    registered and decoded into a one-hot mode that travels with each beat; a beat is only
+    accepted once that register holds the current `bits` (`operands.ready` is low for one
+    cycle after `bits` changes), so nothing after the first register depends on the port.
+    Keep `bits` constant within a dot product.
 
     Parameters: `rows`, `cols` (positive), `master_bits` n, `max_terms` K (the longest dot
     product, in products), `acc_width` (default and minimum `golden.accumulator_bits(n, n, K)`,
     which holds any K-term sum at every b <= n), `scalable` (Bit Fusion PEs, else fixed n x n
     MACs), `supported_bits` (the b values the array must run; default every b in [2, n]),
     `nest_weights` (default True; False drops the column nest units: the weight lanes then
-    carry codes already nested to b bits, as the accelerator's weight buffer holds them).
+    carry codes already nested to b bits, as the accelerator's weight buffer holds them),
+    `dsp_lanes` and `fuse_wide` (`ProcessingElement`: a DSP multiplier per PE for n x n
+    products, beside the bricks' one or instead of it; fixed PEs: `dsp_lanes=1` multiplies on
+    a DSP, else in LUTs).
 
     Ports:
-      bits:     In(range(2, n + 1))  the layer's b; change it only between dot products.
+      bits:     In(range(2, n + 1))  the b of the next beats; change it only between dot
+                                     products (a change costs one cycle).
       operands: In(stream.Signature(layouts.operands_layout(rows, cols, lanes, n)))
       results:  Out(stream.Signature(layouts.results_layout(rows, cols, acc_width)))
 
-    Latency 1 (`latency`): cycles from accepting the `last` beat to `results.valid`.
-    Throughput 1 beat per cycle (`beats_per_cycle`), including back-to-back dot products; a
-    result held by back-pressure stalls `operands` (ready low) until it is taken. A K-term dot
-    product takes ceil(K / products_per_beat(b)) beats.
+    Latency 6 (`latency`): rising edges from accepting the `last` beat up to and including
+    the one after which `results.valid` is high. Throughput 1 beat per cycle
+    (`beats_per_cycle`), including back-to-back dot products; while a result is held by
+    back-pressure the whole pipeline stalls (`operands.ready` low) until it is taken. A K-term
+    dot product takes ceil(K / products_per_beat(b)) beats.
     """
 
-    latency = 1
+    latency = 2 + PECore.latency
     beats_per_cycle = 1
 
     def __init__(self, *, rows, cols, master_bits=8, max_terms, acc_width=None, scalable=True,
-                 supported_bits=None, nest_weights=True):
+                 supported_bits=None, nest_weights=True, dsp_lanes=0, fuse_wide=True):
         check_positive_int("rows", rows)
         if not isinstance(nest_weights, bool):
             raise TypeError(f"`nest_weights` must be a bool, not {nest_weights!r}")
@@ -69,7 +85,7 @@ class MacArray(wiring.Component):
             raise ValueError(f"`acc_width` must be at least {needed} (accumulator_bits({n}, {n}, "
                              f"{max_terms})) to hold {max_terms} products, not {acc_width}")
         self.rows, self.cols, self.max_terms, self.acc_width = rows, cols, max_terms, acc_width
-        self.geometry = PEGeometry.build(n, scalable, supported_bits)
+        self.geometry = PEGeometry.build(n, scalable, supported_bits, dsp_lanes, fuse_wide)
         self.scalable = scalable
         self.supported_bits = self.geometry.supported_bits
         self.lanes = self.geometry.lanes
@@ -124,52 +140,102 @@ class MacArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n = self.master_bits
+        g = self.geometry
         beat = self.operands.payload
-        accept = Signal()
+        advance, accept = Signal(), Signal()
+        # `bits` is registered, so that the nest units and the mode decoder run from a
+        # register; a beat is only accepted once the register holds the current `bits`.
+        bits = Signal(bits_shape(self.master_bits), init=self.master_bits)
+        m.d.sync += bits.eq(self.bits)
         starting = Signal(init=1)      # the next accepted beat starts new dot products
         m.d.comb += [
-            self.operands.ready.eq(~self.results.valid | self.results.ready),
+            advance.eq(~self.results.valid | self.results.ready),
+            self.operands.ready.eq(advance & (bits == self.bits)),
             accept.eq(self.operands.valid & self.operands.ready),
         ]
         with m.If(accept):
             m.d.sync += starting.eq(beat.last)
-        with m.If(accept & beat.last):
-            m.d.sync += self.results.valid.eq(1)
-        with m.Elif(self.results.ready):
-            m.d.sync += self.results.valid.eq(0)
 
-        # Lane l is read only in the modes with more than l products per beat, so its nest
-        # units only need those bit-widths (lanes >= 4 only b = 2 for n = 8).
-        lane_bits = [[bits for bits in self.supported_bits
-                      if lane < self.products_per_beat(bits)] for lane in range(self.lanes)]
+        def register(value, name, reset_less=True):
+            """`value` one advancing edge later."""
+            delayed = Signal.like(value, name=name, reset_less=reset_less)
+            with m.If(advance):
+                m.d.sync += delayed.eq(value)
+            return delayed
 
-        def nest_lanes(kind, index, codes, signed):
-            nested = []
-            for lane in range(self.lanes):
-                unit = NestUnit(master_bits=n, signed=signed, supported_bits=lane_bits[lane])
-                m.submodules[f"nest_{kind}_{index}_{lane}"] = unit
-                m.d.comb += [unit.master.eq(codes[lane]), unit.bits.eq(self.bits)]
-                nested.append(unit.nested)
-            return nested
+        # -- edge: nest | route to the brick digits | PEs -----------------------------------
+        nest_valid = register(accept, "nest_valid", reset_less=False)
+        nest_start = register(starting, "nest_start")
+        nest_last = register(beat.last, "nest_last")
+        nest_mode = register(decode_mode(m, g, bits), "nest_mode")
+        rows = [self._edge(m, "a", r, beat.activations[r], bits, nest_mode, register, nest=True)
+                for r in range(self.rows)]
+        cols = [self._edge(m, "w", c, beat.weights[c], bits, nest_mode, register,
+                           nest=self.nest_weights)
+                for c in range(self.cols)]
+        edge_valid = register(nest_valid, "edge_valid", reset_less=False)
+        edge_start = register(nest_start, "edge_start")
+        edge_mode = register(nest_mode, "edge_mode")
+        # `last`: the PEs' accumulator stage holds the last beat of the dot products.
+        last = register(nest_valid & nest_last, "edge_last", reset_less=False)
+        for stage in range(PECore.PRODUCT_STAGES):
+            last = register(last, f"last_{stage}", reset_less=False)
+        with m.If(advance):
+            with m.If(last):
+                m.d.sync += self.results.valid.eq(1)
+            with m.Elif(self.results.ready):
+                m.d.sync += self.results.valid.eq(0)
 
-        row_codes = [nest_lanes("a", r, beat.activations[r], False) for r in range(self.rows)]
-        col_codes = [nest_lanes("w", c, beat.weights[c], True) if self.nest_weights
-                     else [beat.weights[c][lane] for lane in range(self.lanes)]
-                     for c in range(self.cols)]
+        # -- the PEs ------------------------------------------------------------------------
         for r in range(self.rows):
             for c in range(self.cols):
-                pe = ProcessingElement(master_bits=n, scalable=self.scalable,
-                                       supported_bits=self.supported_bits,
-                                       acc_width=self.acc_width)
-                m.submodules[f"pe_{r}_{c}"] = pe
-                m.d.comb += [
-                    pe.bits.eq(self.bits),
-                    pe.enable.eq(accept),
-                    pe.clear.eq(starting),
-                    self.results.payload[r][c].eq(pe.acc),
-                ]
-                for lane in range(self.lanes):
-                    m.d.comb += [pe.activations[lane].eq(row_codes[r][lane]),
-                                 pe.weights[lane].eq(col_codes[c][lane])]
+                core = PECore(g, self.acc_width, dsp_delayed=DSP_EDGE_DELAY)
+                m.submodules[f"pe_{r}_{c}"] = core
+                m.d.comb += [core.mode.eq(edge_mode), core.valid.eq(edge_valid),
+                             core.start.eq(edge_start), core.advance.eq(advance),
+                             self.results.payload[r][c].eq(core.acc)]
+                for port in ("a_digits", "dsp_a"):
+                    if port in rows[r]:
+                        m.d.comb += getattr(core, port).eq(rows[r][port])
+                for port in ("w_digits", "dsp_w"):
+                    if port in cols[c]:
+                        m.d.comb += getattr(core, port).eq(cols[c][port])
         return m
+
+    def _edge(self, m, kind, index, codes, bits, mode, register, *, nest):
+        """One row's (kind "a") or column's ("w") operands for its PEs: the lanes nested and
+        registered, then routed to the brick digits and the DSP lane's code for `mode` (the
+        registered mode of the nested lanes) and registered ({core port name: register})."""
+        g, n = self.geometry, self.master_bits
+        signed = kind == "w"
+        nested = []
+        for lane in range(self.lanes):
+            code = codes[lane]
+            if nest:
+                unit = NestUnit(master_bits=n, signed=signed, supported_bits=g.lane_bits(lane),
+                                passthrough=False)
+                m.submodules[f"nest_{kind}_{index}_{lane}"] = unit
+                m.d.comb += [unit.master.eq(code), unit.bits.eq(bits)]
+                code = unit.nested
+            nested.append(register(code, f"nested_{kind}_{index}_{lane}"))
+        values = {}
+        if g.brick_modes:
+            a_digits, w_digits = (route_operands(g, nested, nested, mode))
+            values[f"{kind}_digits"] = Cat(*(a_digits if kind == "a" else w_digits))
+        if not g.scalable:
+            values[f"dsp_{kind}"] = nested[0]
+        elif g.dsp_lane is not None:
+            wide = mode[f"w{n}"]
+            code = nested[g.dsp_lane]
+            # Beside the bricks' n x n product the DSP product is added, so it must be zero in
+            # the other modes; alone in the n x n mode it is selected, so it needs no gate.
+            values[f"dsp_{kind}"] = Mux(wide, code, 0) if n in g.brick_modes else code
+        registers = {name: register(value, f"edge_{name}_{index}")
+                     for name, value in values.items()}
+        for name in list(registers):
+            if name.startswith("dsp_"):
+                # The DSP lane's product takes fewer stages than the bricks' tree; the delay
+                # is paid here, once per row and column, instead of in every PE.
+                for stage in range(DSP_EDGE_DELAY):
+                    registers[name] = register(registers[name], f"edge_{name}_{index}_{stage}")
+        return registers

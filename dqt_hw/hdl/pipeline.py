@@ -14,7 +14,7 @@ def stream_pipeline(m, *, sink, source, stages):
     register advances when the output is empty or being taken, so the pipeline has latency
     `len(stages)` cycles and accepts one item per cycle unless `source` is back-pressured
     (bubbles are not squeezed out while the output is stalled). `sink.ready` does not depend on
-    `sink.valid`.
+    `sink.valid`. Reset clears the valid bits; the data registers inside have no reset.
     """
     advance = Signal()
     m.d.comb += [advance.eq(~source.valid | source.ready), sink.ready.eq(advance)]
@@ -24,7 +24,9 @@ def stream_pipeline(m, *, sink, source, stages):
         if index == len(stages) - 1:
             register, register_valid = source.payload, source.valid
         else:
-            register = Signal(result.shape(), name=f"stage_{index}")
+            # Data registers need no reset (only the valid bits do); without one a register
+            # behind a multiplier becomes the DSP block's own output register.
+            register = Signal(result.shape(), name=f"stage_{index}", reset_less=True)
             register_valid = Signal(name=f"stage_{index}_valid")
         with m.If(advance):
             m.d.sync += [register.eq(result), register_valid.eq(valid)]

@@ -18,12 +18,15 @@ class RegisterFIFO(wiring.Component):
     """`depth` entries of `width` bits. Ports as `lib.fifo.SyncFIFO`: `w_data`, `w_en`,
     `w_rdy` (room for one more), `w_level` (= `level`, entries held), `r_data` (the oldest
     entry, valid while `r_rdy`), `r_en` (take it), `r_rdy`. A write and a read may happen in
-    the same cycle; a write to a full queue or a read of an empty one does nothing."""
+    the same cycle; a write to a full queue or a read of an empty one does nothing.
 
-    def __init__(self, *, width, depth):
+    With `bypass`, an empty queue passes a write straight to `r_data` in the same cycle (and
+    keeps it only if it is not read then): one cycle less from producer to consumer."""
+
+    def __init__(self, *, width, depth, bypass=False):
         check_positive_int("width", width)
         check_positive_int("depth", depth)
-        self.width, self.depth = width, depth
+        self.width, self.depth, self.bypass = width, depth, bypass
         super().__init__({
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "w_level": Out(range(depth + 1)),
@@ -41,10 +44,18 @@ class RegisterFIFO(wiring.Component):
         read_at = Signal(range(self.depth))
         level = self.w_level
         do_write, do_read = Signal(), Signal()
+        passing = Signal()                    # a write read out in the same cycle, not kept
+        empty = level == 0
+        if self.bypass:
+            m.d.comb += [self.r_rdy.eq(~empty | self.w_en),
+                         self.r_data.eq(Mux(empty, self.w_data, entries[read_at])),
+                         passing.eq(empty & self.w_en & self.r_en)]
+        else:
+            m.d.comb += [self.r_rdy.eq(~empty), self.r_data.eq(entries[read_at])]
         m.d.comb += [
-            self.w_rdy.eq(level != self.depth), self.r_rdy.eq(level != 0),
-            do_write.eq(self.w_en & self.w_rdy), do_read.eq(self.r_en & self.r_rdy),
-            self.r_data.eq(entries[read_at]),
+            self.w_rdy.eq(level != self.depth),
+            do_write.eq(self.w_en & self.w_rdy & ~passing),
+            do_read.eq(self.r_en & self.r_rdy & ~passing),
         ]
         with m.If(do_write):
             m.d.sync += [entries[write_at].eq(self.w_data),

@@ -3,18 +3,18 @@
 Engines send requests: a value to requantize (an accumulator, a pooling sum, or a residual
 join's k1 a + k2 b), its constants (M, r, bias) and where the result goes (`output_layout`
 without the value). The stage runs them through `Requantizer` (run-time output range) and
-hands each result with its place to the tensor writer; a small queue carries the places beside
-the requantizer's pipeline. A residual join is a requantization too: clip(round_shift(k1 a +
+hands each result with its place to the tensor writer. The places move through registers that
+advance exactly as the requantizer's pipeline does (`stream_pipeline`: all stages together,
+whenever its output is empty or taken), so each result leaves with its own place. A residual join is a requantization too: clip(round_shift(k1 a +
 k2 b + k3, r), lo, hi) is the requantizer with acc = k1 a + k2 b, bias = k3, M = 1 and
 acc_shift = 0.
 """
 
-from amaranth.hdl import Module, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import bits_shape
-from .register_fifo import RegisterFIFO
 from .requantizer import RANGE_PORT_BITS, Requantizer
 from .tensor_writer import output_layout
 
@@ -55,31 +55,39 @@ class RequantizeStage(wiring.Component):
         cfg = self.config
         m.submodules.requantizer = requantizer = Requantizer(
             master_bits=cfg.master_bits, max_terms=max(cfg.max_terms, 1024),
-            multiplier_bits=MULTIPLIER_BITS, range_ports=True)
-        m.submodules.places = places = RegisterFIFO(width=output_layout().size,
-                                                    depth=requantizer.latency + 2)
+            multiplier_bits=MULTIPLIER_BITS, range_ports=True, supported_bits=cfg.supported_bits)
         request = self.requests.payload
-        taken = self.requests.valid & requantizer.input.ready & places.w_rdy
-        place = data.View(output_layout(), places.w_data)
         rq = requantizer.input.payload
         m.d.comb += [
             requantizer.bits.eq(self.bits), requantizer.lo.eq(self.lo),
             requantizer.hi.eq(self.hi),
             rq.acc.eq(request.acc), rq.multiplier.eq(request.multiplier),
             rq.shift.eq(request.shift), rq.bias.eq(request.bias),
-            requantizer.input.valid.eq(self.requests.valid & places.w_rdy),
-            self.requests.ready.eq(requantizer.input.ready & places.w_rdy),
-            place.wide.eq(request.wide), place.addr.eq(request.addr),
-            place.lane.eq(request.lane), place.flush.eq(request.flush),
-            places.w_en.eq(taken),
+            requantizer.input.valid.eq(self.requests.valid),
+            self.requests.ready.eq(requantizer.input.ready),
         ]
-        out = data.View(output_layout(), places.r_data)
+        place_layout = data.StructLayout({name: field.shape for name, field in output_layout()
+                                          if name != "value"})
+        advance = ~requantizer.output.valid | requantizer.output.ready
+        place = Signal(place_layout)
+        m.d.comb += [place.wide.eq(request.wide), place.addr.eq(request.addr),
+                     place.lane.eq(request.lane), place.flush.eq(request.flush)]
+        in_flight = []
+        for stage in range(requantizer.latency):
+            register = Signal(place_layout, name=f"place_{stage}", reset_less=True)
+            with m.If(advance):
+                m.d.sync += register.eq(place)
+            in_flight.append(register)
+            place = register
+        busy = Signal(requantizer.latency, init=0)     # a request in each stage
+        with m.If(advance):
+            m.d.sync += busy.eq(Cat(self.requests.valid & requantizer.input.ready, busy[:-1]))
+        out = self.output.payload
         m.d.comb += [
-            self.output.valid.eq(requantizer.output.valid & places.r_rdy),
-            self.output.payload.eq(out),
-            self.output.payload.value.eq(requantizer.output.payload),
+            self.output.valid.eq(requantizer.output.valid),
+            out.wide.eq(place.wide), out.addr.eq(place.addr), out.lane.eq(place.lane),
+            out.flush.eq(place.flush), out.value.eq(requantizer.output.payload),
             requantizer.output.ready.eq(self.output.ready),
-            places.r_en.eq(requantizer.output.valid & self.output.ready),
-            self.idle.eq(~places.r_rdy),
+            self.idle.eq(~busy.any() & ~requantizer.output.valid),
         ]
         return m

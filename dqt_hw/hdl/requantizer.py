@@ -1,13 +1,14 @@
 """The requantizer: a b-bit accumulator to an n-bit output code with master constants
 (docs/arithmetic.md §4.3)."""
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden import (MULTIPLIER_BITS, accumulator_bits, check_master_bits, code_range,
                       requantizer_bits)
-from .arith import check_positive_int, clamp, round_shift
+from .arith import (bound_width, check_bits_list, check_positive_int, dsp_products,
+                    halving_shift, rounding_compare, select_clamped)
 from .layouts import SHIFT_BITS, bits_shape, requantizer_input_layout
 from .pipeline import stream_pipeline
 
@@ -43,25 +44,32 @@ class Requantizer(wiring.Component):
     Parameters: `master_bits` n; `max_terms` K sets the accumulator and bias width
     A = `golden.accumulator_bits(n, n, K)`; `multiplier_bits` P (M < 2^P, default 15); `lo`,
     `hi` the output range (default [0, 2^n - 1]); `range_ports` (default False) replaces the
-    fixed range with run-time `lo`, `hi` input ports (signed 32 bits, sampled as the results
-    leave) and a signed 32-bit output, as the accelerator needs for ReLU outputs, signed
-    branches and logits alike.
+    fixed range with run-time `lo`, `hi` input ports (signed 32 bits, read by the last stage,
+    so hold them while results are in flight) and a signed 32-bit output, as the accelerator
+    needs for ReLU outputs, signed branches and logits alike; `supported_bits` the b values
+    the `bits` port takes (default every b in [2, n]; others give an undefined result).
 
     Ports:
-      bits:   In(range(2, n + 1))  b the accumulators were computed at.
+      bits:   In(range(2, n + 1))  b the accumulators were computed at (sampled with each
+                                   accepted input).
       input:  In(stream.Signature(layouts.requantizer_input_layout(A, P)))
               {acc: signed(A), multiplier: unsigned(P), shift: unsigned(6), bias: signed(A)};
               acc must be a b-bit accumulator of at most K terms (|acc << acc_shift| < 2^(A-1)).
       output: Out(stream.Signature(range(lo, hi + 1)))  the output code.
 
-    The product is `golden.requantizer_bits(n, K, P)` bits wide (no overflow). Latency 2
-    (`latency`: multiply | round, clamp), throughput one accumulator per cycle.
+    The product is `golden.requantizer_bits(n, K, P)` bits wide (no overflow). It is computed
+    as `dsp_multipliers` products of DSP-sized pieces (`arith.dsp_products`: two for A <= 30,
+    P <= 15), each registered, so a synthesizer maps each to one DSP block with its output
+    register (iCE40 SB_MAC16, ECP5 MULT18X18D) and nothing else to a DSP.
+    Pipeline (`latency` 6): offset (acc << acc_shift) + bias | DSP products | product sum |
+    halving shift by r | rounding and comparisons with lo, hi | clamp select. Throughput one
+    accumulator per cycle.
     """
 
-    latency = 2
+    latency = 6
 
     def __init__(self, *, master_bits=8, max_terms, multiplier_bits=MULTIPLIER_BITS, lo=None,
-                 hi=None, range_ports=False):
+                 hi=None, range_ports=False, supported_bits=None):
         self.master_bits = n = check_master_bits(master_bits)
         check_positive_int("max_terms", max_terms)
         if (not isinstance(multiplier_bits, int) or isinstance(multiplier_bits, bool)
@@ -79,8 +87,11 @@ class Requantizer(wiring.Component):
             self.lo, self.hi = check_output_range(lo, hi, n)
             output_shape = range(self.lo, self.hi + 1)
         self.max_terms, self.multiplier_bits = max_terms, multiplier_bits
+        self.supported_bits = check_bits_list(supported_bits, n)
         self.acc_width = accumulator_bits(n, n, max_terms)
         self.product_width = requantizer_bits(n, max_terms, multiplier_bits=multiplier_bits)
+        self.dsp_multipliers = len(dsp_products(Signal(signed(self.acc_width + 1)),
+                                                Signal(unsigned(multiplier_bits))))
         ports = {
             "bits": In(bits_shape(n)),
             "input": In(stream.Signature(
@@ -93,28 +104,58 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n = self.master_bits
-        acc_shift = Signal(range(2 * n + 1))
-        m.d.comb += acc_shift.eq((n - self.bits) * 2)
+        n, width = self.master_bits, self.product_width
+        shift = unsigned(SHIFT_BITS)
+
+        def offset(m, item):
+            shifted = Signal(signed(self.acc_width))     # fits by the input contract
+            out = Signal(data.StructLayout({"offset": signed(self.acc_width + 1),
+                                            "multiplier": unsigned(self.multiplier_bits),
+                                            "shift": shift}))
+            # Only the supported bit-widths' shifts are built: a few constant shifts and a
+            # multiplexer, not a barrel shifter, when few are supported.
+            with m.Switch(self.bits):
+                for bits in self.supported_bits:
+                    with m.Case(bits):
+                        m.d.comb += shifted.eq(item.acc << (2 * (n - bits)))
+            m.d.comb += [
+                         out.offset.eq(shifted + item.bias),
+                         out.multiplier.eq(item.multiplier), out.shift.eq(item.shift)]
+            return out
+
+        offsets = []
 
         def multiply(m, item):
-            shifted = Signal(signed(self.acc_width))     # fits by the input contract
-            offset = Signal(signed(self.acc_width + 1))
-            m.d.comb += [shifted.eq(item.acc << acc_shift), offset.eq(shifted + item.bias)]
-            product = Signal(data.StructLayout({"scaled": signed(self.product_width),
-                                                "shift": unsigned(SHIFT_BITS)}))
-            m.d.comb += [product.scaled.eq(offset * item.multiplier),
-                         product.shift.eq(item.shift)]
-            return product
+            products = dsp_products(item.offset, item.multiplier)
+            fields = {f"p{index}": product.shape() for index, (product, _) in enumerate(products)}
+            out = Signal(data.StructLayout(dict(fields, shift=shift)))
+            for index, (product, place) in enumerate(products):
+                m.d.comb += out[f"p{index}"].eq(product)
+                offsets.append(place)
+            m.d.comb += out.shift.eq(item.shift)
+            return out
 
-        def round_and_clamp(m, product):
-            rounded = Signal(signed(self.product_width + 1))
-            m.d.comb += rounded.eq(round_shift(product.scaled, product.shift))
-            if self.range_ports:
-                return clamp(rounded, self.lo, self.hi)[:RANGE_PORT_BITS].as_signed()
-            return clamp(rounded, self.lo, self.hi)
+        def add(m, item):
+            out = Signal(data.StructLayout({"scaled": signed(width), "shift": shift}))
+            m.d.comb += [out.scaled.eq(sum(item[f"p{index}"] << place
+                                           for index, place in enumerate(offsets))),
+                         out.shift.eq(item.shift)]
+            return out
+
+        def halve(m, item):
+            halved = Signal(signed(width + 1))
+            m.d.comb += halved.eq(halving_shift(item.scaled, item.shift))
+            return halved
+
+        bound_bits = RANGE_PORT_BITS if self.range_ports else bound_width(self.lo, self.hi)
+
+        def compare(m, halved):
+            return Cat(*rounding_compare(m, halved, self.lo, self.hi, bound_bits))
+
+        def select(m, item):
+            result = select_clamped(item[0], item[1], item[2:].as_signed(), self.lo, self.hi)
+            return result.as_signed() if self.range_ports else result
 
         stream_pipeline(m, sink=self.input, source=self.output,
-                        stages=[multiply, round_and_clamp])
+                        stages=[offset, multiply, add, halve, compare, select])
         return m
-

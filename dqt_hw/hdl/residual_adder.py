@@ -1,12 +1,13 @@
 """The residual adder: two codes joined with k-constants (docs/arithmetic.md §6.1)."""
 
 from amaranth import hdl
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden import MIN_BITS, check_master_bits
-from .arith import check_int_at_least, clamp, round_shift
+from .arith import (bound_width, check_int_at_least, dsp_products, halving_shift,
+                    rounding_compare, select_clamped)
 from .layouts import SHIFT_BITS, residual_operands_layout
 from .pipeline import stream_pipeline
 from .requantizer import RANGE_PORT_BITS, check_output_range
@@ -36,11 +37,14 @@ class ResidualAdder(wiring.Component):
       input:  In(stream.Signature(layouts.residual_operands_layout(n, signed)))  {q1, q2}
       output: Out(stream.Signature(range(lo, hi + 1)))
 
-    Latency 2 (`latency`: multiply-add | round, clamp), throughput one pair per cycle. The sum
-    is computed at full width (no overflow for any port values).
+    The sum is computed at full width (no overflow for any port values). The products
+    k * (q << s) are `arith.dsp_products` of DSP-sized pieces (one each for constant_bits <= 16
+    and n <= 9), registered, so a synthesizer maps each to one DSP block with its output
+    register. Pipeline (`latency` 5): DSP products | sum with k3 | halving shift by `shift` |
+    rounding and comparisons with lo, hi | clamp select; throughput one pair per cycle.
     """
 
-    latency = 2
+    latency = 5
 
     def __init__(self, *, master_bits=8, signed=False, constant_bits=16, offset_bits=32,
                  lo=None, hi=None, range_ports=False):
@@ -84,27 +88,44 @@ class ResidualAdder(wiring.Component):
         shifted_shape = signed(2 * n - 2) if self.signed else unsigned(2 * n - 2)
         term_bits = self.constant_bits + 2 * n - 1
         total_bits = max(term_bits, self.offset_bits) + 2
+        shift = unsigned(SHIFT_BITS)
+        terms = []
 
-        def multiply_add(m, pair):
+        def multiply(m, pair):
             shifted1, shifted2 = Signal(shifted_shape), Signal(shifted_shape)
-            total = Signal(data.StructLayout({"sum": signed(total_bits),
-                                              "shift": unsigned(SHIFT_BITS)}))
-            m.d.comb += [
-                shifted1.eq(pair.q1 << self.in_shift1),
-                shifted2.eq(pair.q2 << self.in_shift2),
-                total.sum.eq(self.k1 * shifted1 + self.k2 * shifted2 + self.k3),
-                total.shift.eq(self.shift),
-            ]
-            return total
+            m.d.comb += [shifted1.eq(pair.q1 << self.in_shift1),
+                         shifted2.eq(pair.q2 << self.in_shift2)]
+            products = (dsp_products(self.k1, shifted1) + dsp_products(self.k2, shifted2))
+            fields = {f"p{index}": product.shape() for index, (product, _) in enumerate(products)}
+            out = Signal(data.StructLayout(dict(fields, k3=signed(self.offset_bits),
+                                                shift=shift)))
+            for index, (product, place) in enumerate(products):
+                m.d.comb += out[f"p{index}"].eq(product)
+                terms.append(place)
+            m.d.comb += [out.k3.eq(self.k3), out.shift.eq(self.shift)]
+            return out
 
-        def round_and_clamp(m, total):
-            rounded = Signal(signed(total_bits + 1))
-            m.d.comb += rounded.eq(round_shift(total.sum, total.shift))
-            if self.range_ports:
-                return clamp(rounded, self.lo, self.hi)[:RANGE_PORT_BITS].as_signed()
-            return clamp(rounded, self.lo, self.hi)
+        def add(m, item):
+            out = Signal(data.StructLayout({"sum": signed(total_bits), "shift": shift}))
+            m.d.comb += [out.sum.eq(sum((item[f"p{index}"] << place
+                                         for index, place in enumerate(terms)), item.k3)),
+                         out.shift.eq(item.shift)]
+            return out
+
+        def halve(m, item):
+            halved = Signal(signed(total_bits + 1))
+            m.d.comb += halved.eq(halving_shift(item.sum, item.shift))
+            return halved
+
+        bound_bits = RANGE_PORT_BITS if self.range_ports else bound_width(self.lo, self.hi)
+
+        def compare(m, halved):
+            return Cat(*rounding_compare(m, halved, self.lo, self.hi, bound_bits))
+
+        def select(m, item):
+            result = select_clamped(item[0], item[1], item[2:].as_signed(), self.lo, self.hi)
+            return result.as_signed() if self.range_ports else result
 
         stream_pipeline(m, sink=self.input, source=self.output,
-                        stages=[multiply_add, round_and_clamp])
+                        stages=[multiply, add, halve, compare, select])
         return m
-

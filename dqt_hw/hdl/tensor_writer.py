@@ -50,8 +50,9 @@ class TensorWriter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         item = self.input.payload
-        high = Signal(DATA_WORD_BITS)
-        low = Signal(DATA_WORD_BITS)
+        # One register per lane and nibble, loaded with that lane's enable: no shifters.
+        high = [Signal(4, name=f"high_{lane}") for lane in range(NIBBLES)]
+        low = [Signal(4, name=f"low_{lane}") for lane in range(NIBBLES)]
         mask = Signal(NIBBLES)
         address = Signal(ADDRESS_BITS)
         writing, phase = Signal(), Signal()
@@ -64,20 +65,19 @@ class TensorWriter(wiring.Component):
             self.wide_en.eq(accept & item.wide),
         ]
         with m.If(accept & ~item.wide):
-            lane_mask = Signal(NIBBLES)
-            m.d.comb += lane_mask.eq(1 << item.lane)
-            m.d.sync += [
-                high.eq((high & ~_spread(lane_mask)) | (item.value[4:8] << (item.lane * 4))),
-                low.eq((low & ~_spread(lane_mask)) | (item.value[:4] << (item.lane * 4))),
-                mask.eq(mask | lane_mask),
-                address.eq(item.addr),
-            ]
+            with m.Switch(item.lane):
+                for lane in range(NIBBLES):
+                    with m.Case(lane):
+                        m.d.sync += [high[lane].eq(item.value[4:8]),
+                                     low[lane].eq(item.value[:4]),
+                                     mask[lane].eq(1)]
+            m.d.sync += address.eq(item.addr)
             with m.If(item.flush):
                 m.d.sync += [writing.eq(1), phase.eq(0)]
         m.d.comb += [
             self.port.addr.eq(address + phase),
             self.port.write.eq(writing),
-            self.port.wdata.eq(Mux(phase, low, high)),
+            self.port.wdata.eq(Mux(phase, Cat(*low), Cat(*high))),
             self.port.wmask.eq(mask),
         ]
         with m.If(writing & self.port.grant):
@@ -87,8 +87,3 @@ class TensorWriter(wiring.Component):
                 m.d.sync += phase.eq(1)
         m.d.comb += self.idle.eq(~writing)
         return m
-
-
-def _spread(lanes):
-    """A 16-bit lane mask -> a 64-bit mask with each lane's nibble set."""
-    return Cat(*(lanes[i].replicate(4) for i in range(NIBBLES)))

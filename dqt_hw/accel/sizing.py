@@ -1,8 +1,9 @@
 """An accelerator configuration sized to one model: memories no larger than the model needs.
 
-A board's block RAM is small (the iCE40 UP5K has 30 blocks of 4 kbit), so a bitstream that
-holds one model gets memories rounded up to powers of two from what that model uses, the array
-width the board asks for, and only the bit-widths the model runs.
+A device's block RAM is small (the iCE40 UP5K has 30 blocks of 4 kbit), so an accelerator built
+for one model gets memories rounded up to powers of two from what that model uses, the array
+width asked for, and only the bit-widths the model runs. Used by `python -m dqt_hw.build
+--model` and the board builds.
 """
 
 import dataclasses
