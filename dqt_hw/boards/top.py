@@ -104,11 +104,11 @@ class BoardDesign:
 
 def board_design(board, graph, *, cols=None, clock_hz=None, baud=None):
     """The `BoardDesign` of `graph` (a loaded package) on `board`: the accelerator sized to the
-    model (`dqt_hw.accel.sizing.fitted_config`, `cols` or the board's), the model in its memories (program
-    and controller table always; the data memory's weights and constants where the board's
-    data memory can hold initial contents, `Board.data_in_bitstream`), the design clock
-    `clock_hz` (default the board's) and the UART at `baud` (default the board's). Raises
-    ValueError (`CompileError`) for what cannot be built."""
+    model (`dqt_hw.accel.sizing.fitted_config`, `cols` or the board's), the model in its
+    memories (program and controller table always; the data memory's weights and constants
+    where the board's data memory can hold initial contents, `Board.data_in_bitstream`), the
+    design clock `clock_hz` (default the board's) and the UART at `baud` (default the
+    board's). Raises ValueError (`CompileError`) for what cannot be built."""
     from ..hdl.accelerator import Accelerator
     from .clocks import plan_clock
     from ..accel.sizing import fitted_config
