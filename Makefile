@@ -16,7 +16,7 @@ TEST_JOBS ?= 2
 # python3).
 APT_PACKAGES := iverilog dataset-fashion-mnist gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
 
-.PHONY: install system-packages check-venv demo test sim sim-net sim-soc firmware rtl \
+.PHONY: install system-packages check-venv demo test sim sim-net sim-board sim-soc firmware rtl \
 	rtl-check bench bench-train bench-export bench-hw bench-soc
 
 install: $(VENV)/.installed check-venv
@@ -88,6 +88,15 @@ SIM_SOC_ARGS ?=
 sim-soc: install
 	@test -n "$(PKG)" || { echo "error: give PKG=<package directory>"; exit 2; }
 	$(PYTHON) sim/soc.py --package $(PKG) --images $(IMAGES) $(SIM_SOC_ARGS)
+
+# The simulated board (docs/boards.md): the bitstream's top level driven through its UART pins,
+#   make sim-board PKG=build/pkg-digits-dqt BOARD=icebreaker IMAGES=20 BITS=8,4,2
+BOARD ?= icebreaker
+BITS ?= 8,4,2
+sim-board: install
+	@test -n "$(PKG)" || { echo "error: give PKG=<package directory>"; exit 2; }
+	$(PYTHON) sim/board.py --package $(PKG) --board $(BOARD) --images $(IMAGES) --bits $(BITS) \
+	  --sim $(SIM) $(SIM_BOARD_ARGS)
 
 bench: bench-train bench-export bench-hw
 

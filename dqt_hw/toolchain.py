@@ -170,7 +170,7 @@ class PlaceRouteResult:
 
 
 def run_nextpnr(family, device_args, netlist, workdir, *, seed, freq_mhz, stem="pnr",
-                timeout=3600):
+                timeout=3600, extra_args=()):
     """Place and route a Yosys JSON netlist with nextpnr-`family` ('ice40' or 'ecp5').
 
     `netlist` and `stem` (the log and report name, may include a subfolder) are relative to
@@ -178,7 +178,7 @@ def run_nextpnr(family, device_args, netlist, workdir, *, seed, freq_mhz, stem="
 
     Timing failure is allowed (we measure the achieved Fmax rather than demand one); the run
     succeeds only when the log ends with "Program finished normally" and the JSON report
-    holds a post-route Fmax.
+    holds a post-route Fmax. `extra_args` go to nextpnr as they are (constraints, outputs).
     """
     if family not in ("ice40", "ecp5"):
         raise ValueError(f"`family` must be 'ice40' or 'ecp5', not {family!r}")
@@ -194,7 +194,7 @@ def run_nextpnr(family, device_args, netlist, workdir, *, seed, freq_mhz, stem="
     args = list(device_args) + [
         "--json", str(netlist), unconstrained, "--timing-allow-fail",
         "--seed", str(seed), "--freq", f"{freq_mhz:g}", "--threads", "1",
-        "--report", f"{stem}.report.json", "-q", "-l", f"{stem}.log"]
+        "--report", f"{stem}.report.json", "-q", "-l", f"{stem}.log", *extra_args]
     try:
         done = subprocess.run(argv + args, cwd=workdir, capture_output=True, text=True,
                               timeout=timeout)

@@ -4,6 +4,7 @@ import signal
 import sys
 
 from .. import toolchain
+from .board import board_requested, main as board_main
 from .config import parse_args
 from .flow import run_build
 
@@ -16,6 +17,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     # A terminated build unwinds like an interrupted one, so its staging folder is removed.
     signal.signal(signal.SIGTERM, _terminate)
+    if board_requested(argv):                  # a board bitstream (dqt_hw/build/board.py)
+        return board_main(argv)
     try:
         config = parse_args(argv)
         report = run_build(config, argv=argv)

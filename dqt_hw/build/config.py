@@ -122,7 +122,9 @@ def make_parser():
         description="Generate the nested-integer compute blocks as Verilog, synthesize them "
                     "with Yosys, place and route them with nextpnr, and write report.json and "
                     "report.md (area, Fmax, transition cost, flexibility tax, energy).",
-        epilog="Example: python -m dqt_hw.build --bits 8 --target ecp5-25f --seeds 3")
+        epilog="Example: python -m dqt_hw.build --bits 8 --target ecp5-25f --seeds 3. "
+               "Board bitstreams: python -m dqt_hw.build --board {icebreaker, ulx3s-85f, "
+               "ulx3s-25f} --model PKG (see --board BOARD --help).")
     defaults = BuildConfig()
     parser.add_argument("--bits", type=int, default=defaults.master_bits,
                         help="master width n: 4, 8 or 16 (default %(default)s)")

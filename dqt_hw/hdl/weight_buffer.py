@@ -11,7 +11,7 @@ codes per cycle in all. The array's weight lanes read these nested codes directl
 (`MacArray(nest_weights=False)`).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -168,6 +168,9 @@ class WeightBuffer(wiring.Component):
         for lane in range(GROUP_LANES):
             widths = [w for w in self.modes if lane < BUFFER_WORD_BITS // w]
             lane_bits = [b for b in self.supported_bits if mode_bits(b) in widths]
+            if not lane_bits:              # no supported mode reads this lane (8 bits only)
+                nested.append(Const(0, self.master_bits))
+                continue
             code = codes[lane]
             for w in widths:
                 per_word = BUFFER_WORD_BITS // w
