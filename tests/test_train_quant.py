@@ -88,6 +88,23 @@ def test_every_parameter_gets_a_gradient(mode):
     assert missing == []
 
 
+@pytest.mark.parametrize("mode", ["lsq", "dqnet"])
+def test_stem_takes_the_image_without_an_input_quantizer(mode):
+    torch.manual_seed(2)
+    model = build_model(dict(image_size=8, stem_stride=1, width=4, mode=mode))
+    model.train()
+    codes = torch.randint(0, 256, (4, 1, 8, 8))
+    model(codes)
+    stem = model.stem
+    assert not hasattr(stem, "input_step") and not hasattr(stem, "input_alpha")
+    assert hasattr(model.fc, "input_step" if mode == "lsq" else "input_alpha")
+    image = codes.float() / 255
+    weight = (lsq_quant(stem.weight, stem.weight_step, 8, signed=True) if mode == "lsq"
+              else direct_weight_quant(stem.weight, 8))
+    stem.norm = None                                       # compare the conv itself
+    assert torch.equal(stem(image, None, 8), F.conv2d(image, weight, padding=1))
+
+
 def test_frozen_stats_keeps_running_statistics():
     model = build_model(dict(image_size=8, stem_stride=1, width=4, mode="dqt"))
     model.train()

@@ -125,13 +125,17 @@ class QLayer(_Tracked):
 
     ``out`` is "relu" (unsigned codes, PACT), "signed" (signed codes, EMA scale) or "logits"
     (float output; the integer graph gives it the fixed scale 2^-LOGIT_FRAC_BITS).
+    ``quantize_input=False`` (the stem) takes the input as it comes in the float modes: the
+    model's input is already the exact n-bit image, so an input quantizer there would be the
+    identity with a dead clip parameter (DQNet) or a lossy re-grid of it (LSQ).
     """
 
     def __init__(self, kind, in_features, out_features, *, kernel=1, stride=1, padding=0,
-                 norm, out, mode, master_bits):
+                 norm, out, mode, master_bits, quantize_input=True):
         super().__init__()
         self.kind, self.kernel, self.stride, self.padding = kind, kernel, stride, padding
         self.out, self.mode, self.master_bits = out, mode, master_bits
+        self.quantize_input = quantize_input
         shape = ((out_features, in_features, kernel, kernel) if kind == "conv2d"
                  else (out_features, in_features))
         self.weight = nn.Parameter(torch.empty(shape))
@@ -144,8 +148,9 @@ class QLayer(_Tracked):
             self.register_buffer("absmax", torch.tensor(0.0))
         if mode == "lsq":
             self.weight_step = nn.Parameter(torch.tensor(1.0))
-            self.input_step = nn.Parameter(torch.tensor(1.0))
-        if mode == "dqnet":
+            if quantize_input:
+                self.input_step = nn.Parameter(torch.tensor(1.0))
+        if mode == "dqnet" and quantize_input:
             self.input_alpha = nn.Parameter(torch.tensor(1.0))
         if mode in ("lsq", "dqnet"):
             self.register_buffer("initialised", torch.tensor(False))
@@ -178,9 +183,10 @@ class QLayer(_Tracked):
                 if self.mode == "lsq":
                     self.weight_step.fill_(2 * self.weight.abs().mean().item()
                                            / math.sqrt((1 << (bits - 1)) - 1))
-                    self.input_step.fill_(max(2 * x.abs().mean().item()
-                                              / math.sqrt((1 << bits) - 1), 1e-4))
-                else:
+                    if self.quantize_input:
+                        self.input_step.fill_(max(2 * x.abs().mean().item()
+                                                  / math.sqrt((1 << bits) - 1), 1e-4))
+                elif self.quantize_input:
                     self.input_alpha.fill_(max(x.max().item(), 1e-3))
                 self.initialised.fill_(True)
 
@@ -205,15 +211,17 @@ class QLayer(_Tracked):
             self._init_float_quantizers(x, first)
 
             def at(b):
-                return self._op(lsq_quant(x, self.input_step, b, signed=False),
-                                lsq_quant(self.weight, self.weight_step, b, signed=True))
+                x_b = (lsq_quant(x, self.input_step, b, signed=False) if self.quantize_input
+                       else x)
+                return self._op(x_b, lsq_quant(self.weight, self.weight_step, b, signed=True))
         elif self.mode == "dqnet":
             self._init_float_quantizers(x, n)
 
             def at(b):
-                alpha = torch.clamp(self.input_alpha, min=1e-3)
-                step = alpha / ((1 << b) - 1)
-                x_b = fake_quant(x, step, 0, (1 << b) - 1) * step
+                x_b = x
+                if self.quantize_input:
+                    step = torch.clamp(self.input_alpha, min=1e-3) / ((1 << b) - 1)
+                    x_b = fake_quant(x, step, 0, (1 << b) - 1) * step
                 return self._op(x_b, direct_weight_quant(self.weight, b))
         else:
             def at(b):
@@ -338,7 +346,8 @@ class QResNet(nn.Module):
         self.nested = mode in NESTED_MODES
         self.dynamic = mode in DYNAMIC_MODES
         self.stem = QLayer("conv2d", config.in_channels, w, kernel=3, stride=config.stem_stride,
-                           padding=1, norm=True, out="relu", mode=mode, master_bits=n)
+                           padding=1, norm=True, out="relu", mode=mode, master_bits=n,
+                           quantize_input=False)
         blocks, cin = [], w
         for stage, (count, stride) in enumerate(zip(config.blocks, (1, 2, 2))):
             cout = w << stage
