@@ -1,0 +1,192 @@
+"""Training a dynamic-precision model (modes dqt and dqnet): phases, noise, learning rates, loss.
+
+`DynamicTraining` drives one run's steps 0 .. steps-1 (train.fit's module doc and
+docs/training.md give the method):
+
+* steps [0, warmup): the backbone alone at the static width ``warmup_bits``;
+* steps [warmup, freeze): the controller picks per image and layer the argmax of its logits
+  plus Gumbel noise scaled by sigma, annealed linearly from ``noise`` to 0; it learns from
+  measured alternatives (`controller_loss`: for ``probes`` layers per step, each image's loss
+  at every other candidate) priced by the budget's Lagrange multipliers (train.budget), which
+  move by dual ascent on the realized costs after every step; it has its own learning rate
+  ``ctrl_lr`` on a cosine over these steps;
+* at step freeze: the stem and controller freeze and the choices are calibrated to the budget
+  on the training images (`Budget.calibrate`); steps [freeze, steps) train the backbone on
+  exactly the choices inference makes.
+
+Every ``aux_every``-th step with alpha > 0 adds alpha * CE of the whole network at one fixed
+width, the widths of ``aux_bits`` taken in turn (run with `frozen_stats`, so the running
+batch-norm statistics stay those of the dynamic path inference takes): the consistency term
+over the widths inference can take, at one pass per ``aux_every`` steps instead of |K'| per
+step.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .budget import COST_KINDS, Budget
+from .data import to_master_codes
+
+__all__ = ["DynamicTraining"]
+
+
+def _ints(text):
+    return [int(item) for item in str(text).split(",")]
+
+
+class DynamicTraining:
+    """The dynamic-mode schedule and loss of one run (`config`: a resolved TrainConfig)."""
+
+    def __init__(self, model, config, steps):
+        self.model, self.config, self.steps = model, config, steps
+        self.warm_end = round(config.warmup * steps)
+        self.freeze_at = round(config.freeze * steps)
+        self.aux_bits = _ints(config.aux_bits)
+        kinds = COST_KINDS if config.cost == "both" else (config.cost,)
+        self.budget = Budget(model, config.target, kinds, config.dual_lr)
+        self.calibration_offset = self.calibrated_costs = None
+        self._costs = None
+
+    # -- schedule --------------------------------------------------------------------------
+    def phase(self, step):
+        if step < self.warm_end:
+            return "warmup"
+        return "controller" if step < self.freeze_at else "fine-tune"
+
+    def noise(self, step):
+        """Gumbel noise scale: `noise` at the controller's first step, 0 at the freeze."""
+        span = max(self.freeze_at - self.warm_end, 1)
+        return self.config.noise * max(0.0, 1.0 - (step - self.warm_end) / span)
+
+    def optimizer(self):
+        """(AdamW, LambdaLR): backbone at lr on a cosine over the run, controller at ctrl_lr
+        on a cosine over the controller phase (0 outside it)."""
+        controller = [p for m in (self.model.ctrl_fc1, self.model.ctrl_fc2)
+                      for p in m.parameters()]
+        ids = {id(p) for p in controller}
+        backbone = [p for p in self.model.parameters() if id(p) not in ids]
+        optimizer = torch.optim.AdamW(
+            [{"params": backbone, "lr": self.config.lr},
+             {"params": controller, "lr": self.config.ctrl_lr}],
+            weight_decay=self.config.weight_decay)
+        steps, start, end = self.steps, self.warm_end, self.freeze_at
+
+        def backbone_lr(step):
+            return 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+        def controller_lr(step):
+            if not start <= step < end:
+                return 0.0
+            return 0.5 * (1 + math.cos(math.pi * (step - start) / (end - start)))
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                            [backbone_lr, controller_lr])
+
+    # -- steps -----------------------------------------------------------------------------
+    def loss(self, codes, target, step):
+        """(loss, model result) of one training batch at `step`."""
+        model, config = self.model, self.config
+        phase = self.phase(step)
+        self._costs = None
+        if phase == "warmup":
+            result = model(codes, bits=config.warmup_bits)
+        elif phase == "controller":
+            result = model(codes, noise=self.noise(step), offset=self.offset(), record=True)
+        else:
+            result = model(codes)
+        per_image = F.cross_entropy(result["logits"], target, reduction="none")
+        loss = per_image.mean()
+        if phase == "controller":
+            self._costs = self.budget.costs(result["choice"])
+            loss = loss + self.controller_loss(result, per_image.detach(), target, step)
+        if config.alpha > 0 and step % config.aux_every == 0:
+            bits = self.aux_bits[(step // config.aux_every) % len(self.aux_bits)]
+            with model.frozen_stats():
+                loss = loss + config.alpha * F.cross_entropy(model(codes, bits=bits)["logits"],
+                                                             target)
+        return loss, result
+
+    def probed_layers(self, step):
+        """The controlled layers whose alternatives are measured at `step`, in turn."""
+        count = len(self.model.controlled)
+        return sorted({(step * self.config.probes + j) % count
+                       for j in range(self.config.probes)})
+
+    def controller_loss(self, result, per_image, target, step):
+        """The controller's regression loss on the probed layers.
+
+        The controller's logit for layer l and candidate k estimates -(Q_lk - mean_k Q_lk) for
+        the image, Q_lk being the image's loss with layer l at candidate k and the other layers
+        as chosen; it learns that from measurements: for each probed layer,
+        `QResNet.counterfactual` runs every other candidate over the images that did not
+        choose it. The loss is the Huber loss between logits and those targets. Choices take
+        the argmax of logits - sum_j lambda_j price_j (`offset`): the loss a width saves
+        against what its bits cost at the budget's current prices, image by image.
+
+        (Neither a straight-through gradient <dL/dy, y_k>, which sees only the first-order
+        effect of a width's quantization noise and so averages out, nor a policy gradient,
+        which vanishes once the softmax is confident about a stale choice, learned which
+        widths an image needs; a regression on measured losses does not saturate.)
+        """
+        layers = self.probed_layers(step)
+        losses = self.measure(result, per_image, target, layers)
+        advantage = losses.mean(dim=2, keepdim=True) - losses
+        return F.huber_loss(result["controller_logits"][:, layers], advantage,
+                            reduction="sum") / len(per_image)
+
+    def measure(self, result, per_image, target, layers):
+        """(N, len(layers), K) per-image losses with layer l at candidate k, the others as
+        chosen: the recorded loss where k was the choice, `counterfactual` elsewhere."""
+        model, candidates = self.model, self.model.config.candidates
+        index = result["choice"].argmax(dim=-1)
+        losses = per_image.view(-1, 1, 1).repeat(1, len(layers), len(candidates))
+        for j, layer in enumerate(layers):
+            for k, bits in enumerate(candidates):
+                rows = torch.nonzero(index[:, layer] != k).flatten()
+                if len(rows):
+                    logits = model.counterfactual(layer, bits, rows)
+                    losses[rows, j, k] = F.cross_entropy(logits, target[rows], reduction="none")
+        return losses
+
+    def offset(self):
+        """(L, K) added to the controller's logits when it chooses: -sum_j lambda_j price_j."""
+        return -sum(self.budget.multipliers[kind] * price
+                    for kind, price in self.budget.prices.items())
+
+    def after_step(self):
+        """Dual ascent on the budget from the step's realized costs (controller phase)."""
+        if self._costs is not None:
+            self.budget.update(self._costs)
+
+    def before_step(self, step, images):
+        """At the freeze step: freeze the stem and controller and calibrate the budget on
+        uint8 `images` (the training set)."""
+        if step == self.freeze_at and self.calibration_offset is None:
+            self.freeze(images)
+
+    def freeze(self, images, batch_size=1000):
+        model = self.model
+        model.freeze_front()
+        training = model.training
+        model.eval()
+        logits = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                codes = to_master_codes(torch.from_numpy(images[start:start + batch_size]),
+                                        model.master_bits)
+                stem = model.stem.run(model.input_activation(codes), model.master_bits)
+                logits.append(model.controller(stem))
+        logits = torch.cat(logits)
+        self.calibration_offset = self.budget.calibrate(model, logits)
+        self.calibrated_costs = self.budget.mean_costs(logits, self.calibration_offset)
+        model.train(training)
+
+    def summary(self, step):
+        """Schedule state for the training log and history."""
+        phase = self.phase(max(step - 1, 0))
+        entry = {"phase": phase,
+                 "noise": self.noise(step - 1) if phase == "controller" else 0.0}
+        entry.update({f"lambda_{kind}": value
+                      for kind, value in self.budget.multipliers.items()})
+        return entry
