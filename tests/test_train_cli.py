@@ -90,6 +90,8 @@ def test_cli_other_modes(tmp_path, capsys, mode, extra):
     (["--mode", "dqt", "--warmup", "0.9"], "need 0 <= `warmup` <= `freeze` <= 1"),
     (["--mode", "dqt", "--warmup-bits", "3"], "`warmup-bits` 3 is not a candidate bit-width"),
     (["--mode", "dqt", "--cost", "flops"], "unknown cost 'flops'; choose one of bits, bitops"),
+    (["--mode", "dqt", "--aux-loss", "kl"], "unknown aux-loss 'kl'; choose one of ce, distill"),
+    (["--mode", "dqt", "--probes", "0"], "`probes` must be a positive integer, not 0"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     assert fit.main(["--out", str(tmp_path / "run"), *args]) == 2
@@ -160,6 +162,7 @@ def test_bench_report_replaces_only_its_section(tmp_path):
             "and LSQ W4A4 (+1.00 pp), within 0.3 pp of FP32 (+0.00 pp): **met**") in text
     assert "3-bit budget against static W3A3 and static mixed precision: **not yet" in text
     assert "30.0 % of test images get a bit vector other than the most common" in text
+    assert "dqt +0.50 pp at 0.238 x W8A8: **met**" in text
     assert "Alpha = 0 ablation with fair fixed-width evaluation: **not yet measured**" in text
     assert "A DQT step at most 3x FP32 CPU time: 2.80x" in text and "**met**" in text
     for plot in ("plot.png", "choices.png"):
@@ -189,6 +192,22 @@ def test_bench_resumes_from_stored_runs(tmp_path, monkeypatch, capsys):
     assert "--mode static --bits 4 --epochs 3" in results_file.read_text()
 
 
+def test_stored_settings_leave_out_what_a_run_does_not_use():
+    static = bench.settings(fit.TrainConfig(dataset="fashion-mnist", mode="static", bits=4,
+                                            noise=0.5, out="somewhere"))
+    assert static["bits"] == 4 and "noise" not in static and "out" not in static
+    dqt = bench.settings(fit.TrainConfig(dataset="fashion-mnist", mode="dqt"))
+    assert dqt["candidates"] == "2,4,8" and dqt["aux_bits"] == "2,4,8" and "noise" in dqt
+
+
+def test_static_frontier():
+    points = [(0.25, 90.0), (0.14, 88.0), (0.5, 89.0), (0.25, 89.0)]
+    assert bench.static_frontier(points, 0.1) == 88.0          # below: the cheapest point
+    assert bench.static_frontier(points, 0.195) == pytest.approx(89.0)
+    assert bench.static_frontier(points, 0.4) == 90.0          # the envelope never falls
+    assert bench.static_frontier(points, 2.0) == 90.0
+
+
 def test_mixed_precision_baseline_fits_the_bitops():
     bits = bench.mixed_layer_bits(16, 3)
     macs = [451584, 451584, 225792, 451584, 25088, 294912, 589824, 32768]
@@ -205,3 +224,13 @@ def test_training_is_reproducible(tmp_path):
         states.append((model.state_dict(), metrics["accuracy"]))
     assert states[0][1] == states[1][1]
     assert all(torch.equal(states[0][0][k], states[1][0][k]) for k in states[0][0])
+
+
+def test_step_times_cover_every_phase():
+    times = bench.step_times(width=4, batch_size=16, rounds=1)
+    seconds = times["seconds_per_step"]
+    assert set(seconds) == {"fp32", "static-w4", "dqt-warmup", "dqt-controller",
+                            "dqt-fine-tune", "dqt"}
+    assert all(value > 0 for value in seconds.values())
+    assert sum(times["phase_share"].values()) == pytest.approx(1.0)
+    assert times["ratio_to_fp32"]["fp32"] == 1.0

@@ -1,6 +1,8 @@
 """Dynamic-precision training: per-image widths, the controller's gradient, the budget, the
 schedule, and the fixed-width and choice reports."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,28 @@ def test_controller_learns_the_measured_losses():
     assert loss.item() < 0.8 * first
 
 
+@pytest.mark.parametrize("aux_loss", ["ce", "distill"])
+def test_fixed_width_pass_every_other_step(aux_loss, monkeypatch):
+    config, model_config = resolve(TrainConfig(dataset="digits", mode="dqt", width=4,
+                                               aux_loss=aux_loss, aux_every=2))
+    model = build_model(model_config)
+    model.train()
+    training = DynamicTraining(model, config, 100)
+    images, labels = load_dataset("digits", "train")
+    codes, target = torch.from_numpy(images[:32]).long(), torch.from_numpy(labels[:32])
+    widths = []
+    forward = model.forward
+
+    def spy(codes, bits=None, **options):
+        widths.append(bits)
+        return forward(codes, bits=bits, **options)
+    monkeypatch.setattr(model, "forward", spy)
+    for step in range(6):
+        training.loss(codes, target, step)
+    # Warm-up at 4 bits; every second step one fixed width of K' = {2, 4, 8} in turn.
+    assert widths == [4, 2, 4, 4, 4, 4, 4, 8, 4]
+
+
 def test_noise_zero_trains_on_the_inference_choices():
     model = _tiny()
     codes = torch.from_numpy(load_dataset("digits", "test")[0][:32]).long()
@@ -170,6 +194,11 @@ def test_schedule_phases_noise_and_learning_rates():
     assert max(training.calibrated_costs.values()) <= 1
     model.train()
     assert not model.stem.training and model.blocks[0].training
+    # What a resumed run restores.
+    again = DynamicTraining(build_model(model_config), config, 100)
+    again.load_state_dict(json.loads(json.dumps(training.state_dict())))
+    assert again.calibration_offset == training.calibration_offset
+    assert all(not p.requires_grad for m in again.model.front() for p in m.parameters())
 
 
 def test_recalibrated_bn_uses_the_batch_and_restores():

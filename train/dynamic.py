@@ -14,11 +14,12 @@ docs/training.md give the method):
   on the training images (`Budget.calibrate`); steps [freeze, steps) train the backbone on
   exactly the choices inference makes.
 
-Every ``aux_every``-th step with alpha > 0 adds alpha * CE of the whole network at one fixed
-width, the widths of ``aux_bits`` taken in turn (run with `frozen_stats`, so the running
-batch-norm statistics stay those of the dynamic path inference takes): the consistency term
-over the widths inference can take, at one pass per ``aux_every`` steps instead of |K'| per
-step.
+Every ``aux_every``-th step with alpha > 0 adds alpha times the loss of the whole network at
+one fixed width, the widths of ``aux_bits`` taken in turn (``aux_loss``: CE against the labels,
+or against the dynamic path's predicted distribution, distilling it into the fixed widths).
+It runs with `frozen_stats`, so the running batch-norm statistics stay those of the dynamic
+path inference takes: the consistency term over the widths inference can take, at one pass
+per ``aux_every`` steps instead of |K'| per step.
 """
 
 import math
@@ -103,8 +104,13 @@ class DynamicTraining:
         if config.alpha > 0 and step % config.aux_every == 0:
             bits = self.aux_bits[(step // config.aux_every) % len(self.aux_bits)]
             with model.frozen_stats():
-                loss = loss + config.alpha * F.cross_entropy(model(codes, bits=bits)["logits"],
-                                                             target)
+                fixed = model(codes, bits=bits)["logits"]
+            if config.aux_loss == "ce":
+                aux = F.cross_entropy(fixed, target)
+            else:                   # distill the dynamic path's predictions into the fixed one
+                teacher = F.softmax(result["logits"].detach(), dim=1)
+                aux = F.cross_entropy(fixed, teacher)
+            loss = loss + config.alpha * aux
         return loss, result
 
     def probed_layers(self, step):
@@ -181,6 +187,21 @@ class DynamicTraining:
         self.calibration_offset = self.budget.calibrate(model, logits)
         self.calibrated_costs = self.budget.mean_costs(logits, self.calibration_offset)
         model.train(training)
+
+    def state_dict(self):
+        """What a resumed run needs besides the model and optimizer (plain JSON types)."""
+        return {"multipliers": dict(self.budget.multipliers),
+                "calibration_offset": self.calibration_offset,
+                "calibrated_costs": self.calibrated_costs}
+
+    def load_state_dict(self, state):
+        """Restore `state_dict()`; a calibrated run's model (whose controller bias already
+        holds the offset) gets its front frozen again."""
+        self.budget.multipliers = dict(state["multipliers"])
+        self.calibration_offset = state["calibration_offset"]
+        self.calibrated_costs = state["calibrated_costs"]
+        if self.calibration_offset is not None:
+            self.model.freeze_front()
 
     def summary(self, step):
         """Schedule state for the training log and history."""

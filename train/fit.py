@@ -4,25 +4,21 @@ Writes into ``--out``: ``checkpoint.pt`` (see train.checkpoint; rewritten atomic
 every epoch), ``metrics.json`` (accuracy, integer accuracy, average bits, BitOPs, per-layer bit
 histogram, time per epoch, ...) and ``train.log``. Run with ``--help`` for every option.
 
-Dynamic modes (dqt, dqnet) train in three phases (fractions of the steps, docs/training.md):
+Dynamic modes (dqt, dqnet) train in three phases (fractions of the steps; train.dynamic and
+docs/training.md give the details):
 
-1. warm-up (``--warmup``): the backbone alone, every controlled layer at the static width
-   ``--warmup-bits`` (default: the largest candidate within the budget);
-2. controller (until ``--freeze``): each image and layer runs at argmax_k(logits + sigma g),
-   g Gumbel noise, sigma annealed linearly from ``--noise`` to 0, so training ends on the
-   choices inference makes; the controller has its own learning rate (``--ctrl-lr``, cosine
-   over this phase) and a straight-through gradient; the loss is
-   CE + sum_j lambda_j cost_j / target_j with cost_j computed on what the network ran, per
-   image: bits (mean over layers of b) and bitops (MAC-weighted mean of b^2, against
-   target^2), ``--cost``; the multipliers lambda_j follow dual ascent (``--dual-lr``) on the
-   budget ``--target``, so images may differ while the average meets it;
-3. fine-tuning: the controller and the stem are frozen, the controller's choices are
-   calibrated to the budget on the training set (one offset times each candidate's price,
-   folded into the controller's last bias) and the backbone trains on exactly those choices.
+1. warm-up (``--warmup``): the backbone alone, every controlled layer at ``--warmup-bits``;
+2. controller (until ``--freeze``): each image and layer runs at the argmax of the
+   controller's logits minus the budget's prices plus Gumbel noise annealed from ``--noise``
+   to 0, so training ends on the choices inference makes; the controller (own learning rate
+   ``--ctrl-lr``) learns each candidate's per-image loss, measured for ``--probes`` layers a
+   step; the budget ``--target`` (``--cost``: mean bits, BitOPs, or both) is a Lagrangian
+   whose multipliers follow dual ascent (``--dual-lr``) on the costs of what the network ran;
+3. fine-tuning: stem and controller frozen, the choices calibrated to the budget on the
+   training images (folded into the controller's last bias), the backbone trained on them.
 
-In every phase, with ``--alpha`` > 0, a second pass runs the whole network at one fixed
-width b from K' (``--aux-bits``, default every candidate, taken in turn step by step) and adds
-alpha * CE(b): the consistency term over the widths inference can take, one width per step.
+With ``--alpha`` > 0, every ``--aux-every``-th step adds alpha * CE of the whole network at
+one fixed width of K' (``--aux-bits``, default every candidate, in turn).
 """
 
 import argparse
@@ -51,6 +47,7 @@ __all__ = ["TrainConfig", "parse_args", "resolve", "train", "evaluate", "main",
            "write_json_atomic"]
 
 COSTS = ("bits", "bitops", "both")
+AUX_LOSSES = ("ce", "distill")
 
 
 def _field(default, help, **extra):
@@ -77,30 +74,38 @@ class TrainConfig:
                              "(default n for static, 4 for lsq)")
     layer_bits: str = _field(None, "static/lsq: comma-separated bit-width per controlled layer")
     candidates: str = _field(None, "dqt/dqnet: candidate bit-widths (default 2,4,8 for dqt; "
-                                   "t-1,t,t+1 for dqnet)")
+                                   "t-1,t,t+1 for dqnet)", dynamic=True)
     alpha: float = _field(None, "dqt/dqnet: weight of the fixed-width CE term (default 1 dqt, "
-                                "0 dqnet)")
+                                "0 dqnet)", dynamic=True)
     aux_bits: str = _field(None, "dqt/dqnet: K', the fixed widths of that term, one per "
-                                 "auxiliary pass in turn (default: every candidate)")
-    aux_every: int = _field(2, "dqt/dqnet: run the fixed-width pass every N-th step")
+                                 "auxiliary pass in turn (default: every candidate)",
+                           dynamic=True)
+    aux_every: int = _field(2, "dqt/dqnet: run the fixed-width pass every N-th step",
+                            dynamic=True)
+    aux_loss: str = _field("ce", f"dqt/dqnet: loss of the fixed-width pass: "
+                                 f"{', '.join(AUX_LOSSES)} (ce: against the labels; distill: "
+                                 f"against the dynamic path's predictions)", dynamic=True)
     cost: str = _field("both", f"dqt/dqnet budget: {', '.join(COSTS)} (bits: mean bits per "
-                               f"layer; bitops: MAC-weighted mean of b^2, i.e. BitOPs)")
-    target: float = _field(None, "dqt/dqnet: the budget in bits (default 4; dqnet's t)")
-    noise: float = _field(1.0, "dqt/dqnet: initial scale of the Gumbel noise on the "
-                               "controller's logits; anneals to 0 by --freeze")
+                               f"layer; bitops: MAC-weighted mean of b^2, i.e. BitOPs)",
+                       dynamic=True)
+    target: float = _field(None, "dqt/dqnet: the budget in bits (default 4; dqnet's t)",
+                           dynamic=True)
+    noise: float = _field(0.03, "dqt/dqnet: initial scale of the Gumbel noise on the "
+                               "controller's logits; anneals to 0 by --freeze", dynamic=True)
     warmup: float = _field(0.2, "dqt/dqnet: fraction of the steps at static bits before the "
-                                "controller starts")
+                                "controller starts", dynamic=True)
     warmup_bits: int = _field(None, "dqt/dqnet: width of the warm-up (default: the largest "
-                                    "candidate not above the target)")
+                                    "candidate not above the target)", dynamic=True)
     freeze: float = _field(0.8, "dqt/dqnet: fraction of the steps after which the controller "
-                                "and stem are frozen and calibrated to the budget")
+                                "and stem are frozen and calibrated to the budget", dynamic=True)
     ctrl_lr: float = _field(5e-3, "dqt/dqnet: controller learning rate (cosine over the "
-                                  "controller phase)")
-    dual_lr: float = _field(0.05, "dqt/dqnet: dual-ascent step of the budget multipliers")
+                                  "controller phase)", dynamic=True)
+    dual_lr: float = _field(0.05, "dqt/dqnet: dual-ascent step of the budget multipliers",
+                            dynamic=True)
     probes: int = _field(1, "dqt/dqnet: controlled layers per step whose other candidates are "
-                            "measured to train the controller")
+                            "measured to train the controller", dynamic=True)
     controller_grid: int = _field(2, "dqt/dqnet: the controller reads the stem output "
-                                     "average-pooled to a GRID x GRID map")
+                                     "average-pooled to a GRID x GRID map", dynamic=True)
     train_subset: int = _field(0, "train on the first N images of a seeded permutation "
                                   "(0: all)")
     threads: int = _field(1, "torch CPU threads")
@@ -219,6 +224,9 @@ def _resolve_dynamic(config, n):
                              f"not {getattr(config, name)!r}")
     if not config.ctrl_lr > 0:
         raise ValueError(f"`ctrl-lr` must be positive, not {config.ctrl_lr!r}")
+    if config.aux_loss not in AUX_LOSSES:
+        raise ValueError(f"unknown aux-loss {config.aux_loss!r}; choose one of "
+                         f"{', '.join(AUX_LOSSES)}")
     for name in ("probes", "aux_every"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:

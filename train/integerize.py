@@ -29,8 +29,8 @@ Contract
     `QResNet.layer_names` (block by block: conv1, conv2, shortcut conv), which is also the order
     of the controlled conv2d ops in the graph. The controller is part of the graph: pooling of
     the stem output (global_avg_pool; with ``controller_grid`` g > 1, avg_pool2d with window =
-    stride = floor(size / g), see `train.model.grid_pool`, and a flatten) -> linear (ReLU, n bits) -> linear (logits, n bits)
-    -> select_bits over the candidates (argmax per layer, first index wins). Op names: "stem",
+    stride = floor(size / g), see `train.model.grid_pool`, and a flatten) -> linear (ReLU,
+    n bits) -> linear (logits, n bits) -> select_bits over the candidates (argmax per layer, first index wins). Op names: "stem",
     "block{i}.conv1", "block{i}.conv2", "block{i}.shortcut", "block{i}.join", "pool", "fc",
     "ctrl_pool", ["ctrl_flatten",] "ctrl_fc1", "ctrl_fc2", "select_bits"; each op's output
     tensor has the op's name, except "fc" -> "logits" and "select_bits" -> "bits".
