@@ -36,11 +36,11 @@ def test_cli_end_to_end_dqt(tmp_path):
     # The controller was calibrated to the 4-bit budget on the training images.
     assert max(metrics["budget"]["train_costs_calibrated"].values()) <= 1
     assert metrics["complete"] and 2 <= metrics["average_bits"] <= 8
-    assert sorted(metrics["fixed_bits_accuracy"]) == ["2", "4", "8"]
+    assert sorted(metrics["fixed_bits_accuracy"]) == ["3", "4", "5"]
     assert sum(metrics["layer_bits_histogram"]["block0.conv1"].values()) == 360
     assert "test accuracy" in (out / "train.log").read_text()
     model, config = load_model(out / "checkpoint.pt")
-    assert config["mode"] == "dqt" and config["candidates"] == [2, 4, 8]
+    assert config["mode"] == "dqt" and config["candidates"] == [3, 4, 5]
     assert config["training"]["alpha"] == 1.0
     images, labels = load_dataset("digits", "test")
     codes = to_master_codes(images, config["master_bits"])
@@ -74,7 +74,7 @@ def test_cli_other_modes(tmp_path, capsys, mode, extra):
     (["--mode", "dqt", "--candidates", ""], "`candidates` must not be empty"),
     (["--mode", "dqt", "--candidates", "2,9"], "candidate bit-width 9 is outside [2, 8]"),
     (["--mode", "dqt", "--candidates", "1,4"], "candidate bit-width 1 is outside [2, 8]"),
-    (["--mode", "dqt", "--aux-bits", "3"], "`aux-bits` 3 is not a candidate bit-width"),
+    (["--mode", "dqt", "--aux-bits", "2"], "`aux-bits` 2 is not a candidate bit-width"),
     (["--mode", "static", "--bits", "9"], "`bits` 9 is outside [2, 8]"),
     (["--mode", "static", "--layer-bits", "4,4"],
      "`layer-bits` must give one bit-width per controlled layer (8: block0.conv1, "
@@ -86,9 +86,10 @@ def test_cli_other_modes(tmp_path, capsys, mode, extra):
     (["--mode", "dqt", "--bits", "4"], "`bits`/`layer-bits` apply to modes static and lsq"),
     (["--epochs", "0"], "`epochs` must be a positive integer, not 0"),
     (["--mode", "dqt", "--target", "low"], "`target` must be a number of bits, not 'low'"),
-    (["--mode", "dqt", "--target", "1.5"], "`target` 1.5 is below the smallest candidate 2"),
+    (["--mode", "dqt", "--target", "1.5", "--candidates", "2,4"],
+     "`target` 1.5 is below the smallest candidate 2"),
     (["--mode", "dqt", "--warmup", "0.9"], "need 0 <= `warmup` <= `freeze` <= 1"),
-    (["--mode", "dqt", "--warmup-bits", "3"], "`warmup-bits` 3 is not a candidate bit-width"),
+    (["--mode", "dqt", "--warmup-bits", "2"], "`warmup-bits` 2 is not a candidate bit-width"),
     (["--mode", "dqt", "--cost", "flops"], "unknown cost 'flops'; choose one of bits, bitops"),
     (["--mode", "dqt", "--aux-loss", "kl"], "unknown aux-loss 'kl'; choose one of ce, distill"),
     (["--mode", "dqt", "--probes", "0"], "`probes` must be a positive integer, not 0"),
@@ -150,20 +151,29 @@ def test_bench_report_replaces_only_its_section(tmp_path):
                                         _fake_metrics(mode, accuracy + 0.02, bits, 1)]
     results = {"fp32": two("fp32", 0.90, 32), "static-w4": two("static", 0.895, 4),
                "lsq-w4a4": two("lsq", 0.89, 4), "dqt": two("dqt", 0.90, 3.9),
-               "dqt-alpha0": [_fake_metrics("dqt", 0.90, 3.9)]}
+               "dqt-248-alpha0": [_fake_metrics("dqt", 0.90, 3.9)],
+               "dqt-248-aux-all": two("dqt", 0.91, 3.9)}
     step = {"seconds_per_step": {"fp32": 0.05, "dqt": 0.14}, "batch_size": 128, "rounds": 3,
             "phase_share": {"warmup": 0.2}, "ratio_to_fp32": {"fp32": 1.0, "dqt": 2.8}}
     bench.write_section(args, results, ["python -m train.bench"], step)
     text = results_file.read_text()
     assert "keep me" in text and "keep too" in text and "old text" not in text
     assert "| FP32 | 2 | 91.00 ± 1.41 | n/a |" in text
-    assert "| DQT {2,4,8}, 4-bit budget | 2 | 91.00 ± 1.41 | 90.90 ± 1.41 | 3.90 |" in text
+    assert "| DQT {3,4,5}, 4-bit budget | 2 | 91.00 ± 1.41 | 90.90 ± 1.41 | 3.90 |" in text
     assert ("DQT at an average of at most 4 bits (3.900) at or above static W4A4 (+0.50 pp) "
             "and LSQ W4A4 (+1.00 pp), within 0.3 pp of FP32 (+0.00 pp): **met**") in text
     assert "3-bit budget against static W3A3 and static mixed precision: **not yet" in text
     assert "30.0 % of test images get a bit vector other than the most common" in text
     assert "dqt +0.50 pp at 0.238 x W8A8: **met**" in text
     assert "Alpha = 0 ablation with fair fixed-width evaluation: **not yet measured**" in text
+    results["dqt-248-alpha0"].append(_fake_metrics("dqt", 0.85, 3.9, 1))
+    results["dqt-248"] = results.pop("dqt")
+    bench.write_section(args, results, ["python -m train.bench"], step)
+    text = results_file.read_text()
+    assert ("every controlled layer at 2 bits gives 67.50 % (4-bit budget, alpha=0; shared "
+            "batch norm 57.50 %), 71.00 % (4-bit budget; shared batch norm 61.00 %), 72.00 % "
+            "(4-bit budget, K'={2,4,8}; shared batch norm 62.00 %): **measured**; alpha > 0 "
+            "with 2 bits in K' stabilizes the 2-bit path") in text
     assert "A DQT step at most 3x FP32 CPU time: 2.80x" in text and "**met**" in text
     for plot in ("plot.png", "choices.png"):
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -197,7 +207,9 @@ def test_stored_settings_leave_out_what_a_run_does_not_use():
                                             noise=0.5, out="somewhere"))
     assert static["bits"] == 4 and "noise" not in static and "out" not in static
     dqt = bench.settings(fit.TrainConfig(dataset="fashion-mnist", mode="dqt"))
-    assert dqt["candidates"] == "2,4,8" and dqt["aux_bits"] == "2,4,8" and "noise" in dqt
+    assert dqt["candidates"] == "3,4,5" and dqt["aux_bits"] == "4,5" and "noise" in dqt
+    three = bench.settings(fit.TrainConfig(dataset="fashion-mnist", mode="dqt", target=3))
+    assert three["candidates"] == "2,3,4" and three["warmup_bits"] == 3
 
 
 def test_static_frontier():

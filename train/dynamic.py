@@ -19,7 +19,8 @@ one fixed width, the widths of ``aux_bits`` taken in turn (``aux_loss``: CE agai
 or against the dynamic path's predicted distribution, distilling it into the fixed widths).
 It runs with `frozen_stats`, so the running batch-norm statistics stay those of the dynamic
 path inference takes: the consistency term over the widths inference can take, at one pass
-per ``aux_every`` steps instead of |K'| per step.
+per ``aux_every`` steps instead of |K'| per step (in the warm-up, a pass at the warm-up width
+itself is left out: it would repeat the main pass).
 """
 
 import math
@@ -30,7 +31,12 @@ import torch.nn.functional as F
 from .budget import COST_KINDS, Budget
 from .data import to_master_codes
 
-__all__ = ["DynamicTraining"]
+__all__ = ["DynamicTraining", "PROBE_IMAGES"]
+
+#: Images of each batch whose alternatives are measured (the batch's first, a random sample):
+#: the controller's regression needs many steps more than many images per step, and the
+#: measurements are the costliest part of a controller step.
+PROBE_IMAGES = 32
 
 
 def _ints(text):
@@ -96,13 +102,13 @@ class DynamicTraining:
             result = model(codes, noise=self.noise(step), offset=self.offset(), record=True)
         else:
             result = model(codes)
-        per_image = F.cross_entropy(result["logits"], target, reduction="none")
-        loss = per_image.mean()
+        loss = F.cross_entropy(result["logits"], target)
         if phase == "controller":
             self._costs = self.budget.costs(result["choice"])
-            loss = loss + self.controller_loss(result, per_image.detach(), target, step)
-        if config.alpha > 0 and step % config.aux_every == 0:
-            bits = self.aux_bits[(step // config.aux_every) % len(self.aux_bits)]
+            loss = loss + self.controller_loss(result, target, step)
+        bits = self.aux_bits[(step // config.aux_every) % len(self.aux_bits)]
+        repeat = phase == "warmup" and bits == config.warmup_bits      # the main pass again
+        if config.alpha > 0 and step % config.aux_every == 0 and not repeat:
             with model.frozen_stats():
                 fixed = model(codes, bits=bits)["logits"]
             if config.aux_loss == "ce":
@@ -119,14 +125,14 @@ class DynamicTraining:
         return sorted({(step * self.config.probes + j) % count
                        for j in range(self.config.probes)})
 
-    def controller_loss(self, result, per_image, target, step):
+    def controller_loss(self, result, target, step):
         """The controller's regression loss on the probed layers.
 
         The controller's logit for layer l and candidate k estimates -(Q_lk - mean_k Q_lk) for
         the image, Q_lk being the image's loss with layer l at candidate k and the other layers
         as chosen; it learns that from measurements: for each probed layer,
-        `QResNet.counterfactual` runs every other candidate over the images that did not
-        choose it. The loss is the Huber loss between logits and those targets. Choices take
+        `QResNet.counterfactual` runs the batch's first PROBE_IMAGES images (a random sample)
+        at every candidate. The loss is the Huber loss between logits and those targets. Choices take
         the argmax of logits - sum_j lambda_j price_j (`offset`): the loss a width saves
         against what its bits cost at the budget's current prices, image by image.
 
@@ -136,24 +142,25 @@ class DynamicTraining:
         widths an image needs; a regression on measured losses does not saturate.)
         """
         layers = self.probed_layers(step)
-        losses = self.measure(result, per_image, target, layers)
+        images = min(PROBE_IMAGES, len(target))             # the batch is in random order
+        losses = self.measure(target, layers, images)
         advantage = losses.mean(dim=2, keepdim=True) - losses
-        return F.huber_loss(result["controller_logits"][:, layers], advantage,
-                            reduction="sum") / len(per_image)
+        return F.huber_loss(result["controller_logits"][:images, layers], advantage,
+                            reduction="sum") / images
 
-    def measure(self, result, per_image, target, layers):
-        """(N, len(layers), K) per-image losses with layer l at candidate k, the others as
-        chosen: the recorded loss where k was the choice, `counterfactual` elsewhere."""
-        model, candidates = self.model, self.model.config.candidates
-        index = result["choice"].argmax(dim=-1)
-        losses = per_image.view(-1, 1, 1).repeat(1, len(layers), len(candidates))
-        for j, layer in enumerate(layers):
-            for k, bits in enumerate(candidates):
-                rows = torch.nonzero(index[:, layer] != k).flatten()
-                if len(rows):
-                    logits = model.counterfactual(layer, bits, rows)
-                    losses[rows, j, k] = F.cross_entropy(logits, target[rows], reduction="none")
-        return losses
+    def measure(self, target, layers, images):
+        """(images, len(layers), K) losses of the batch's first `images` images with layer l
+        at candidate k and the others as chosen: `counterfactual` on every candidate at once
+        (the rows repeated K times), so the K losses of an image come from one computation."""
+        candidates = len(self.model.config.candidates)
+        rows = torch.arange(images).repeat(candidates)
+        which = torch.arange(candidates).repeat_interleave(images)
+        losses = []
+        for layer in layers:
+            logits = self.model.counterfactual(layer, which, rows)
+            loss = F.cross_entropy(logits, target[rows], reduction="none")
+            losses.append(loss.view(candidates, images).t())
+        return torch.stack(losses, dim=1)
 
     def offset(self):
         """(L, K) added to the controller's logits when it chooses: -sum_j lambda_j price_j."""

@@ -73,14 +73,14 @@ class TrainConfig:
     bits: int = _field(None, "static/lsq: one bit-width for every controlled layer "
                              "(default n for static, 4 for lsq)")
     layer_bits: str = _field(None, "static/lsq: comma-separated bit-width per controlled layer")
-    candidates: str = _field(None, "dqt/dqnet: candidate bit-widths (default 2,4,8 for dqt; "
-                                   "t-1,t,t+1 for dqnet)", dynamic=True)
+    candidates: str = _field(None, "dqt/dqnet: candidate bit-widths (default t-1,t,t+1 "
+                                   "around the budget t = --target)", dynamic=True)
     alpha: float = _field(None, "dqt/dqnet: weight of the fixed-width CE term (default 1 dqt, "
                                 "0 dqnet)", dynamic=True)
     aux_bits: str = _field(None, "dqt/dqnet: K', the fixed widths of that term, one per "
-                                 "auxiliary pass in turn (default: every candidate)",
-                           dynamic=True)
-    aux_every: int = _field(2, "dqt/dqnet: run the fixed-width pass every N-th step",
+                                 "auxiliary pass in turn (default: the candidates from "
+                                 "--warmup-bits up)", dynamic=True)
+    aux_every: int = _field(3, "dqt/dqnet: run the fixed-width pass every N-th step",
                             dynamic=True)
     aux_loss: str = _field("ce", f"dqt/dqnet: loss of the fixed-width pass: "
                                  f"{', '.join(AUX_LOSSES)} (ce: against the labels; distill: "
@@ -88,8 +88,7 @@ class TrainConfig:
     cost: str = _field("both", f"dqt/dqnet budget: {', '.join(COSTS)} (bits: mean bits per "
                                f"layer; bitops: MAC-weighted mean of b^2, i.e. BitOPs)",
                        dynamic=True)
-    target: float = _field(None, "dqt/dqnet: the budget in bits (default 4; dqnet's t)",
-                           dynamic=True)
+    target: float = _field(None, "dqt/dqnet: the budget in bits (default 4)", dynamic=True)
     noise: float = _field(0.03, "dqt/dqnet: initial scale of the Gumbel noise on the "
                                "controller's logits; anneals to 0 by --freeze", dynamic=True)
     warmup: float = _field(0.2, "dqt/dqnet: fraction of the steps at static bits before the "
@@ -191,25 +190,15 @@ def resolve(config):
 
 def _resolve_dynamic(config, n):
     """Fill in and check the dynamic modes' options; return the candidate tuple."""
-    if config.mode == "dqnet":
-        t = int(config.target) if config.target is not None else 4
-        candidates = (_int_list("candidates", config.candidates) if config.candidates
-                      is not None else (t - 1, t, t + 1))
-        config.alpha = 0.0 if config.alpha is None else config.alpha
-    else:
-        candidates = (_int_list("candidates", config.candidates) if config.candidates
-                      is not None else (2, 4, 8))
-        config.alpha = 1.0 if config.alpha is None else config.alpha
     config.target = 4.0 if config.target is None else config.target
+    t = round(config.target)
+    candidates = (_int_list("candidates", config.candidates) if config.candidates is not None
+                  else tuple(sorted({min(max(b, 2), n) for b in (t - 1, t, t + 1)})))
+    config.alpha = (0.0 if config.mode == "dqnet" else 1.0) if config.alpha is None \
+        else config.alpha
     for bits in candidates:
         check_layer_bits(bits, n, "candidate")
     candidates = tuple(sorted(candidates))
-    aux = (_int_list("aux-bits", config.aux_bits) if config.aux_bits is not None
-           else candidates)
-    for bits in aux:
-        if bits not in candidates:
-            raise ValueError(f"`aux-bits` {bits} is not a candidate bit-width "
-                             f"(candidates: {', '.join(map(str, candidates))})")
     if not candidates[0] <= config.target:
         raise ValueError(f"`target` {config.target:g} is below the smallest candidate "
                          f"{candidates[0]}: no choice meets it")
@@ -218,6 +207,12 @@ def _resolve_dynamic(config, n):
     elif config.warmup_bits not in candidates:
         raise ValueError(f"`warmup-bits` {config.warmup_bits} is not a candidate bit-width "
                          f"(candidates: {', '.join(map(str, candidates))})")
+    aux = (_int_list("aux-bits", config.aux_bits) if config.aux_bits is not None
+           else tuple(b for b in candidates if b >= config.warmup_bits))
+    for bits in aux:
+        if bits not in candidates:
+            raise ValueError(f"`aux-bits` {bits} is not a candidate bit-width "
+                             f"(candidates: {', '.join(map(str, candidates))})")
     for name in ("alpha", "noise", "dual_lr"):
         if not getattr(config, name) >= 0:
             raise ValueError(f"`{name.replace('_', '-')}` must not be negative, "

@@ -567,17 +567,18 @@ class QResNet(nn.Module):
 
     @torch.no_grad()
     def counterfactual(self, layer, bits, rows):
-        """Logits of images `rows` of the last recorded batch had controlled layer `layer` run
-        at `bits` and every other layer as recorded; batch norm replays the recorded batch's
-        statistics, so each image's result is the one it alone would get. Runs from the block
-        holding the layer."""
+        """Logits of images `rows` (indices into the last recorded batch, repeats allowed) had
+        controlled layer `layer` run at `bits` (an int, or candidate indices (len(rows),) for
+        a dynamic model) and every other layer as recorded; batch norm replays the recorded
+        batch's statistics, so each row's result is the one its image alone would get. Runs
+        from the block holding the layer."""
         first, position = 0, 0
         while position + len(self.blocks[first].layers()) <= layer:
             position += len(self.blocks[first].layers())
             first += 1
         specs = [spec if isinstance(spec, int) else (spec[0], spec[1][rows])
                  for spec in self.recorded["specs"]]
-        specs[layer] = bits
+        specs[layer] = bits if isinstance(bits, int) else (self.config.candidates, bits)
         codes, scale = self.recorded["inputs"][first]
         with self._bn_mode("replay"), self.frozen_stats():
             return self._backbone((codes[rows], scale), specs, first)
