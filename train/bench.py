@@ -154,6 +154,7 @@ def _stored(path, config):
 
 
 def _code_version():
+    """The commit checked out and whether train/ has uncommitted changes."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10).stdout.strip()
@@ -579,6 +580,7 @@ def main(argv=None):
             write_json_atomic(step_path, step_times(width=args.width))
         results, commands = {}, []
         started = time.time()
+        code = _code_version()          # the code this process imported, not a later edit
         for name, seed in _order(names, seeds):
             folder = os.path.join(args.out, f"{name}-seed{seed}")
             config = _run_config(args, name, seed, folder)
@@ -590,7 +592,7 @@ def main(argv=None):
                 print(f"[{time.time() - started:7.0f} s] {name} seed {seed}", flush=True)
                 _, stored = train(config, log=log)
                 stored["settings"] = settings(config)
-                stored["code"] = _code_version()
+                stored["code"] = code
                 os.makedirs(args.store, exist_ok=True)
                 write_json_atomic(stored_path, stored)
             if stored is not None and args.refresh_integer and "integer_accuracy" in stored:

@@ -18,7 +18,8 @@ docs/training.md give the details):
    training images (folded into the controller's last bias), the backbone trained on them.
 
 With ``--alpha`` > 0, every ``--aux-every``-th step adds alpha * CE of the whole network at
-one fixed width of K' (``--aux-bits``, default every candidate, in turn).
+one fixed width of K' (``--aux-bits``, default the candidates from the warm-up width up, in
+turn).
 """
 
 import argparse
@@ -38,8 +39,8 @@ from dqt_hw.atomic import atomic_file
 from .checkpoint import checkpoint_config, save_checkpoint
 from .data import DATASETS, DatasetError, dataset_info, load_dataset, to_master_codes
 from .dynamic import DynamicTraining
-from .metrics import (CALIBRATION_IMAGES, choice_report, evaluate, fixed_width_report,
-                      integer_metrics, predict)
+from .metrics import (CALIBRATION_IMAGES, batches, choice_report, evaluate,
+                      fixed_width_report, integer_metrics, predict)
 from .model import (DYNAMIC_MODES, MODES, NESTED_MODES, ModelConfig, build_model,
                     check_layer_bits)
 
@@ -258,11 +259,6 @@ class _Log:
         print(line, flush=True)
 
 
-def _batches(count, size):
-    for start in range(0, count, size):
-        yield slice(start, min(start + size, count))
-
-
 def _static_loss(model, codes, target):
     result = model(codes)
     return F.cross_entropy(result["logits"], target), result
@@ -305,7 +301,7 @@ def train(config, *, log=print):
         started, cpu_started = time.perf_counter(), time.process_time()
         total_loss = correct = seen = 0
         bits_sum = 0.0
-        bar = tqdm(list(_batches(len(order), config.batch_size)), desc=f"epoch {epoch}",
+        bar = tqdm(list(batches(len(order), config.batch_size)), desc=f"epoch {epoch}",
                    disable=not config.progress, leave=False, file=sys.stderr)
         for rows in bar:
             index = order[rows]

@@ -18,7 +18,7 @@ import torch
 
 from .data import to_master_codes
 
-__all__ = ["CALIBRATION_IMAGES", "bitops", "w8a8_bitops", "predict", "evaluate",
+__all__ = ["CALIBRATION_IMAGES", "batches", "bitops", "w8a8_bitops", "predict", "evaluate",
            "integer_metrics", "recalibrated_bn", "fixed_width_report", "choice_report"]
 
 #: Training images whose statistics recalibrate batch norm for a fixed-width evaluation.
@@ -41,7 +41,8 @@ def w8a8_bitops(model):
     return sum(layer.macs for layer in layers) * 64
 
 
-def _batches(count, size):
+def batches(count, size):
+    """Slices of consecutive batches of `size` over `count` items."""
     for start in range(0, count, size):
         yield slice(start, min(start + size, count))
 
@@ -57,7 +58,7 @@ def predict(model, images, *, bits=None, integer=False, batch_size=500):
     model.eval()
     graph = to_graph(model) if integer else None
     predictions, all_bits = [], []
-    for rows in _batches(len(images), batch_size):
+    for rows in batches(len(images), batch_size):
         codes = to_master_codes(torch.from_numpy(images[rows]), model.master_bits)
         if integer:
             result = emulate(graph, codes)
