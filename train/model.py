@@ -252,7 +252,7 @@ class QLayer(_Tracked):
         if mode == "replay":
             mean, var = self.recorded
             return F.batch_norm(y, mean, var, gain, norm.bias, training=False, eps=norm.eps)
-        if mode == "record" and self.training and self.track_stats:
+        if mode == "record" and self.training:
             # Batch norm writes the batch's mean and unbiased variance into fresh buffers
             # (momentum 1), which then update the running statistics as it would have.
             mean, var = torch.zeros_like(norm.running_mean), torch.ones_like(norm.running_var)
@@ -260,9 +260,10 @@ class QLayer(_Tracked):
                              eps=norm.eps)
             count = y.numel() // y.shape[1]
             self.recorded = (mean, var * ((count - 1) / count))
-            with torch.no_grad():
-                norm.running_mean.lerp_(mean, norm.momentum)
-                norm.running_var.lerp_(var, norm.momentum)
+            if self.track_stats:
+                with torch.no_grad():
+                    norm.running_mean.lerp_(mean, norm.momentum)
+                    norm.running_var.lerp_(var, norm.momentum)
             return y
         batch = self.training or mode == "calibrate"
         track = (self.training and self.track_stats) or mode == "calibrate" or not batch
