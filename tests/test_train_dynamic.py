@@ -244,3 +244,27 @@ def test_choice_report():
     assert report["top_bit_vectors"][0] == ["2,4", 3]
     assert report["image_bits_histogram"] == {"3": 3, "4": 1, "5": 1}
     assert report["class_average_bits"] == [3.0, pytest.approx(4.0)]
+
+
+def test_diagnose_reports_every_layer_and_refuses_static_models(tmp_path, capsys):
+    from train import diagnose
+    from train.checkpoint import checkpoint_config, save_checkpoint
+    # A learnable regression: targets that are a linear function of the inputs fit well.
+    torch.manual_seed(0)
+    inputs = torch.randn(200, 3, dtype=torch.float64)
+    assert diagnose.heldout_r2(inputs, inputs @ torch.tensor([1.0, -2.0, 0.5],
+                                                             dtype=torch.float64)) > 0.99
+    assert diagnose.heldout_r2(inputs, torch.randn(200, dtype=torch.float64)) < 0.1
+    for mode in ("dqt", "static"):
+        model = _tiny(mode)
+        save_checkpoint(tmp_path / f"{mode}.pt", model, checkpoint_config(model, "digits"))
+    report_path = tmp_path / "report.json"
+    assert diagnose.main([str(tmp_path / "dqt.pt"), "--images", "40", "--batch", "20",
+                          "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["images"] == 40 and list(report["layers"]) == _tiny().layer_names
+    row = report["layers"]["block0.conv1"]
+    assert len(row["mean_advantage"]) == 3 and abs(sum(row["mean_advantage"])) < 1e-6
+    assert diagnose.main([str(tmp_path / "static.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "only dqt and dqnet models" in err
