@@ -103,7 +103,12 @@ def _trained(mode, **extra):
     for step in range(6):
         rows = slice(step * 64, (step + 1) * 64)
         codes = to_master_codes(torch.from_numpy(images[rows]), 8)
-        loss = F.cross_entropy(model(codes)["logits"], torch.from_numpy(labels[rows]))
+        if model.dynamic:                       # move the controller too
+            result = model(codes, noise=1.0)
+            loss = (result["probs"] * torch.tensor(model.config.candidates)).sum(-1).mean() / 50
+        else:
+            result, loss = model(codes), 0
+        loss = loss + F.cross_entropy(result["logits"], torch.from_numpy(labels[rows]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -117,6 +122,8 @@ def _trained(mode, **extra):
     ("static", {}),
     ("dqt", {}),
     ("dqt", dict(candidates=(3, 8, 5))),
+    ("dqt", dict(controller_grid=2)),
+    ("dqt", dict(controller_grid=3)),          # windows of 8 // 3 = 2: a 4 x 4 map
 ])
 def test_whole_net_emulation_equals_golden(mode, extra):
     model, codes = _trained(mode, **extra)
@@ -138,6 +145,30 @@ def test_whole_net_emulation_equals_golden(mode, extra):
         assert want["bits"].shape == (len(codes), len(model.controlled))
         chosen = torch.tensor(model.config.candidates)[fake["choice"].argmax(-1)]
         assert (chosen == got["bits"]).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("size, grid, side", [(14, 2, 2), (14, 3, 3), (14, 4, 4), (8, 3, 4)])
+def test_grid_pool_is_the_golden_avg_pool(size, grid, side):
+    from dqt_hw.golden import ops
+    from train.model import grid_pool, grid_side, pool_constants
+    assert grid_side(size, grid) == side
+    codes = torch.randint(0, 256, (3, 5, size, size)).float()
+    got, _ = grid_pool((codes, None), grid, master_bits=8)
+    window = size // grid
+    multiplier, shift = pool_constants(window, window)
+    want = ops.avg_pool2d(codes.long().numpy(), kernel=window, stride=window,
+                          multiplier=multiplier, shift=shift, lo=0, hi=255)
+    assert want.shape[2:] == (side, side)
+    assert np.array_equal(got.long().numpy(), want.reshape(3, -1))
+
+
+def test_grid_controller_graph():
+    model, _ = _trained("dqt", controller_grid=2)
+    ops = {op["name"]: op for op in to_graph(model)["ops"]}
+    assert ops["ctrl_pool"]["op"] == "avg_pool2d" and ops["ctrl_pool"]["kernel"] == 4
+    assert ops["ctrl_flatten"]["input"] == "ctrl_pool"
+    assert ops["ctrl_fc1"]["input"] == "ctrl_flatten"
+    assert ops["ctrl_fc1"]["weight"].shape == (64, 4 * 2 * 2)
 
 
 def test_graph_layout_and_weights():

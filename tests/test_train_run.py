@@ -11,9 +11,16 @@ import torch
 from dqt_hw.export import main as export_main
 from dqt_hw.package import run_cli
 from train import fit, run
+from train.dynamic import DynamicTraining
 
 TINY = ["--dataset", "digits", "--width", "4", "--train-subset", "128", "--batch-size", "64",
         "--no-progress"]
+
+
+def _stop_every_loss(monkeypatch, stop):
+    """Make the first training step call `stop`, in every mode."""
+    monkeypatch.setattr(fit, "_static_loss", stop)
+    monkeypatch.setattr(DynamicTraining, "loss", stop)
 
 
 def _fit(out, *extra, epochs=3):
@@ -83,7 +90,7 @@ def test_resume_keeps_the_run_settings(tmp_path, monkeypatch, capsys):
 def test_interrupt_in_the_first_epoch_says_no_checkpoint_exists(tmp_path, monkeypatch, capsys):
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(fit, "_loss", stop)
+    _stop_every_loss(monkeypatch, stop)
     assert _fit(tmp_path / "run") == 130
     assert capsys.readouterr().err == (f"error: interrupted; no epoch had finished, so "
                                        f"{tmp_path}/run holds no checkpoint\n")
@@ -124,7 +131,7 @@ def test_overwrite_drops_the_old_results_before_the_first_new_checkpoint(tmp_pat
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(fit, "_loss", stop)
+    _stop_every_loss(monkeypatch, stop)
     assert _fit(tmp_path, "--overwrite", epochs=1) == 130
     # The old run is gone as asked; nothing claims to describe a checkpoint that is not there.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.log"]

@@ -6,13 +6,22 @@ histogram, time per epoch, ...; derived from the checkpoint, see train.run) and 
 A folder holding anything else is refused unless ``--resume`` (continue an unfinished run) or
 ``--overwrite`` is given. Run with ``--help`` for every option.
 
-Loss (dqt): J = CE + alpha * sum_{b in K'} CE(every controlled layer at b)
-               + beta * cost,   cost = max(0, E[d] - target) (--target, default 4 bits)
-or E[d] itself with --target none; E[d] is the controller's expected cost (the mean over
-layers and images of sum_k p_k d_k), d_k = b_k (--cost bits) or the layer's BitOPs at b_k
-relative to the whole controlled part at n bits (--cost bitops). dqnet uses the same
-machinery with alpha = 0, candidates {t-1, t, t+1}, cost bits and the hinge beta = 0.05,
-target t.
+Dynamic modes (dqt, dqnet) train in three phases (fractions of the steps; train.dynamic and
+docs/training.md give the details):
+
+1. warm-up (``--warmup``): the backbone alone, every controlled layer at ``--warmup-bits``;
+2. controller (until ``--freeze``): each image and layer runs at the argmax of the
+   controller's logits minus the budget's prices plus Gumbel noise annealed from ``--noise``
+   to 0, so training ends on the choices inference makes; the controller (own learning rate
+   ``--ctrl-lr``) learns each candidate's per-image loss, measured for ``--probes`` layers a
+   step; the budget ``--target`` (``--cost``: mean bits, BitOPs, or both) is a Lagrangian
+   whose multipliers follow dual ascent (``--dual-lr``) on the costs of what the network ran;
+3. fine-tuning: stem and controller frozen, the choices calibrated to the budget on the
+   training images (folded into the controller's last bias), the backbone trained on them.
+
+With ``--alpha`` > 0, every ``--aux-every``-th step adds alpha * CE of the whole network at
+one fixed width of K' (``--aux-bits``, default the candidates from the warm-up width up, in
+turn).
 """
 
 import argparse
@@ -35,10 +44,11 @@ from .modes import DYNAMIC_MODES, MODES, NESTED_MODES
 # torch, train.model and train.checkpoint are imported where they are used, so that `--help`
 # and a refused --out answer without loading torch (seconds on a cold start).
 
-__all__ = ["TrainConfig", "parse_args", "resolve", "train", "evaluate", "main",
+__all__ = ["TrainConfig", "parse_args", "resolve", "train", "main",
            "write_json_atomic"]
 
-COSTS = ("bits", "bitops")
+COSTS = ("bits", "bitops", "both")
+AUX_LOSSES = ("ce", "distill")
 
 
 def _field(default, help, **extra):
@@ -64,16 +74,38 @@ class TrainConfig:
     bits: int = _field(None, "static/lsq: one bit-width for every controlled layer "
                              "(default n for static, 4 for lsq)")
     layer_bits: str = _field(None, "static/lsq: comma-separated bit-width per controlled layer")
-    candidates: str = _field(None, "dqt/dqnet: candidate bit-widths (default 2,4,8 for dqt; "
-                                   "t-1,t,t+1 for dqnet)")
-    alpha: float = _field(None, "dqt: weight of the fixed-precision CE terms (default 1)")
-    aux_bits: str = _field(None, "dqt: K', the bit-widths of the fixed-precision CE terms "
-                                 "(default: the smallest candidate)")
-    beta: float = _field(None, "dqt/dqnet: weight of the cost term (default 1 dqt, 0.05 dqnet)")
-    cost: str = _field("bits", f"dqt/dqnet cost d_k: {', '.join(COSTS)}")
-    target: float = _field(None, "dqt/dqnet: hinge target of the cost (default 4 bits; "
-                                 "'none' for the plain linear cost); dqnet's t")
-    tau: float = _field(1.0, "Gumbel-Softmax temperature")
+    candidates: str = _field(None, "dqt/dqnet: candidate bit-widths (default t-1,t,t+1 "
+                                   "around the budget t = --target)", dynamic=True)
+    alpha: float = _field(None, "dqt/dqnet: weight of the fixed-width CE term (default 1 dqt, "
+                                "0 dqnet)", dynamic=True)
+    aux_bits: str = _field(None, "dqt/dqnet: K', the fixed widths of that term, one per "
+                                 "auxiliary pass in turn (default: the candidates from "
+                                 "--warmup-bits up)", dynamic=True)
+    aux_every: int = _field(3, "dqt/dqnet: run the fixed-width pass every N-th step",
+                            dynamic=True)
+    aux_loss: str = _field("ce", f"dqt/dqnet: loss of the fixed-width pass: "
+                                 f"{', '.join(AUX_LOSSES)} (ce: against the labels; distill: "
+                                 f"against the dynamic path's predictions)", dynamic=True)
+    cost: str = _field("both", f"dqt/dqnet budget: {', '.join(COSTS)} (bits: mean bits per "
+                               f"layer; bitops: MAC-weighted mean of b^2, i.e. BitOPs)",
+                       dynamic=True)
+    target: float = _field(None, "dqt/dqnet: the budget in bits (default 4)", dynamic=True)
+    noise: float = _field(0.03, "dqt/dqnet: initial scale of the Gumbel noise on the "
+                               "controller's logits; anneals to 0 by --freeze", dynamic=True)
+    warmup: float = _field(0.2, "dqt/dqnet: fraction of the steps at static bits before the "
+                                "controller starts", dynamic=True)
+    warmup_bits: int = _field(None, "dqt/dqnet: width of the warm-up (default: the largest "
+                                    "candidate not above the target)", dynamic=True)
+    freeze: float = _field(0.8, "dqt/dqnet: fraction of the steps after which the controller "
+                                "and stem are frozen and calibrated to the budget", dynamic=True)
+    ctrl_lr: float = _field(5e-3, "dqt/dqnet: controller learning rate (cosine over the "
+                                  "controller phase)", dynamic=True)
+    dual_lr: float = _field(0.05, "dqt/dqnet: dual-ascent step of the budget multipliers",
+                            dynamic=True)
+    probes: int = _field(1, "dqt/dqnet: controlled layers per step whose other candidates are "
+                            "measured to train the controller", dynamic=True)
+    controller_grid: int = _field(2, "dqt/dqnet: the controller reads the stem output "
+                                     "average-pooled to a GRID x GRID map", dynamic=True)
     train_subset: int = _field(0, "train on the first N images of a seeded permutation "
                                   "(0: all)")
     threads: int = _field(1, "torch CPU threads")
@@ -109,9 +141,8 @@ def resolve(config):
                              f"not {value!r}")
     if config.train_subset < 0:
         raise ValueError(f"`train-subset` must be 0 or positive, not {config.train_subset}")
-    for name in ("lr", "tau"):
-        if not getattr(config, name) > 0:
-            raise ValueError(f"`{name}` must be positive, not {getattr(config, name)!r}")
+    if not config.lr > 0:
+        raise ValueError(f"`lr` must be positive, not {config.lr!r}")
     n = config.master_bits
     channels, size, classes = dataset_info(config.dataset)
     if config.stem_stride is None:
@@ -133,46 +164,19 @@ def resolve(config):
     elif config.bits is not None or config.layer_bits is not None:
         raise ValueError(f"`bits`/`layer-bits` apply to modes static and lsq, not "
                          f"{config.mode!r}")
-    if isinstance(config.target, int) and not isinstance(config.target, bool):
-        config.target = float(config.target)
-    if isinstance(config.target, str) and config.target.lower() != "none":
+    if config.target is not None:
         try:
             config.target = float(config.target)
         except ValueError:
-            raise ValueError(f"`target` must be a number or 'none', not {config.target!r}") \
+            raise ValueError(f"`target` must be a number of bits, not {config.target!r}") \
                 from None
-    if config.mode == "dqnet":
-        t = int(config.target) if isinstance(config.target, float) else 4
-        candidates = (_int_list("candidates", config.candidates) if config.candidates
-                      is not None else (t - 1, t, t + 1))
-        config.target = float(t) if config.target is None else config.target
-        config.alpha = 0.0 if config.alpha is None else config.alpha
-        config.beta = 0.05 if config.beta is None else config.beta
-    elif config.mode == "dqt":
-        candidates = (_int_list("candidates", config.candidates) if config.candidates
-                      is not None else (2, 4, 8))
-        config.alpha = 1.0 if config.alpha is None else config.alpha
-        config.beta = 1.0 if config.beta is None else config.beta
-        config.target = 4.0 if config.target is None else config.target
     if dynamic:
-        for bits in candidates:
-            if not 2 <= bits <= n:
-                raise ValueError(f"candidate bit-width {bits} is outside [2, {n}] "
-                                 f"(`master-bits` is {n})")
-        aux = (_int_list("aux-bits", config.aux_bits) if config.aux_bits is not None
-               else (min(candidates),))
-        for bits in aux:
-            if bits not in candidates:
-                raise ValueError(f"`aux-bits` {bits} is not a candidate bit-width "
-                                 f"(candidates: {', '.join(map(str, candidates))})")
-        config.aux_bits = ",".join(map(str, aux))
-        config.candidates = ",".join(map(str, candidates))
-        if config.alpha < 0 or config.beta < 0:
-            raise ValueError("`alpha` and `beta` must be non-negative")
+        candidates = _resolve_dynamic(config, n)
     model_config = ModelConfig(in_channels=channels, image_size=size, num_classes=classes,
                                width=config.width, blocks=blocks,
                                stem_stride=config.stem_stride, mode=config.mode,
-                               master_bits=n, candidates=candidates)
+                               master_bits=n, candidates=candidates,
+                               controller_grid=config.controller_grid if dynamic else 1)
     if static_bits is not None:
         count = len(build_model(model_config).controlled)
         if static_bits[0] == "uniform":
@@ -186,98 +190,55 @@ def resolve(config):
     return config, model_config
 
 
-# -- costs and evaluation -------------------------------------------------------------------
-
-def layer_bits_matrix(model, result, batch):
-    """Per-image bit-width of every controlled layer, int64 (N, L)."""
-    import torch
-    if model.mode == "fp32":
-        return torch.full((batch, len(model.controlled)), 32, dtype=torch.int64)
-    if result.get("choice") is not None:
-        candidates = torch.tensor(model.config.candidates)
-        return candidates[result["choice"].argmax(dim=-1)]
-    return torch.tensor(model.static_layer_bits()).expand(batch, -1)
-
-
-def bitops(model, layer_bits):
-    """Mean BitOPs per image (MACs * b_a * b_w, b_a = b_w) for an (N, L) bit matrix."""
-    import torch
-    fixed_bits = 32 if model.mode == "fp32" else model.master_bits
-    fixed = sum(layer.macs for layer in model.fixed_layers()) * fixed_bits ** 2
-    macs = torch.tensor([layer.macs for layer in model.controlled], dtype=torch.float64)
-    return fixed + float((layer_bits.double() ** 2 * macs).sum(dim=1).mean())
-
-
-def w8a8_bitops(model):
-    """BitOPs of the same backbone (no controller) with every layer at 8 bits."""
-    layers = [model.stem, model.fc] + list(model.controlled)
-    return sum(layer.macs for layer in layers) * 64
-
-
-def expected_cost(model, probs, kind):
-    """Mean over images and controlled layers of sum_k p_k d_k (see module doc)."""
-    import torch
-    candidates = torch.tensor(model.config.candidates, dtype=probs.dtype)
-    if kind == "bits":
-        return (probs * candidates).sum(dim=-1).mean()
-    macs = torch.tensor([layer.macs for layer in model.controlled], dtype=probs.dtype)
-    per_layer = (probs * candidates ** 2).sum(dim=-1) * macs          # (N, L)
-    return per_layer.sum(dim=1).mean() / (macs.sum() * model.master_bits ** 2)
-
-
-def _batches(count, size):
-    for start in range(0, count, size):
-        yield slice(start, min(start + size, count))
-
-
-def integer_metrics(model, images, labels):
-    """metrics.json's integer_* fields: the integer emulation (train.integerize) on a test set."""
-    import torch
-    with torch.no_grad():
-        integer = evaluate(model, images, labels, integer=True)
-    return {"integer_accuracy": integer["accuracy"],
-            "integer_average_bits": integer["average_bits"],
-            "integer_layer_bits_histogram": integer["layer_bits_histogram"]}
-
-
-def evaluate(model, images, labels, *, bits=None, batch_size=500, integer=False):
-    """Top-1 accuracy and bit statistics on uint8 images.
-
-    integer=True runs the integer emulation (train.integerize); otherwise the fake-quant
-    (or float) forward pass with `bits` as in QResNet.forward.
-    """
-    import torch
-
-    from .integerize import emulate, to_graph
-    model.eval()
-    graph = to_graph(model) if integer else None
-    correct, all_bits = 0, []
-    for rows in _batches(len(images), batch_size):
-        codes = to_master_codes(torch.from_numpy(images[rows]), model.master_bits)
-        target = torch.from_numpy(labels[rows])
-        if integer:
-            result = emulate(graph, codes)
-            layer_bits = (result["bits"] if "bits" in result else
-                          torch.tensor(model.static_layer_bits()).expand(len(target), -1))
-        else:
-            result = model(codes, bits=bits)
-            layer_bits = (torch.full((len(target), len(model.controlled)), bits)
-                          if isinstance(bits, int) else
-                          layer_bits_matrix(model, result, len(target)))
-        correct += int((result["logits"].argmax(dim=1) == target).sum())
-        all_bits.append(layer_bits)
-    layer_bits = torch.cat(all_bits)
-    histogram = {name: {str(b): int((layer_bits[:, i] == b).sum())
-                        for b in torch.unique(layer_bits[:, i]).tolist()}
-                 for i, name in enumerate(model.layer_names)}
-    macs = torch.tensor([layer.macs for layer in model.controlled], dtype=torch.float64)
-    return {"accuracy": correct / len(images),
-            "average_bits": float(layer_bits.double().mean()),
-            "average_bits_mac_weighted": float((layer_bits.double() * macs).sum(dim=1).mean()
-                                               / macs.sum()),
-            "bitops": bitops(model, layer_bits),
-            "bitops_relative_w8a8": bitops(model, layer_bits) / w8a8_bitops(model),
-            "layer_bits_histogram": histogram}
+def _resolve_dynamic(config, n):
+    """Fill in and check the dynamic modes' options; return the candidate tuple."""
+    from .model import check_layer_bits
+    config.target = 4.0 if config.target is None else config.target
+    t = round(config.target)
+    candidates = (_int_list("candidates", config.candidates) if config.candidates is not None
+                  else tuple(sorted({min(max(b, 2), n) for b in (t - 1, t, t + 1)})))
+    config.alpha = (0.0 if config.mode == "dqnet" else 1.0) if config.alpha is None \
+        else config.alpha
+    for bits in candidates:
+        check_layer_bits(bits, n, "candidate")
+    candidates = tuple(sorted(candidates))
+    if not candidates[0] <= config.target:
+        raise ValueError(f"`target` {config.target:g} is below the smallest candidate "
+                         f"{candidates[0]}: no choice meets it")
+    if config.warmup_bits is None:
+        config.warmup_bits = max(b for b in candidates if b <= config.target)
+    elif config.warmup_bits not in candidates:
+        raise ValueError(f"`warmup-bits` {config.warmup_bits} is not a candidate bit-width "
+                         f"(candidates: {', '.join(map(str, candidates))})")
+    aux = (_int_list("aux-bits", config.aux_bits) if config.aux_bits is not None
+           else tuple(b for b in candidates if b >= config.warmup_bits))
+    for bits in aux:
+        if bits not in candidates:
+            raise ValueError(f"`aux-bits` {bits} is not a candidate bit-width "
+                             f"(candidates: {', '.join(map(str, candidates))})")
+    for name in ("alpha", "noise", "dual_lr"):
+        if not getattr(config, name) >= 0:
+            raise ValueError(f"`{name.replace('_', '-')}` must not be negative, "
+                             f"not {getattr(config, name)!r}")
+    if not config.ctrl_lr > 0:
+        raise ValueError(f"`ctrl-lr` must be positive, not {config.ctrl_lr!r}")
+    if config.aux_loss not in AUX_LOSSES:
+        raise ValueError(f"unknown aux-loss {config.aux_loss!r}; choose one of "
+                         f"{', '.join(AUX_LOSSES)}")
+    for name in ("probes", "aux_every"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name.replace('_', '-')}` must be a positive integer, "
+                             f"not {value!r}")
+    if not 0 <= config.warmup <= config.freeze <= 1:
+        raise ValueError(f"need 0 <= `warmup` <= `freeze` <= 1, not warmup {config.warmup} "
+                         f"and freeze {config.freeze}")
+    if not isinstance(config.controller_grid, int) or config.controller_grid < 1:
+        raise ValueError(f"`controller-grid` must be a positive integer, "
+                         f"not {config.controller_grid!r}")
+    config.aux_bits = ",".join(map(str, aux))
+    config.candidates = ",".join(map(str, candidates))
+    return candidates
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -300,23 +261,10 @@ class _Log:
         print(line, flush=True)
 
 
-def _loss(model, config, codes, target):
-    """(loss, result) of one batch (see the module doc for the terms)."""
+def _static_loss(model, codes, target):
     import torch.nn.functional as F
     result = model(codes)
-    loss = F.cross_entropy(result["logits"], target)
-    if model.dynamic:
-        if config.alpha > 0:
-            with model.frozen_stats():
-                for bits in _int_list("aux-bits", config.aux_bits):
-                    loss = loss + config.alpha * F.cross_entropy(
-                        model(codes, bits=bits)["logits"], target)
-        if config.beta > 0:
-            cost = expected_cost(model, result["probs"], config.cost)
-            if isinstance(config.target, float):
-                cost = F.relu(cost - config.target)
-            loss = loss + config.beta * cost
-    return loss, result
+    return F.cross_entropy(result["logits"], target), result
 
 
 def train(config, *, log=print, resume=None):
@@ -328,6 +276,9 @@ def train(config, *, log=print, resume=None):
     import torch
 
     from .checkpoint import checkpoint_config
+    from .dynamic import DynamicTraining
+    from .metrics import (CALIBRATION_IMAGES, batches, choice_report, evaluate,
+                          fixed_width_report, integer_metrics, predict)
     from .model import build_model
     config, model_config = resolve(config)
     torch.manual_seed(config.seed)
@@ -339,23 +290,28 @@ def train(config, *, log=print, resume=None):
         rows = np.sort(rows[:config.train_subset])
         train_images, train_labels = train_images[rows], train_labels[rows]
     model = build_model(model_config)
-    model.gumbel_tau = config.tau
     params = sum(p.numel() for name, p in model.named_parameters()
                  if not name.startswith("ctrl_"))
     log(f"{config.mode} on {config.dataset}: {len(train_images)} train / {len(test_images)} "
         f"test images, {params} backbone parameters, {len(model.controlled)} controlled layers")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
     steps = config.epochs * math.ceil(len(train_images) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+    dynamic = DynamicTraining(model, config, steps) if model.dynamic else None
+    if dynamic:
+        optimizer, scheduler = dynamic.optimizer()
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                      weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+    step = 0
     generator = torch.Generator().manual_seed(config.seed)
     train_config = dataclasses.asdict(config)
     epoch_seconds, cpu_seconds, history = [], [], []
     first_epoch = 1
     if resume is not None:
         first_epoch, history, epoch_seconds, cpu_seconds = run.restore(
-            resume, model, optimizer, scheduler, generator)
+            resume, model, optimizer, scheduler, generator, dynamic)
+        step = (first_epoch - 1) * math.ceil(len(train_images) / config.batch_size)
         log(f"resuming after epoch {first_epoch - 1} of {config.epochs}")
     elif config.out:
         run.begin(config.out)
@@ -366,33 +322,39 @@ def train(config, *, log=print, resume=None):
         started, cpu_started = time.perf_counter(), time.process_time()
         total_loss = correct = seen = 0
         bits_sum = 0.0
-        bar = tqdm(list(_batches(len(order), config.batch_size)), desc=f"epoch {epoch}",
+        bar = tqdm(list(batches(len(order), config.batch_size)), desc=f"epoch {epoch}",
                    disable=not config.progress, leave=False, file=sys.stderr)
         for rows in bar:
             index = order[rows]
             codes = to_master_codes(torch.from_numpy(train_images[index]), config.master_bits)
             target = torch.from_numpy(train_labels[index])
-            loss, result = _loss(model, config, codes, target)
+            if dynamic:
+                dynamic.before_step(step, train_images)
+                loss, result = dynamic.loss(codes, target, step)
+            else:
+                loss, result = _static_loss(model, codes, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
+            step += 1
+            if dynamic:
+                dynamic.after_step()
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"the loss became {loss.item()} in epoch {epoch}; "
                                          f"lower --lr")
             total_loss += loss.item() * len(index)
             correct += int((result["logits"].argmax(dim=1) == target).sum())
             seen += len(index)
-            if model.dynamic:
-                bits_sum += float(layer_bits_matrix(model, result, len(index)).double()
-                                  .mean()) * len(index)
+            bits_sum += float(result["bits"].double().mean()) * len(index)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
         epoch_seconds.append(time.perf_counter() - started)
         cpu_seconds.append(time.process_time() - cpu_started)
         entry = {"epoch": epoch, "loss": total_loss / seen, "train_accuracy": correct / seen,
                  "seconds": epoch_seconds[-1], "cpu_seconds": cpu_seconds[-1]}
-        if model.dynamic:
+        if dynamic:
             entry["train_average_bits"] = bits_sum / seen
+            entry.update(dynamic.summary(step))
         history.append(entry)
         log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in entry.items()))
@@ -401,7 +363,7 @@ def train(config, *, log=print, resume=None):
                      {"mode": config.mode, "dataset": config.dataset, "epochs": config.epochs,
                       "history": history, "complete": False},
                      run.capture(epoch, optimizer, scheduler, generator, epoch_seconds,
-                                 cpu_seconds))
+                                 cpu_seconds, dynamic.state_dict() if dynamic else None))
     started = time.perf_counter()
     metrics = {"mode": config.mode, "dataset": config.dataset, "seed": config.seed,
                "parameters": params, "train_images": len(train_images),
@@ -410,13 +372,20 @@ def train(config, *, log=print, resume=None):
                # CPU time of this process: comparable between runs on a shared machine.
                "cpu_seconds_per_epoch": float(np.mean(cpu_seconds)),
                "history": history}
+    if dynamic and dynamic.calibration_offset is None:          # --freeze 1: calibrate now
+        dynamic.freeze(train_images)
     metrics.update(evaluate(model, test_images, test_labels))
     if model.mode in NESTED_MODES:
         metrics.update(integer_metrics(model, test_images, test_labels))
-    if model.dynamic:
-        metrics["fixed_bits_accuracy"] = {
-            str(b): evaluate(model, test_images, test_labels, bits=b)["accuracy"]
-            for b in model.config.candidates}
+    if dynamic:
+        calibration = np.random.default_rng(0).permutation(len(train_images))
+        calibration = train_images[np.sort(calibration[:CALIBRATION_IMAGES])]
+        metrics.update(fixed_width_report(model, test_images, test_labels, calibration))
+        metrics.update(choice_report(predict(model, test_images)[1], test_labels))
+        metrics["budget"] = {"target": config.target, "cost": config.cost,
+                             "multipliers": dict(dynamic.budget.multipliers),
+                             "calibration_offset": dynamic.calibration_offset,
+                             "train_costs_calibrated": dynamic.calibrated_costs}
     metrics["eval_seconds"] = time.perf_counter() - started
     metrics["complete"] = True
     summary = (f"test accuracy {metrics['accuracy']:.4f}"

@@ -27,12 +27,13 @@ Contract
     outputs "logits" (int64 (N, classes)) and, for ``dqt`` models, "bits" (int64 (N, L)): the
     ``select_bits`` output, one bit-width per image per controlled layer in the order of
     `QResNet.layer_names` (block by block: conv1, conv2, shortcut conv), which is also the order
-    of the controlled conv2d ops in the graph. The controller is part of the graph: global_avg_pool
-    of the stem output -> linear (ReLU, n bits) -> linear (logits, n bits) -> select_bits over
-    the candidates (argmax per layer, first index wins). Op names: "stem", "block{i}.conv1",
-    "block{i}.conv2", "block{i}.shortcut", "block{i}.join", "pool", "fc", "ctrl_pool",
-    "ctrl_fc1", "ctrl_fc2", "select_bits"; each op's output tensor has the op's name, except
-    "fc" -> "logits" and "select_bits" -> "bits".
+    of the controlled conv2d ops in the graph. The controller is part of the graph: pooling of
+    the stem output (global_avg_pool; with ``controller_grid`` g > 1, avg_pool2d with window =
+    stride = floor(size / g), see `train.model.grid_pool`, and a flatten) -> linear (ReLU,
+    n bits) -> linear (logits, n bits) -> select_bits over the candidates (argmax per layer, first index wins). Op names: "stem",
+    "block{i}.conv1", "block{i}.conv2", "block{i}.shortcut", "block{i}.join", "pool", "fc",
+    "ctrl_pool", ["ctrl_flatten",] "ctrl_fc1", "ctrl_fc2", "select_bits"; each op's output
+    tensor has the op's name, except "fc" -> "logits" and "select_bits" -> "bits".
 
 ``emulate(graph, codes) -> {output name: torch int64 tensor}``
     Runs such a description with integer PyTorch tensors (int64 everywhere; convolutions in
@@ -154,7 +155,19 @@ def to_graph(model):
     act = build.layer(model.stem, "stem", "image", 1.0 / ((1 << n) - 1), n)
     outputs = ["logits"]
     if model.dynamic:
-        pooled = build.pool("ctrl_pool", act[0], act[1], stem_size)
+        grid = config.controller_grid
+        if grid == 1:
+            pooled = build.pool("ctrl_pool", act[0], act[1], stem_size)
+        else:
+            window = stem_size // grid
+            multiplier, shift = pool_constants(window, window)
+            build.ops.append({"op": "avg_pool2d", "name": "ctrl_pool", "input": act[0],
+                              "output": "ctrl_pool", "kernel": window, "stride": window,
+                              "multiplier": multiplier, "shift": shift, "lo": 0,
+                              "hi": (1 << n) - 1})
+            build.ops.append({"op": "flatten", "name": "ctrl_flatten", "input": "ctrl_pool",
+                              "output": "ctrl_flatten"})
+            pooled = ("ctrl_flatten", act[1])
         hidden = build.layer(model.ctrl_fc1, "ctrl_fc1", pooled[0], pooled[1], n)
         build.layer(model.ctrl_fc2, "ctrl_fc2", hidden[0], hidden[1], n)
         build.ops.append({"op": "select_bits", "name": "select_bits", "input": "ctrl_fc2",

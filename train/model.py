@@ -26,8 +26,9 @@ Architecture (``ModelConfig``): a 3x3 stem (stride ``stem_stride``), three stage
 and a linear classifier. The stem and the classifier always run at n bits. The *controlled
 layers* are every conv inside the blocks, in the order (for each block) conv1, conv2, shortcut
 conv (when the block has one); ``bits`` outputs and per-layer assignments use that order.
-The DQT controller is Linear(w, hidden) -> ReLU -> Linear(hidden, L * K) on the globally pooled
-stem output (detached), logits laid out as (layer, candidate).
+The DQT controller is Linear(w g^2, hidden) -> ReLU -> Linear(hidden, L * K) on the stem output
+(detached) average-pooled to a g x g grid (``controller_grid``; g = 1: global pooling), logits
+laid out as (layer, candidate).
 """
 
 import contextlib
@@ -67,6 +68,7 @@ class ModelConfig:
     candidates: tuple = (2, 4, 8)
     static_bits: tuple = None
     controller_hidden: int = 64
+    controller_grid: int = 1
 
     def __post_init__(self):
         self.blocks = tuple(self.blocks)
@@ -82,7 +84,7 @@ def _positive(name, value):
 
 def _validate(config):
     for name in ("in_channels", "image_size", "num_classes", "width", "stem_stride",
-                 "controller_hidden"):
+                 "controller_hidden", "controller_grid"):
         _positive(name, getattr(config, name))
     if len(config.blocks) != 3:
         raise ValueError(f"`blocks` must list 3 stages, not {list(config.blocks)!r}")
@@ -114,8 +116,20 @@ def _out_size(size, kernel, stride, padding):
 
 
 class _Tracked(nn.Module):
-    """A module whose running statistics update only while `track_stats` is on."""
+    """A module whose running statistics update only while `track_stats` is on.
+
+    `bn_mode` changes what batch norm does (QLayer):
+
+    * None: the usual (batch statistics in training, running statistics in eval);
+    * "calibrate" (eval mode): normalize with the batch's statistics and store them as the
+      running statistics (BN recalibration at one bit-width);
+    * "record" (training): as usual, and keep the batch's statistics in `recorded`;
+    * "replay": normalize with the `recorded` statistics, so a second pass over (part of) the
+      same batch treats every image as the recorded pass did, independently of the others.
+    """
     track_stats = True
+    bn_mode = None
+    recorded = None
 
 
 class QLayer(_Tracked):
@@ -192,56 +206,82 @@ class QLayer(_Tracked):
     def forward(self, x, scale, bits):
         """Pre-quantization output y (after BN) of input `x` (codes with `scale`, or floats).
 
-        ``bits`` is an int (every image at that width) or (candidates, one_hot (N, K)): the
-        output is the one-hot mix of the outputs at each candidate (straight-through).
+        ``bits`` is an int (every image at that width) or (candidates, index): image i runs at
+        candidates[index[i]].
         """
         n = self.master_bits
         if self.mode in NESTED_MODES:
             w_codes, w_scale = self.weight_codes()
 
-            def at(b):
+            def at(b, x):
                 shift = n - b
                 acc = self._op(nest_codes(x, n, b, signed=False),
                                nest_codes(w_codes, n, b, signed=True))
-                return acc * (scale * 2.0 ** shift) * self._channel(w_scale * 2.0 ** shift)
+                return acc * self._channel(scale * w_scale * 4.0 ** shift)
         elif self.mode == "lsq":
             first = bits if isinstance(bits, int) else max(bits[0])
             self._init_float_quantizers(x, first)
 
-            def at(b):
+            def at(b, x):
                 x_b = (lsq_quant(x, self.input_step, b, signed=False) if self.quantize_input
                        else x)
                 return self._op(x_b, lsq_quant(self.weight, self.weight_step, b, signed=True))
         elif self.mode == "dqnet":
             self._init_float_quantizers(x, n)
 
-            def at(b):
+            def at(b, x):
                 x_b = x
                 if self.quantize_input:
                     step = torch.clamp(self.input_alpha, min=1e-3) / ((1 << b) - 1)
                     x_b = fake_quant(x, step, 0, (1 << b) - 1) * step
                 return self._op(x_b, direct_weight_quant(self.weight, b))
         else:
-            def at(b):
+            def at(b, x):
                 return self._op(x, self.weight)
 
-        if isinstance(bits, int):
-            y = at(bits)
-        else:
-            candidates, one_hot = bits
-            y = 0
-            for k, b in enumerate(candidates):
-                out = at(b)
-                y = y + one_hot[:, k].view((-1,) + (1,) * (out.dim() - 1)) * out
+        y = at(bits, x) if isinstance(bits, int) else self._per_image(at, x, *bits)
         if self.bias is not None:
             y = y + self._channel(self.bias)
-        if self.norm is not None:
-            track = self.training and self.track_stats
-            y = F.batch_norm(y, self.norm.running_mean if track or not self.training else None,
-                             self.norm.running_var if track or not self.training else None,
-                             self.norm.weight.abs(), self.norm.bias, training=self.training,
-                             momentum=self.norm.momentum, eps=self.norm.eps)
-        return y
+        return y if self.norm is None else self._batch_norm(y)
+
+    def _batch_norm(self, y):
+        norm, mode = self.norm, self.bn_mode
+        gain = norm.weight.abs()
+        if mode == "replay":
+            mean, var = self.recorded
+            return F.batch_norm(y, mean, var, gain, norm.bias, training=False, eps=norm.eps)
+        if mode == "record" and self.training:
+            # Batch norm writes the batch's mean and unbiased variance into fresh buffers
+            # (momentum 1), which then update the running statistics as it would have.
+            mean, var = torch.zeros_like(norm.running_mean), torch.ones_like(norm.running_var)
+            y = F.batch_norm(y, mean, var, gain, norm.bias, training=True, momentum=1.0,
+                             eps=norm.eps)
+            count = y.numel() // y.shape[1]
+            self.recorded = (mean, var * ((count - 1) / count))
+            if self.track_stats:
+                with torch.no_grad():
+                    norm.running_mean.lerp_(mean, norm.momentum)
+                    norm.running_var.lerp_(var, norm.momentum)
+            return y
+        batch = self.training or mode == "calibrate"
+        track = (self.training and self.track_stats) or mode == "calibrate" or not batch
+        return F.batch_norm(y, norm.running_mean if track else None,
+                            norm.running_var if track else None, gain, norm.bias,
+                            training=batch,
+                            momentum=1.0 if mode == "calibrate" else norm.momentum,
+                            eps=norm.eps)
+
+    @staticmethod
+    def _per_image(at, x, candidates, index):
+        """Each image's output at its own candidate width candidates[index[i]]: the images of
+        one width run together, so the pass costs one width's convolutions."""
+        groups = [torch.nonzero(index == k).flatten() for k in range(len(candidates))]
+        groups = [(b, rows) for b, rows in zip(candidates, groups) if len(rows)]
+        if len(groups) == 1:
+            return at(groups[0][0], x)
+        parts = [at(b, x[rows]) for b, rows in groups]
+        order = torch.argsort(torch.cat([rows for _, rows in groups]))
+        return torch.cat(parts)[order]
 
     def quantize_output(self, y):
         """(codes, Delta) in the nested modes, (float activation, None) otherwise."""
@@ -306,6 +346,32 @@ def global_pool(act, master_bits=None):
     return mean + (exact - mean).detach(), scale
 
 
+def grid_side(size, grid):
+    """Side of the controller's pooled map: windows of floor(size / grid), stride = window."""
+    return size // (size // grid)
+
+
+def grid_pool(act, grid, master_bits=None):
+    """The controller's features: average pooling with window = stride = floor(size / grid),
+    flattened (C, H, W) row-major. The map has grid_side(size, grid) windows a side (grid when
+    size is a multiple of grid; rows and columns past the last whole window are left out).
+    grid = 1 is global average pooling. Nested: the golden avg_pool2d (window sum * M,
+    rounded shift, clip) exactly, like global_pool."""
+    if grid == 1:
+        return global_pool(act, master_bits)
+    x, scale = act
+    window = x.shape[2] // grid
+    mean = F.avg_pool2d(x, window, window)
+    if master_bits is not None:
+        multiplier, shift = pool_constants(window, window)
+        total = F.avg_pool2d(x.detach().to(torch.float64), window, window,
+                             divisor_override=1)
+        exact = torch.floor(total * multiplier / 2.0 ** shift + 0.5)
+        exact = torch.clamp(exact, 0, (1 << master_bits) - 1).to(mean.dtype)
+        mean = mean + (exact - mean).detach()
+    return mean.flatten(1), scale
+
+
 class Block(nn.Module):
     """Basic residual block: conv1 (ReLU) -> conv2 (signed), shortcut, join."""
 
@@ -361,7 +427,12 @@ class QResNet(nn.Module):
                                          f"block{block_index}.shortcut")[:len(block.layers())]]
         if self.dynamic:
             count = len(self.controlled) * len(config.candidates)
-            self.ctrl_fc1 = QLayer("linear", w, config.controller_hidden, norm=False,
+            stem_size = _out_size(config.image_size, 3, config.stem_stride, 1)
+            if config.controller_grid > stem_size:
+                raise ValueError(f"`controller_grid` {config.controller_grid} is larger than "
+                                 f"the stem output ({stem_size} x {stem_size})")
+            features = w * grid_side(stem_size, config.controller_grid) ** 2
+            self.ctrl_fc1 = QLayer("linear", features, config.controller_hidden, norm=False,
                                    out="relu", mode=mode, master_bits=n)
             self.ctrl_fc2 = QLayer("linear", config.controller_hidden, count, norm=False,
                                    out="logits", mode=mode, master_bits=n)
@@ -372,7 +443,6 @@ class QResNet(nn.Module):
                                  f"({len(self.controlled)}), not {len(config.static_bits)}")
             for bits in config.static_bits:
                 check_layer_bits(bits, n, "static")
-        self.gumbel_tau = 1.0
         self._count_macs()
 
     # -- bookkeeping -----------------------------------------------------------------------
@@ -427,45 +497,127 @@ class QResNet(nn.Module):
         return codes / top, None
 
     def controller(self, stem_act):
-        """Controller logits (N, L, K) from the stem output."""
-        pooled = global_pool((stem_act[0].detach(), None if stem_act[1] is None
-                              else stem_act[1].detach()), self._pool_bits())
+        """Controller logits (N, L, K) from the stem output (detached: the controller reads
+        the features but does not shape them)."""
+        features = (stem_act[0].detach(),
+                    None if stem_act[1] is None else stem_act[1].detach())
+        pooled = grid_pool(features, self.config.controller_grid, self._pool_bits())
         hidden = self.ctrl_fc1.run(pooled, self.master_bits)
         logits, _ = self.ctrl_fc2.run(hidden, self.master_bits)
         return logits.view(logits.shape[0], len(self.controlled), len(self.config.candidates))
 
-    def forward(self, codes, bits=None):
+    def forward(self, codes, bits=None, *, noise=0.0, offset=None, record=False):
         """Logits of master-code images (N, C, H, W).
 
         ``bits``: None (the model's own precision: static assignment or controller choice), an
         int (every controlled layer at that width) or a list (one width per controlled layer).
-        Returns {"logits", "probs" (N, L, K) or None, "choice" (N, L, K) one-hot or None}.
+        The controller picks argmax_k(logits + offset + noise * g) per image and layer, g
+        standard Gumbel noise, `offset` (L, K) or None (noise = 0 and no offset: the argmax
+        inference takes). ``record`` (training) keeps what `counterfactual` needs: every
+        block's input and every batch norm's batch statistics.
+        Returns {"logits", "bits": int64 (N, L) bit-width per image and controlled layer (32
+        for fp32), "controller_logits" (N, L, K), "probs": their softmax, "choice": the
+        one-hot choice (N, L, K)}; the last three are None for a fixed precision.
         """
         n = self.master_bits
         act = self.stem.run(self.input_activation(codes), n)
-        probs = choice = None
+        controller_logits = probs = choice = None
         if bits is None and self.dynamic:
-            logits = self.controller(act)
-            probs = F.softmax(logits, dim=-1)
-            if self.training:
-                choice = F.gumbel_softmax(logits, tau=self.gumbel_tau, hard=True, dim=-1)
-            else:
-                choice = F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
-            specs = [(self.config.candidates, choice[:, i]) for i in range(len(self.controlled))]
-        elif bits is None:
-            specs = self.static_layer_bits()
-        elif isinstance(bits, int):
-            specs = [bits] * len(self.controlled)
+            controller_logits = self.controller(act)
+            probs = F.softmax(controller_logits, dim=-1)
+            perturbed = controller_logits.detach()
+            if offset is not None:
+                perturbed = perturbed + offset
+            if noise > 0:
+                uniform = torch.rand_like(perturbed).clamp_(1e-10, 1.0)
+                perturbed = perturbed + noise * -torch.log(-torch.log(uniform))
+            index = perturbed.argmax(dim=-1)
+            choice = F.one_hot(index, perturbed.shape[-1]).to(perturbed.dtype)
+            specs = [(self.config.candidates, index[:, i]) for i in range(len(self.controlled))]
+            layer_bits = torch.tensor(self.config.candidates)[index]
         else:
-            specs = list(bits)
-        position = 0
-        for block in self.blocks:
+            if bits is None:
+                specs = self.static_layer_bits()
+            elif isinstance(bits, int):
+                specs = [bits] * len(self.controlled)
+            else:
+                specs = list(bits)
+            layer_bits = torch.tensor([32 if self.mode == "fp32" else b for b in specs])
+            layer_bits = layer_bits.expand(len(codes), -1)
+        with self._bn_mode("record") if record else contextlib.nullcontext():
+            logits = self._backbone(act, specs, 0, record)
+        return {"logits": logits, "bits": layer_bits, "controller_logits": controller_logits,
+                "probs": probs, "choice": choice}
+
+    def _backbone(self, act, specs, first_block, record=False):
+        """Blocks from `first_block` on, pooling and classifier; `specs` for every layer."""
+        if record:
+            self.recorded = {"inputs": [], "specs": specs}
+        position = sum(len(block.layers()) for block in self.blocks[:first_block])
+        for block in self.blocks[first_block:]:
+            if record:
+                self.recorded["inputs"].append(
+                    (act[0].detach(), act[1].detach() if act[1] is not None else None))
             count = len(block.layers())
             act = block(act, specs[position:position + count])
             position += count
         pooled = global_pool(act, self._pool_bits())
-        logits, _ = self.fc.run(pooled, n)
-        return {"logits": logits, "probs": probs, "choice": choice}
+        return self.fc.run(pooled, self.master_bits)[0]
+
+    @torch.no_grad()
+    def counterfactual(self, layer, bits, rows):
+        """Logits of images `rows` (indices into the last recorded batch, repeats allowed) had
+        controlled layer `layer` run at `bits` (an int, or candidate indices (len(rows),) for
+        a dynamic model) and every other layer as recorded; batch norm replays the recorded
+        batch's statistics, so each row's result is the one its image alone would get. Runs
+        from the block holding the layer."""
+        first, position = 0, 0
+        while position + len(self.blocks[first].layers()) <= layer:
+            position += len(self.blocks[first].layers())
+            first += 1
+        specs = [spec if isinstance(spec, int) else (spec[0], spec[1][rows])
+                 for spec in self.recorded["specs"]]
+        specs[layer] = bits if isinstance(bits, int) else (self.config.candidates, bits)
+        codes, scale = self.recorded["inputs"][first]
+        with self._bn_mode("replay"), self.frozen_stats():
+            return self._backbone((codes[rows], scale), specs, first)
+
+    @contextlib.contextmanager
+    def _bn_mode(self, mode):
+        layers = [m for m in self.modules() if isinstance(m, _Tracked)]
+        for layer in layers:
+            layer.bn_mode = mode
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.bn_mode = None
+
+    def front(self):
+        """The stem and (dynamic modes) the controller: what decides the bit choices."""
+        return [self.stem] + ([self.ctrl_fc1, self.ctrl_fc2] if self.dynamic else [])
+
+    def freeze_front(self):
+        """Stop training the stem and controller: no gradients, and the stem's batch norm
+        uses its running statistics in training too, so training-time choices are the ones
+        inference makes. Not saved in checkpoints (inference never trains)."""
+        self.front_frozen = True
+        for module in self.front():
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if getattr(self, "front_frozen", False):
+            for module in self.front():
+                module.eval()
+        return self
+
+    def calibrating_bn(self):
+        """In eval mode: every batch norm takes the statistics of the next batch as its running
+        statistics; for BN recalibration at one bit-width."""
+        return self._bn_mode("calibrate")
 
     def integer_forward(self, codes):
         """Integer emulation: {"logits": int64 (N, classes)[, "bits": int64 (N, L)]}.

@@ -39,20 +39,58 @@ def round_half_up(x):
     return x + (torch.floor(x + 0.5) - x).detach()
 
 
+class _FakeQuant(torch.autograd.Function):
+    """floor(clamp(x / s, lo, hi) + 1/2) with the STE of the composed form
+    round_half_up(clamp(x / s, lo, hi)): gradient 1/s inside [lo, hi] (inclusive, as clamp's),
+    0 outside, and -x/s^2 inside for the scale. One function instead of the composed ops keeps
+    a training step's elementwise work and saved tensors small."""
+
+    @staticmethod
+    def forward(ctx, x, scale, lo, hi):
+        v = x / scale
+        ctx.save_for_backward(v, scale)
+        ctx.lo, ctx.hi = lo, hi
+        return torch.floor(torch.clamp(v, lo, hi) + 0.5)
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, scale = ctx.saved_tensors
+        inside = grad * ((v >= ctx.lo) & (v <= ctx.hi))
+        grad_x = inside / scale if ctx.needs_input_grad[0] else None
+        grad_scale = None
+        if ctx.needs_input_grad[1]:
+            grad_scale = -(inside * v).sum_to_size(scale.shape) / scale
+        return grad_x, grad_scale, None, None
+
+
+class _Nest(torch.autograd.Function):
+    """clip(floor(q 2^-s + 1/2), lo, hi) with the gradient 2^-s everywhere (see nest_codes)."""
+
+    @staticmethod
+    def forward(ctx, q, shift, lo, hi):
+        ctx.factor = 0.5 ** shift
+        return torch.clamp(torch.floor(q * ctx.factor + 0.5), lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None, None, None
+
+
 def fake_quant(x, scale, lo, hi):
     """Integer-valued codes clip(floor(x / scale + 1/2), lo, hi) with the STE (see module doc)."""
-    return round_half_up(torch.clamp(x / scale, lo, hi))
+    if not isinstance(scale, torch.Tensor):
+        scale = torch.tensor(float(scale))
+    return _FakeQuant.apply(x, scale, lo, hi)
 
 
 def nest_codes(q, master_bits, bits, signed):
-    """Golden nesting of integer-valued codes: sat_b(floor(q / 2^s + 1/2)), gradient 2^-s."""
+    """Golden nesting of integer-valued codes: sat_b(floor(q / 2^s + 1/2)), gradient 2^-s
+    (q 2^-s is exact: a power-of-two scaling)."""
     shift = master_bits - bits
     if shift == 0:
         return q
     lo, hi = code_limits(bits, signed)
-    scaled = q * (0.5 ** shift)                     # exact: a power-of-two scaling
-    nested = torch.clamp(torch.floor(scaled + 0.5), lo, hi)
-    return scaled + (nested - scaled).detach()
+    return _Nest.apply(q, shift, lo, hi)
 
 
 def master_weight_codes(weight, master_bits):

@@ -171,18 +171,19 @@ def resumed_config(payload, given, make_config, resolve):
     return config
 
 
-def capture(epoch, optimizer, scheduler, generator, epoch_seconds, cpu_seconds):
-    """The training_state after `epoch`: everything `restore` needs to continue exactly."""
+def capture(epoch, optimizer, scheduler, generator, epoch_seconds, cpu_seconds, dynamic=None):
+    """The training_state after `epoch`: everything `restore` needs to continue exactly
+    (`dynamic`: a dynamic run's `DynamicTraining.state_dict()`)."""
     import torch
-    return {"epoch": epoch, "optimizer": optimizer.state_dict(),
+    return {"epoch": epoch, "dynamic": dynamic, "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "epoch_seconds": list(epoch_seconds), "cpu_seconds": list(cpu_seconds)}
 
 
-def restore(payload, model, optimizer, scheduler, generator):
-    """Load a resumed run's weights and training state; return (first epoch to run, history,
-    epoch_seconds, cpu_seconds)."""
+def restore(payload, model, optimizer, scheduler, generator, dynamic=None):
+    """Load a resumed run's weights and training state (`dynamic`: the run's DynamicTraining);
+    return (first epoch to run, history, epoch_seconds, cpu_seconds)."""
     import torch
     model.load_state_dict(payload["state_dict"], strict=True)
     history = list(payload["metrics"].get("history", []))
@@ -191,6 +192,8 @@ def restore(payload, model, optimizer, scheduler, generator):
     scheduler.load_state_dict(state["scheduler"])
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
+    if dynamic is not None:
+        dynamic.load_state_dict(state["dynamic"])
     return state["epoch"] + 1, history, list(state["epoch_seconds"]), list(state["cpu_seconds"])
 
 
