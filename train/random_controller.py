@@ -23,7 +23,6 @@ def randomize_controller(model, codes, *, seed=0, std=0.5):
     """Replace `model.ctrl_fc2` in place (see the module docstring); `codes` (N, C, H, W)
     master codes calibrate the bias."""
     import torch
-    from .model import global_pool
     if not model.dynamic:
         raise ValueError("the model has no controller (train it with --mode dqt)")
     generator = torch.Generator().manual_seed(seed)
@@ -33,9 +32,7 @@ def randomize_controller(model, codes, *, seed=0, std=0.5):
         layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
         layer.bias.zero_()
         act = model.stem.run(model.input_activation(torch.as_tensor(codes)), model.master_bits)
-        pooled = global_pool(act, model._pool_bits())
-        hidden = model.ctrl_fc1.run(pooled, model.master_bits)
-        scores, _ = layer.run(hidden, model.master_bits)
+        scores = model.controller(act).flatten(1)      # (N, L * K), the bias still zero
         layer.bias.copy_(-scores.mean(dim=0))
     return model
 
