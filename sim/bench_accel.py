@@ -74,6 +74,24 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
+def _switch_cost(chunks, pinned):
+    """What switching precision costs: each dynamic image's op cycles minus the cycles the same
+    op takes in the pinned run at the width it ran at (ops without a choice: the 8-bit run)."""
+    extra = []
+    for chunk in chunks:
+        for op_cycles, bits in zip(chunk["per_image"]["op_cycles"], chunk["per_image"]["bits"]):
+            expected = 0
+            for index, source in enumerate(chunk["op_bits"]):
+                width = bits[source["slot"]] if isinstance(source, dict) else 8
+                expected += pinned[width]["per_image"]["op_cycles"][0][index]
+            extra.append(sum(op_cycles) - expected)
+    extra = np.asarray(extra)
+    return (f"\nPrecision switches: an image's cycles minus what its ops take in the pinned "
+            f"runs at the widths it chose: mean {extra.mean():.1f}, min {extra.min()}, max "
+            f"{extra.max()} cycles per image ({len(extra)} images; goal: nothing beyond loading "
+            f"the shift amounts).")
+
+
 def report():
     out = []
     for folder in sorted(p for p in BENCH_DIR.glob("*") if p.is_dir()):
@@ -134,6 +152,8 @@ def report():
             out.append(f"\nControlled layers together: b=4 takes {sums[4] / sums[8]:.3f}x and "
                        f"b=2 {sums[2] / sums[8]:.3f}x their b=8 cycles (goals 0.30x, 0.10x); MAC "
                        f"utilisation of the whole image at b=8 {100 * util:.1f} % (goal 70 %).")
+            if chunks and all("op_bits" in c for c in chunks):
+                out.append(_switch_cost(chunks, pinned))
             total = {b: pinned[b]["cycles_mean"] for b in (8, 4, 2)}
             out.append(f"\nWhole image: {total[8]:.0f} / {total[4]:.0f} / {total[2]:.0f} cycles "
                        f"at 8 / 4 / 2 bits ({cols} columns).\n")
@@ -143,16 +163,23 @@ def report():
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python sim/bench_accel.py",
                                      description=__doc__.split("\n\n")[1])
-    parser.add_argument("--package")
+    parser.add_argument("--package", help="an exported package directory (to run)")
     parser.add_argument("--name", help="folder under bench/accel/ for this package's runs")
-    parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--first", type=int, default=0)
-    parser.add_argument("--chunk", type=int, default=50)
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--cols", type=int, default=4)
-    parser.add_argument("--pinned", action="store_true")
-    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--images", type=int, default=1000,
+                        help="test images to co-simulate (default 1000)")
+    parser.add_argument("--first", type=int, default=0, help="first test image (default 0)")
+    parser.add_argument("--chunk", type=int, default=50,
+                        help="images per sim/net.py run and per saved JSON (default 50)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="the checkpoint the package came from, for the PyTorch comparison "
+                             "(default: the one the package's metadata names)")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="compare with the golden model only")
+    parser.add_argument("--cols", type=int, default=4, help="array columns (default 4)")
+    parser.add_argument("--pinned", action="store_true",
+                        help="one image with every dynamic layer at 8, 4 and 2 bits")
+    parser.add_argument("--report", action="store_true",
+                        help="print the tables of every stored run and exit")
     args = parser.parse_args(argv)
     if args.report:
         print(report())

@@ -248,6 +248,9 @@ def summarize(report, model, job, dataset, build_s, sim_s):
         "images_per_s": len(records) / report["run_s"] if report["run_s"] else None,
         "bus_accesses": report["bus_accesses"],
         "ops": ops,
+        # Per op: its fixed bit-width, or {"slot": s}, the controller slot it reads (None for
+        # ops without weights): what the bench needs to price a precision switch.
+        "op_bits": [o.get("bits") for o in model.ops],
         "macs": model.macs,
         "per_image": {"cycles": cycles.tolist(),
                       "op_cycles": op_cycles.tolist(),

@@ -218,14 +218,24 @@ def render_markdown(report):
     config, target = report["config"], report["target"]
     synth = report["synthesis_flow"]
     pnr = report["place_route_flow"]
-    out = [f"# dqt-hw build: {target['name']}, n = {config['master_bits']}, "
-           f"{config['rows']}x{config['cols']} array",
-           "", f"Command: `{report['command']}`", "",
-           f"Accumulator {report['accumulator_bits']} bits (K = {config['terms']}); candidate "
-           f"bit-widths {', '.join(map(str, config['candidates']))}; multipliers in "
-           f"{'DSP blocks where Yosys maps them' if config['dsp'] else 'LUT logic (no DSP)'}; "
-           f"build time {report['elapsed_s']} s.", "",
-           "## Area and Fmax", ""]
+    accelerator = report["blocks"].get("accelerator")
+    blocks_only = [name for name in report["blocks"] if name != "accelerator"]
+    out = [f"# dqt-hw build: {target['name']}, n = {config['master_bits']}"
+           + (f", {config['rows']}x{config['cols']} array" if blocks_only else ""),
+           "", f"Command: `{report['command']}`", ""]
+    if blocks_only:
+        multipliers = "DSP blocks where Yosys maps them" if config["dsp"] else "LUT logic (no DSP)"
+        out += [f"Blocks: accumulator {report['accumulator_bits']} bits (K = {config['terms']}); "
+                f"candidate bit-widths {', '.join(map(str, config['candidates']))}; multipliers "
+                f"in {multipliers}.", ""]
+    if accelerator:
+        accel = accelerator["accelerator_config"]
+        out += [f"Accelerator for `{accelerator['model']}`: 1x{accel['cols']} array, bit-widths "
+                f"{', '.join(map(str, accel['supported_bits']))}, dot products up to "
+                f"K = {accel['max_terms']}, {accel['data_words']}-word data memory "
+                f"({accelerator['data_memory']}), 8-bit products on DSPs: "
+                f"{'yes' if accel['dsp_wide'] else 'no'}; Yosys maps multipliers to DSPs.", ""]
+    out += [f"Build time {report['elapsed_s']} s.", "", "## Area and Fmax", ""]
     rows = []
     for name, block in report["blocks"].items():
         res = block["synthesis"]["resources"]
