@@ -12,7 +12,7 @@ beside the checkpoint it describes, and an interrupted run's checkpoint says "co
 (which `python -m dqt_hw.export` refuses unless told otherwise).
 
 While a run is unfinished its checkpoint also holds a "training_state" (optimizer, schedule and
-random-generator states) from which `python -m train.fit --out OUT --resume` continues exactly
+random-generator states; a dynamic run's budget multipliers and calibration) from which `python -m train.fit --out OUT --resume` continues exactly
 where it stopped: the resumed run ends with the weights of an uninterrupted one.
 
 Everything here but `load_for_resume`, `capture` and `restore` runs without importing torch,
