@@ -16,11 +16,14 @@ exits 1 on any mismatch. `make sim-net PKG=... IMAGES=... SIM=...` runs it.
 
 import argparse
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -159,12 +162,15 @@ def run_net(job):
                   else SIM_DIR / f"sim_build_net_{job.simulator}")
     build_dir = build_root / key
     build_dir.mkdir(parents=True, exist_ok=True)
+    # One simulator build per configuration, shared; each run's files in a folder of its own,
+    # so that runs of different packages may share the build at the same time.
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     package = Path(job.package).resolve()
     if job.pin_bits is not None:
         # Every controlled layer at one width: a package of the pinned graph, golden only.
         from dqt_hw.package import write_package
         graph = pin_bits(graph, job.pin_bits)
-        package = build_dir / f"package-pinned-{job.pin_bits}"
+        package = run_dir / f"package-pinned-{job.pin_bits}"
         write_package(graph, package, metadata=manifest.get("metadata"),
                       controlled_layers=manifest.get("controlled_layers"))
         model = compile_package(package, config)
@@ -172,15 +178,10 @@ def run_net(job):
     refs = _references(job, graph, manifest, codes)
 
     cocotb_tools.runner.MAX_PARALLEL_BUILD_JOBS = 1
-    source = build_dir / "accelerator.v"
-    text = accelerator_verilog(config)
-    if not source.is_file() or source.read_text() != text:
-        source.write_text(text)
-    arrays = build_dir / "job.npz"
+    arrays = run_dir / "job.npz"
     np.savez(arrays, images=codes, labels=labels, **refs)
-    report = build_dir / "report.json"
-    report.unlink(missing_ok=True)
-    job_file = build_dir / "job.json"
+    report = run_dir / "report.json"
+    job_file = run_dir / "job.json"
     job_file.write_text(json.dumps({
         "package": str(package), "config": dataclasses.asdict(config),
         "arrays": str(arrays), "report": str(report), "first": job.first,
@@ -202,25 +203,33 @@ def run_net(job):
                    "--x-initial", "fast", "--noassert"]
                   if job.simulator == "verilator" else [])
     started = time.perf_counter()
-    runner.build(sources=[source], hdl_toplevel="accelerator", build_dir=build_dir,
-                 build_args=build_args, timescale=("1ns", "1ps"), verbose=job.verbose,
-                 log_file=build_dir / "build.log")
+    with open(build_dir / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)            # one build of the shared folder at a time
+        source = build_dir / "accelerator.v"
+        text = accelerator_verilog(config)
+        if not source.is_file() or source.read_text() != text:
+            source.write_text(text)
+        runner.build(sources=[source], hdl_toplevel="accelerator", build_dir=build_dir,
+                     build_args=build_args, timescale=("1ns", "1ps"), verbose=job.verbose,
+                     log_file=build_dir / "build.log")
     build_s = time.perf_counter() - started
     started = time.perf_counter()
     try:
         runner.test(test_module="tb_accelerator", hdl_toplevel="accelerator",
-                    build_dir=build_dir, test_dir=build_dir,
+                    build_dir=build_dir, test_dir=run_dir,
                     extra_env={"DQT_NET_JOB": str(job_file)},
-                    results_xml=str(build_dir / "results.xml"), timescale=("1ns", "1ps"),
-                    verbose=job.verbose, log_file=build_dir / "sim.log")
+                    results_xml=str(run_dir / "results.xml"), timescale=("1ns", "1ps"),
+                    verbose=job.verbose, log_file=run_dir / "sim.log")
     except SystemExit:
         pass
     sim_s = time.perf_counter() - started
     if not report.is_file():
-        tail = (build_dir / "sim.log").read_text(errors="replace").splitlines()[-20:]
-        raise SystemExit("error: the simulation wrote no report; sim.log ends with:\n"
-                         + "\n".join(tail))
-    return summarize(json.loads(report.read_text()), model, job, dataset, build_s, sim_s)
+        tail = (run_dir / "sim.log").read_text(errors="replace").splitlines()[-20:]
+        raise SystemExit(f"error: the simulation wrote no report; {run_dir}/sim.log ends "
+                         f"with:\n" + "\n".join(tail))
+    summary = summarize(json.loads(report.read_text()), model, job, dataset, build_s, sim_s)
+    shutil.rmtree(run_dir)
+    return summary
 
 
 def summarize(report, model, job, dataset, build_s, sim_s):
