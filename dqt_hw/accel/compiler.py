@@ -21,11 +21,11 @@ import dataclasses
 
 import numpy as np
 
-from ..golden import MULTIPLIER_BITS, accumulator_bits, validate_graph
+from ..golden import MULTIPLIER_BITS, validate_graph
 from ..package import PackageError, load_package
-from .config import AcceleratorConfig, GROUP_CODES, products_per_beat
+from .config import AcceleratorConfig, products_per_beat
 from .layout import TensorPlacement, conv_weight_rows, pack_groups, storage_channels
-from .program import Opcode, ProgramError, encode_program, HEADER_WORDS, INSTRUCTION_WORDS
+from .program import Opcode, ProgramError, encode_program
 
 __all__ = ["CompileError", "CompiledModel", "compile_graph", "compile_package", "pack_constant",
            "pack_table_word", "WIDE_RANGE"]

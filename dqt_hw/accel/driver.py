@@ -13,7 +13,6 @@ import dataclasses
 
 import numpy as np
 
-from .config import AcceleratorConfig
 from .regmap import ACCEL_ID, HARDWARE_VERSION, ErrorCode, register_map
 from .program import PROGRAM_VERSION
 

@@ -11,7 +11,7 @@ one byte time (10 bit times) for writes at the line rate, and within BUS_TIMEOUT
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hdl.arith import check_int_at_least

@@ -80,10 +80,10 @@ def render_markdown(report):
              f"{', '.join(f'{name} {size} bytes' for name, size in report['bitstreams'].items())}.",
              "", f"- board: {report['board_description']}",
              f"- package: `{report['package']}`",
-             f"- accelerator: " + ", ".join(f"{k}={v}" for k, v in report["config"].items()),
+             "- accelerator: " + ", ".join(f"{k}={v}" for k, v in report["config"].items()),
              f"- clock: {report['clock']['description']}; UART {report['baud']} baud",
              f"- command: `{report['command']}`",
-             f"- build time: " + ", ".join(f"{k[:-2]} {v:.0f} s"
+             "- build time: " + ", ".join(f"{k[:-2]} {v:.0f} s"
                                            for k, v in report["stages"].items()), "",
              "## Utilisation (nextpnr, chosen seed)", "",
              _table(["cell", "used", "available", "%"],

@@ -4,12 +4,12 @@ These build expressions, not components; every block that rounds or saturates us
 that the hardware has exactly one implementation of `dqt_hw.golden.round_shift` and `np.clip`.
 """
 
-from amaranth.hdl import Const, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
 from ..golden import MIN_BITS, check_bits
 
 __all__ = ["DSP_OPERAND_BITS", "round_shift", "halving_shift", "rounding_compare",
-           "select_clamped", "bound_width", "clamp",
+           "select_clamped", "clamp_stages", "bound_width", "clamp",
            "operand_pieces", "dsp_products", "check_positive_int", "check_int_at_least",
            "check_bits_list"]
 
@@ -81,6 +81,19 @@ def bound_width(lo, hi):
 def select_clamped(below, above, rounded, lo, hi):
     """The clamp of `rounding_compare`'s results: lo, hi or the rounded value."""
     return Mux(below, lo, Mux(above, hi, rounded))
+
+
+def clamp_stages(lo, hi, bound_bits, *, signed_result):
+    """The last two `stream_pipeline` stages of clamp(round_shift(x, r), lo, hi), after a stage
+    that yields halving_shift(x, r): `rounding_compare`, then `select_clamped` (as a signed
+    value when `signed_result`)."""
+    def compare(m, halved):
+        return Cat(*rounding_compare(m, halved, lo, hi, bound_bits))
+
+    def select(m, item):
+        result = select_clamped(item[0], item[1], item[2:].as_signed(), lo, hi)
+        return result.as_signed() if signed_result else result
+    return [compare, select]
 
 
 def operand_pieces(value):

@@ -61,7 +61,6 @@ class NestUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n = self.master_bits
         if len(self.supported_bits) >= BARREL_MIN_WIDTHS:
             self._barrel(m)
         elif not self.passthrough:

@@ -15,7 +15,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden import MIN_BITS, check_bits, check_master_bits
+from ..golden import check_bits, check_master_bits
 from .arith import check_bits_list, check_int_at_least
 from .layouts import bits_shape, lanes_layout
 
@@ -417,8 +417,8 @@ class ProcessingElement(wiring.Component):
       acc:         Out(signed(acc_width)) the accumulator.
 
     Latency 4 (`latency`, `PECore`): `acc` includes a beat's products four cycles later,
-    `partial` (`partial_latency`) shows them three cycles later. Throughput `products_per_cycle(b)` multiply-
-    accumulates per cycle. The accumulator wraps (two's complement) if a sum exceeds
+    `partial` (`partial_latency`) shows them three cycles later. Throughput:
+    `products_per_cycle(b)` multiply-accumulates per cycle. The accumulator wraps (two's complement) if a sum exceeds
     `acc_width`; sizing it is the caller's contract.
     """
 

@@ -1,14 +1,14 @@
 """The requantizer: a b-bit accumulator to an n-bit output code with master constants
 (docs/arithmetic.md §4.3)."""
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden import (MULTIPLIER_BITS, accumulator_bits, check_master_bits, code_range,
                       requantizer_bits)
 from .arith import (bound_width, check_bits_list, check_positive_int, dsp_products,
-                    halving_shift, rounding_compare, select_clamped)
+                    clamp_stages, halving_shift)
 from .layouts import SHIFT_BITS, bits_shape, requantizer_input_layout
 from .pipeline import stream_pipeline
 
@@ -148,14 +148,8 @@ class Requantizer(wiring.Component):
             return halved
 
         bound_bits = RANGE_PORT_BITS if self.range_ports else bound_width(self.lo, self.hi)
-
-        def compare(m, halved):
-            return Cat(*rounding_compare(m, halved, self.lo, self.hi, bound_bits))
-
-        def select(m, item):
-            result = select_clamped(item[0], item[1], item[2:].as_signed(), self.lo, self.hi)
-            return result.as_signed() if self.range_ports else result
-
         stream_pipeline(m, sink=self.input, source=self.output,
-                        stages=[offset, multiply, add, halve, compare, select])
+                        stages=[offset, multiply, add, halve]
+                        + clamp_stages(self.lo, self.hi, bound_bits,
+                                       signed_result=self.range_ports))
         return m

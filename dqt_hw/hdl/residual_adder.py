@@ -1,13 +1,13 @@
 """The residual adder: two codes joined with k-constants (docs/arithmetic.md §6.1)."""
 
 from amaranth import hdl
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden import MIN_BITS, check_master_bits
-from .arith import (bound_width, check_int_at_least, dsp_products, halving_shift,
-                    rounding_compare, select_clamped)
+from .arith import (bound_width, check_int_at_least, clamp_stages, dsp_products,
+                    halving_shift)
 from .layouts import SHIFT_BITS, residual_operands_layout
 from .pipeline import stream_pipeline
 from .requantizer import RANGE_PORT_BITS, check_output_range
@@ -118,14 +118,8 @@ class ResidualAdder(wiring.Component):
             return halved
 
         bound_bits = RANGE_PORT_BITS if self.range_ports else bound_width(self.lo, self.hi)
-
-        def compare(m, halved):
-            return Cat(*rounding_compare(m, halved, self.lo, self.hi, bound_bits))
-
-        def select(m, item):
-            result = select_clamped(item[0], item[1], item[2:].as_signed(), self.lo, self.hi)
-            return result.as_signed() if self.range_ports else result
-
         stream_pipeline(m, sink=self.input, source=self.output,
-                        stages=[multiply, add, halve, compare, select])
+                        stages=[multiply, add, halve]
+                        + clamp_stages(self.lo, self.hi, bound_bits,
+                                       signed_result=self.range_ports))
         return m

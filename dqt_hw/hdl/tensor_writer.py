@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .data_memory import ADDRESS_BITS, DATA_WORD_BITS, NIBBLES, data_port_signature
+from .data_memory import ADDRESS_BITS, NIBBLES, data_port_signature
 
 __all__ = ["output_layout", "TensorWriter"]
 

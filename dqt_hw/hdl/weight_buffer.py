@@ -98,9 +98,8 @@ class WeightBuffer(wiring.Component):
         staged_column = Signal(range(self.cols))
         staged_group = Signal(11)
         arrive_high, arrive_last = Signal(), Signal()
-        high, low = Signal(DATA_WORD_BITS), Signal(DATA_WORD_BITS)
+        high = Signal(DATA_WORD_BITS)
         arrive_column, arrive_group = Signal.like(staged_column), Signal.like(staged_group)
-        in_flight = Signal()            # a group's reads are done, its data arrives this cycle
         free = Signal()                 # the staging register can take the arriving group
         m.d.comb += [
             self.port.addr.eq(row_addr + group_words + phase),
