@@ -19,11 +19,14 @@ Exits 1 on any mismatch. `make sim-board PKG=... BOARD=... IMAGES=...` runs it.
 
 import argparse
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,25 +115,24 @@ def run_board(job):
                   else SIM_DIR / f"sim_build_board_{job.simulator}")
     build_dir = build_root / key
     build_dir.mkdir(parents=True, exist_ok=True)
+    # One simulator build per design, shared; each run's files in a folder of its own, so
+    # that runs of different packages or image ranges may share the build at the same time.
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     # Every dynamic layer pinned to one width: a package of its own (the storage layout may
     # differ), compiled for the same configuration and loaded over the link by the bench.
     pinned = {}
     for bits in job.bits:
-        path = build_dir / f"package-pinned-{bits}"
+        path = run_dir / f"package-pinned-{bits}"
         write_package(pin_bits(graph, bits), path, metadata=manifest.get("metadata"),
                       controlled_layers=manifest.get("controlled_layers"))
         compile_graph(pin_bits(graph, bits), design.config)      # fails here, not in the bench
         pinned[str(bits)] = {"package": str(path), "golden_logits": golden_outputs(
             pin_bits(graph, bits), codes[:1])["logits"][0].tolist()}
-    source = build_dir / "top.v"
-    if not source.is_file() or source.read_text() != text:
-        source.write_text(text)
-    arrays = build_dir / "job.npz"
+    arrays = run_dir / "job.npz"
     np.savez(arrays, images=codes, labels=labels, golden_logits=golden["logits"],
              **({"golden_bits": golden["bits"]} if golden["bits"] is not None else {}))
-    report = build_dir / "report.json"
-    report.unlink(missing_ok=True)
-    job_file = build_dir / "job.json"
+    report = run_dir / "report.json"
+    job_file = run_dir / "job.json"
     job_file.write_text(json.dumps({
         "package": str(Path(job.package).resolve()), "config": dataclasses.asdict(design.config),
         "clock_hz": design.clock.clock_hz, "baud": design.baud, "pins": pins,
@@ -149,24 +151,31 @@ def run_board(job):
                    "--x-initial", "fast", "--noassert"]
                   if job.simulator == "verilator" else [])
     started = time.perf_counter()
-    runner.build(sources=[source, SIM_DIR / "models" / f"{board.family}.v"],
-                 hdl_toplevel="top", build_dir=build_dir, build_args=build_args,
-                 timescale=("1ns", "1ps"), verbose=job.verbose, log_file=build_dir / "build.log")
+    with open(build_dir / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)            # one build of the shared folder at a time
+        source = build_dir / "top.v"
+        if not source.is_file() or source.read_text() != text:
+            source.write_text(text)
+        runner.build(sources=[source, SIM_DIR / "models" / f"{board.family}.v"],
+                     hdl_toplevel="top", build_dir=build_dir, build_args=build_args,
+                     timescale=("1ns", "1ps"), verbose=job.verbose,
+                     log_file=build_dir / "build.log")
     build_s = time.perf_counter() - started
     started = time.perf_counter()
     try:
         runner.test(test_module="tb_board", hdl_toplevel="top", build_dir=build_dir,
-                    test_dir=build_dir, extra_env={"DQT_BOARD_JOB": str(job_file)},
-                    results_xml=str(build_dir / "results.xml"), timescale=("1ns", "1ps"),
-                    verbose=job.verbose, log_file=build_dir / "sim.log")
+                    test_dir=run_dir, extra_env={"DQT_BOARD_JOB": str(job_file)},
+                    results_xml=str(run_dir / "results.xml"), timescale=("1ns", "1ps"),
+                    verbose=job.verbose, log_file=run_dir / "sim.log")
     except SystemExit:
         pass
     sim_s = time.perf_counter() - started
     if not report.is_file():
-        tail = (build_dir / "sim.log").read_text(errors="replace").splitlines()[-20:]
-        raise SystemExit("error: the simulation wrote no report; sim.log ends with:\n"
-                         + "\n".join(tail))
+        tail = (run_dir / "sim.log").read_text(errors="replace").splitlines()[-20:]
+        raise SystemExit(f"error: the simulation wrote no report; {run_dir}/sim.log ends "
+                         f"with:\n" + "\n".join(tail))
     result = json.loads(report.read_text())
+    shutil.rmtree(run_dir)
     records = result["images"]
     summary = {
         "package": job.package, "board": board.name, "dataset": dataset, "first": job.first,

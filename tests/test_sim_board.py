@@ -32,3 +32,18 @@ def test_simulated_icebreaker_runs_images_bit_exact_over_the_uart(package, tmp_p
     assert set(summary["cycles"]) == {"dynamic", "8"} and summary["cycles"]["8"] > 0
     link = summary["link"]
     assert link["accelerator_seconds_per_image"] < link["seconds_per_image"]
+
+
+def test_runs_share_one_build_and_keep_their_files_apart(package, tmp_path):
+    """Two runs of one design reuse its simulator build; each run's job, arrays and report
+    live in a folder of their own, removed when the run ends."""
+    from board import BoardJob, run_board
+    first = run_board(BoardJob(package=str(package), board="icebreaker", images=1,
+                               build_root=str(tmp_path)))
+    second = run_board(BoardJob(package=str(package), board="icebreaker", images=2, first=1,
+                                build_root=str(tmp_path)))
+    assert (first["images"], second["images"]) == (1, 2)
+    assert first["mismatches"] == second["mismatches"] == 0
+    builds = [path for path in tmp_path.iterdir() if path.is_dir()]
+    assert len(builds) == 1 and (builds[0] / "top.v").is_file()
+    assert not list(builds[0].glob("run-*")) and not list(builds[0].glob("job.*"))

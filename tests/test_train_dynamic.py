@@ -268,3 +268,33 @@ def test_diagnose_reports_every_layer_and_refuses_static_models(tmp_path, capsys
     assert diagnose.main([str(tmp_path / "static.pt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "only dqt and dqnet models" in err
+
+
+@pytest.mark.parametrize("hidden", ["fixed", "trained"])
+def test_controller_hidden_layer_is_centred_when_the_controller_starts(hidden):
+    """At the controller's first step every hidden ReLU is on for half of the training
+    images; a fixed hidden layer is left out of the optimizer (it cannot die)."""
+    config, model_config = resolve(TrainConfig(dataset="digits", mode="dqt", width=4,
+                                               ctrl_hidden=hidden))
+    torch.manual_seed(3)
+    model = build_model(model_config)
+    training = DynamicTraining(model, config, 100)
+    optimizer, _ = training.optimizer()
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    fc1 = model.ctrl_fc1
+    assert (id(fc1.weight) in optimized) == (hidden == "trained") == fc1.weight.requires_grad
+    images = load_dataset("digits", "train")[0][:400]
+    training.before_step(training.warm_end - 1, images)
+    assert not fc1.bias.any()
+    training.before_step(training.warm_end, images)
+    from train.data import to_master_codes
+    from train.model import grid_pool
+    model.eval()
+    with torch.no_grad():
+        codes = to_master_codes(torch.from_numpy(images), model.master_bits)
+        stem = model.stem.run(model.input_activation(codes), model.master_bits)
+        pooled = grid_pool(stem, model.config.controller_grid, model.master_bits)
+        active = (fc1(*pooled, model.master_bits) > 0).float().mean(dim=0)
+    assert torch.all((active > 0.4) & (active < 0.6)), active
+    with pytest.raises(ValueError, match="unknown ctrl-hidden 'frozen'"):
+        resolve(TrainConfig(dataset="digits", mode="dqt", ctrl_hidden="frozen"))

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .budget import COST_KINDS, Budget
 from .data import to_master_codes
+from .model import grid_pool
 
 __all__ = ["DynamicTraining", "PROBE_IMAGES"]
 
@@ -70,10 +71,15 @@ class DynamicTraining:
     def optimizer(self):
         """(AdamW, LambdaLR): backbone at lr on a cosine over the run, controller at ctrl_lr
         on a cosine over the controller phase (0 outside it)."""
-        controller = [p for m in (self.model.ctrl_fc1, self.model.ctrl_fc2)
-                      for p in m.parameters()]
+        model = self.model
+        controller = [p for m in (model.ctrl_fc1, model.ctrl_fc2) for p in m.parameters()]
         ids = {id(p) for p in controller}
-        backbone = [p for p in self.model.parameters() if id(p) not in ids]
+        backbone = [p for p in model.parameters() if id(p) not in ids]
+        if self.config.ctrl_hidden == "fixed":
+            fixed = {id(model.ctrl_fc1.weight), id(model.ctrl_fc1.bias)}
+            controller = [p for p in controller if id(p) not in fixed]
+            for parameter in (model.ctrl_fc1.weight, model.ctrl_fc1.bias):
+                parameter.requires_grad_(False)
         optimizer = torch.optim.AdamW(
             [{"params": backbone, "lr": self.config.lr},
              {"params": controller, "lr": self.config.ctrl_lr}],
@@ -173,10 +179,29 @@ class DynamicTraining:
             self.budget.update(self._costs)
 
     def before_step(self, step, images):
-        """At the freeze step: freeze the stem and controller and calibrate the budget on
-        uint8 `images` (the training set)."""
+        """When the controller starts, centre its hidden layer on uint8 `images` (the
+        training set); at the freeze step, freeze the stem and controller and calibrate the
+        budget on them."""
+        if step == self.warm_end and step < self.freeze_at:
+            self.centre_hidden(images)
         if step == self.freeze_at and self.calibration_offset is None:
             self.freeze(images)
+
+    def centre_hidden(self, images, count=2000):
+        """Set each hidden unit's bias to minus the median of its pre-activation over the
+        first `count` images: every ReLU is then active on half of them. (Zero biases on
+        the non-negative pooled features leave units on for almost all images or for none.)
+        """
+        model = self.model
+        training = model.training
+        model.eval()
+        with torch.no_grad():
+            codes = to_master_codes(torch.from_numpy(images[:count]), model.master_bits)
+            stem = model.stem.run(model.input_activation(codes), model.master_bits)
+            pooled = grid_pool(stem, model.config.controller_grid, model._pool_bits())
+            hidden = model.ctrl_fc1(*pooled, model.master_bits) - model.ctrl_fc1.bias
+            model.ctrl_fc1.bias.copy_(-hidden.median(dim=0).values)
+        model.train(training)
 
     def freeze(self, images, batch_size=1000):
         model = self.model

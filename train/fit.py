@@ -49,6 +49,7 @@ __all__ = ["TrainConfig", "parse_args", "resolve", "train", "main",
 
 COSTS = ("bits", "bitops", "both")
 AUX_LOSSES = ("ce", "distill")
+CTRL_HIDDEN = ("fixed", "trained")
 
 
 def _field(default, help, **extra):
@@ -100,6 +101,11 @@ class TrainConfig:
                                 "and stem are frozen and calibrated to the budget", dynamic=True)
     ctrl_lr: float = _field(5e-3, "dqt/dqnet: controller learning rate (cosine over the "
                                   "controller phase)", dynamic=True)
+    ctrl_hidden: str = _field("fixed", "dqt/dqnet: the controller's hidden layer: fixed (a "
+                                       "random projection centred on the training images' "
+                                       "features when the controller starts; only the output "
+                                       "layer learns) or trained (its ReLUs die: "
+                                       "docs/training.md)", dynamic=True)
     dual_lr: float = _field(0.05, "dqt/dqnet: dual-ascent step of the budget multipliers",
                             dynamic=True)
     probes: int = _field(1, "dqt/dqnet: controlled layers per step whose other candidates are "
@@ -222,6 +228,9 @@ def _resolve_dynamic(config, n):
                              f"not {getattr(config, name)!r}")
     if not config.ctrl_lr > 0:
         raise ValueError(f"`ctrl-lr` must be positive, not {config.ctrl_lr!r}")
+    if config.ctrl_hidden not in CTRL_HIDDEN:
+        raise ValueError(f"unknown ctrl-hidden {config.ctrl_hidden!r}; choose one of "
+                         f"{', '.join(CTRL_HIDDEN)}")
     if config.aux_loss not in AUX_LOSSES:
         raise ValueError(f"unknown aux-loss {config.aux_loss!r}; choose one of "
                          f"{', '.join(AUX_LOSSES)}")
