@@ -38,7 +38,7 @@ for path in (REPO_DIR, SIM_DIR):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from net import pin_bits  # noqa: E402
+from net import VERILATOR_BUILD_ARGS, pin_bits  # noqa: E402
 from regression import SIMULATORS, _check_simulator  # noqa: E402
 
 __all__ = ["BoardJob", "run_board", "board_verilog", "main"]
@@ -147,9 +147,7 @@ def run_board(job):
     runner = get_runner(job.simulator)
     logging.getLogger(type(runner).__qualname__).setLevel(
         logging.INFO if job.verbose else logging.ERROR)
-    build_args = (["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
-                   "--x-initial", "fast", "--noassert"]
-                  if job.simulator == "verilator" else [])
+    build_args = VERILATOR_BUILD_ARGS if job.simulator == "verilator" else []
     started = time.perf_counter()
     with open(build_dir / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)            # one build of the shared folder at a time

