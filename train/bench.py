@@ -49,6 +49,8 @@ RUNS = {
     "dqt-budget3": ("DQT {2,3,4}, 3-bit budget", dict(mode="dqt", target=3.0)),
     "static-mixed3": ("static mixed precision, W3A3 BitOPs",
                       dict(mode="static", layer_bits="mixed3")),
+    "dqt-budget3-hidden-trained": ("DQT {2,3,4}, 3-bit budget, trained hidden layer",
+                                   dict(mode="dqt", target=3.0, ctrl_hidden="trained")),
     "dqt-248": ("DQT {2,4,8}, 4-bit budget", dict(mode="dqt", candidates="2,4,8")),
     "dqt-248-aux-all": ("DQT {2,4,8}, 4-bit budget, K'={2,4,8}",
                         dict(mode="dqt", candidates="2,4,8", aux_bits="2,4,8")),
@@ -60,10 +62,11 @@ RUNS = {
 }
 #: Priority groups: goals of the default budget, of the 3-bit budget, then ablations.
 GROUPS = (("fp32", "static-w4", "lsq-w4a4", "dqt", "dqt-wide", "dqt-hidden-trained"),
-          ("static-w3", "dqt-budget3", "static-mixed3"),
+          ("static-w3", "dqt-budget3", "static-mixed3", "dqt-budget3-hidden-trained"),
           ("dqt-248", "dqt-248-aux-all", "dqt-248-alpha0", "dqnet", "static-w2", "static-w8"))
 STATIC_RUNS = ("static-w2", "static-w3", "static-mixed3", "static-w4", "static-w8", "lsq-w4a4")
-DYNAMIC_RUNS = ("dqt", "dqt-wide", "dqt-hidden-trained", "dqt-budget3", "dqt-248", "dqt-248-aux-all",
+DYNAMIC_RUNS = ("dqt", "dqt-wide", "dqt-hidden-trained", "dqt-budget3",
+                "dqt-budget3-hidden-trained", "dqt-248", "dqt-248-aux-all",
                 "dqt-248-alpha0", "dqnet")
 
 
