@@ -57,13 +57,13 @@ class NetJob:
     verbose: bool = False
 
 
-
 #: Verilator flags of the whole-design benches. cocotb's runner passes --public-flat-rw, which
 #: makes every signal of every module visible (and unoptimizable); the benches touch only the
 #: top level's ports, so only the top module stays public (about 7x faster).
 VERILATOR_BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
                         "--x-initial", "fast", "--noassert", "--no-public-flat-rw",
                         "--public-depth", "1"]
+
 
 def accelerator_verilog(config):
     """The Verilog text of `Accelerator(config)` (no model in its memories: the bench loads
