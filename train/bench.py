@@ -281,7 +281,7 @@ def _save(plt, figure, path):
 def _plot(results, path):
     plt = _figure()
     figure, axes = plt.subplots(figsize=(7.0, 4.6))
-    markers = iter("osD^vP<>Xhp*")
+    markers = itertools.cycle("osD^vP<>Xhp*")      # with the colour cycle: unique pairs
     for name, (label, _) in RUNS.items():
         if name not in results or name == "fp32":
             continue
