@@ -288,12 +288,11 @@ def test_controller_hidden_layer_is_centred_when_the_controller_starts(hidden):
     assert not fc1.bias.any()
     training.before_step(training.warm_end, images)
     from train.data import to_master_codes
-    from train.model import grid_pool
     model.eval()
     with torch.no_grad():
         codes = to_master_codes(torch.from_numpy(images), model.master_bits)
         stem = model.stem.run(model.input_activation(codes), model.master_bits)
-        pooled = grid_pool(stem, model.config.controller_grid, model.master_bits)
+        pooled = model.controller_features(stem)
         active = (fc1(*pooled, model.master_bits) > 0).float().mean(dim=0)
     assert torch.all((active > 0.4) & (active < 0.6)), active
     with pytest.raises(ValueError, match="unknown ctrl-hidden 'frozen'"):

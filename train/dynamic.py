@@ -30,7 +30,6 @@ import torch.nn.functional as F
 
 from .budget import COST_KINDS, Budget
 from .data import to_master_codes
-from .model import grid_pool
 
 __all__ = ["DynamicTraining", "PROBE_IMAGES"]
 
@@ -198,7 +197,7 @@ class DynamicTraining:
         with torch.no_grad():
             codes = to_master_codes(torch.from_numpy(images[:count]), model.master_bits)
             stem = model.stem.run(model.input_activation(codes), model.master_bits)
-            pooled = grid_pool(stem, model.config.controller_grid, model._pool_bits())
+            pooled = model.controller_features(stem)
             hidden = model.ctrl_fc1(*pooled, model.master_bits) - model.ctrl_fc1.bias
             model.ctrl_fc1.bias.copy_(-hidden.median(dim=0).values)
         model.train(training)

@@ -496,13 +496,16 @@ class QResNet(nn.Module):
             return codes, torch.tensor(1.0 / top)
         return codes / top, None
 
-    def controller(self, stem_act):
-        """Controller logits (N, L, K) from the stem output (detached: the controller reads
-        the features but does not shape them)."""
+    def controller_features(self, stem_act):
+        """The controller's input: the stem output, detached (the controller reads the
+        features but does not shape them), pooled to the controller grid."""
         features = (stem_act[0].detach(),
                     None if stem_act[1] is None else stem_act[1].detach())
-        pooled = grid_pool(features, self.config.controller_grid, self._pool_bits())
-        hidden = self.ctrl_fc1.run(pooled, self.master_bits)
+        return grid_pool(features, self.config.controller_grid, self._pool_bits())
+
+    def controller(self, stem_act):
+        """Controller logits (N, L, K) from the stem output (`controller_features`)."""
+        hidden = self.ctrl_fc1.run(self.controller_features(stem_act), self.master_bits)
         logits, _ = self.ctrl_fc2.run(hidden, self.master_bits)
         return logits.view(logits.shape[0], len(self.controlled), len(self.config.candidates))
 
