@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-ENTRY_POINTS = ("train.fit", "train.bench", "dqt_hw.export", "dqt_hw.package", "dqt_hw.eval",
+ENTRY_POINTS = ("train.fit", "train.bench", "train.cascade", "dqt_hw.export", "dqt_hw.package", "dqt_hw.eval",
                 "dqt_hw.vectors", "dqt_hw.build", "dqt_hw.energy", "dqt_hw.demo", "dqt_hw.hdl",
                 "dqt_hw.hdl.cycles", "dqt_hw.golden", "dqt_hw.bench", "sim/regression.py")
 

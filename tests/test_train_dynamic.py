@@ -265,9 +265,71 @@ def test_diagnose_reports_every_layer_and_refuses_static_models(tmp_path, capsys
     assert report["images"] == 40 and list(report["layers"]) == _tiny().layer_names
     row = report["layers"]["block0.conv1"]
     assert len(row["mean_advantage"]) == 3 and abs(sum(row["mean_advantage"])) < 1e-6
+    assert diagnose.main([str(tmp_path / "dqt.pt"), "--images", "40", "--batch", "20",
+                          "--routing", "--json", str(report_path)]) == 0
+    routing = json.loads(report_path.read_text())["routing"]
+    low, high = routing["fixed_width_accuracy"][str(routing["low"])], \
+        routing["fixed_width_accuracy"][str(routing["high"])]
+    for row in routing["signals"].values():
+        for fraction, point in row["routed"].items():
+            # Routing a fraction up can gain at most the images only the high width gets
+            # right, and lose at most those only the low width gets right.
+            assert point["mean_bits"] == (routing["low"]
+                                          + float(fraction) * (routing["high"] - routing["low"]))
+            assert (low - routing["only_low_right"] - 1e-9 <= point["accuracy"]
+                    <= low + routing["only_high_right"] + 1e-9)
+    assert routing["only_high_right"] - routing["only_low_right"] == pytest.approx(high - low)
+    assert diagnose._auc(torch.tensor([0.1, 0.9, 0.2, 0.8]),
+                         torch.tensor([False, True, False, True])) == 1.0
+    assert diagnose._auc(torch.tensor([0.9, 0.1]), torch.tensor([False, True])) == 0.0
     assert diagnose.main([str(tmp_path / "static.pt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "only dqt and dqnet models" in err
+
+
+def test_cascade_reruns_the_least_confident_images_and_counts_both_passes(tmp_path, capsys):
+    from train import cascade
+    from train.checkpoint import checkpoint_config, load_model, save_checkpoint
+    from train.data import load_dataset
+    from train.fit import main as fit_main
+    from train.metrics import bitops, predict, w8a8_bitops
+    # A trained model: an untrained one answers every image with equal logits.
+    assert fit_main(["--threads", "1", "--no-progress", "--dataset", "digits", "--mode", "dqt",
+                     "--epochs", "1", "--width", "4", "--out", str(tmp_path / "run")]) == 0
+    model, _ = load_model(tmp_path / "run" / "checkpoint.pt")
+    widths = sorted(model.config.candidates)
+    images, labels = load_dataset("digits", "test")
+    train_images, _ = load_dataset("digits", "train")
+    report = cascade.cascade_report(model, images[:120], labels[:120], train_images[:300],
+                                    train_images[:100], fractions=(0.0, 0.5, 1.0))
+    shared = report["batch_norm"]["shared"]
+    right = {b: predict(model, images[:120], bits=b)[0] == torch.from_numpy(labels[:120])
+             for b in widths}
+    assert {b: row["accuracy"] for b, row in shared["fixed"].items()} == {
+        str(b): pytest.approx(float(r.double().mean())) for b, r in right.items()}
+    layers = len(model.controlled)
+    cost = {b: bitops(model, torch.full((1, layers), b)) / w8a8_bitops(model) for b in widths}
+    rows = {(r["low"], r["high"], r["target_fraction"]): r for r in shared["cascades"]}
+    assert len(rows) == 9 and set(report["batch_norm"]) == {"shared", "recalibrated"}
+    for (low, high, fraction), row in rows.items():
+        assert row["bitops_relative_w8a8"] == pytest.approx(cost[low]
+                                                            + row["run_twice"] * cost[high])
+        assert abs(row["run_twice"] - fraction) <= 0.15     # thresholds from training images
+        # Each image's answer is the low or the high width's.
+        both, either = right[low] & right[high], right[low] | right[high]
+        assert (float(both.double().mean()) - 1e-9 <= row["accuracy"]
+                <= float(either.double().mean()) + 1e-9)
+    # Nothing run twice: the low width's answers; everything: the high width's.
+    low, high = widths[0], widths[-1]
+    none, every = rows[(low, high, 0.0)], rows[(low, high, 1.0)]
+    assert abs(none["accuracy"] - float(right[low].double().mean())) <= none["run_twice"] + 1e-9
+    assert (abs(every["accuracy"] - float(right[high].double().mean()))
+            <= 1 - every["run_twice"] + 1e-9)
+    save_checkpoint(tmp_path / "static.pt", _tiny("static"),
+                    checkpoint_config(_tiny("static"), "digits"))
+    assert cascade.main([str(tmp_path / "static.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a cascade needs a model trained at several widths" in err
 
 
 @pytest.mark.parametrize("hidden", ["fixed", "trained"])

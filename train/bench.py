@@ -447,6 +447,87 @@ def _goals(results, step):
     return lines
 
 
+def _seed_reports(args, prefix):
+    """The stored reports `prefix`-seed<s>.json, by seed."""
+    found = {}
+    for seed in range(100):
+        path = os.path.join(args.store, f"{prefix}-seed{seed}.json")
+        if os.path.exists(path):
+            with open(path) as file:
+                found[seed] = json.load(file)
+    return found
+
+
+def _whole_image_section(args, results):
+    """Lines of the routing and cascade subsection, from `train.diagnose --routing` and
+    `train.cascade` reports of the dqt run's checkpoints (empty without them)."""
+    routings = {s: r["routing"] for s, r in _seed_reports(args, "diagnose-dqt").items()
+                if "routing" in r}
+    cascades = _seed_reports(args, "cascade-dqt")
+    if not routings and not cascades:
+        return []
+    body = ["", "### Whole images: a signal, and what a precision cascade buys", ""]
+    if routings:
+        first = next(iter(routings.values()))
+        low, high, mid = first["low"], first["high"], str(0.5)
+        body += [f"`python -m train.diagnose CKPT --routing` (seeds "
+                 f"{', '.join(map(str, routings))}) routes whole images: every controlled "
+                 f"layer at {low} or at {high} bits (batch norm recalibrated per width), the "
+                 f"riskiest half by each signal at {high}, so a mean of "
+                 f"{(low + high) / 2:g} bits; learned signals are fitted on the first 5000 "
+                 f"test images and scored on the other 5000. AUC: how well the signal ranks "
+                 f"the images the {low}-bit pass gets wrong.", "",
+                 f"| signal | AUC | accuracy at {(low + high) / 2:g} bits | every layer at "
+                 f"{(low + high) // 2} bits |", "|---|---|---|---|"]
+        for name in first["signals"]:
+            rows = [r["signals"][name] for r in routings.values()]
+            fixed = [r["fixed_width_accuracy"].get(str((low + high) // 2), math.nan)
+                     for r in routings.values()]
+            body.append(f"| {name} | {_fmt([r['auc_wrong_at_low'] for r in rows], 1, 3)} | "
+                        f"{_fmt([r['routed'][mid]['accuracy'] for r in rows])} | "
+                        f"{_fmt(fixed)} |")
+    if cascades:
+        statics = {name: (_mean(results[name], "bitops_relative_w8a8"),
+                          _mean(results[name], "accuracy") * 100)
+                   for name in STATIC_RUNS if name in results}
+        first = next(iter(cascades.values()))
+        body += ["", f"`python -m train.cascade CKPT` (seeds {', '.join(map(str, cascades))}, "
+                 f"all 10000 test images, the model's shared batch norm as exported): every "
+                 f"image runs with every controlled layer at the low width; one whose logit "
+                 f"margin is below the threshold (set on 10000 training images for the "
+                 f"target share) runs again at the high width. BitOPs count both passes in "
+                 f"full. \"Frontier\": the best static run at no more BitOPs, interpolated "
+                 f"(the goal's frontier). The same checkpoints with their controller: "
+                 + ", ".join(f"{100 * c['controller']['accuracy']:.2f} % at "
+                             f"{c['controller']['bitops_relative_w8a8']:.3f} x W8A8"
+                             for c in cascades.values()) + ".", "",
+                 "| low -> high | target share run twice | run twice | accuracy | BitOPs x "
+                 "W8A8 | frontier | vs frontier |", "|---|---|---|---|---|---|---|"]
+        margins = []
+        for index, row in enumerate(first["batch_norm"]["shared"]["cascades"]):
+            rows = [c["batch_norm"]["shared"]["cascades"][index] for c in cascades.values()]
+            accuracy = statistics.mean(r["accuracy"] for r in rows) * 100
+            cost = statistics.mean(r["bitops_relative_w8a8"] for r in rows)
+            frontier = static_frontier(statics.values(), cost) if statics else math.nan
+            margins.append((accuracy - frontier, row["low"], row["high"],
+                            statistics.mean(r["run_twice"] for r in rows), cost))
+            body.append(f"| {row['low']} -> {row['high']} | {100 * row['target_fraction']:.0f} % "
+                        f"| {_fmt([r['run_twice'] for r in rows], 100, 1)} % | "
+                        f"{_fmt([r['accuracy'] for r in rows])} | {cost:.3f} | {frontier:.2f} | "
+                        f"{accuracy - frontier:+.2f} |")
+        def fixed(b):
+            return _fmt([c["batch_norm"]["shared"]["fixed"][b]["accuracy"]
+                         for c in cascades.values()])
+        best = max(margins)
+        body += ["", "Every layer at one width, same checkpoints, shared batch norm: "
+                 + ", ".join(f"{b} bits {fixed(b)} %"
+                             for b in first["batch_norm"]["shared"]["fixed"])
+                 + f". Best cascade against the static frontier: {best[0]:+.2f} pp ({best[1]} "
+                 f"-> {best[2]}, {100 * best[3]:.1f} % of the images run twice, {best[4]:.3f} x "
+                 f"W8A8)."]
+    return body
+
+
 def write_section(args, results, commands, step=None):
     """Replace the training section of the results file (atomically) with the report."""
     seeds = sorted({m["seed"] for runs in results.values() for m in runs})
@@ -557,6 +638,7 @@ def write_section(args, results, commands, step=None):
                  f"{best:.3f}. The image-to-image differences are the luck of the quantization "
                  f"noise, which is also what the oracle exploits; a controller can only learn "
                  f"the per-layer means, so its choices are nearly the same for every image."]
+    body += _whole_image_section(args, results)
     if step:
         seconds, ratio = step["seconds_per_step"], step["ratio_to_fp32"]
         body += ["", "### Training step time", "",

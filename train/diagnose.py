@@ -14,8 +14,18 @@ to predict, A_ilk = mean_k' Q_ilk' - Q_ilk. Then, per layer and candidate:
   image's loss at the controller's choices (how hard the image is).
 
 R^2 near 0 (or below) says the per-image differences are not predictable from that input: a
-controller can then do no better than one choice per layer. Writes a JSON report with
-``--json``.
+controller can then do no better than one choice per layer.
+
+``--routing`` asks the same question one level up, for a whole image (`image_routing`): every
+controlled layer at the lowest or at the highest candidate (batch norm recalibrated per
+width), and a signal that ranks the images, sends the riskiest fraction f to the high width
+and the rest to the low one. Signals: the controller's own features, the pooled outputs of
+each block of the low-width pass (what a controller placed after that block would see), the
+low-width pass's confidence (a cascade: it costs that pass) and the true label (a bound for
+any signal that knows only the class). Learned signals are fitted on the first half of the
+images and scored on the second. At the mean width of the middle candidate, a signal that
+beats every layer at that width would make a per-image choice worth having. Writes a JSON
+report with ``--json``.
 """
 
 import argparse
@@ -26,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["measure_advantages", "heldout_r2", "diagnose", "main"]
+__all__ = ["measure_advantages", "heldout_r2", "diagnose", "image_routing", "main"]
 
 
 @torch.no_grad()
@@ -97,6 +107,97 @@ def diagnose(model, images, labels, batch_size=250):
             "layers": layers}
 
 
+def _ridge_scores(inputs, target, ridge=1.0):
+    """Scores of the second half of the rows from a ridge regression of `target` on `inputs`
+    (standardized, plus a constant) fitted on the first half."""
+    inputs = (inputs - inputs.mean(0)) / inputs.std(0).clamp(min=1e-9)
+    inputs = torch.cat([inputs, torch.ones(len(inputs), 1, dtype=inputs.dtype)], dim=1)
+    half = len(target) // 2
+    gram = inputs[:half].T @ inputs[:half] + ridge * torch.eye(inputs.shape[1],
+                                                              dtype=inputs.dtype)
+    return inputs[half:] @ torch.linalg.solve(gram, inputs[:half].T @ target[:half])
+
+
+def _auc(scores, positive):
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    order = torch.argsort(torch.argsort(scores)).double() + 1
+    count = int(positive.sum())
+    if count in (0, len(positive)):
+        return float("nan")
+    return float((order[positive].sum() - count * (count + 1) / 2)
+                 / (count * (len(positive) - count)))
+
+
+@torch.no_grad()
+def image_routing(model, images, labels, calibration_images, fractions=(0.25, 0.5, 0.75),
+                  batch_size=500):
+    """The whole-image routing report of the module doc (a dict)."""
+    from .data import to_master_codes
+    from .metrics import batches, recalibrated_bn
+    from .model import global_pool, grid_pool
+    candidates = sorted(model.config.candidates)
+    low, high = candidates[0], candidates[-1]
+    target = torch.from_numpy(labels)
+    right, confidence, deep, stem_features = {}, None, None, []
+    for bits in candidates:
+        with recalibrated_bn(model, calibration_images, bits):
+            model.eval()
+            predictions, probabilities, pooled = [], [], []
+            for rows in batches(len(images), batch_size):
+                codes = to_master_codes(torch.from_numpy(images[rows]), model.master_bits)
+                act = model.stem.run(model.input_activation(codes), model.master_bits)
+                if bits == low:
+                    stem_features.append(grid_pool(act, model.config.controller_grid,
+                                                   model._pool_bits())[0])
+                blocks, position = [], 0
+                for block in model.blocks:
+                    count = len(block.layers())
+                    act = block(act, [bits] * count)
+                    position += count
+                    blocks.append(global_pool(act, model._pool_bits())[0])
+                logits = model.fc.run(global_pool(act, model._pool_bits()),
+                                      model.master_bits)[0]
+                predictions.append(logits.argmax(dim=1))
+                probabilities.append(torch.softmax(logits.double(), dim=1))
+                pooled.append(blocks)
+            right[bits] = torch.cat(predictions) == target
+            if bits == low:
+                confidence = torch.cat(probabilities).max(dim=1).values
+                deep = [torch.cat([p[i] for p in pooled]).double()
+                        for i in range(len(model.blocks))]
+    half = len(images) // 2
+    test = slice(half, None)
+    # Risk of an image at the low width: what a router sends up first.
+    need = (~right[low]).double()
+    signals = {"controller features": _ridge_scores(torch.cat(stem_features).double(), need)}
+    for i, features in enumerate(deep):
+        signals[f"block{i} output, low width"] = _ridge_scores(features, need)
+    signals["low-width confidence (cascade)"] = -confidence[test]
+    signals["true label (class-level bound)"] = _ridge_scores(
+        torch.nn.functional.one_hot(target, model.config.num_classes).double(), need)
+    low_right, high_right = right[low][test], right[high][test]
+    gain = high_right & ~low_right                  # images only the high width gets right
+    report = {"images": len(images), "scored_images": len(images) - half, "low": low,
+              "high": high,
+              "fixed_width_accuracy": {str(b): float(right[b][test].double().mean())
+                                       for b in candidates},
+              "only_high_right": float(gain.double().mean()),
+              "only_low_right": float((low_right & ~high_right).double().mean()),
+              "signals": {}}
+    count = len(low_right)
+    for name, scores in signals.items():
+        order = torch.argsort(scores, descending=True)
+        row = {"auc_wrong_at_low": _auc(scores, ~low_right), "routed": {}}
+        for fraction in fractions:
+            up = torch.zeros(count, dtype=torch.bool)
+            up[order[:round(fraction * count)]] = True
+            accuracy = torch.where(up, high_right, low_right).double().mean()
+            row["routed"][str(fraction)] = {"mean_bits": low + fraction * (high - low),
+                                            "accuracy": float(accuracy)}
+        report["signals"][name] = row
+    return report
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m train.diagnose",
                                      description=__doc__.split("\n\n")[0])
@@ -105,6 +206,9 @@ def _parser():
                         help="first N test images (default 2000)")
     parser.add_argument("--batch", type=int, default=250,
                         help="images per batch (their batch-norm statistics; default 250)")
+    parser.add_argument("--routing", action="store_true",
+                        help="also the whole-image routing report (every test image; "
+                             "see the module doc)")
     parser.add_argument("--json", help="write the report here too")
     return parser
 
@@ -114,6 +218,7 @@ def main(argv=None):
     from dqt_hw.atomic import write_atomic
     from .checkpoint import load_model
     from .data import DatasetError, load_dataset
+    from .metrics import CALIBRATION_IMAGES
     try:
         if args.images < 4 or args.batch < 2:
             raise ValueError("`images` must be at least 4 and `batch` at least 2")
@@ -123,6 +228,10 @@ def main(argv=None):
                              f"models have a controller to diagnose")
         images, labels = load_dataset(config["dataset"], "test")
         report = diagnose(model, images[:args.images], labels[:args.images], args.batch)
+        if args.routing:
+            train_images, _ = load_dataset(config["dataset"], "train")
+            report["routing"] = image_routing(model, images, labels,
+                                              train_images[:CALIBRATION_IMAGES])
     except (ValueError, DatasetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -137,9 +246,25 @@ def main(argv=None):
               + f"  corr {row['controller_correlation']:+.3f}  R2 features "
               + " ".join(f"{r:+.3f}" for r in row["r2_from_features"]) + "  R2 loss "
               + " ".join(f"{r:+.3f}" for r in row["r2_from_loss"]))
+    if args.routing:
+        _print_routing(report["routing"])
     if args.json:
         write_atomic(args.json, json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _print_routing(routing):
+    low, high = routing["low"], routing["high"]
+    fixed = routing["fixed_width_accuracy"]
+    print(f"\nwhole-image routing, {routing['scored_images']} scored test images: every layer "
+          f"at {low} or at {high} bits; fixed widths "
+          + ", ".join(f"{b}: {100 * a:.2f} %" for b, a in fixed.items())
+          + f"; right only at {high}: {100 * routing['only_high_right']:.2f} %, only at {low}: "
+          f"{100 * routing['only_low_right']:.2f} %")
+    for name, row in routing["signals"].items():
+        routed = ", ".join(f"{r['mean_bits']:.1f} bits {100 * r['accuracy']:.2f} %"
+                           for r in row["routed"].values())
+        print(f"{name:<34} AUC {row['auc_wrong_at_low']:.3f}  {routed}")
 
 
 if __name__ == "__main__":
