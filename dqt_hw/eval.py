@@ -8,6 +8,11 @@ emulation mode on the same master codes and the report gives the fraction of ima
 logits, prediction and bit choices are identical to the package's, plus the float
 (fake-quant) top-1 of the same model.
 
+With `--cascade LOW,HIGH` it also runs the package as a precision cascade: every image with
+every dynamic-precision layer at LOW bits, then again at HIGH bits for the images whose logit
+margin (top logit minus the runner-up) is below a threshold, set by `--margin` or as the
+`--share` quantile of the margins of training images; the second answer counts.
+
 Definitions (docs/export-format.md §Evaluation):
 - BitOPs of one image = sum over every conv2d/linear layer (the controller's included) of
   MACs x b_a x b_w, where b_a = b_w = the layer's bit-width for that image; "relative to
@@ -31,14 +36,18 @@ from tqdm import tqdm
 from .golden import run_graph
 from .package import layer_bits, layer_ops, load_package, run_cli
 
-__all__ = ["DATASETS", "load_test_set", "run_package", "bit_statistics", "agreement",
+__all__ = ["DATASETS", "CASCADE_THRESHOLD_IMAGES", "load_test_set", "run_package",
+           "bit_statistics", "agreement", "logit_margin", "margin_threshold", "run_cascade",
            "evaluate", "main"]
 
 DATASETS = ("digits", "fashion-mnist")
+#: Training images (the last ones of the split) whose margins set a cascade's threshold.
+CASCADE_THRESHOLD_IMAGES = 10000
 
 
-def load_test_set(name, master_bits, input_shape):
-    """(master codes (N, *input_shape) int64, labels (N,) int64) of a dataset's test split.
+def load_test_set(name, master_bits, input_shape, split="test"):
+    """(master codes (N, *input_shape) int64, labels (N,) int64) of a dataset's test split
+    (or its training split, for `split="train"`).
 
     Uses the training code's loader and its image-to-code mapping (`train.data`), so the
     package sees exactly the codes the PyTorch model was trained and compared on.
@@ -46,7 +55,7 @@ def load_test_set(name, master_bits, input_shape):
     if name not in DATASETS:
         raise ValueError(f"`--dataset` must be one of {', '.join(DATASETS)}, not {name!r}")
     from train.data import load_dataset, to_master_codes
-    images, labels = load_dataset(name, "test")
+    images, labels = load_dataset(name, split)
     codes = np.asarray(to_master_codes(images, master_bits))
     if tuple(codes.shape[1:]) != tuple(input_shape):
         raise ValueError(f"the package expects images of shape {list(input_shape)} but "
@@ -118,6 +127,66 @@ def bit_statistics(manifest, chosen):
     }
 
 
+def logit_margin(logits):
+    """Top logit minus the runner-up, per image (int64: an integer comparison)."""
+    top = np.sort(np.asarray(logits, dtype=np.int64), axis=1)
+    return top[:, -1] - top[:, -2]
+
+
+def margin_threshold(margins, share):
+    """The threshold below which a share `share` of `margins` lies: the k-th smallest margin,
+    k = floor(share N) (a margin strictly below it runs twice), or one above the largest."""
+    ordered = np.sort(np.asarray(margins, dtype=np.int64))
+    k = int(np.floor(share * len(ordered)))
+    return int(ordered[k]) if k < len(ordered) else int(ordered[-1]) + 1
+
+
+def _pass_bitops(manifest, graph):
+    """bit_statistics of one image of a graph whose layers all have fixed widths."""
+    chosen = {op["name"]: np.array([op["bits"]], np.int64) for op in layer_ops(graph)}
+    return bit_statistics(manifest, chosen)
+
+
+def run_cascade(graph, codes, low, high, threshold, *, batch_size=500, progress=True):
+    """(logits (N, classes), run twice (N,) bool): every image with every dynamic layer at
+    `low` bits, then the images whose logit margin is below `threshold` at `high` bits."""
+    from .package import pin_bits
+    logits, _, _ = run_package(pin_bits(graph, low), codes, batch_size=batch_size,
+                               progress=progress, desc=f"cascade {low} bits")
+    again = logit_margin(logits) < threshold
+    if again.any():
+        logits = logits.copy()
+        logits[again] = run_package(pin_bits(graph, high), codes[again],
+                                    batch_size=batch_size, progress=progress,
+                                    desc=f"cascade {high} bits")[0]
+    return logits, again
+
+
+def _cascade_report(graph, manifest, dataset, codes, labels, cascade, *, batch_size,
+                    progress):
+    from .package import pin_bits
+    low, high, share, margin = cascade
+    report = {"low": low, "high": high}
+    if margin is None:
+        input_shape = next(iter(manifest["inputs"].values()))["shape"]
+        train_codes, _ = load_test_set(dataset, manifest["master_bits"], input_shape,
+                                       split="train")
+        train_codes = train_codes[-CASCADE_THRESHOLD_IMAGES:]
+        train_logits = run_package(pin_bits(graph, low), train_codes, batch_size=batch_size,
+                                   progress=progress, desc="cascade threshold")[0]
+        margin = margin_threshold(logit_margin(train_logits), share)
+        report.update(share=share, threshold_images=int(len(train_codes)))
+    logits, again = run_cascade(graph, codes, low, high, margin, batch_size=batch_size,
+                                progress=progress)
+    low_pass = _pass_bitops(manifest, pin_bits(graph, low))
+    high_pass = _pass_bitops(manifest, pin_bits(graph, high))
+    bitops = low_pass["bitops"] + float(again.mean()) * high_pass["bitops"]
+    report.update(margin_threshold=margin, run_twice=float(again.mean()),
+                  top1=float(np.mean(logits.argmax(1) == labels)), bitops=bitops,
+                  bitops_relative_w8a8=bitops / low_pass["bitops_w8a8"])
+    return report
+
+
 def _identical_rows(package, reference, what):
     """Fraction of images (rows) whose entries are all equal in both arrays."""
     reference = np.asarray(reference)
@@ -151,9 +220,14 @@ def controlled_bits(manifest, chosen):
 
 
 def evaluate(package_dir, dataset, *, compare=None, batch_size=500, limit=None,
-             progress=True):
-    """Everything `python -m dqt_hw.eval` reports, as a JSON-ready dict."""
+             progress=True, cascade=None):
+    """Everything `python -m dqt_hw.eval` reports, as a JSON-ready dict. `cascade`: None or
+    (low, high, share, margin), margin None to set it from `share`."""
     graph, manifest = load_package(package_dir)
+    if cascade is not None and not any(isinstance(op["bits"], dict)
+                                       for op in layer_ops(graph)):
+        raise ValueError(f"{package_dir}: the package has no dynamic-precision layers; a "
+                         f"cascade needs a model trained at several widths")
     if "logits" not in graph["outputs"]:
         raise ValueError(f"{package_dir}: the package has no 'logits' output "
                          f"(outputs: {graph['outputs']})")
@@ -188,6 +262,9 @@ def evaluate(package_dir, dataset, *, compare=None, batch_size=500, limit=None,
         digest = hashlib.sha256(Path(compare).read_bytes()).hexdigest()
         report["compare"]["exported_from_this_checkpoint"] = (
             manifest.get("metadata", {}).get("checkpoint_sha256") == digest)
+    if cascade is not None:
+        report["cascade"] = _cascade_report(graph, manifest, dataset, codes, labels, cascade,
+                                            batch_size=batch_size, progress=progress)
     return report
 
 
@@ -224,7 +301,36 @@ def format_report(report):
                   f"{100 * c['float_predictions_identical']:.2f} % of images"
                   + ("" if c["float_bits_identical"] is None else
                      f", same bit choices for {100 * c['float_bits_identical']:.2f} %")]
+    if "cascade" in report:
+        c = report["cascade"]
+        rule = (f"the {100 * c['share']:g} % quantile of {c['threshold_images']} training "
+                f"images" if "share" in c else "given")
+        lines.append(f"cascade {c['low']} -> {c['high']} bits, margin threshold "
+                     f"{c['margin_threshold']} ({rule}): {100 * c['run_twice']:.2f} % of the "
+                     f"images run twice, top-1 {100 * c['top1']:.2f} %, BitOPs "
+                     f"{100 * c['bitops_relative_w8a8']:.2f} % of W8A8")
     return "\n".join(lines)
+
+
+def _cascade_arguments(args):
+    """(low, high, share, margin) from --cascade/--share/--margin, or None."""
+    if args.cascade is None:
+        if args.share is not None or args.margin is not None:
+            raise ValueError("`--share` and `--margin` need `--cascade LOW,HIGH`")
+        return None
+    try:
+        low, high = (int(item) for item in args.cascade.split(","))
+    except ValueError:
+        raise ValueError(f"`--cascade` must be two bit-widths LOW,HIGH, not "
+                         f"{args.cascade!r}") from None
+    if not 2 <= low < high <= 8:
+        raise ValueError(f"`--cascade` needs 2 <= LOW < HIGH <= 8, not {low},{high}")
+    if args.share is not None and args.margin is not None:
+        raise ValueError("give `--share` or `--margin`, not both")
+    share = 0.2 if args.share is None else args.share
+    if not 0 <= share <= 1:
+        raise ValueError(f"`--share` must be between 0 and 1, not {share}")
+    return low, high, (None if args.margin is not None else share), args.margin
 
 
 def _write_json(path, report):
@@ -247,6 +353,14 @@ def main(argv=None):
                              "identical logits / predictions / bit choices")
     parser.add_argument("--batch-size", type=int, default=500, help="images per golden run")
     parser.add_argument("--limit", type=int, help="evaluate only the first N test images")
+    parser.add_argument("--cascade", metavar="LOW,HIGH",
+                        help="also run a precision cascade: every image at LOW bits, again at "
+                             "HIGH bits when its logit margin is below the threshold")
+    parser.add_argument("--share", type=float,
+                        help="cascade threshold: the margin below which this share of the last "
+                             f"{CASCADE_THRESHOLD_IMAGES} training images lies (default 0.2)")
+    parser.add_argument("--margin", type=int,
+                        help="cascade threshold as an integer logit margin (instead of --share)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
@@ -256,9 +370,10 @@ def main(argv=None):
         raise ValueError(f"`--limit` must be a positive integer, not {args.limit}")
     if args.compare is not None and not Path(args.compare).is_file():
         raise ValueError(f"{args.compare}: no such checkpoint file")      # before any work
+    cascade = _cascade_arguments(args)
     report = evaluate(args.package, args.dataset, compare=args.compare,
                       batch_size=args.batch_size, limit=args.limit,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, cascade=cascade)
     print(format_report(report))
     if args.json:
         _write_json(args.json, report)

@@ -36,7 +36,7 @@ __all__ = [
     "INPUT_QUANTIZER", "DEFAULT_WORD_BITS",
     "TABLE_FIELD_BITS", "PackageError", "pack_words", "format_hex", "parse_hex",
     "describe_graph", "check_out_dir", "write_package", "read_package", "load_package",
-    "layer_ops", "layer_bits", "run_cli", "summary", "main",
+    "layer_ops", "layer_bits", "pin_bits", "run_cli", "summary", "main",
 ]
 
 PACKAGE_FORMAT = "dqt-hw-package"
@@ -137,6 +137,14 @@ def _memory(values, *, element_bits, word_bits, signed):
 def layer_ops(graph):
     """The conv2d/linear ops of a graph, in execution order."""
     return [op for op in graph["ops"] if op["op"] in _LAYER_KINDS]
+
+
+def pin_bits(graph, bits):
+    """A copy of `graph` whose dynamic-precision layers all run at `bits` (the controller
+    still runs and its choices stay outputs)."""
+    ops = [dict(op, bits=bits) if isinstance(op.get("bits"), dict) else op
+           for op in graph["ops"]]
+    return dict(graph, ops=ops)
 
 
 def layer_bits(graph, env, batch):

@@ -38,7 +38,7 @@ for path in (REPO_DIR, SIM_DIR):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from net import VERILATOR_BUILD_ARGS, pin_bits  # noqa: E402
+from net import VERILATOR_BUILD_ARGS  # noqa: E402
 from regression import SIMULATORS, _check_simulator  # noqa: E402
 
 __all__ = ["BoardJob", "run_board", "board_verilog", "main"]
@@ -92,7 +92,7 @@ def run_board(job):
     from dqt_hw.boards.catalog import check_board
     from dqt_hw.boards.top import board_design
     from dqt_hw.eval import load_test_set
-    from dqt_hw.package import load_package, write_package
+    from dqt_hw.package import load_package, pin_bits, write_package
     from dqt_hw.run import golden_outputs
 
     board = check_board(job.board)

@@ -111,14 +111,6 @@ def golden_outputs(graph, codes, batch=500):
     return np.concatenate(logits), (np.concatenate(bits) if selects else None)
 
 
-def pin_bits(graph, bits):
-    """A copy of `graph` whose dynamic-precision layers all run at `bits` (the controller
-    still runs and its choices stay outputs)."""
-    ops = [dict(op, bits=bits) if isinstance(op.get("bits"), dict) else op
-           for op in graph["ops"]]
-    return dict(graph, ops=ops)
-
-
 def _references(job, graph, manifest, codes):
     logits, bits = golden_outputs(graph, codes)
     refs = {"golden_logits": logits}
@@ -149,7 +141,7 @@ def run_net(job):
     from dqt_hw.accel.compiler import compile_package
     from dqt_hw.accel.config import AcceleratorConfig
     from dqt_hw.eval import load_test_set
-    from dqt_hw.package import load_package
+    from dqt_hw.package import load_package, pin_bits
 
     config = AcceleratorConfig(cols=job.cols)
     graph, manifest = load_package(job.package)

@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from dqt_hw.eval import agreement, bit_statistics, controlled_bits, run_package
+from dqt_hw.eval import (agreement, bit_statistics, controlled_bits, logit_margin,
+                         margin_threshold, run_cascade, run_package)
 from dqt_hw.eval import main as eval_main
 from dqt_hw.golden import run_graph
-from dqt_hw.package import load_package, run_cli, write_package
+from dqt_hw.package import load_package, pin_bits, run_cli, write_package
 from dqt_hw.vectors import load_vectors, make_vectors, write_vectors
 from dqt_hw.vectors import main as vectors_main
 
@@ -124,9 +125,69 @@ def test_eval_cli_on_digits(dynamic_package, tmp_path, _cli):
     assert sum(report["layer_bits"]["block1"].values()) == 360
 
 
+def test_cascade_reruns_the_images_below_the_margin(dynamic_package):
+    graph, _ = load_package(dynamic_package)
+    codes = random_images(40, seed=3)
+    low = run_graph(pin_bits(graph, 2), codes)["logits"]
+    high = run_graph(pin_bits(graph, 8), codes)["logits"]
+    margins = logit_margin(low)
+    np.testing.assert_array_equal(margins, np.sort(low, 1)[:, -1] - np.sort(low, 1)[:, -2])
+    threshold = int(np.median(margins))
+    logits, again = run_cascade(graph, codes, 2, 8, threshold, batch_size=7, progress=False)
+    np.testing.assert_array_equal(again, margins < threshold)
+    np.testing.assert_array_equal(logits, np.where(again[:, None], high, low))
+    assert 0 < again.sum() < len(codes)
+    # The threshold of a share: the k-th smallest margin, k = floor(share N).
+    values = np.array([5, 1, 9, 3, 3])
+    assert [margin_threshold(values, s) for s in (0, 0.2, 0.4, 0.5, 0.99, 1)] == \
+        [1, 3, 3, 3, 9, 10]
+    assert np.mean(values < margin_threshold(values, 0.4)) == 0.2     # ties stay at pass 1
+
+
+def test_eval_cli_cascade(dynamic_package, tmp_path, _cli):
+    report_file = tmp_path / "report.json"
+    result = _cli("dqt_hw.eval", dynamic_package, "--dataset", "digits", "--no-progress",
+                  "--cascade", "2,8", "--share", "0.5", "--json", report_file)
+    assert result.returncode == 0, result.stderr
+    cascade = json.loads(report_file.read_text())["cascade"]
+    from train.data import load_dataset, to_master_codes
+    images, labels = load_dataset("digits", "test")
+    train_images, _ = load_dataset("digits", "train")
+    graph, manifest = load_package(dynamic_package)
+    train_low = run_graph(pin_bits(graph, 2), to_master_codes(train_images, 8))["logits"]
+    threshold = margin_threshold(logit_margin(train_low), 0.5)
+    logits, again = run_cascade(graph, to_master_codes(images, 8), 2, 8, threshold,
+                                progress=False)
+    assert cascade["margin_threshold"] == threshold and cascade["threshold_images"] == 1437
+    assert cascade["run_twice"] == again.mean() and 0 < again.mean() < 1
+    assert cascade["top1"] == np.mean(logits.argmax(1) == labels)
+
+    def bitops(bits):
+        return bit_statistics(manifest, {op["name"]: np.array([bits if isinstance(
+            op["bits"], dict) else op["bits"]]) for op in graph["ops"]
+            if op["op"] in ("conv2d", "linear")})
+    expected = bitops(2)["bitops"] + again.mean() * bitops(8)["bitops"]
+    assert cascade["bitops"] == pytest.approx(expected)
+    assert f"cascade 2 -> 8 bits, margin threshold {threshold}" in result.stdout
+    given = _cli("dqt_hw.eval", dynamic_package, "--dataset", "digits", "--no-progress",
+                 "--cascade", "2,8", "--margin", str(threshold), "--json", report_file)
+    assert given.returncode == 0 and "(given)" in given.stdout
+    assert json.loads(report_file.read_text())["cascade"]["top1"] == cascade["top1"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "fashion-mnist"], r"the package expects images of shape \[1, 8, 8\] but "
                                      r"fashion-mnist gives \[1, 28, 28\]"),
+    (["--dataset", "digits", "--cascade", "8,2"], "`--cascade` needs 2 <= LOW < HIGH <= 8, "
+                                                  "not 8,2"),
+    (["--dataset", "digits", "--cascade", "4"], "`--cascade` must be two bit-widths LOW,HIGH, "
+                                                "not '4'"),
+    (["--dataset", "digits", "--share", "0.3"], "`--share` and `--margin` need `--cascade "
+                                                "LOW,HIGH`"),
+    (["--dataset", "digits", "--cascade", "2,4", "--share", "1.5"],
+     "`--share` must be between 0 and 1, not 1.5"),
+    (["--dataset", "digits", "--cascade", "2,4", "--share", "0.1", "--margin", "3"],
+     "give `--share` or `--margin`, not both"),
     (["--dataset", "digits", "--limit", "0"], "`--limit` must be a positive integer, not 0"),
     (["--dataset", "digits", "--batch-size", "0"],
      "`--batch-size` must be a positive integer, not 0"),
