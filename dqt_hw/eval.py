@@ -37,7 +37,8 @@ from .golden import run_graph
 from .package import layer_bits, layer_ops, load_package, run_cli
 
 __all__ = ["DATASETS", "CASCADE_THRESHOLD_IMAGES", "load_test_set", "run_package",
-           "bit_statistics", "agreement", "logit_margin", "margin_threshold", "run_cascade",
+           "bit_statistics", "agreement", "logit_margin", "margin_threshold", "cascade_margin",
+           "run_cascade", "add_cascade_arguments", "cascade_arguments",
            "evaluate", "main"]
 
 DATASETS = ("digits", "fashion-mnist")
@@ -162,20 +163,27 @@ def run_cascade(graph, codes, low, high, threshold, *, batch_size=500, progress=
     return logits, again
 
 
+def cascade_margin(graph, dataset, low, share, *, batch_size=500, progress=True):
+    """(threshold, training images used): the margin below which a share `share` of the last
+    CASCADE_THRESHOLD_IMAGES training images lies with every dynamic layer at `low` bits."""
+    from .package import pin_bits
+    input_shape = next(iter(graph["inputs"].values()))["shape"]
+    train_codes, _ = load_test_set(dataset, graph["master_bits"], input_shape, split="train")
+    train_codes = train_codes[-CASCADE_THRESHOLD_IMAGES:]
+    train_logits = run_package(pin_bits(graph, low), train_codes, batch_size=batch_size,
+                               progress=progress, desc="cascade threshold")[0]
+    return margin_threshold(logit_margin(train_logits), share), len(train_codes)
+
+
 def _cascade_report(graph, manifest, dataset, codes, labels, cascade, *, batch_size,
                     progress):
     from .package import pin_bits
     low, high, share, margin = cascade
     report = {"low": low, "high": high}
     if margin is None:
-        input_shape = next(iter(manifest["inputs"].values()))["shape"]
-        train_codes, _ = load_test_set(dataset, manifest["master_bits"], input_shape,
-                                       split="train")
-        train_codes = train_codes[-CASCADE_THRESHOLD_IMAGES:]
-        train_logits = run_package(pin_bits(graph, low), train_codes, batch_size=batch_size,
-                                   progress=progress, desc="cascade threshold")[0]
-        margin = margin_threshold(logit_margin(train_logits), share)
-        report.update(share=share, threshold_images=int(len(train_codes)))
+        margin, count = cascade_margin(graph, dataset, low, share, batch_size=batch_size,
+                                       progress=progress)
+        report.update(share=share, threshold_images=count)
     logits, again = run_cascade(graph, codes, low, high, margin, batch_size=batch_size,
                                 progress=progress)
     low_pass = _pass_bitops(manifest, pin_bits(graph, low))
@@ -312,7 +320,19 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def _cascade_arguments(args):
+def add_cascade_arguments(parser, verb):
+    """--cascade, --share and --margin (`dqt_hw.eval`, `dqt_hw.run`)."""
+    parser.add_argument("--cascade", metavar="LOW,HIGH",
+                        help=f"{verb} a precision cascade: every image at LOW bits, again at "
+                             f"HIGH bits when its logit margin is below the threshold")
+    parser.add_argument("--share", type=float,
+                        help="cascade threshold: the margin below which this share of the last "
+                             f"{CASCADE_THRESHOLD_IMAGES} training images lies (default 0.2)")
+    parser.add_argument("--margin", type=int,
+                        help="cascade threshold as an integer logit margin (instead of --share)")
+
+
+def cascade_arguments(args):
     """(low, high, share, margin) from --cascade/--share/--margin, or None."""
     if args.cascade is None:
         if args.share is not None or args.margin is not None:
@@ -353,14 +373,7 @@ def main(argv=None):
                              "identical logits / predictions / bit choices")
     parser.add_argument("--batch-size", type=int, default=500, help="images per golden run")
     parser.add_argument("--limit", type=int, help="evaluate only the first N test images")
-    parser.add_argument("--cascade", metavar="LOW,HIGH",
-                        help="also run a precision cascade: every image at LOW bits, again at "
-                             "HIGH bits when its logit margin is below the threshold")
-    parser.add_argument("--share", type=float,
-                        help="cascade threshold: the margin below which this share of the last "
-                             f"{CASCADE_THRESHOLD_IMAGES} training images lies (default 0.2)")
-    parser.add_argument("--margin", type=int,
-                        help="cascade threshold as an integer logit margin (instead of --share)")
+    add_cascade_arguments(parser, "also run")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
@@ -370,7 +383,7 @@ def main(argv=None):
         raise ValueError(f"`--limit` must be a positive integer, not {args.limit}")
     if args.compare is not None and not Path(args.compare).is_file():
         raise ValueError(f"{args.compare}: no such checkpoint file")      # before any work
-    cascade = _cascade_arguments(args)
+    cascade = cascade_arguments(args)
     report = evaluate(args.package, args.dataset, compare=args.compare,
                       batch_size=args.batch_size, limit=args.limit,
                       progress=not args.no_progress, cascade=cascade)

@@ -10,6 +10,12 @@ check_identity`) and that the program in the board is this package's (or loads t
 over the link with `--load`), then runs the images one by one and prints accuracy, agreement
 with the golden model (logits, predictions, chosen bits), the bits histogram and images/s, with
 the accelerator's own time (its cycle counters) beside the link's. docs/boards.md.
+
+`--cascade LOW,HIGH` runs the package as a precision cascade (docs/export-format.md,
+§Evaluation): the host loads the package's program pinned to LOW bits and runs every image,
+then loads the program pinned to HIGH bits and runs again the images whose logit margin is
+below the threshold (`--margin`, or from `--share` of the training images); each image's
+answer is compared with the golden cascade.
 """
 
 import argparse
@@ -23,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "run_images", "program_board", "check_program", "golden_outputs"]
+__all__ = ["main", "run_images", "run_cascade_images", "program_board", "check_program",
+           "golden_outputs"]
 
 
 def program_board(board, bitstream):
@@ -70,6 +77,35 @@ async def run_images(driver, transport, codes, *, load=False, progress=True):
     return results, time.perf_counter() - started
 
 
+async def run_cascade_images(low, high, transport, codes, margin, *, progress=True):
+    """The precision cascade on the board: `low` and `high` are drivers of the package's
+    programs pinned to the two widths (one transport). Identify, load and check the low
+    program, infer every image; load and check the high program, infer again the images whose
+    logit margin is below `margin`. (results, run twice (N,) bool, seconds)."""
+    from tqdm import tqdm
+    from .eval import logit_margin
+    await transport.identify()
+    await low.check_identity()
+    started = time.perf_counter()
+    results = []
+    for driver, images, desc in ((low, range(len(codes)), "low width"), (high, None, "again")):
+        if images is None:
+            again = logit_margin(np.stack([r.logits for r in results])) < margin
+            images = np.flatnonzero(again)
+            if not len(images):
+                break
+        await driver.load_model()
+        await check_program(transport, driver)
+        for index in tqdm(images, desc=desc, unit="img", disable=not progress,
+                          file=sys.stderr):
+            result = await driver.infer(codes[index])
+            if driver is low:
+                results.append(result)
+            else:
+                results[index] = result
+    return results, again, time.perf_counter() - started
+
+
 def golden_outputs(graph, codes, batch=500):
     """Logits and the chosen bit-widths of every select_bits op in op order (the
     accelerator's slots) from the golden interpreter: {"logits", "bits" or None}."""
@@ -86,10 +122,12 @@ def golden_outputs(graph, codes, batch=500):
             "bits": np.concatenate(bits) if selects else None}
 
 
-def summarize(results, seconds, graph, codes, labels, clock_hz, model):
-    golden = golden_outputs(graph, codes)
+def summarize(results, seconds, golden, labels, clock_hz, model):
+    """The run's summary against `golden` ({"logits", "bits" or None}: bits are compared and
+    counted only when given)."""
     logits = np.stack([r.logits for r in results])
-    bits = np.array([r.bits for r in results]) if results[0].bits else None
+    bits = (np.array([r.bits for r in results])
+            if results[0].bits and golden["bits"] is not None else None)
     cycles = np.array([r.cycles for r in results], dtype=np.float64)
     summary = {
         "images": len(results),
@@ -119,6 +157,11 @@ def format_summary(s):
              + (f", bits {s['identical_bits']}/{n}" if "identical_bits" in s else "")]
     for layer, hist in s.get("bits_histogram", {}).items():
         lines.append(f"  {layer}: " + ", ".join(f"{b} bits x{c}" for b, c in hist.items()))
+    if "cascade" in s:
+        c = s["cascade"]
+        lines.append(f"cascade {c['low']} -> {c['high']} bits, margin threshold {c['margin']}: "
+                     f"{c['run_twice']} of {n} images run twice (golden cascade: "
+                     f"{c['golden_run_twice']})")
     lines.append(f"{s['images_per_s']:.1f} images/s: accelerator "
                  f"{1e3 * s['accelerator_s_per_image']:.3f} ms/image "
                  f"({s['cycles_mean']:.0f} cycles), link "
@@ -127,6 +170,7 @@ def format_summary(s):
 
 
 def _parser():
+    from .eval import add_cascade_arguments
     parser = argparse.ArgumentParser(prog="python -m dqt_hw.run",
                                      description=__doc__.split("\n\n")[2],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,21 +191,23 @@ def _parser():
                         help="seconds to wait for each answer, and (x100) for a run (2)")
     parser.add_argument("--json", type=Path, default=None, help="write the summary here")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_cascade_arguments(parser, "run")
     return parser
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    from .accel.compiler import CompileError, compile_package
+    from .accel.compiler import CompileError, compile_graph, compile_package
     from .accel.config import AcceleratorConfig
     from .accel.driver import AcceleratorDriver, AcceleratorError
     from .boards.catalog import check_board
     from .boards.link import BridgeTransport, LinkError, open_serial
-    from .eval import load_test_set
-    from .package import PackageError, load_package
+    from .eval import cascade_arguments, cascade_margin, load_test_set, run_cascade
+    from .package import PackageError, load_package, pin_bits
     try:
         if args.images < 1:
             raise ValueError(f"`--images` must be a positive integer, not {args.images}")
+        cascade = cascade_arguments(args)
         info_path = args.build / "board.json"
         if not info_path.is_file():
             raise ValueError(f"{args.build} is not a board build folder (no board.json); "
@@ -171,6 +217,9 @@ def main(argv=None):
         config = AcceleratorConfig(**{k: tuple(v) if isinstance(v, list) else v
                                       for k, v in info["config"].items()})
         graph, manifest = load_package(info["package"])
+        if cascade and not any(isinstance(op.get("bits"), dict) for op in graph["ops"]):
+            raise ValueError(f"{info['package']}: the package has no dynamic-precision layers; "
+                             f"a cascade needs a model trained at several widths")
         model = compile_package(info["package"], config)
         dataset = args.dataset or manifest.get("metadata", {}).get("dataset")
         if not dataset:
@@ -194,8 +243,22 @@ def main(argv=None):
                                    poll_cycles=max(1, int(poll_s * info["clock_hz"])),
                                    max_polls=max(1, int(100 * args.timeout / poll_s)))
         load = args.load or not info.get("data_in_bitstream", True)
-        results, seconds = asyncio.run(run_images(driver, transport, codes, load=load,
-                                                  progress=args.progress))
+        if cascade is None:
+            results, seconds = asyncio.run(run_images(driver, transport, codes, load=load,
+                                                      progress=args.progress))
+            golden = golden_outputs(graph, codes)
+        else:
+            low, high, share, margin = cascade
+            if margin is None:
+                margin, _ = cascade_margin(graph, dataset, low, share, progress=args.progress)
+            pinned = [AcceleratorDriver(transport, compile_graph(pin_bits(graph, b), config),
+                                        poll_cycles=driver.poll_cycles,
+                                        max_polls=driver.max_polls) for b in (low, high)]
+            results, again, seconds = asyncio.run(run_cascade_images(
+                *pinned, transport, codes, margin, progress=args.progress))
+            logits, golden_again = run_cascade(graph, codes, low, high, margin,
+                                               progress=False)
+            golden = {"logits": logits, "bits": None}
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -204,14 +267,20 @@ def main(argv=None):
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
-    summary = summarize(results, seconds, graph, codes, labels, info["clock_hz"], model)
+    summary = summarize(results, seconds, golden, labels, info["clock_hz"], model)
+    if cascade is not None:
+        summary["cascade"] = {"low": low, "high": high, "margin": margin,
+                              "run_twice": int(again.sum()),
+                              "golden_run_twice": int(golden_again.sum()),
+                              "identical_run_twice": bool(np.array_equal(again, golden_again))}
     summary.update(board=board.name, port=args.port, dataset=dataset, first=args.first,
                    bytes_out=transport.bytes_out, bytes_in=transport.bytes_in)
     print(format_summary(summary))
     if args.json:
         from .atomic import write_atomic
         write_atomic(args.json, json.dumps(summary, indent=1) + "\n")
-    return 0 if summary["identical_logits"] == summary["images"] else 1
+    same = summary.get("cascade", {}).get("identical_run_twice", True)
+    return 0 if summary["identical_logits"] == summary["images"] and same else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ and the UART pins with the bytes `dqt_hw.boards.link.BridgeTransport` sends for
 `dqt_hw.accel.driver.AcceleratorDriver` (the classes the host CLI uses, unchanged), compares
 every image's logits, prediction and bits with the golden model, checks the status LEDs, and
 with `--bits` also runs the package with every dynamic layer pinned to each width (its program
-loaded over the link) to measure cycles per image. `--json` writes the summary, whose
+loaded over the link) to measure cycles per image; with `--cascade LOW,HIGH` also runs the
+precision cascade as `python -m dqt_hw.run --cascade` does (`dqt_hw.run.run_cascade_images`),
+with `--margin` or the median margin of the images' LOW pass, against the golden cascade. `--json` writes the summary, whose
 "cycles" table `python -m dqt_hw.build --board ... --cycles FILE` turns into images/s.
 Exits 1 on any mismatch. `make sim-board PKG=... BOARD=... IMAGES=...` runs it.
 """
@@ -55,6 +57,8 @@ class BoardJob:
     clock_mhz: float = None
     baud: int = None
     bits: tuple = ()              # pinned widths to measure after the dynamic run
+    cascade: tuple = ()           # (low, high): also run the precision cascade
+    margin: int = None            # its threshold (default: the median LOW-pass margin)
     simulator: str = "verilator"
     build_root: str = None
     verbose: bool = False
@@ -128,16 +132,34 @@ def run_board(job):
         compile_graph(pin_bits(graph, bits), design.config)      # fails here, not in the bench
         pinned[str(bits)] = {"package": str(path), "golden_logits": golden_outputs(
             pin_bits(graph, bits), codes[:1])["logits"][0].tolist()}
+    cascade, extra = {}, {}
+    if job.cascade:
+        from dqt_hw.eval import logit_margin, run_cascade
+        low, high = job.cascade
+        margin = job.margin
+        if margin is None:
+            margin = int(np.median(logit_margin(golden_outputs(pin_bits(graph, low),
+                                                               codes)["logits"])))
+        extra["cascade_logits"], extra["cascade_again"] = run_cascade(
+            graph, codes, low, high, margin, progress=False)
+        cascade = {"low": low, "high": high, "margin": margin}
+        for name, bits in (("low", low), ("high", high)):
+            path = run_dir / f"package-cascade-{bits}"
+            write_package(pin_bits(graph, bits), path, metadata=manifest.get("metadata"),
+                          controlled_layers=manifest.get("controlled_layers"))
+            cascade[f"{name}_package"] = str(path)
     arrays = run_dir / "job.npz"
     np.savez(arrays, images=codes, labels=labels, golden_logits=golden["logits"],
-             **({"golden_bits": golden["bits"]} if golden["bits"] is not None else {}))
+             **({"golden_bits": golden["bits"]} if golden["bits"] is not None else {}),
+             **extra)
     report = run_dir / "report.json"
     job_file = run_dir / "job.json"
     job_file.write_text(json.dumps({
         "package": str(Path(job.package).resolve()), "config": dataclasses.asdict(design.config),
         "clock_hz": design.clock.clock_hz, "baud": design.baud, "pins": pins,
         "data_in_bitstream": board.data_in_bitstream,
-        "arrays": str(arrays), "report": str(report), "first": job.first, "pinned": pinned}))
+        "arrays": str(arrays), "report": str(report), "first": job.first, "pinned": pinned,
+        "cascade": cascade}))
 
     cocotb_tools.runner.MAX_PARALLEL_BUILD_JOBS = 1
     if job.simulator == "verilator":
@@ -179,13 +201,16 @@ def run_board(job):
         "package": job.package, "board": board.name, "dataset": dataset, "first": job.first,
         "config": dataclasses.asdict(design.config), "clock_hz": design.clock.clock_hz,
         "baud": design.baud, "images": len(records),
-        "mismatches": sum(not r["match"] for r in records) + result["pinned_mismatches"],
+        "mismatches": (sum(not r["match"] for r in records) + result["pinned_mismatches"]
+                       + result.get("cascade", {}).get("mismatches", 0)),
         "accuracy": float(np.mean([r["prediction"] == r["label"] for r in records])),
         "leds_ok": result["leds_ok"], "link": result["link"],
         "cycles": {"dynamic": float(np.mean([r["cycles"] for r in records])),
                    **{bits: c for bits, c in result["pinned_cycles"].items()}},
         "build_s": build_s, "sim_s": sim_s,
     }
+    if "cascade" in result:
+        summary["cascade"] = dict(cascade, **result["cascade"])
     if records and records[0]["bits"]:
         bits = np.array([r["bits"] for r in records])
         summary["bits_histogram"] = {
@@ -208,6 +233,11 @@ def format_summary(s):
              f"the accelerator ran {1e3 * link['accelerator_seconds_per_image']:.3f} ms"]
     for layer, hist in s.get("bits_histogram", {}).items():
         lines.append(f"    {layer}: " + ", ".join(f"{b} bits x{c}" for b, c in hist.items()))
+    if "cascade" in s:
+        c = s["cascade"]
+        lines.append(f"  cascade {c['low']} -> {c['high']} bits, margin {c['margin']}: "
+                     f"{c['run_twice']} of {s['images']} images run twice, {c['mismatches']} "
+                     f"mismatches against the golden cascade")
     lines.append(f"  build {s['build_s']:.0f} s, simulation {s['sim_s']:.0f} s")
     return "\n".join(lines)
 
@@ -226,6 +256,10 @@ def main(argv=None):
     parser.add_argument("--baud", type=int, default=None, help="default: the board's")
     parser.add_argument("--bits", default="",
                         help="comma-separated widths to pin and measure, e.g. 8,4,2")
+    parser.add_argument("--cascade", default="",
+                        help="LOW,HIGH: also run the precision cascade of these widths")
+    parser.add_argument("--margin", type=int, default=None,
+                        help="the cascade's threshold (default: the median LOW-pass margin)")
     parser.add_argument("--sim", default="verilator", choices=SIMULATORS)
     parser.add_argument("--json", default=None, help="write the summary here")
     parser.add_argument("--verbose", action="store_true")
@@ -236,10 +270,16 @@ def main(argv=None):
         bits = tuple(int(b) for b in args.bits.split(",") if b.strip())
     except ValueError:
         parser.error(f"--bits must be comma-separated integers, not {args.bits!r}")
+    try:
+        cascade = tuple(int(b) for b in args.cascade.split(",")) if args.cascade else ()
+    except ValueError:
+        cascade = None
+    if cascade is None or (cascade and (len(cascade) != 2 or cascade[0] >= cascade[1])):
+        parser.error(f"--cascade must be LOW,HIGH with LOW < HIGH, not {args.cascade!r}")
     job = BoardJob(package=args.package, board=args.board, images=args.images,
                    first=args.first, dataset=args.dataset, cols=args.cols,
-                   clock_mhz=args.clock_mhz, baud=args.baud, bits=bits, simulator=args.sim,
-                   verbose=args.verbose)
+                   clock_mhz=args.clock_mhz, baud=args.baud, bits=bits, cascade=cascade,
+                   margin=args.margin, simulator=args.sim, verbose=args.verbose)
     try:
         summary = run_board(job)
     except (ValueError, OSError) as error:

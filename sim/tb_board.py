@@ -24,7 +24,7 @@ from dqt_hw.accel.compiler import compile_package
 from dqt_hw.accel.config import AcceleratorConfig
 from dqt_hw.accel.driver import AcceleratorDriver
 from dqt_hw.boards.link import BridgeTransport
-from dqt_hw.run import check_program, run_images
+from dqt_hw.run import check_program, run_cascade_images, run_images
 from dqt_tb.uart import UARTPort
 
 
@@ -105,10 +105,29 @@ async def board(dut):
             dut._log.error(f"pinned to {bits} bits: logits {result.logits.tolist()}; golden "
                            f"{pin['golden_logits']}")
 
+    cascade = {}
+    if job["cascade"]:
+        # The precision cascade exactly as `python -m dqt_hw.run --cascade` runs it.
+        spec = job["cascade"]
+        low, high = (AcceleratorDriver(transport, compile_package(spec[f"{name}_package"],
+                                                                  config),
+                                       poll_cycles=2000, max_polls=10000)
+                     for name in ("low", "high"))
+        results, again, _ = await run_cascade_images(low, high, transport, arrays["images"],
+                                                     spec["margin"], progress=False)
+        wrong = [index for index, result in enumerate(results)
+                 if not np.array_equal(result.logits, arrays["cascade_logits"][index])]
+        wrong += [] if np.array_equal(again, arrays["cascade_again"]) else ["run twice"]
+        for index in wrong:
+            dut._log.error(f"cascade: {index} differs from the golden cascade")
+        cascade = {"run_twice": int(again.sum()), "mismatches": len(wrong)}
+
     Path(job["report"]).write_text(json.dumps({
         "images": records, "leds_ok": bool(leds_ok), "link": link,
-        "pinned_cycles": pinned_cycles, "pinned_mismatches": pinned_mismatches}))
+        "pinned_cycles": pinned_cycles, "pinned_mismatches": pinned_mismatches,
+        **({"cascade": cascade} if cascade else {})}))
     mismatches = sum(not r["match"] for r in records)
     assert mismatches == 0, f"{mismatches} of {count} images differ from the golden model"
     assert pinned_mismatches == 0, "a pinned run differs from the golden model"
+    assert not cascade.get("mismatches"), "the cascade differs from the golden cascade"
     assert leds_ok, "the status LEDs do not show the accelerator's state"

@@ -66,3 +66,22 @@ def test_program_without_the_programmer_names_the_package(monkeypatch, tmp_path)
         program_board(BOARDS["icebreaker"], tmp_path / "top.bin")
     with pytest.raises(OSError, match="openFPGALoader not found.*openfpgaloader"):
         program_board(BOARDS["ulx3s-85f"], tmp_path / "top.bit")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cascade", "5,3"], "`--cascade` needs 2 <= LOW < HIGH <= 8, not 5,3"),
+    (["--margin", "4"], "`--share` and `--margin` need `--cascade LOW,HIGH`"),
+    (["--cascade", "2,4", "--static"], "the package has no dynamic-precision layers; a cascade "
+                                       "needs a model trained at several widths"),
+])
+def test_cascade_arguments_are_checked_before_the_port_opens(tmp_path, capsys, args, message):
+    from test_export_package import random_graph
+    from dqt_hw.package import write_package
+    static = "--static" in args
+    package = tmp_path / "pkg"
+    write_package(random_graph(1, dynamic=not static), package, metadata={"dataset": "digits"})
+    folder = _build_folder(tmp_path, package)
+    argv = ["--build", str(folder), "--port", "/dev/does-not-exist", "--images", "2",
+            "--no-progress"] + [arg for arg in args if arg != "--static"]
+    assert main(argv) == 2
+    assert message in _error(capsys)

@@ -25,9 +25,13 @@ def package(tmp_path_factory):
 def test_simulated_icebreaker_runs_images_bit_exact_over_the_uart(package, tmp_path):
     from board import BoardJob, run_board
     summary = run_board(BoardJob(package=str(package), board="icebreaker", images=3,
-                                 bits=(8,), build_root=str(tmp_path)))
+                                 bits=(8,), cascade=(3, 5), build_root=str(tmp_path)))
     assert summary["images"] == 3 and summary["mismatches"] == 0
     assert summary["leds_ok"]
+    # The precision cascade, as `python -m dqt_hw.run --cascade` runs it: the median margin
+    # sends some images to the second pass.
+    cascade = summary["cascade"]
+    assert cascade["mismatches"] == 0 and 1 <= cascade["run_twice"] <= 2
     # The dynamic run and the run pinned to 8 bits both report their cycles.
     assert set(summary["cycles"]) == {"dynamic", "8"} and summary["cycles"]["8"] > 0
     link = summary["link"]
