@@ -149,11 +149,9 @@ def image_routing(model, images, labels, calibration_images, fractions=(0.25, 0.
                 if bits == low:
                     stem_features.append(grid_pool(act, model.config.controller_grid,
                                                    model._pool_bits())[0])
-                blocks, position = [], 0
+                blocks = []
                 for block in model.blocks:
-                    count = len(block.layers())
-                    act = block(act, [bits] * count)
-                    position += count
+                    act = block(act, [bits] * len(block.layers()))
                     blocks.append(global_pool(act, model._pool_bits())[0])
                 logits = model.fc.run(global_pool(act, model._pool_bits()),
                                       model.master_bits)[0]
@@ -174,7 +172,7 @@ def image_routing(model, images, labels, calibration_images, fractions=(0.25, 0.
         signals[f"block{i} output, low width"] = _ridge_scores(features, need)
     signals["low-width confidence (cascade)"] = -confidence[test]
     signals["true label (class-level bound)"] = _ridge_scores(
-        torch.nn.functional.one_hot(target, model.config.num_classes).double(), need)
+        F.one_hot(target, model.config.num_classes).double(), need)
     low_right, high_right = right[low][test], right[high][test]
     gain = high_right & ~low_right                  # images only the high width gets right
     report = {"images": len(images), "scored_images": len(images) - half, "low": low,
