@@ -38,6 +38,7 @@ from .package import layer_bits, layer_ops, load_package, run_cli
 
 __all__ = ["DATASETS", "CASCADE_THRESHOLD_IMAGES", "load_test_set", "run_package",
            "bit_statistics", "agreement", "logit_margin", "margin_threshold", "cascade_margin",
+           "check_cascade_package",
            "run_cascade", "add_cascade_arguments", "cascade_arguments",
            "evaluate", "main"]
 
@@ -148,6 +149,13 @@ def _pass_bitops(manifest, graph):
     return bit_statistics(manifest, chosen)
 
 
+def check_cascade_package(graph, where):
+    """Refuse a graph without dynamic-precision layers: both passes would be the same."""
+    if not any(isinstance(op["bits"], dict) for op in layer_ops(graph)):
+        raise ValueError(f"{where}: the package has no dynamic-precision layers; a cascade "
+                         f"needs a model trained at several widths")
+
+
 def run_cascade(graph, codes, low, high, threshold, *, batch_size=500, progress=True):
     """(logits (N, classes), run twice (N,) bool): every image with every dynamic layer at
     `low` bits, then the images whose logit margin is below `threshold` at `high` bits."""
@@ -232,10 +240,8 @@ def evaluate(package_dir, dataset, *, compare=None, batch_size=500, limit=None,
     """Everything `python -m dqt_hw.eval` reports, as a JSON-ready dict. `cascade`: None or
     (low, high, share, margin), margin None to set it from `share`."""
     graph, manifest = load_package(package_dir)
-    if cascade is not None and not any(isinstance(op["bits"], dict)
-                                       for op in layer_ops(graph)):
-        raise ValueError(f"{package_dir}: the package has no dynamic-precision layers; a "
-                         f"cascade needs a model trained at several widths")
+    if cascade is not None:
+        check_cascade_package(graph, package_dir)
     if "logits" not in graph["outputs"]:
         raise ValueError(f"{package_dir}: the package has no 'logits' output "
                          f"(outputs: {graph['outputs']})")

@@ -87,22 +87,19 @@ async def run_cascade_images(low, high, transport, codes, margin, *, progress=Tr
     await transport.identify()
     await low.check_identity()
     started = time.perf_counter()
-    results = []
-    for driver, images, desc in ((low, range(len(codes)), "low width"), (high, None, "again")):
-        if images is None:
-            again = logit_margin(np.stack([r.logits for r in results])) < margin
-            images = np.flatnonzero(again)
-            if not len(images):
-                break
+
+    async def run_pass(driver, indices, desc):
         await driver.load_model()
         await check_program(transport, driver)
-        for index in tqdm(images, desc=desc, unit="img", disable=not progress,
-                          file=sys.stderr):
-            result = await driver.infer(codes[index])
-            if driver is low:
-                results.append(result)
-            else:
-                results[index] = result
+        return [await driver.infer(codes[i])
+                for i in tqdm(indices, desc=desc, unit="img", disable=not progress,
+                              file=sys.stderr)]
+    results = await run_pass(low, range(len(codes)), "low width")
+    again = logit_margin(np.stack([r.logits for r in results])) < margin
+    rerun = np.flatnonzero(again)
+    if len(rerun):
+        for index, result in zip(rerun, await run_pass(high, rerun, "again")):
+            results[index] = result
     return results, again, time.perf_counter() - started
 
 
@@ -202,7 +199,8 @@ def main(argv=None):
     from .accel.driver import AcceleratorDriver, AcceleratorError
     from .boards.catalog import check_board
     from .boards.link import BridgeTransport, LinkError, open_serial
-    from .eval import cascade_arguments, cascade_margin, load_test_set, run_cascade
+    from .eval import (cascade_arguments, cascade_margin, check_cascade_package,
+                       load_test_set, run_cascade)
     from .package import PackageError, load_package, pin_bits
     try:
         if args.images < 1:
@@ -217,9 +215,8 @@ def main(argv=None):
         config = AcceleratorConfig(**{k: tuple(v) if isinstance(v, list) else v
                                       for k, v in info["config"].items()})
         graph, manifest = load_package(info["package"])
-        if cascade and not any(isinstance(op.get("bits"), dict) for op in graph["ops"]):
-            raise ValueError(f"{info['package']}: the package has no dynamic-precision layers; "
-                             f"a cascade needs a model trained at several widths")
+        if cascade:
+            check_cascade_package(graph, info["package"])
         model = compile_package(info["package"], config)
         dataset = args.dataset or manifest.get("metadata", {}).get("dataset")
         if not dataset:
