@@ -137,10 +137,11 @@ def logit_margin(logits):
 
 def margin_threshold(margins, share):
     """The threshold below which a share `share` of `margins` lies: the k-th smallest margin,
-    k = floor(share N) (a margin strictly below it runs twice), or one above the largest."""
-    ordered = np.sort(np.asarray(margins, dtype=np.int64))
+    k = floor(share N) (a margin strictly below it runs twice), or one above the largest.
+    Integer margins give an integer; `train.cascade` applies the same rule to float ones."""
+    ordered = np.sort(np.asarray(margins))
     k = int(np.floor(share * len(ordered)))
-    return int(ordered[k]) if k < len(ordered) else int(ordered[-1]) + 1
+    return ordered[k].item() if k < len(ordered) else ordered[-1].item() + 1
 
 
 def _pass_bitops(manifest, graph):

@@ -288,6 +288,7 @@ def test_diagnose_reports_every_layer_and_refuses_static_models(tmp_path, capsys
 
 
 def test_cascade_reruns_the_least_confident_images_and_counts_both_passes(tmp_path, capsys):
+    from dqt_hw.eval import margin_threshold
     from train import cascade
     from train.checkpoint import checkpoint_config, load_model, save_checkpoint
     from train.data import load_dataset
@@ -319,12 +320,16 @@ def test_cascade_reruns_the_least_confident_images_and_counts_both_passes(tmp_pa
         both, either = right[low] & right[high], right[low] | right[high]
         assert (float(both.double().mean()) - 1e-9 <= row["accuracy"]
                 <= float(either.double().mean()) + 1e-9)
-    # Nothing run twice: the low width's answers; everything: the high width's.
+    # The thresholds follow the integer package's rule (dqt_hw.eval.margin_threshold).
     low, high = widths[0], widths[-1]
+    train_margins = cascade._margin(cascade._logits(model, train_images[:300], low)).numpy()
+    assert [rows[(low, high, f)]["threshold"] for f in (0.0, 0.5, 1.0)] == [
+        pytest.approx(margin_threshold(train_margins, f)) for f in (0.0, 0.5, 1.0)]
+    # Nothing run twice: the low width's answers; everything: the high width's.
     none, every = rows[(low, high, 0.0)], rows[(low, high, 1.0)]
     assert abs(none["accuracy"] - float(right[low].double().mean())) <= none["run_twice"] + 1e-9
-    assert (abs(every["accuracy"] - float(right[high].double().mean()))
-            <= 1 - every["run_twice"] + 1e-9)
+    assert every["run_twice"] == 1.0
+    assert every["accuracy"] == pytest.approx(float(right[high].double().mean()))
     save_checkpoint(tmp_path / "static.pt", _tiny("static"),
                     checkpoint_config(_tiny("static"), "digits"))
     assert cascade.main([str(tmp_path / "static.pt")]) == 2

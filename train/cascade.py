@@ -3,13 +3,15 @@
 The per-image signal that `train.diagnose --routing` finds is the network's own output at a
 low width, not anything a controller sees before it runs. A cascade uses it: every image
 first runs with every controlled layer at the low width; an image whose logit margin (top
-logit minus the runner-up, an integer comparison on the integer model's logits) is below a
-threshold runs again at the high width, and that second answer counts. The same stored
-weights serve both passes (the low width is nested in the master codes), so only the shift
-amounts change between them.
+logit minus the runner-up, on the trained model's float logits; the exported package's
+cascade, `dqt_hw.eval`, compares integer logits) is below a threshold runs again at the high
+width, and that second answer counts. The same stored weights serve both passes (the low
+width is nested in the master codes), so only the shift amounts change between them.
 
-The threshold for a target fraction f of images run twice is the f-quantile of the margins
-of ``--threshold-images`` training images (never the test images). Each pass counts its
+The threshold for a target fraction f of images run twice is the margin of
+``--threshold-images`` training images (never the test images) that f of them lie below, by
+the rule of the integer package's cascade (`dqt_hw.eval.margin_threshold`: the k-th smallest,
+k = floor(f N)). Each pass counts its
 full BitOPs (`train.metrics.bitops`, the controller's layers included although the cascade
 does not use them), so a cascade's BitOPs per image are those of the low pass plus the
 realized fraction times those of the high pass. Batch norm: the model's shared statistics
@@ -54,6 +56,7 @@ def cascade_report(model, images, labels, threshold_images, calibration_images,
                    fractions=FRACTIONS):
     """The report of the module doc (a dict) for every pair of candidate widths low < high."""
     import torch
+    from dqt_hw.eval import margin_threshold
     from .metrics import bitops, evaluate, recalibrated_bn, w8a8_bitops
     candidates = sorted(model.config.candidates)
     target = torch.from_numpy(labels)
@@ -82,7 +85,7 @@ def cascade_report(model, images, labels, threshold_images, calibration_images,
         for low, high in itertools.combinations(candidates, 2):
             margins, train_margins = _margin(test[low]), _margin(train[low])
             for fraction in fractions:
-                threshold = float(torch.quantile(train_margins, fraction))
+                threshold = float(margin_threshold(train_margins.numpy(), fraction))
                 again = margins < threshold
                 share = float(again.double().mean())
                 accuracy = float(torch.where(again, right[high], right[low]).double().mean())
