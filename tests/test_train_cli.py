@@ -151,6 +151,7 @@ def test_bench_report_replaces_only_its_section(tmp_path):
                                         _fake_metrics(mode, accuracy + 0.02, bits, 1)]
     results = {"fp32": two("fp32", 0.90, 32), "static-w4": two("static", 0.895, 4),
                "lsq-w4a4": two("lsq", 0.89, 4), "dqt": two("dqt", 0.90, 3.9),
+               "dqt-hidden-trained": two("dqt", 0.89, 3.8),
                "dqt-248-alpha0": [_fake_metrics("dqt", 0.90, 3.9)],
                "dqt-248-aux-all": two("dqt", 0.91, 3.9)}
     step = {"seconds_per_step": {"fp32": 0.05, "dqt": 0.14}, "batch_size": 128, "rounds": 3,
@@ -161,7 +162,10 @@ def test_bench_report_replaces_only_its_section(tmp_path):
     assert "| FP32 | 2 | 91.00 ± 1.41 | n/a |" in text
     assert "| DQT {3,4,5}, 4-bit budget | 2 | 91.00 ± 1.41 | 90.90 ± 1.41 | 3.90 |" in text
     assert ("DQT at an average of at most 4 bits (3.900) at or above static W4A4 (+0.50 pp) "
-            "and LSQ W4A4 (+1.00 pp), within 0.3 pp of FP32 (+0.00 pp): **met**") in text
+            "and LSQ W4A4 (+1.00 pp), within 0.3 pp of FP32 (+0.00 pp): **met**. Other DQT "
+            "configurations at this budget, for reference: DQT {3,4,5}, 4-bit budget, trained "
+            "hidden layer (2 seeds) 3.80 bits, -0.50 pp against W4A4, +0.00 pp against LSQ, "
+            "-1.00 pp against FP32, 30.0 % off modal.") in text
     assert "3-bit budget against static W3A3 and static mixed precision: **not yet" in text
     assert "30.0 % of test images get a bit vector other than the most common" in text
     assert "dqt +0.50 pp at 0.238 x W8A8: **met**" in text

@@ -389,6 +389,17 @@ def _goals(results, step):
                      f"W4A4 ({vs['static-w4']:+.2f} pp) and LSQ W4A4 ({vs['lsq-w4a4']:+.2f} pp), "
                      f"within 0.3 pp of FP32 ({vs['fp32']:+.2f} pp): "
                      f"**{'met' if met else 'missed'}**.")
+        # The goal is judged on the default run; the variants were designed after seeing it.
+        variants = [name for name in ("dqt-wide", "dqt-hidden-trained") if has(name)]
+        if variants:
+            lines[-1] += " Other DQT configurations at this budget, for reference: " + "; ".join(
+                f"{RUNS[name][0]} ({len(results[name])} seeds) "
+                f"{_mean(results[name], 'average_bits'):.2f} bits, "
+                + ", ".join(f"{acc(name) - acc(other):+.2f} pp against {label}"
+                            for other, label in (("static-w4", "W4A4"), ("lsq-w4a4", "LSQ"),
+                                                 ("fp32", "FP32")))
+                + f", {100 * _mean(results[name], 'off_modal_share'):.1f} % off modal"
+                for name in variants) + "."
     else:
         lines.append("- DQT at most 4 bits against static W4A4, LSQ W4A4 and FP32: **not yet "
                      "measured** (needs two seeds of dqt, static-w4, lsq-w4a4 and fp32).")
