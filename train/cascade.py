@@ -11,13 +11,12 @@ width is nested in the master codes), so only the shift amounts change between t
 The threshold for a target fraction f of images run twice is the margin of
 ``--threshold-images`` training images (never the test images) that f of them lie below, by
 the rule of the integer package's cascade (`dqt_hw.eval.margin_threshold`: the k-th smallest,
-k = floor(f N)). Each pass counts its
-full BitOPs (`train.metrics.bitops`, the controller's layers included although the cascade
-does not use them), so a cascade's BitOPs per image are those of the low pass plus the
-realized fraction times those of the high pass. Batch norm: the model's shared statistics
-(what the exported package holds today) and, for comparison, statistics recalibrated at
-each width (`train.metrics.recalibrated_bn`, which would need per-width constants in the
-package). Writes a JSON report with ``--json``.
+k = floor(f N)). Each pass counts its full BitOPs (`train.metrics.bitops`, the controller's
+layers included although the cascade does not use them), so a cascade's BitOPs per image are
+those of the low pass plus the realized fraction times those of the high pass. Batch norm:
+the model's shared statistics (what the exported package holds today) and, for comparison,
+statistics recalibrated at each width (`train.metrics.recalibrated_bn`, which would need
+per-width constants in the package). Writes a JSON report with ``--json``.
 """
 
 import argparse
