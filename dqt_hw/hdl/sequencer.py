@@ -53,8 +53,7 @@ class Sequencer(wiring.Component):
         cfg = self.config
         address = Signal(range(cfg.program_words + 1))
         m.d.comb += self.prog_addr.eq(address)
-        op_count = Signal(16)
-        op = Signal(16)
+        op_count = Signal(range(cfg.max_ops + 1))
         word = Signal(range(INSTRUCTION_WORDS + 1))
         checksum, total = Signal(32), Signal(32)
         summing = Signal()            # prog_data holds a word to add this cycle
@@ -113,8 +112,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [op.eq(0), address.eq(HEADER_WORDS), word.eq(0),
-                                     summing.eq(0)]
+                        m.d.sync += [address.eq(HEADER_WORDS), word.eq(0), summing.eq(0)]
                         m.next = "FETCH"
             with m.State("FETCH"):
                 # The word read last cycle shifts in from the top: after 16 reads `raw` is
@@ -144,10 +142,10 @@ class Sequencer(wiring.Component):
             with m.State("WAIT"):
                 m.d.sync += op_cycles.eq(op_cycles + 1)
                 with m.If(self.engine_done):
-                    m.d.comb += [self.opc_addr.eq(op), self.opc_data.eq(op_cycles + 1),
-                                 self.opc_en.eq(1)]
-                    m.d.sync += [self.ops_done.eq(self.ops_done + 1), op.eq(op + 1)]
-                    with m.If(op + 1 == op_count):
+                    m.d.comb += [self.opc_addr.eq(self.ops_done),
+                                 self.opc_data.eq(op_cycles + 1), self.opc_en.eq(1)]
+                    m.d.sync += self.ops_done.eq(self.ops_done + 1)
+                    with m.If(self.ops_done + 1 == op_count):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
                     with m.Else():
