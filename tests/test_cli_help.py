@@ -12,9 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-ENTRY_POINTS = ("train.fit", "train.bench", "train.cascade", "dqt_hw.export", "dqt_hw.package", "dqt_hw.eval",
-                "dqt_hw.vectors", "dqt_hw.build", "dqt_hw.energy", "dqt_hw.demo", "dqt_hw.hdl",
-                "dqt_hw.hdl.cycles", "dqt_hw.golden", "dqt_hw.bench", "sim/regression.py")
+ENTRY_POINTS = ("train.fit", "train.bench", "train.cascade", "dqt_hw.export", "dqt_hw.package",
+                "dqt_hw.eval", "dqt_hw.vectors", "dqt_hw.build", "dqt_hw.build.cells",
+                "dqt_hw.energy", "dqt_hw.demo", "dqt_hw.hdl", "dqt_hw.hdl.cycles", "dqt_hw.golden",
+                "dqt_hw.bench", "sim/regression.py")
 
 # Runs the module as `python -m` does, then says which heavy modules were imported.
 _PROBE = """
