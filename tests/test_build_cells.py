@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from dqt_hw import toolchain
 from dqt_hw.build.cells import count_cells, main
 from dqt_hw.build.flow import _write_rtlil, synthesize
-from dqt_hw.build.targets import TARGETS
+from dqt_hw.build.targets import TARGETS, capacity_use
 
 
 def _cell(kind, **pins):
@@ -98,3 +98,11 @@ def test_prediction_matches_nextpnr(tmp_path):
                           seed=1, freq_mhz=12)
     placed = toolchain.device_utilisation((tmp_path / "pnr.log").read_text())
     assert placed["ICESTORM_LC"][0] == count.cells
+
+
+def test_logic_cells_count_against_an_ice40_only_when_predicted():
+    up5k, ecp5 = TARGETS["ice40-up5k"], TARGETS["ecp5-85f"]
+    resources = {"LUT4": 5000, "carry": 900, "FF": 3000, "DSP": 5, "BRAM": 19, "SPRAM": 4}
+    assert "LC" not in capacity_use(up5k, resources)
+    assert capacity_use(up5k, resources | {"LC": 7300})["LC"] == (7300, 5280)
+    assert "LC" not in capacity_use(ecp5, resources | {"SPRAM": 0, "LC": 7300})

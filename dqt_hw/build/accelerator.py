@@ -6,7 +6,8 @@ iCE40 one pooling lane, the 8-bit products on DSP blocks and the UP5K's SPRAM as
 so a model the configuration cannot run is refused before any synthesis. The accelerator top
 is then synthesized (RTLIL into Yosys, DSP blocks allowed: they hold the requantizer's and the
 residual join's multipliers) and checked against the device; place and route in the timing
-harness gives its Fmax. The report says whether it fits, by how much if not, and, with
+harness gives its Fmax. On iCE40 the logic cells count too, predicted from the netlist
+(`dqt_hw.build.cells`). The report says whether it fits, by how much if not, and, with
 measured cycles per image (`--cycles`, a `sim/net.py --json` summary), the images/s at Fmax.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..accel.sizing import fitted_config
 from ..hdl.data_memory import ICE40SPRAMDataMemory
+from .cells import predicted_cells
 from .harness import TimingHarness
 from .targets import capacity_use
 
@@ -61,7 +63,11 @@ def build_accelerator(config, target, tools, staging, bar, *, synthesize, place_
              "model_words": model.describe()["words"]}
     bar.set_postfix_str(f"yosys {ACCELERATOR_BLOCK}")
     source = write_rtlil(component, ACCELERATOR_BLOCK, staging)
-    resources, cells, script = synthesize(source, ACCELERATOR_BLOCK, target, staging, dsp=True)
+    resources, cells, script = synthesize(source, ACCELERATOR_BLOCK, target, staging, dsp=True,
+                                          netlist=target.family == "ice40")
+    if target.family == "ice40":
+        # LUT4 and flip-flops alone do not say whether it fits: the logic cells do.
+        resources["LC"] = predicted_cells(Path(staging) / "synth" / f"{ACCELERATOR_BLOCK}.json")
     entry["synthesis"] = {"resources": resources, "cells": cells, "tool": tools["yosys"],
                           "script": script, "source": str(source)}
     use = capacity_use(target, resources)

@@ -21,6 +21,7 @@ from pathlib import Path
 from .. import toolchain
 from ..atomic import atomic_dir
 from ..boards.catalog import BOARDS, check_board
+from .cells import predicted_cells
 from .targets import TARGETS, capacity_use, classify_cells
 
 __all__ = ["BoardBuildConfig", "board_requested", "parse_board_args", "run_board_build",
@@ -219,6 +220,8 @@ def run_board_build(cfg, *, argv=None, progress=True):
             stages["synthesis_s"] = round(time.monotonic() - t0, 1)
             cells = toolchain.read_yosys_stat(staging / "top.stat.json")
             resources = classify_cells(cells)
+            if board.family == "ice40":
+                resources["LC"] = predicted_cells(staging / "top.json")
             report["synthesis"] = {"resources": resources, "cells": cells}
             over = {key: use for key, use in capacity_use(target, resources).items()
                     if use[0] > use[1]}

@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CellCount", "count_cells", "main"]
+__all__ = ["CellCount", "count_cells", "predicted_cells", "main"]
 
 _FF_PREFIX = "SB_DFF"
 _HIDDEN = re.compile(r"\$")          # Yosys-made names ($auto$, $signal$...) say nothing
@@ -151,6 +151,11 @@ def count_cells(netlist, top=None):
             if (tuple(pins.get("I0", ())), tuple(pins.get("I1", ()))) not in lut_inputs:
                 count.carry_alone += 1
     return count
+
+
+def predicted_cells(path):
+    """The logic cells nextpnr-ice40 will need for the netlist at `path` (a JSON file)."""
+    return count_cells(json.loads(Path(path).read_text())).cells
 
 
 def render(count, registers=20, capacity=None):

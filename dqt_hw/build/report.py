@@ -243,6 +243,12 @@ def render_markdown(report):
                      _num(res["DSP"]), _num(res["BRAM"]), fmax_cell(block)])
     out.append(_table(["block", "LUT4", "carry", "FF", "DSP", "BRAM",
                        "Fmax MHz min / median / max"], rows))
+    for name, block in report["blocks"].items():
+        cells = block["synthesis"]["resources"].get("LC")
+        if cells is not None:
+            out += ["", f"`{name}`: {_num(cells)} iCE40 logic cells (LUT4 + flip-flops that "
+                        f"cannot share a LUT's cell + lone carries, predicted from the netlist "
+                        f"by `python -m dqt_hw.build.cells`) of {_num(target['capacity']['LC'])}."]
     out += ["", f"Synthesis: {synth['tool']}; `{synth['command']}` per block (flattened), "
                 f"counted with `{synth['stat']}`; run as `{synth['invocation']}`."]
     if pnr:

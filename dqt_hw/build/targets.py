@@ -38,7 +38,7 @@ class Target:
 
 TARGETS = {target.name: target for target in (
     Target("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"),
-           {"LUT4": 5280, "FF": 5280, "DSP": 8, "BRAM": 30, "SPRAM": 4}, 48.0),
+           {"LUT4": 5280, "FF": 5280, "DSP": 8, "BRAM": 30, "SPRAM": 4, "LC": 5280}, 48.0),
     Target("ecp5-25f", "ecp5", ("--25k", "--package", "CABGA381"),
            {"LUT4": 24288, "FF": 24288, "DSP": 28, "BRAM": 56, "SPRAM": 0}, 150.0),
     Target("ecp5-85f", "ecp5", ("--85k", "--package", "CABGA381"),
@@ -86,9 +86,15 @@ def check_target(name):
 def capacity_use(target, resources):
     """{resource: (needed, available)} for the resources that count against the device.
 
+    "LC" (iCE40 logic cells: a LUT4, a carry and a flip-flop each) counts where the
+    resources carry the cells predicted from the netlist (`dqt_hw.build.cells`): an iCE40
+    design can fit by LUT4 and flip-flops and still need more cells than the device has.
     """
-    return {"LUT4": (target.lut_sites(resources), target.capacity["LUT4"]),
-            "FF": (resources["FF"], target.capacity["FF"]),
-            "DSP": (resources["DSP"], target.capacity["DSP"]),
-            "BRAM": (resources["BRAM"], target.capacity["BRAM"]),
-            "SPRAM": (resources["SPRAM"], target.capacity["SPRAM"])}
+    use = {"LUT4": (target.lut_sites(resources), target.capacity["LUT4"]),
+           "FF": (resources["FF"], target.capacity["FF"]),
+           "DSP": (resources["DSP"], target.capacity["DSP"]),
+           "BRAM": (resources["BRAM"], target.capacity["BRAM"]),
+           "SPRAM": (resources["SPRAM"], target.capacity["SPRAM"])}
+    if "LC" in resources and "LC" in target.capacity:
+        use["LC"] = (resources["LC"], target.capacity["LC"])
+    return use
