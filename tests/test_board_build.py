@@ -103,11 +103,24 @@ def test_an_8_bit_only_model_gets_an_8_bit_only_accelerator_that_elaborates():
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
 def test_every_board_top_prepares_with_pins_pll_and_constraints(board):
     # The platform's own preparation (pins, PLL, constraints), warnings as errors.
+    from types import SimpleNamespace
     from dqt_hw.boards.catalog import BOARDS
     from dqt_hw.boards.top import board_design
+    from dqt_hw.build.accelerator import accelerator_config
+    from dqt_hw.build.targets import TARGETS
+    from dqt_hw.hdl.data_memory import ICE40SPRAMDataMemory
     from test_export_package import random_graph
-    design = board_design(BOARDS[board], random_graph(4, dynamic=True))
-    plan = BOARDS[board].platform().prepare(design.top, name="top")
+    spec, graph = BOARDS[board], random_graph(4, dynamic=True)
+    design = board_design(spec, graph)
+    # One sizing for `--board` and `--model`: the iCEBreaker's accelerator is the one whose
+    # area `python -m dqt_hw.build --model PKG --target ice40-up5k` reports.
+    built, _ = accelerator_config(SimpleNamespace(cols=spec.cols, model="pkg"),
+                                  TARGETS[spec.target], graph)
+    assert design.config == built
+    if board == "icebreaker":
+        assert (built.pool_lanes, built.dsp_wide, built.fetch_queue, built.fetch_groups,
+                built.data_words) == (1, True, 2, 1, ICE40SPRAMDataMemory.DEPTH)
+    plan = spec.platform().prepare(design.top, name="top")
     rtlil = plan.files["top.il"]
     constraints = plan.files["top.pcf" if board == "icebreaker" else "top.lpf"]
     if board == "icebreaker":
@@ -116,3 +129,4 @@ def test_every_board_top_prepares_with_pins_pll_and_constraints(board):
     else:
         assert "EHXPLLL" in rtlil and "CLKOP_DIV" in rtlil
         assert 'LOCATE COMP "uart_0__tx__io" SITE "L4"' in constraints
+

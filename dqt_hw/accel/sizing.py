@@ -11,11 +11,24 @@ import dataclasses
 from ..accel.compiler import CompileError, compile_graph
 from ..accel.config import AcceleratorConfig, GROUP_CODES
 
-__all__ = ["fitted_config", "model_bits"]
+__all__ = ["fitted_config", "family_settings", "model_bits"]
 
 # Generous limits for the first compile, which measures what the model uses.
 _ROOMY = dict(data_words=1 << 15, program_words=1 << 14, wide_words=1 << 10,
               table_words=1 << 10, slots=64, max_ops=256)
+
+
+# What a build for a device family fixes, for area: on iCE40 one pooling lane, the 8-bit
+# products on DSP blocks, the short fetch lookahead, and the data memory that the UP5K's four
+# SPRAMs make (16384 words; nothing else there is large enough, so the model gets all of it).
+_FAMILY_SETTINGS = {"ice40": dict(pool_lanes=1, dsp_wide=True, fetch_queue=2, fetch_groups=1,
+                                  data_words=16384)}
+
+
+def family_settings(family):
+    """The `AcceleratorConfig` fields that every build for `family` ("ice40", "ecp5") fixes:
+    the same for `python -m dqt_hw.build --model` and the board builds."""
+    return dict(_FAMILY_SETTINGS.get(family, {}))
 
 
 def _power_of_two(value, low=1):

@@ -111,14 +111,15 @@ def board_design(board, graph, *, cols=None, clock_hz=None, baud=None):
     board's). Raises ValueError (`CompileError`) for what cannot be built."""
     from ..hdl.accelerator import Accelerator
     from .clocks import plan_clock
-    from ..accel.sizing import fitted_config
+    from ..accel.sizing import family_settings, fitted_config
     from .uart import uart_divisor
     clock = plan_clock(board.family, board.oscillator_hz, clock_hz or board.clock_hz)
     baud = baud or board.baud
     uart_divisor(round(clock.clock_hz), baud)
-    # The UP5K's SPRAM data memory is all there is anyway: give the model all of it.
-    spram = {"data_words": 16384} if board.data_memory == "ice40-spram" else {}
-    config, model = fitted_config(graph, cols=cols or board.cols, **spram)
+    # The area settings of every build for the board's device family (`dqt_hw.build --model`
+    # takes the same).
+    config, model = fitted_config(graph, cols=cols or board.cols,
+                                  **family_settings(board.family))
     accelerator = Accelerator(config, program=model.program, table=model.table,
                               data=model.data if board.data_in_bitstream else (),
                               data_memory=board.data_memory)

@@ -14,8 +14,7 @@ measured cycles per image (`--cycles`, a `sim/net.py --json` summary), the image
 import json
 from pathlib import Path
 
-from ..accel.sizing import fitted_config
-from ..hdl.data_memory import ICE40SPRAMDataMemory
+from ..accel.sizing import family_settings, fitted_config
 from .cells import predicted_cells
 from .harness import TimingHarness
 from .targets import capacity_use
@@ -27,14 +26,9 @@ ACCELERATOR_BLOCK = "accelerator"
 
 def accelerator_config(config, target, graph):
     """(`AcceleratorConfig`, compiled model) of a build: sized to the model, the build's
-    columns; on iCE40, for area, one pooling lane, 8-bit products on DSPs and the short fetch
-    lookahead, and a 16384-word data memory (the SPRAMs)."""
-    overrides = {}
-    if target.family == "ice40":
-        overrides.update(pool_lanes=1, data_words=ICE40SPRAMDataMemory.DEPTH, dsp_wide=True,
-                         fetch_queue=2, fetch_groups=1)
+    columns, the target family's area settings (`dqt_hw.accel.sizing.family_settings`)."""
     try:
-        return fitted_config(graph, cols=config.cols, **overrides)
+        return fitted_config(graph, cols=config.cols, **family_settings(target.family))
     except (TypeError, ValueError) as error:
         raise ValueError(f"{config.model}: {error}") from None
 
