@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 from ..accel.sizing import family_settings, fitted_config
-from .cells import predicted_cells
 from .harness import TimingHarness
 from .targets import capacity_use
 
@@ -46,6 +45,9 @@ def build_accelerator(config, target, tools, staging, bar, *, synthesize, place_
     line) when the model does not compile or the accelerator does not fit the device."""
     from ..hdl.accelerator import Accelerator
     from ..package import load_package
+    # Not at the top: importing dqt_hw.build must not load the module that `python -m
+    # dqt_hw.build.cells` runs.
+    from .cells import predicted_cells
     graph, _ = load_package(config.model)
     accel_config, model = accelerator_config(config, target, graph)
     component = Accelerator(accel_config, data_memory=data_memory_for(target))
