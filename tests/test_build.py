@@ -49,7 +49,11 @@ def test_small_ice40_build_end_to_end(tmp_path):
         assert ports["interface"]["members"]
         resources = block["synthesis"]["resources"]
         assert resources["LUT4"] > 0 and resources["DSP"] == 0     # no --dsp: LUT logic only
-        assert block["synthesis"]["script"][1] == f"synth_ice40 -top {name}"
+        # iCE40: the logic cells the netlist packs into, at least one per LUT4 and flip-flop
+        # pair.
+        assert resources["LC"] >= max(resources["LUT4"], resources["FF"])
+        assert block["synthesis"]["script"][1] == (f"synth_ice40 -top {name} "
+                                                   f"-json synth/{name}.json")
         fmax = block["place_route"]["fmax_mhz"]
         assert set(fmax["per_seed"]) == {"1", "2"}
         assert 0 < fmax["min"] <= fmax["median"] <= fmax["max"]
@@ -64,7 +68,12 @@ def test_small_ice40_build_end_to_end(tmp_path):
     ratio = report["flexibility"]["ratio"]["LUT4"]
     assert ratio == pytest.approx(blocks["pe_scalable"]["synthesis"]["resources"]["LUT4"]
                                   / blocks["pe_fixed"]["synthesis"]["resources"]["LUT4"])
+    assert report["flexibility"]["ratio"]["LC"] == pytest.approx(
+        blocks["pe_scalable"]["synthesis"]["resources"]["LC"]
+        / blocks["pe_fixed"]["synthesis"]["resources"]["LC"])
     markdown = (out / "report.md").read_text()
+    assert "| block | LUT4 | carry | FF | logic cells |" in markdown
+    assert "logic cells (packed)" in markdown
     for heading in ("## Area and Fmax", "## Transition cost", "## Flexibility tax",
                     "## Energy model"):
         assert heading in markdown
@@ -241,7 +250,8 @@ def _fake_flow_tools(tmp_path, monkeypatch, *, fail_flat_harness):
            if fail_flat_harness else "")
         + 'stat=$(grep -o "synth/[^ ]*\\.stat\\.json" "$script")\n'
           'json=$(grep -o "\\-json synth/[^ ]*" "$script" | cut -d" " -f2)\n'
-          '[ -n "$json" ] && echo "{}" > "$json"\n'
+          '[ -n "$json" ] && echo \'{"modules": {"t": {"attributes": {"top": "1"}}}}\' '
+          '> "$json"\n'
           'echo \'{"design": {"num_cells_by_type": {"SB_LUT4": 7, "SB_DFF": 3}}}\' > "$stat"\n'
           'echo "End of script." > "$log"\n')
     nextpnr = tmp_path / "fake-nextpnr"

@@ -45,9 +45,6 @@ def build_accelerator(config, target, tools, staging, bar, *, synthesize, place_
     line) when the model does not compile or the accelerator does not fit the device."""
     from ..hdl.accelerator import Accelerator
     from ..package import load_package
-    # Not at the top: importing dqt_hw.build must not load the module that `python -m
-    # dqt_hw.build.cells` runs.
-    from .cells import predicted_cells
     graph, _ = load_package(config.model)
     accel_config, model = accelerator_config(config, target, graph)
     component = Accelerator(accel_config, data_memory=data_memory_for(target))
@@ -59,11 +56,9 @@ def build_accelerator(config, target, tools, staging, bar, *, synthesize, place_
              "model_words": model.describe()["words"]}
     bar.set_postfix_str(f"yosys {ACCELERATOR_BLOCK}")
     source = write_rtlil(component, ACCELERATOR_BLOCK, staging)
+    # On iCE40 the netlist gives the logic cells ("LC"), which decide whether it fits.
     resources, cells, script = synthesize(source, ACCELERATOR_BLOCK, target, staging, dsp=True,
                                           netlist=target.family == "ice40")
-    if target.family == "ice40":
-        # LUT4 and flip-flops alone do not say whether it fits: the logic cells do.
-        resources["LC"] = predicted_cells(Path(staging) / "synth" / f"{ACCELERATOR_BLOCK}.json")
     entry["synthesis"] = {"resources": resources, "cells": cells, "tool": tools["yosys"],
                           "script": script, "source": str(source)}
     use = capacity_use(target, resources)

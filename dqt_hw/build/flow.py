@@ -77,7 +77,8 @@ def synthesize(verilog_path, top, target, root, *, dsp, netlist=False, flatten=T
     `root`, where Yosys runs); `options` are appended to the synthesis command.
 
     Returns (resources, cells, script); the log and cell counts go to synth/<top>.*, and with
-    netlist=True the mapped netlist to synth/<top>.json for nextpnr.
+    netlist=True the mapped netlist to synth/<top>.json for nextpnr. On iCE40 a netlist also
+    gives resources["LC"], the logic cells it packs into (`dqt_hw.build.cells`).
     """
     reader = "read_rtlil" if str(verilog_path).endswith(".il") else "read_verilog"
     script = [f"{reader} {verilog_path}",
@@ -87,7 +88,13 @@ def synthesize(verilog_path, top, target, root, *, dsp, netlist=False, flatten=T
     stem = top if flatten else f"{top}.noflatten"
     toolchain.run_yosys(script, root, log_name=f"synth/{stem}.yosys.log")
     cells = toolchain.read_yosys_stat(Path(root) / "synth" / f"{top}.stat.json")
-    return classify_cells(cells), cells, script
+    resources = classify_cells(cells)
+    if netlist and target.family == "ice40":
+        # Not imported at the top: importing dqt_hw.build must not load the module that
+        # `python -m dqt_hw.build.cells` runs.
+        from .cells import predicted_cells
+        resources["LC"] = predicted_cells(Path(root) / "synth" / f"{top}.json")
+    return resources, cells, script
 
 
 def nextpnr_flags(target, seeds):
@@ -200,7 +207,8 @@ def _run_in(staging, config, target, tools, blocks, progress):
             entry["ports"] = f"verilog/{spec.name}.ports.json"
             entry.update(spec.facts(component))
             resources, cells, script = synthesize(vfile, spec.name, target, staging,
-                                                  dsp=config.dsp)
+                                                  dsp=config.dsp,
+                                                  netlist=target.family == "ice40")
             entry["synthesis"] = {"resources": resources, "cells": cells,
                                   "tool": tools["yosys"], "script": script}
             if spec.name == ARRAY_BLOCK:

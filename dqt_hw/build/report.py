@@ -138,6 +138,8 @@ def _flexibility(report, config):
              for key in ("LUT4", "FF", "carry")}
     target = TARGETS[report["target"]["name"]]
     ratio["LUT4_sites"] = target.lut_sites(pe_res) / target.lut_sites(fixed_res)
+    if "LC" in pe_res and "LC" in fixed_res:        # iCE40: logic cells after packing
+        ratio["LC"] = pe_res["LC"] / fixed_res["LC"]
     modes = []
     array = blocks.get("mac_array")
     for bits, per_cycle in sorted(pe["products_per_cycle"].items(), key=lambda kv: -int(kv[0])):
@@ -237,18 +239,19 @@ def render_markdown(report):
                 f"{'yes' if accel['dsp_wide'] else 'no'}; Yosys maps multipliers to DSPs.", ""]
     out += [f"Build time {report['elapsed_s']} s.", "", "## Area and Fmax", ""]
     rows = []
+    # iCE40 builds also give the logic cells each block packs into (`dqt_hw.build.cells`).
+    packed = any("LC" in block["synthesis"]["resources"] for block in report["blocks"].values())
     for name, block in report["blocks"].items():
         res = block["synthesis"]["resources"]
-        rows.append([f"`{name}`", _num(res["LUT4"]), _num(res["carry"]), _num(res["FF"]),
-                     _num(res["DSP"]), _num(res["BRAM"]), fmax_cell(block)])
-    out.append(_table(["block", "LUT4", "carry", "FF", "DSP", "BRAM",
-                       "Fmax MHz min / median / max"], rows))
-    for name, block in report["blocks"].items():
-        cells = block["synthesis"]["resources"].get("LC")
-        if cells is not None:
-            out += ["", f"`{name}`: {_num(cells)} iCE40 logic cells (LUT4 + flip-flops that "
-                        f"cannot share a LUT's cell + lone carries, predicted from the netlist "
-                        f"by `python -m dqt_hw.build.cells`) of {_num(target['capacity']['LC'])}."]
+        rows.append([f"`{name}`", _num(res["LUT4"]), _num(res["carry"]), _num(res["FF"])]
+                    + ([_num(res.get("LC"))] if packed else [])
+                    + [_num(res["DSP"]), _num(res["BRAM"]), fmax_cell(block)])
+    out.append(_table(["block", "LUT4", "carry", "FF"] + (["logic cells"] if packed else [])
+                      + ["DSP", "BRAM", "Fmax MHz min / median / max"], rows))
+    if packed:
+        out += ["", "Logic cells: the iCE40 cells the block packs into (each one LUT4, one carry "
+                    "and one flip-flop fed by that LUT), predicted from the netlist by `python -m "
+                    "dqt_hw.build.cells`; the capacity check counts them."]
     out += ["", f"Synthesis: {synth['tool']}; `{synth['command']}` per block (flattened), "
                 f"counted with `{synth['stat']}`; run as `{synth['invocation']}`."]
     if pnr:
@@ -284,7 +287,9 @@ def render_markdown(report):
         ratio = flexibility["ratio"]
         out.append(f"Scalable PE / fixed MAC: LUT4 {_num(ratio['LUT4'], 2)}x, LUT4 sites "
                    f"(carry LUTs included) {_num(ratio['LUT4_sites'], 2)}x, FF "
-                   f"{_num(ratio['FF'], 2)}x, carry {_num(ratio['carry'], 2)}x.")
+                   f"{_num(ratio['FF'], 2)}x, carry {_num(ratio['carry'], 2)}x"
+                   + (f", logic cells (packed) {_num(ratio['LC'], 2)}x" if "LC" in ratio
+                      else "") + ".")
         out.append(f"Goal: {flexibility['goal']}: **{flexibility['verdict']}**.")
         out += ["", _table(
             ["b", "PE MACs/cycle", "fixed MAC MACs/cycle", "PE MAC/s at Fmax",
