@@ -68,6 +68,29 @@ def test_a_bad_netlist_is_one_line(tmp_path, capsys):
     assert "No such file" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no module 'x' in the netlist"):
         count_cells(_netlist({}, {}), top="x")
+    for argv, message in (([], "give either a netlist or --model PKG"),
+                          ([str(path), "--model", "pkg"], "give either a netlist or --model PKG"),
+                          ([str(path), "--board", "icebreaker"],
+                           "`--board` and `--cols` go with --model"),
+                          (["--model", "pkg", "--board", "ulx3s-85f"],
+                           "`--board` ulx3s-85f is not an iCE40 board"),
+                          (["--model", "pkg", "--cols", "0"],
+                           "`--cols` must be a positive integer, not 0")):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_model_synthesizes_the_ice40_accelerator(tmp_path, capsys):
+    # The accelerator `python -m dqt_hw.build --model PKG --target ice40-up5k` builds.
+    from test_cli_help import _write_tiny_package
+    _write_tiny_package(tmp_path / "pkg")
+    assert main(["--model", str(tmp_path / "pkg"), "--json"]) == 0
+    captured = capsys.readouterr()
+    count = json.loads(captured.out)
+    assert count["cells"] == (count["luts"] + count["ff_alone"] + count["carry_alone"]
+                              + count["constant_drivers"])
+    assert count["ff_with_lut"] + count["ff_alone"] == count["flip_flops"] > 0
+    assert captured.err.startswith("synthesizing the iCE40 accelerator for ")
 
 
 class _Probe(wiring.Component):

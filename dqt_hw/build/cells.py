@@ -5,25 +5,30 @@ An iCE40 logic cell (ICESTORM_LC) holds one LUT4, one carry and one flip-flop, a
 flip-flop's D input comes only from that LUT. nextpnr-ice40 packs a flip-flop with the LUT4
 whose output drives nothing but that flip-flop's D; every other flip-flop (loaded straight
 from a port, a memory, a DSP, another flip-flop, or a LUT that also drives something else)
-takes a cell of its own with a pass-through LUT. A carry packs with a LUT4 whose I1 and I2 are
-the carry's I0 and I1 (how Yosys maps adders); one without such a LUT takes a cell too. nextpnr also adds a cell driving constant 1 (always) and one driving
-constant 0 (when the netlist uses it). So
+takes a cell of its own with a pass-through LUT. A carry packs with a LUT4 whose I1 and I2
+are the carry's I0 and I1 (how Yosys maps adders); one without such a LUT takes a cell too.
+nextpnr also places a cell driving constant 1 (always) and one driving constant 0 (when the
+netlist uses it). So
 
     cells = LUT4s + flip-flops alone + carries alone + constant drivers
-            (+ a few for carry-chain legalisation, which this does not model)
 
-and Yosys's LUT4 count is only a lower bound. This module counts the three terms from the
-flattened JSON netlist that `synth_ice40 -json` writes, and names the registers whose
-flip-flops sit alone, which are the ones that cost a cell per bit.
+(nextpnr then adds a few cells to legalise carry chains and merges a few LUTs into carry-only
+cells; this does not model either, and they nearly cancel). Yosys's LUT4 count is only a lower
+bound. This module counts the terms from the flattened JSON netlist that `synth_ice40 -json`
+writes, and names the registers whose flip-flops sit alone: each costs a cell per bit.
 
-    python -m dqt_hw.build.cells build/up5k/synth/accelerator_timed.json --registers 20
+    python -m dqt_hw.build.cells build/up5k/synth/accelerator.json --registers 20
+    python -m dqt_hw.build.cells --model PKG                      # synthesizes the accelerator
+    python -m dqt_hw.build.cells --model PKG --board icebreaker   # ... or the board's top
 """
 
 import argparse
 import json
 import re
 import sys
-from collections import Counter, defaultdict
+import tempfile
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,18 +83,15 @@ def _top_module(netlist, top):
 
 
 def _bit_names(module):
-    """Net bit -> the most readable name that carries it (a public name, the shortest)."""
+    """Net bit -> the most readable name that carries it (public before Yosys-made, then the
+    shortest)."""
     names = {}
     for name, net in module.get("netnames", {}).items():
-        public = not net.get("hide_name") and not _HIDDEN.search(name)
-        for index, bit in enumerate(net["bits"]):
-            if isinstance(bit, str):
-                continue
-            label = (public, name, index, len(net["bits"]))
-            best = names.get(bit)
-            if best is None or (public, -len(name)) > (best[0], -len(best[1])):
-                names[bit] = label
-    return names
+        rank = (bool(net.get("hide_name")) or bool(_HIDDEN.search(name)), len(name))
+        for bit in net["bits"]:
+            if not isinstance(bit, str) and (bit not in names or rank < names[bit][0]):
+                names[bit] = (rank, name)
+    return {bit: name for bit, (rank, name) in names.items()}
 
 
 def _block_of(name):
@@ -128,9 +130,7 @@ def count_cells(netlist, top=None):
         if kind == "SB_LUT4":
             count.luts += 1
             lut_inputs.add((tuple(pins.get("I1", ())), tuple(pins.get("I2", ()))))
-            out = pins.get("O", [None])[0]
-            label = names.get(out)
-            count.luts_by_block[_block_of(label[1]) if label else _block_of(name)] += 1
+            count.luts_by_block[_block_of(names.get(pins["O"][0], name))] += 1
     for name, cell in cells.items():
         kind, pins = cell["type"], cell.get("connections", {})
         if kind.startswith(_FF_PREFIX):
@@ -142,8 +142,7 @@ def count_cells(netlist, top=None):
                 count.ff_with_lut += 1
                 continue
             count.ff_alone += 1
-            label = names.get(pins["Q"][0])
-            register = label[1] if label else name
+            register = names.get(pins["Q"][0], name)
             count.lone_registers[register] += 1
             count.lone_by_block[_block_of(register)] += 1
         elif kind == "SB_CARRY":
@@ -176,15 +175,61 @@ def render(count, registers=20, capacity=None):
     return "\n".join(lines) + "\n"
 
 
+def _synthesized_netlist(args, root):
+    """Synthesize the accelerator for `args.model` on the UP5K (as `python -m dqt_hw.build
+    --model` does), or with `args.board` that board's whole top; return the parsed netlist."""
+    from types import SimpleNamespace
+    from .. import toolchain
+    from ..boards.catalog import check_board
+    from ..package import load_package
+    from .accelerator import accelerator_config, data_memory_for
+    from .flow import _write_rtlil, synthesize
+    from .targets import TARGETS
+    board = check_board(args.board) if args.board else None
+    if board and board.family != "ice40":
+        raise ValueError(f"`--board` {args.board} is not an iCE40 board")
+    graph, _ = load_package(args.model)
+    what = f"the {args.board} top" if board else "the iCE40 accelerator"
+    print(f"synthesizing {what} for {args.model} (about a minute)", file=sys.stderr, flush=True)
+    if board:
+        from ..boards.top import board_design
+        design = board_design(board, graph, cols=args.cols)
+        plan = board.platform().prepare(design.top, name="top")
+        text = plan.files["top.il"]
+        (root / "top.il").write_text(text if isinstance(text, str) else text.decode())
+        toolchain.run_yosys(["read_rtlil top.il",
+                             TARGETS[board.target].synth_command("top", dsp=True),
+                             "write_json top.json"], root, log_name="top.yosys.log")
+        return json.loads((root / "top.json").read_text())
+    from ..hdl.accelerator import Accelerator
+    target = TARGETS["ice40-up5k"]
+    config, _ = accelerator_config(SimpleNamespace(cols=args.cols or 1, model=args.model),
+                                   target, graph)
+    source = _write_rtlil(Accelerator(config, data_memory=data_memory_for(target)),
+                          "accelerator", root)
+    synthesize(source, "accelerator", target, root, dsp=True, netlist=True)
+    return json.loads((root / "synth" / "accelerator.json").read_text())
+
+
 def _parse(argv):
     parser = argparse.ArgumentParser(
         prog="python -m dqt_hw.build.cells",
         description="Predict nextpnr-ice40's logic-cell count from a flattened `synth_ice40 "
                     "-json` netlist (LUT4s + flip-flops that cannot share a LUT's cell + "
-                    "carries without their LUT) and name the registers that cost a cell per "
-                    "bit.",
-        epilog="Example: python -m dqt_hw.build.cells build/up5k/synth/accelerator_timed.json")
-    parser.add_argument("netlist", type=Path, help="Yosys JSON netlist (synth_ice40 -json)")
+                    "carries without their LUT + constant drivers) and name the registers that "
+                    "cost a cell per bit. With --model, synthesize the netlist first.",
+        epilog="Examples: python -m dqt_hw.build.cells build/up5k/synth/accelerator.json; "
+               "python -m dqt_hw.build.cells --model PKG --board icebreaker")
+    parser.add_argument("netlist", type=Path, nargs="?",
+                        help="Yosys JSON netlist (synth_ice40 -json); or give --model")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="an exported package: synthesize its iCE40 accelerator (the one "
+                             "`python -m dqt_hw.build --model PKG --target ice40-up5k` builds)")
+    parser.add_argument("--board", default=None,
+                        help="with --model: synthesize this iCE40 board's whole top instead "
+                             "(e.g. icebreaker)")
+    parser.add_argument("--cols", type=int, default=None,
+                        help="with --model: array columns (default 1, or the board's)")
     parser.add_argument("--top", default=None,
                         help="top module (default: the one the netlist marks as top)")
     parser.add_argument("--registers", type=int, default=20,
@@ -194,21 +239,34 @@ def _parse(argv):
                              "the UP5K)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
-    for name in ("registers", "capacity"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"`--{name}` must be a positive integer, not {getattr(args, name)}")
+    if (args.netlist is None) == (args.model is None):
+        raise ValueError("give either a netlist or --model PKG")
+    if args.model is None and (args.board or args.cols is not None):
+        raise ValueError("`--board` and `--cols` go with --model")
+    for name in ("registers", "capacity", "cols"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"`--{name}` must be a positive integer, not {value}")
     return args
 
 
 def main(argv=None):
+    from .. import toolchain
     try:
         args = _parse(sys.argv[1:] if argv is None else list(argv))
-        try:
-            netlist = json.loads(args.netlist.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{args.netlist} is not JSON: {error.msg} at line {error.lineno}")
+        if args.model is not None:
+            started = time.monotonic()
+            with tempfile.TemporaryDirectory(prefix="dqt-cells-") as tmp:
+                netlist = _synthesized_netlist(args, Path(tmp))
+            print(f"synthesized in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        else:
+            try:
+                netlist = json.loads(args.netlist.read_text())
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{args.netlist} is not JSON: {error.msg} at line "
+                                 f"{error.lineno}") from None
         count = count_cells(netlist, args.top)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, toolchain.ToolError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     if args.json:
