@@ -260,6 +260,8 @@ def main(argv=None):
                 netlist = _synthesized_netlist(args, Path(tmp))
             print(f"synthesized in {time.monotonic() - started:.0f} s", file=sys.stderr)
         else:
+            if not args.netlist.is_file():
+                raise ValueError(f"{args.netlist}: no such file")
             try:
                 netlist = json.loads(args.netlist.read_text())
             except json.JSONDecodeError as error:
