@@ -58,7 +58,7 @@ def build_accelerator(config, target, tools, staging, bar, *, synthesize, place_
     source = write_rtlil(component, ACCELERATOR_BLOCK, staging)
     # On iCE40 the netlist gives the logic cells ("LC"), which decide whether it fits.
     resources, cells, script = synthesize(source, ACCELERATOR_BLOCK, target, staging, dsp=True,
-                                          netlist=target.family == "ice40")
+                                          packed=True)
     entry["synthesis"] = {"resources": resources, "cells": cells, "tool": tools["yosys"],
                           "script": script, "source": str(source)}
     use = capacity_use(target, resources)

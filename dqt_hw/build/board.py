@@ -24,8 +24,8 @@ from ..boards.catalog import BOARDS, check_board
 from .cells import predicted_cells
 from .targets import TARGETS, capacity_use, classify_cells
 
-__all__ = ["BoardBuildConfig", "board_requested", "parse_board_args", "run_board_build",
-           "memory_fit_error", "BOARD_FORMAT", "main"]
+__all__ = ["BoardBuildConfig", "board_requested", "parse_board_args", "prepare_top",
+           "run_board_build", "synthesize_top", "memory_fit_error", "BOARD_FORMAT", "main"]
 
 BOARD_FORMAT = "dqt-hw-board-build"
 BOARD_VERSION = 1
@@ -151,6 +151,25 @@ def _pack(board, staging, stem):
     return outputs
 
 
+def prepare_top(board, design, root):
+    """Write the platform's preparation of `design` (a `BoardDesign`) to `root`: top.il and
+    the pin constraints (top.pcf or top.lpf)."""
+    plan = board.platform().prepare(design.top, name="top")
+    for name in ("top.il", "top.pcf", "top.lpf"):
+        if name in plan.files:
+            text = plan.files[name]
+            (Path(root) / name).write_bytes(text.encode() if isinstance(text, str) else text)
+
+
+def synthesize_top(board, root):
+    """Yosys on root/top.il: the netlist top.json and Yosys's cell counts (returned)."""
+    target = TARGETS[board.target]
+    toolchain.run_yosys(["read_rtlil top.il", target.synth_command("top", dsp=True),
+                         "write_json top.json", "tee -q -o top.stat.json stat -json"],
+                        root, log_name="top.yosys.log")
+    return toolchain.read_yosys_stat(Path(root) / "top.stat.json")
+
+
 def run_board_build(cfg, *, argv=None, progress=True):
     """Build `cfg` (a `BoardBuildConfig`); return the path of report.md."""
     from ..accel.compiler import CompileError
@@ -205,20 +224,12 @@ def run_board_build(cfg, *, argv=None, progress=True):
         try:
             say(f"board build: {board.name}, {config.describe()}, {clock.describe()}")
             t0 = time.monotonic()
-            plan = board.platform().prepare(design.top, name="top")
-            for name in ("top.il", "top.pcf", "top.lpf"):
-                if name in plan.files:
-                    (staging / name).write_bytes(plan.files[name].encode()
-                                                 if isinstance(plan.files[name], str)
-                                                 else plan.files[name])
+            prepare_top(board, design, staging)
             stages["elaborate_s"] = round(time.monotonic() - t0, 1)
             say(f"yosys {target.synth_command('top', dsp=True)} (a few minutes)")
             t0 = time.monotonic()
-            toolchain.run_yosys(["read_rtlil top.il", target.synth_command("top", dsp=True),
-                                 "write_json top.json", "tee -q -o top.stat.json stat -json"],
-                                staging, log_name="top.yosys.log")
+            cells = synthesize_top(board, staging)
             stages["synthesis_s"] = round(time.monotonic() - t0, 1)
-            cells = toolchain.read_yosys_stat(staging / "top.stat.json")
             resources = classify_cells(cells)
             if board.family == "ice40":
                 resources["LC"] = predicted_cells(staging / "top.json")

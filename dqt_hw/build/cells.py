@@ -179,7 +179,6 @@ def _synthesized_netlist(args, root):
     """Synthesize the accelerator for `args.model` on the UP5K (as `python -m dqt_hw.build
     --model` does), or with `args.board` that board's whole top; return the parsed netlist."""
     from types import SimpleNamespace
-    from .. import toolchain
     from ..boards.catalog import check_board
     from ..package import load_package
     from .accelerator import accelerator_config, data_memory_for
@@ -193,13 +192,9 @@ def _synthesized_netlist(args, root):
     print(f"synthesizing {what} for {args.model} (about a minute)", file=sys.stderr, flush=True)
     if board:
         from ..boards.top import board_design
-        design = board_design(board, graph, cols=args.cols)
-        plan = board.platform().prepare(design.top, name="top")
-        text = plan.files["top.il"]
-        (root / "top.il").write_text(text if isinstance(text, str) else text.decode())
-        toolchain.run_yosys(["read_rtlil top.il",
-                             TARGETS[board.target].synth_command("top", dsp=True),
-                             "write_json top.json"], root, log_name="top.yosys.log")
+        from .board import prepare_top, synthesize_top
+        prepare_top(board, board_design(board, graph, cols=args.cols), root)
+        synthesize_top(board, root)
         return json.loads((root / "top.json").read_text())
     from ..hdl.accelerator import Accelerator
     target = TARGETS["ice40-up5k"]

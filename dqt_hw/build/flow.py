@@ -71,15 +71,18 @@ def _write_rtlil(component, name, root):
     return relative
 
 
-def synthesize(verilog_path, top, target, root, *, dsp, netlist=False, flatten=True,
-               options=""):
+def synthesize(verilog_path, top, target, root, *, dsp, netlist=False, packed=False,
+               flatten=True, options=""):
     """Yosys synthesis of one Verilog (or, for a .il path, RTLIL) file (a path relative to
     `root`, where Yosys runs); `options` are appended to the synthesis command.
 
     Returns (resources, cells, script); the log and cell counts go to synth/<top>.*, and with
-    netlist=True the mapped netlist to synth/<top>.json for nextpnr. On iCE40 a netlist also
-    gives resources["LC"], the logic cells it packs into (`dqt_hw.build.cells`).
+    netlist=True the mapped netlist to synth/<top>.json for nextpnr. With packed=True on iCE40
+    the netlist is written too and resources["LC"] gives the logic cells it packs into
+    (`dqt_hw.build.cells`).
     """
+    packed = packed and target.family == "ice40"
+    netlist = netlist or packed
     reader = "read_rtlil" if str(verilog_path).endswith(".il") else "read_verilog"
     script = [f"{reader} {verilog_path}",
               target.synth_command(top, dsp=dsp, flatten=flatten) + options
@@ -89,7 +92,7 @@ def synthesize(verilog_path, top, target, root, *, dsp, netlist=False, flatten=T
     toolchain.run_yosys(script, root, log_name=f"synth/{stem}.yosys.log")
     cells = toolchain.read_yosys_stat(Path(root) / "synth" / f"{top}.stat.json")
     resources = classify_cells(cells)
-    if netlist and target.family == "ice40":
+    if packed:
         # Not imported at the top: importing dqt_hw.build must not load the module that
         # `python -m dqt_hw.build.cells` runs.
         from .cells import predicted_cells
@@ -207,8 +210,7 @@ def _run_in(staging, config, target, tools, blocks, progress):
             entry["ports"] = f"verilog/{spec.name}.ports.json"
             entry.update(spec.facts(component))
             resources, cells, script = synthesize(vfile, spec.name, target, staging,
-                                                  dsp=config.dsp,
-                                                  netlist=target.family == "ice40")
+                                                  dsp=config.dsp, packed=True)
             entry["synthesis"] = {"resources": resources, "cells": cells,
                                   "tool": tools["yosys"], "script": script}
             if spec.name == ARRAY_BLOCK:
