@@ -10,8 +10,8 @@ from dqt_hw.accel.compiler import CompileError, compile_graph, pack_constant
 from dqt_hw.accel.config import AcceleratorConfig, products_per_beat
 from dqt_hw.accel.layout import (TensorPlacement, conv_weight_rows, pack_groups,
                                  storage_channels, unpack_groups)
-from dqt_hw.accel.program import (INSTRUCTION_WORDS, PROGRAM_MAGIC, ProgramError,
-                                  decode_instruction, encode_instruction, encode_program)
+from dqt_hw.accel.program import (INSTRUCTION_WORDS, PROGRAM_MAGIC, PROGRAM_VERSION,
+                                  ProgramError, decode_instruction, encode_instruction, encode_program)
 from dqt_hw.golden import quantize_multiplier
 from dqt_hw.hdl.pe import mode_bits
 from dqt_hw.package import write_package
@@ -59,17 +59,34 @@ def test_weight_rows_are_tap_major_with_padded_channels():
 
 
 def test_instruction_round_trip_and_overflow_message():
-    fields = dict(opcode=1, e_init=-17, lo=-(1 << 31), hi=(1 << 31) - 1, k1=-3, in_cp=4095)
+    fields = dict(opcode=1, e_init=-17, lo=-(1 << 31), hi=(1 << 31) - 1, weights=3, in_cp=4095)
     words = encode_instruction(fields)
     assert len(words) == INSTRUCTION_WORDS
     decoded = decode_instruction(words)
     assert {k: v for k, v in decoded.items() if v} == fields
     with pytest.raises(ProgramError, match=r"^instruction field in_cp = 4096 does not fit "
                                            r"12 bits \(unsigned; \[0, 4095\]\)$"):
-        encode_instruction(dict(in_cp=4096))
+        encode_instruction(dict(opcode=1, in_cp=4096))
     program = encode_program([fields])
-    assert program[0] == PROGRAM_MAGIC and program[1] == 1 | 1 << 16
+    assert program[0] == PROGRAM_MAGIC and program[1] == PROGRAM_VERSION | 1 << 16
     assert program[2] == sum(words) & 0xFFFFFFFF
+
+
+def test_opcodes_share_the_instruction_bits_beyond_the_common_prefix():
+    # ELEMENTWISE's operands and k-constants lie where CONV/POOL keep their window walk, so the
+    # instruction register holds the longer of the two, not their sum.
+    from dqt_hw.accel.program import INSTRUCTION, OPCODE_FIELDS, Opcode
+    assert INSTRUCTION["in_b"].offset == INSTRUCTION["out_cp"].offset
+    window_bits = sum(INSTRUCTION[name].width for name in OPCODE_FIELDS[Opcode.CONV])
+    assert INSTRUCTION.size == window_bits <= 32 * INSTRUCTION_WORDS
+    add = dict(opcode=Opcode.ELEMENTWISE, in_a=5, in_b=9, count=2, k1=-3, k2=7, k3=-100,
+               shift=4, lo=-128, hi=127)
+    assert {k: v for k, v in decode_instruction(encode_instruction(add)).items() if v} == add
+    with pytest.raises(ProgramError, match=r"^instruction field\(s\) \['weights'\] are not "
+                                           r"part of an opcode 3 instruction$"):
+        encode_instruction(dict(add, weights=1))
+    with pytest.raises(ProgramError, match=r"^unknown instruction field\(s\) \['nope'\]$"):
+        encode_instruction(dict(opcode=Opcode.SELECT, nope=1))
 
 
 @pytest.mark.parametrize("dynamic", [True, False])

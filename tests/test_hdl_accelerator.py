@@ -9,7 +9,7 @@ import pytest
 from dqt_hw.accel.compiler import compile_graph
 from dqt_hw.accel.config import AcceleratorConfig
 from dqt_hw.accel.driver import AcceleratorDriver, AcceleratorError, model_writes
-from dqt_hw.accel.program import encode_program
+from dqt_hw.accel.program import PROGRAM_VERSION, encode_program
 from dqt_hw.accel.regmap import ACCEL_ID, ErrorCode, register_map
 from dqt_hw.golden import run_graph
 from dqt_hw.hdl.accelerator import Accelerator
@@ -91,9 +91,9 @@ def test_a_corrupt_program_is_refused_before_it_runs():
                                  start_ignored=0, bus_error=0)
     out, _ = _run_program([0x12345678] + program[1:])
     assert out["status"]["code"] == ErrorCode.BAD_HEADER
-    out, _ = _run_program(program[:1] + [2 | 1 << 16] + program[2:])
+    out, _ = _run_program(program[:1] + [PROGRAM_VERSION - 1 | 1 << 16] + program[2:])
     assert out["status"]["code"] == ErrorCode.BAD_HEADER          # another version
-    out, _ = _run_program(program[:1] + [1 | 200 << 16] + program[2:])
+    out, _ = _run_program(program[:1] + [PROGRAM_VERSION | 200 << 16] + program[2:])
     assert out["status"]["code"] == ErrorCode.TOO_MANY_OPS
 
 

@@ -445,8 +445,9 @@ class _Compiler:
         out = placements.get(op["output"])
         fields = {}
         if kind in ("conv2d", "linear", "avg_pool2d", "global_avg_pool", "add", "clip"):
-            fields.update(out=out.base, out_c=out.channels, out_cp=out.channels_stored,
-                          out_wide=int(out.wide), lo=op["lo"], hi=op["hi"])
+            fields.update(out=out.base, out_c=out.channels, lo=op["lo"], hi=op["hi"])
+        if kind in ("conv2d", "linear", "avg_pool2d", "global_avg_pool"):
+            fields.update(out_cp=out.channels_stored, out_wide=int(out.wide))
             if len(out.shape) == 3:
                 fields.update(out_h=out.shape[1], out_w=out.shape[2])
             else:

@@ -1,7 +1,7 @@
 """The accelerator's program: a header and one fixed-size instruction per op.
 
 The layout of an instruction is defined once here (`INSTRUCTION`, an `amaranth.lib.data`
-struct) and used by the compiler to encode, by the sequencer to decode and by the tests to
+layout whose opcode-specific fields share bits) and used by the compiler to encode, by the sequencer to decode and by the tests to
 inspect. docs/accelerator.md ("Program format") gives the meaning of every field.
 
 Program memory (32-bit words):
@@ -10,7 +10,7 @@ Program memory (32-bit words):
     word 1      PROGRAM_VERSION | op count << 16
     word 2      checksum: sum of every instruction word, modulo 2^32
     word 3      0 (reserved)
-    word 4 + 16 i ... 4 + 16 i + 15: instruction i, least significant word first
+    word 4 + 12 i ... 4 + 12 i + 11: instruction i, least significant word first
 
 The sequencer checks magic, version and checksum before it runs anything (a corrupt or
 half-loaded program is refused with an error code, never executed).
@@ -20,13 +20,13 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 __all__ = ["Opcode", "PROGRAM_MAGIC", "PROGRAM_VERSION", "HEADER_WORDS", "INSTRUCTION_WORDS",
-           "INSTRUCTION", "encode_instruction", "decode_instruction", "encode_program",
+           "INSTRUCTION", "OPCODE_FIELDS", "encode_instruction", "decode_instruction", "encode_program",
            "program_checksum", "ProgramError"]
 
 PROGRAM_MAGIC = int.from_bytes(b"DQTP", "little")
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2
 HEADER_WORDS = 4
-INSTRUCTION_WORDS = 16
+INSTRUCTION_WORDS = 12
 
 
 class ProgramError(ValueError):
@@ -42,7 +42,10 @@ class Opcode:
     NAMES = {CONV: "conv", POOL: "pool", ELEMENTWISE: "elementwise", SELECT: "select"}
 
 
-INSTRUCTION = data.StructLayout({
+# An instruction holds the fields its opcode uses: a prefix every opcode shares, then a region
+# that CONV/POOL use for their window walk and ELEMENTWISE for its operands and k-constants
+# (the region is a union: the sequencer's instruction register holds only the longest).
+_COMMON_FIELDS = {
     "opcode": unsigned(4),
     # flags
     "a_signed": unsigned(1),       # input A holds signed codes
@@ -56,14 +59,17 @@ INSTRUCTION = data.StructLayout({
     "candidates": unsigned(4),     # select: candidates per layer
     # tensors
     "in_a": unsigned(16),          # word address of input A (wide index for select)
-    "in_b": unsigned(16),          # word address of input B (elementwise)
     "out": unsigned(16),           # word address of the output (wide index if out_wide)
     "out_c": unsigned(12),         # real output channels (select: layers)
+    # requantizer / adder constants
+    "shift": unsigned(6),          # pool and elementwise: r
+    "lo": signed(32),
+    "hi": signed(32),
+}
+_WINDOW_FIELDS = {
     "out_cp": unsigned(12),        # output storage channels
     "out_h": unsigned(8),
     "out_w": unsigned(8),
-    "count": unsigned(16),         # elementwise: groups to process
-    # window geometry (conv, pool)
     "in_h": unsigned(8),
     "in_w": unsigned(8),
     "in_cp": unsigned(12),         # input storage channels (the products of one tap)
@@ -75,27 +81,66 @@ INSTRUCTION = data.StructLayout({
     "row_wrap": signed(20),        # in_w in_cp - kernel_w in_cp: from a tap row to the next
     "pixel_wrap": signed(20),      # stride in_cp - kernel_h in_w in_cp: to the next pixel
     "line_wrap": signed(20),       # stride in_w in_cp - out_w stride in_cp: to the next row
-    # conv weights and constants
-    "weights": unsigned(16),       # word address of output channel 0's weight row
-    "row_words": unsigned(12),     # words per weight row (two per group of 16 codes)
-    "consts": unsigned(16),        # data word holding output channel 0's constants
-    # requantizer / adder constants
-    "lo": signed(32),
-    "hi": signed(32),
+    "weights": unsigned(16),       # conv: word address of output channel 0's weight row
+    "row_words": unsigned(12),     # conv: words per weight row (two per group of 16 codes)
+    "consts": unsigned(16),        # conv: data word holding output channel 0's constants
     "multiplier": unsigned(16),    # pool: M
-    "shift": unsigned(6),          # pool and elementwise: r
+}
+_ELEMENTWISE_FIELDS = {
+    "in_b": unsigned(16),          # word address of input B
+    "count": unsigned(16),         # groups to process
     "k1": signed(16),
     "k2": signed(16),
     "k3": signed(32),
-})
+}
+
+
+def _union_layout():
+    fields, offset = {}, 0
+    for name, shape in _COMMON_FIELDS.items():
+        fields[name] = data.Field(shape, offset)
+        offset += shape.width
+    end = offset
+    for region in (_WINDOW_FIELDS, _ELEMENTWISE_FIELDS):
+        at = offset
+        for name, shape in region.items():
+            fields[name] = data.Field(shape, at)
+            at += shape.width
+        end = max(end, at)
+    return data.FlexibleLayout(end, fields)
+
+
+INSTRUCTION = _union_layout()
+
+#: The fields an instruction of each opcode carries (any other opcode: the common prefix).
+OPCODE_FIELDS = {
+    Opcode.CONV: (*_COMMON_FIELDS, *_WINDOW_FIELDS),
+    Opcode.POOL: (*_COMMON_FIELDS, *_WINDOW_FIELDS),
+    Opcode.ELEMENTWISE: (*_COMMON_FIELDS, *_ELEMENTWISE_FIELDS),
+    Opcode.SELECT: tuple(_COMMON_FIELDS),
+}
 
 assert INSTRUCTION.size <= INSTRUCTION_WORDS * 32
 
 
+def _fields_of(opcode):
+    return OPCODE_FIELDS.get(opcode, tuple(_COMMON_FIELDS))
+
+
 def encode_instruction(fields):
-    """A dict of field values (missing fields are 0) -> 16 32-bit words, LSB first."""
-    values = {}
-    for name, field in INSTRUCTION:
+    """A dict of field values (missing fields are 0) -> INSTRUCTION_WORDS 32-bit words, LSB
+    first. Only the fields of the instruction's opcode may be given (they share bits)."""
+    allowed = _fields_of(int(fields.get("opcode", 0)))
+    unknown = set(fields) - set(allowed)
+    if unknown:
+        other = sorted(unknown & {name for name, _ in INSTRUCTION})
+        if other:
+            raise ProgramError(f"instruction field(s) {other} are not part of an opcode "
+                               f"{int(fields.get('opcode', 0))} instruction")
+        raise ProgramError(f"unknown instruction field(s) {sorted(unknown)}")
+    raw = 0
+    for name in allowed:
+        field = INSTRUCTION[name]
         value = int(fields.get(name, 0))
         shape = field.shape
         low, high = ((-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed
@@ -104,19 +149,16 @@ def encode_instruction(fields):
             raise ProgramError(f"instruction field {name} = {value} does not fit "
                                f"{shape.width} bits ({'signed' if shape.signed else 'unsigned'}; "
                                f"[{low}, {high}])")
-        values[name] = value
-    unknown = set(fields) - set(values)
-    if unknown:
-        raise ProgramError(f"unknown instruction field(s) {sorted(unknown)}")
-    raw = INSTRUCTION.const(values).as_value().value
+        raw |= (value & ((1 << shape.width) - 1)) << field.offset
     return [(raw >> (32 * i)) & 0xFFFFFFFF for i in range(INSTRUCTION_WORDS)]
 
 
 def decode_instruction(words):
-    """16 words -> {field: int}."""
+    """INSTRUCTION_WORDS words -> {field: int}, the fields of the instruction's opcode."""
     raw = sum(int(w) << (32 * i) for i, w in enumerate(words))
     result = {}
-    for name, field in INSTRUCTION:
+    for name in _fields_of(raw & 0xF):
+        field = INSTRUCTION[name]
         value = (raw >> field.offset) & ((1 << field.width) - 1)
         if field.shape.signed and value >> (field.width - 1):
             value -= 1 << field.width

@@ -3,12 +3,12 @@
 On `start` it reads the program header (magic, version, op count, checksum) and sums every
 instruction word; a program that is not this hardware's, or whose words do not add up (a
 corrupt or half-loaded image), stops the run with an error code before anything executes.
-Then, for each instruction: fetch its 16 words into `instr`, check its fields, start the
+Then, for each instruction: fetch its words into `instr`, check its fields, start the
 engine of its opcode, wait for the engine's `done`, record the op's cycles. No host action is
 needed between `start` and `done`.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,8 +58,9 @@ class Sequencer(wiring.Component):
         checksum, total = Signal(32), Signal(32)
         summing = Signal()            # prog_data holds a word to add this cycle
         op_cycles = Signal(32)
-        raw = Signal(INSTRUCTION_WORDS * 32)
-        m.d.comb += self.instr.eq(raw[:INSTRUCTION.size])
+        # Only the instruction's bits are held: the words beyond them are never stored.
+        raw = Signal(INSTRUCTION.size)
+        m.d.comb += self.instr.eq(raw)
         ins = self.instr
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -72,7 +73,7 @@ class Sequencer(wiring.Component):
             m.next = "IDLE"
 
         body_end = Signal(range(cfg.program_words + INSTRUCTION_WORDS * 256 + HEADER_WORDS + 1))
-        m.d.comb += body_end.eq(HEADER_WORDS + (op_count << 4))
+        m.d.comb += body_end.eq(HEADER_WORDS + op_count * INSTRUCTION_WORDS)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -115,10 +116,10 @@ class Sequencer(wiring.Component):
                         m.d.sync += [address.eq(HEADER_WORDS), word.eq(0), summing.eq(0)]
                         m.next = "FETCH"
             with m.State("FETCH"):
-                # The word read last cycle shifts in from the top: after 16 reads `raw` is
-                # the instruction, least significant word first.
-                with m.If(word != 0):
-                    m.d.sync += raw.eq(Cat(raw[32:], self.prog_data))
+                # The word read last cycle (word - 1 of the instruction) goes to its place.
+                for index in range(-(-INSTRUCTION.size // 32)):
+                    with m.If(word == index + 1):
+                        m.d.sync += raw[32 * index:32 * index + 32].eq(self.prog_data)
                 with m.If(word == INSTRUCTION_WORDS):
                     m.next = "DISPATCH"
                 with m.Else():
