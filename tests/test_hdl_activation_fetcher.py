@@ -41,9 +41,9 @@ def expected_beats(elements, f, lanes):
     return beats
 
 
-def run_walk(elements, fields, lanes_log2, both, *, base, stall, seed):
+def run_walk(elements, fields, lanes_log2, both, *, base, stall, seed, depths=(3, 2)):
     words = [0] * base + [int(w) for w in pack_groups(elements, signed=False)] + [0] * 4
-    dut = ActivationFetcher()
+    dut = ActivationFetcher(queue_depth=depths[0], group_depth=depths[1])
     m = Module()
     m.submodules.dut = dut
     m.submodules.memory = memory = DataMemory(depth=len(words), init=words)
@@ -84,8 +84,9 @@ def run_walk(elements, fields, lanes_log2, both, *, base, stall, seed):
     return got, expected
 
 
+@pytest.mark.parametrize("depths", [(3, 2), (2, 1)], ids=["default", "ice40"])
 @pytest.mark.parametrize("case", range(6))
-def test_fetcher_walks_every_window(case):
+def test_fetcher_walks_every_window(case, depths):
     seed = test_seed(f"activation fetcher {case}")
     rng = np.random.default_rng([seed, case])
     lanes_log2 = [0, 2, 4, 4, 2, 0][case]
@@ -105,7 +106,7 @@ def test_fetcher_walks_every_window(case):
     fields = window_fields(h, w, cp, kernel, stride, pad, base)
     both = int(case % 2 == 0 or lanes < 16)
     got, expected = run_walk(elements, fields, lanes_log2, both, base=base,
-                             stall=[0.0, 0.3][case % 2], seed=seed + case)
+                             stall=[0.0, 0.3][case % 2], seed=seed + case, depths=depths)
     if not both:   # only high nibbles were read: the codes' low nibbles are 0
         expected = [([c & 0xF0 for c in codes], i, l) for codes, i, l in expected]
     assert got == expected

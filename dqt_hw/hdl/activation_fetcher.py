@@ -105,9 +105,12 @@ class ActivationFetcher(wiring.Component):
                                                           depth=self.queue_depth)
         m.submodules.req_fifo = req_fifo = RegisterFIFO(width=ADDRESS_BITS,
                                                         depth=self.queue_depth)
-        m.submodules.group_fifo = group_fifo = RegisterFIFO(width=group_layout.size,
-                                                            depth=self.group_depth,
-                                                            bypass=True)
+        # A group's two words arrive one after the other: each half has its own queue, so the
+        # high word goes straight in instead of waiting in a register for the low one.
+        m.submodules.high_fifo = high_fifo = RegisterFIFO(width=DATA_WORD_BITS,
+                                                          depth=self.group_depth, bypass=True)
+        m.submodules.low_fifo = low_fifo = RegisterFIFO(width=DATA_WORD_BITS,
+                                                        depth=self.group_depth, bypass=True)
 
         # -- 1. address generator ----------------------------------------------------------
         # One element offset walks the windows: each beat adds the step of the innermost
@@ -209,7 +212,7 @@ class ActivationFetcher(wiring.Component):
         read_phase = Signal()
         m.d.comb += [
             take.eq(~active & req_fifo.r_rdy
-                    & (group_fifo.w_level + pending < self.group_depth)),
+                    & (low_fifo.w_level + pending < self.group_depth)),
             want.eq(active | take),
             read_phase.eq(active & phase),
             self.port.addr.eq(Mux(active, address, req_fifo.r_data) + read_phase),
@@ -225,28 +228,28 @@ class ActivationFetcher(wiring.Component):
         with m.Elif(active & granted):
             m.d.sync += phase.eq(1)
         m.d.sync += [arrive_high.eq(granted & ~read_phase), arrive_last.eq(finishing)]
-        high_reg = Signal(DATA_WORD_BITS)
-        with m.If(arrive_high):
-            m.d.sync += high_reg.eq(self.port.rdata)
-        group_in = data.View(group_layout, group_fifo.w_data)
+        # A group is complete (readable) once its low half is queued; at b <= 3 its only word
+        # is the high one and the low half is zero.
         m.d.comb += [
-            group_in.high.eq(Mux(g.both, high_reg, self.port.rdata)),
-            group_in.low.eq(Mux(g.both, self.port.rdata, 0)),
-            group_fifo.w_en.eq(arrive_last),
+            high_fifo.w_data.eq(self.port.rdata),
+            high_fifo.w_en.eq(Mux(g.both, arrive_high, arrive_last)),
+            low_fifo.w_data.eq(Mux(g.both, self.port.rdata, 0)),
+            low_fifo.w_en.eq(arrive_last),
         ]
         m.d.sync += pending.eq(pending + take - arrive_last)
 
         # -- 3. emitter --------------------------------------------------------------------
         # The group at the head of its queue is the current beat's (no copy of it is kept).
         head = data.View(desc_layout, desc_fifo.r_data)
-        source = data.View(group_layout, group_fifo.r_data)
+        source = data.View(group_layout, Cat(high_fifo.r_data, low_fifo.r_data))
         out = self.beats
         emit = Signal()
         m.d.comb += [
-            emit.eq(desc_fifo.r_rdy & (head.zero | group_fifo.r_rdy)
+            emit.eq(desc_fifo.r_rdy & (head.zero | low_fifo.r_rdy)
                     & (~out.valid | out.ready)),
             desc_fifo.r_en.eq(emit),
-            group_fifo.r_en.eq(emit & head.release),
+            high_fifo.r_en.eq(emit & head.release),
+            low_fifo.r_en.eq(emit & head.release),
             self.emit.eq(emit), self.emit_index.eq(head.index),
         ]
         codes = [Cat(source.low[4 * k:4 * k + 4], source.high[4 * k:4 * k + 4])
@@ -273,5 +276,6 @@ class ActivationFetcher(wiring.Component):
 
         m.d.comb += self.idle.eq(~running & ~held_valid & ~desc_fifo.r_rdy & ~req_fifo.r_rdy
                                  & ~active
-                                 & (pending == 0) & ~group_fifo.r_rdy & ~out.valid)
+                                 & (pending == 0) & ~high_fifo.r_rdy & ~low_fifo.r_rdy
+                                 & ~out.valid)
         return m

@@ -98,7 +98,6 @@ class WeightBuffer(wiring.Component):
         staged_column = Signal(range(self.cols))
         staged_group = Signal(11)
         arrive_high, arrive_last = Signal(), Signal()
-        high = Signal(DATA_WORD_BITS)
         arrive_column, arrive_group = Signal.like(staged_column), Signal.like(staged_group)
         free = Signal()                 # the staging register can take the arriving group
         m.d.comb += [
@@ -123,8 +122,6 @@ class WeightBuffer(wiring.Component):
                 m.d.sync += group_words.eq(group_words + 2)
         m.d.sync += [arrive_high.eq(granted & ~phase), arrive_last.eq(finishing),
                      arrive_column.eq(column), arrive_group.eq(group_words[1:])]
-        with m.If(arrive_high):
-            m.d.sync += high.eq(self.port.rdata)
 
         # -- staging: nest the arrived group and write its words -----------------------------
         stage_high, stage_low = Signal(DATA_WORD_BITS), Signal(DATA_WORD_BITS)
@@ -143,10 +140,14 @@ class WeightBuffer(wiring.Component):
                      # staging register must be free by then.
                      free.eq(Mux(arrive_last, width_words == 1,
                                  ~staged_valid | writing_last))]
+        # A read is granted only if the staging register is free by the time its word
+        # arrives, so a high word can go straight to it: the group before it is written out
+        # by then (its last word at the latest in the cycle the high word arrives).
+        with m.If(arrive_high | (arrive_last & ~self.both)):
+            m.d.sync += stage_high.eq(self.port.rdata)
         with m.If(arrive_last):
             m.d.sync += [staged_valid.eq(1), staged_column.eq(arrive_column),
                          staged_group.eq(arrive_group), word.eq(0),
-                         stage_high.eq(Mux(self.both, high, self.port.rdata)),
                          stage_low.eq(Mux(self.both, self.port.rdata, 0))]
         with m.Elif(writing_last):
             m.d.sync += staged_valid.eq(0)
