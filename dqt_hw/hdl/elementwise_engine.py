@@ -63,8 +63,14 @@ class ElementwiseEngine(wiring.Component):
             return Mux(is_signed, code.as_signed(), code.as_unsigned())
 
         # The sum of a lane is registered (one request register); it is sent while the next
-        # lane's is formed.
+        # lane's is formed. The request's constants are the instruction's, fixed during the
+        # op: they are wired, not registered.
         request = self.requests.payload
+        acc, out_addr = Signal.like(request.acc), Signal.like(request.addr)
+        out_lane, flush = Signal.like(request.lane), Signal()
+        m.d.comb += [request.acc.eq(acc), request.multiplier.eq(1), request.shift.eq(ins.shift),
+                     request.bias.eq(ins.k3), request.wide.eq(0), request.addr.eq(out_addr),
+                     request.lane.eq(out_lane), request.flush.eq(flush)]
         sending = Signal()
         free = Signal()
         m.d.comb += [free.eq(~sending | self.requests.ready),
@@ -94,13 +100,9 @@ class ElementwiseEngine(wiring.Component):
                 m.next = "FEED"
             with m.State("FEED"):
                 with m.If(free):
-                    m.d.sync += [sending.eq(1), request.acc.eq(total),
-                                 request.multiplier.eq(1), request.shift.eq(ins.shift),
-                                 request.bias.eq(ins.k3), request.wide.eq(0),
-                                 request.addr.eq(ins.out + (group << 1)),
-                                 request.lane.eq(lane[:4]),
-                                 request.flush.eq(lane == GROUP_LANES - 1),
-                                 lane.eq(lane + 1)]
+                    m.d.sync += [sending.eq(1), acc.eq(total),
+                                 out_addr.eq(ins.out + (group << 1)), out_lane.eq(lane[:4]),
+                                 flush.eq(lane == GROUP_LANES - 1), lane.eq(lane + 1)]
                     with m.If(lane == GROUP_LANES - 1):
                         with m.If(group + 1 == ins.count):
                             m.next = "FINISH"
