@@ -1,8 +1,9 @@
 """The accelerator's program: a header and one fixed-size instruction per op.
 
 The layout of an instruction is defined once here (`INSTRUCTION`, an `amaranth.lib.data`
-layout whose opcode-specific fields share bits) and used by the compiler to encode, by the sequencer to decode and by the tests to
-inspect. docs/accelerator.md ("Program format") gives the meaning of every field.
+layout whose opcode-specific fields share bits) and used by the compiler to encode, by the
+sequencer to decode and by the tests to inspect. docs/accelerator.md ("Program format")
+gives the meaning of every field.
 
 Program memory (32-bit words):
 
@@ -20,8 +21,8 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 __all__ = ["Opcode", "PROGRAM_MAGIC", "PROGRAM_VERSION", "HEADER_WORDS", "INSTRUCTION_WORDS",
-           "INSTRUCTION", "OPCODE_FIELDS", "encode_instruction", "decode_instruction", "encode_program",
-           "program_checksum", "ProgramError"]
+           "INSTRUCTION", "OPCODE_FIELDS", "encode_instruction", "decode_instruction",
+           "encode_program", "program_checksum", "ProgramError"]
 
 PROGRAM_MAGIC = int.from_bytes(b"DQTP", "little")
 PROGRAM_VERSION = 2

@@ -19,6 +19,7 @@ import dataclasses
 import json
 
 from .config import AcceleratorConfig
+from .program import HEADER_WORDS, INSTRUCTION_WORDS, PROGRAM_VERSION
 
 __all__ = ["ACCEL_ID", "HARDWARE_VERSION", "REGMAP_VERSION", "ErrorCode", "Field", "Register",
            "Window", "RegisterMap", "register_map", "render_markdown", "render_c_header",
@@ -194,7 +195,11 @@ def render_c_header(regmap):
     lines = ["/* " + _HEADER_NOTE + " */", "#ifndef DQT_REGS_H", "#define DQT_REGS_H", "",
              f"#define DQT_ID 0x{ACCEL_ID:08x}u",
              f"#define DQT_HARDWARE_VERSION {HARDWARE_VERSION}u",
-             f"#define DQT_REGMAP_VERSION {REGMAP_VERSION}u", ""]
+             f"#define DQT_REGMAP_VERSION {REGMAP_VERSION}u",
+             # The program format (dqt_hw/accel/program.py), for firmware that walks a program.
+             f"#define DQT_PROGRAM_VERSION {PROGRAM_VERSION}u",
+             f"#define DQT_PROGRAM_HEADER_WORDS {HEADER_WORDS}u",
+             f"#define DQT_PROGRAM_INSTRUCTION_WORDS {INSTRUCTION_WORDS}u", ""]
     for reg in regmap.registers:
         lines.append(f"#define DQT_REG_{reg.name} 0x{reg.offset:05x}u")
         if reg.count > 1:

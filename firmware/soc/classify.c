@@ -106,7 +106,8 @@ static void error_paths(void) {
                   DQT_ERR_BAD_OPCODE);
     /* A CONV instruction with a fixed width of 1 bit, which no array runs. */
     for (uint32_t op = 0; op < MODEL.op_count; op++) {
-        uint32_t index = 4u + 12u * op, first = MODEL.program[index];
+        uint32_t index = DQT_PROGRAM_HEADER_WORDS + DQT_PROGRAM_INSTRUCTION_WORDS * op;
+        uint32_t first = MODEL.program[index];
         if ((first & 0xFu) == 1u && !(first & (1u << 8))) {
             check_corrupt("hw-bad-instruction", index, (first & ~(0xFu << 9)) | (1u << 9), 1,
                           DQT_ERR_BAD_INSTRUCTION);

@@ -7,7 +7,6 @@
 #define PROGRAM_MAGIC_WORD 0u
 #define PROGRAM_VERSION_WORD 1u
 #define PROGRAM_CHECKSUM_WORD 2u
-#define PROGRAM_HEADER_WORDS 4u
 
 static void write_words(const dqt_device *dev, uint32_t window, const uint32_t *words,
                         uint32_t count) {
@@ -51,7 +50,7 @@ int dqt_init(dqt_device *dev, uintptr_t base) {
 static int check_model(const dqt_device *dev, const dqt_model *model) {
     if (model->format_version != DQT_MODEL_FORMAT_VERSION)
         return DQT_ERR_MODEL_VERSION;
-    if (model->program_words < PROGRAM_HEADER_WORDS ||
+    if (model->program_words < DQT_PROGRAM_HEADER_WORDS ||
         (model->program[PROGRAM_VERSION_WORD] & 0xFFFFu) !=
             FIELD(dev->version, DQT_VERSION_PROGRAM))
         return DQT_ERR_MODEL_VERSION;
@@ -79,7 +78,7 @@ int dqt_load_model(dqt_device *dev, const dqt_model *model, int how) {
         write_words(dev, DQT_WIN_DATA, model->data, 2u * model->data_words_loaded);
         write_words(dev, DQT_WIN_TABLE, model->table, model->table_words);
     } else {
-        for (uint32_t i = 0; i < PROGRAM_HEADER_WORDS - 1u; i++)
+        for (uint32_t i = 0; i < DQT_PROGRAM_HEADER_WORDS - 1u; i++)
             if (dqt_read(dev, DQT_WIN_PROGRAM + 4u * i) != model->program[i])
                 return DQT_ERR_MODEL_MISMATCH;
     }
