@@ -140,6 +140,28 @@ def _fake_metrics(mode, accuracy, bits, seed=0):
     return metrics
 
 
+def test_bench_report_creates_a_missing_results_file_and_refuses_one_without_its_section(
+        tmp_path, capsys):
+    new = tmp_path / "new.md"
+    args = bench._parser().parse_args(["--results", str(new), "--width", "8",
+                                       "--plot", str(tmp_path / "plot.png"),
+                                       "--choices-plot", str(tmp_path / "choices.png")])
+    results = {"fp32": [_fake_metrics("fp32", 0.90, 32)]}
+    bench.write_section(args, results, ["python -m train.bench"])
+    text = new.read_text()
+    assert text.startswith("# Training benchmark (width 8)\n\n## Training (Fashion-MNIST)\n")
+    assert "| FP32 | 1 | 90.00 |" in text
+    other = tmp_path / "other.md"
+    other.write_text("# Results\n")
+    store = tmp_path / "store"
+    assert bench.main(["--results", str(other), "--store", str(store), "--runs", "fp32",
+                       "--out", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (f"error: {other} has no line "
+                                       f"'## Training (Fashion-MNIST)'\n")
+    assert other.read_text() == "# Results\n" and not store.exists()
+    assert not (tmp_path / "runs").exists()
+
+
 def test_bench_report_replaces_only_its_section(tmp_path):
     results_file = tmp_path / "results.md"
     results_file.write_text("# Results\n\n## Golden model\n\nkeep me\n\n"

@@ -715,15 +715,23 @@ def write_section(args, results, commands, step=None):
         body += ["", "Scope: below the issue's scale (60000 training images, at least 10 "
                      "epochs, two seeds): `python -m train.bench` runs that scale."]
     body += ["", "### Commands", "", "```"] + commands + ["```", ""]
-    with open(args.results) as file:
-        text = file.read()
-    lines = text.split("\n")
-    if SECTION not in lines:
-        raise ValueError(f"{args.results} has no line {SECTION!r}")
+    lines = _results_lines(args)
     start = lines.index(SECTION) + 1
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
     lines[start:end] = body
     write_atomic(args.results, "\n".join(lines))
+
+
+def _results_lines(args):
+    """The results file's lines; a new file is a title and the section heading. A file
+    without the heading is refused (the benchmark checks this before it trains)."""
+    if not os.path.exists(args.results):
+        return [f"# Training benchmark (width {args.width})", "", SECTION, ""]
+    with open(args.results) as file:
+        lines = file.read().split("\n")
+    if SECTION not in lines:
+        raise ValueError(f"{args.results} has no line {SECTION!r}")
+    return lines
 
 
 def _order(names, seeds):
@@ -748,6 +756,7 @@ def main(argv=None):
         if unknown or not seeds:
             raise ValueError(f"unknown run(s) {', '.join(unknown)}; known: {', '.join(RUNS)}"
                              if unknown else "`seeds` must not be empty")
+        _results_lines(args)            # a results file it cannot update: refused now
         step_path = os.path.join(args.store, "step-time.json")
         if args.step_time:
             print("measuring training step times (a few minutes)", flush=True)
