@@ -726,6 +726,9 @@ def _results_lines(args):
     """The results file's lines; a new file is a title and the section heading. A file
     without the heading is refused (the benchmark checks this before it trains)."""
     if not os.path.exists(args.results):
+        folder = os.path.dirname(args.results) or "."
+        if not os.path.isdir(folder):
+            raise ValueError(f"{args.results}: folder {folder} does not exist")
         return [f"# Training benchmark (width {args.width})", "", SECTION, ""]
     with open(args.results) as file:
         lines = file.read().split("\n")
