@@ -10,6 +10,7 @@ from dqt_hw.accel.compiler import compile_graph
 from dqt_hw.accel.config import AcceleratorConfig
 from dqt_hw.accel.driver import AcceleratorDriver, AcceleratorError, model_writes
 from dqt_hw.accel.program import PROGRAM_VERSION, encode_program
+from dqt_hw.accel.sizing import family_settings
 from dqt_hw.accel.regmap import ACCEL_ID, ErrorCode, register_map
 from dqt_hw.golden import run_graph
 from dqt_hw.hdl.accelerator import Accelerator
@@ -29,12 +30,16 @@ def _status(value):
             "bus_error": value >> 17 & 1}
 
 
-@pytest.mark.parametrize("dynamic, dsp_wide", [(True, False), (False, False), (True, True)])
-def test_networks_run_bit_exact_through_the_bus(dynamic, dsp_wide):
-    seed = test_seed(f"accelerator network dynamic={dynamic} dsp_wide={dsp_wide}")
+@pytest.mark.parametrize("dynamic, family", [(True, None), (False, None), (True, "ice40")])
+def test_networks_run_bit_exact_through_the_bus(dynamic, family):
+    # The iCE40 family's settings: 8-bit products on DSPs, the short fetch lookahead, one
+    # pooling lane, an elementwise engine that re-reads its operands lane by lane.
+    seed = test_seed(f"accelerator network dynamic={dynamic} family={family}")
     graph = random_graph(seed % 1000, dynamic=dynamic)
     images = random_images(2, seed=seed % 1000 + 1)
-    config = dataclasses.replace(CONFIG, dsp_wide=dsp_wide)
+    settings = family_settings(family)
+    settings.pop("data_words", None)             # the test's memory, not the UP5K's SPRAMs
+    config = dataclasses.replace(CONFIG, **settings)
     model = compile_graph(graph, config)
     expected = run_graph(graph, images)
     dut = Accelerator(config)

@@ -59,7 +59,7 @@ def add_config_arguments(parser):
             continue
         if field.type in (bool, "bool"):
             group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name,
-                               action="store_true", default=None,
+                               action=argparse.BooleanOptionalAction, default=None,
                                help=f"(default {getattr(defaults, field.name)})")
             continue
         group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=int,

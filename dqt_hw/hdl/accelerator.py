@@ -105,7 +105,8 @@ class Accelerator(wiring.Component):
         # -- the run: sequencer and engines, all reset by CONTROL.SOFT_RESET ---------------
         sequencer = Sequencer(cfg)
         window = WindowEngine(cfg)
-        elementwise = ElementwiseEngine(acc_width=cfg.value_bits)
+        elementwise = ElementwiseEngine(acc_width=cfg.value_bits,
+                                        buffered=cfg.elementwise_buffered)
         stage = RequantizeStage(cfg)
         select = SelectEngine(cfg)
         writer = TensorWriter(wide_depth=cfg.wide_words)
