@@ -12,16 +12,17 @@ from dqt_hw.hdl.sim import rng_for, simulate, test_seed
 from dqt_hw.hdl.weight_buffer import WeightBuffer, unpack_beat, words_per_group
 
 
+@pytest.mark.parametrize("narrow", [False, True])
 @pytest.mark.parametrize("bits", [2, 3, 4, 5, 8])
-def test_loaded_rows_are_nested_and_packed(bits):
-    seed = test_seed(f"weight buffer b={bits}")
+def test_loaded_rows_are_nested_and_packed(bits, narrow):
+    seed = test_seed(f"weight buffer b={bits}" + (" narrow" if narrow else ""))
     rng = np.random.default_rng([seed, bits])
     cols, groups = 4, 3
     columns = int(rng.integers(1, cols + 1))
     rows = rng.integers(-127, 128, size=(columns, groups * 16))
     base = 6
     words = [0] * base + [int(w) for w in pack_groups(rows.reshape(-1), signed=True)]
-    dut = WeightBuffer(cols=cols, depth=groups * 4, supported_bits=range(2, 9))
+    dut = WeightBuffer(cols=cols, depth=groups * 4, supported_bits=range(2, 9), narrow=narrow)
     m = Module()
     m.submodules.dut = dut
     m.submodules.memory = memory = DataMemory(depth=len(words), init=words)

@@ -66,6 +66,9 @@ class AcceleratorConfig:
     #: False: it reads the words again for every lane (6 cycles per lane of an add, 4 of a
     #: clip, against about 1.4) and holds 256 flip-flops fewer (`ElementwiseEngine`).
     elementwise_buffered: bool = True
+    #: The weight buffer's loader nests 4 codes per cycle with 4 nest units (`WeightBuffer(
+    #: narrow=True)`): fewer LUTs, and 4 load cycles per group of 16 weights at every b.
+    narrow_loader: bool = False
 
     def __post_init__(self):
         if self.master_bits != 8:
@@ -103,7 +106,7 @@ class AcceleratorConfig:
         object.__setattr__(self, "supported_bits", bits)
         _int("fetch_queue", self.fetch_queue, 1, 16)
         _int("fetch_groups", self.fetch_groups, 1, 8)
-        for name in ("dsp_wide", "elementwise_buffered"):
+        for name in ("dsp_wide", "elementwise_buffered", "narrow_loader"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool, not {getattr(self, name)!r}")
 

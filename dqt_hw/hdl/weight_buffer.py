@@ -27,6 +27,8 @@ __all__ = ["BUFFER_WORD_BITS", "GROUP_LANES", "WeightBuffer", "words_per_group",
 
 BUFFER_WORD_BITS = 32
 GROUP_LANES = 16
+#: Codes a narrow loader nests per cycle (`WeightBuffer(narrow=True)`).
+NARROW_CODES = 4
 
 
 def words_per_group(width):
@@ -55,13 +57,19 @@ class WeightBuffer(wiring.Component):
     Read: `read_addr`/`read_en` -> `read_data` (cols x 32 bits) the next cycle (held while
     `read_en` is low), for the array.
 
-    Parameters: `cols`, `depth` (words per column), `supported_bits` (the b values to nest to).
+    Parameters: `cols`, `depth` (words per column), `supported_bits` (the b values to nest to),
+    `narrow`: nest `NARROW_CODES` codes per cycle with that many nest units and write them as a
+    part of their word (a whole word at w = 8, half of one at w = 4, a quarter at w = 2)
+    instead of a whole word per cycle with up to 16 nest units; fewer LUTs, and a load takes
+    4 cycles per group at every b (1, 2, 4 at w = 2, 4, 8 otherwise).
     """
 
-    def __init__(self, *, cols, depth, supported_bits, master_bits=8):
+    def __init__(self, *, cols, depth, supported_bits, master_bits=8, narrow=False):
         check_positive_int("cols", cols)
         check_positive_int("depth", depth)
-        self.cols, self.depth = cols, depth
+        if not isinstance(narrow, bool):
+            raise TypeError(f"`narrow` must be a bool, not {narrow!r}")
+        self.cols, self.depth, self.narrow = cols, depth, narrow
         self.master_bits = master_bits
         self.supported_bits = tuple(supported_bits)
         self.modes = tuple(sorted({mode_bits(b) for b in self.supported_bits}))
@@ -84,7 +92,8 @@ class WeightBuffer(wiring.Component):
         m.submodules.memory = memory = Memory(shape=unsigned(self.cols * BUFFER_WORD_BITS),
                                               depth=self.depth, init=[])
         reader = memory.read_port()
-        writer = memory.write_port(granularity=BUFFER_WORD_BITS)
+        # A narrow loader writes a byte-aligned part of a word (1, 2 or 4 bytes).
+        writer = memory.write_port(granularity=8 if self.narrow else BUFFER_WORD_BITS)
         m.d.comb += [reader.addr.eq(self.read_addr), reader.en.eq(self.read_en),
                      self.read_data.eq(reader.data)]
 
@@ -125,20 +134,22 @@ class WeightBuffer(wiring.Component):
 
         # -- staging: nest the arrived group and write its words -----------------------------
         stage_high, stage_low = Signal(DATA_WORD_BITS), Signal(DATA_WORD_BITS)
+        # `word`: the write step of the staged group (its word, or narrow its part of 4 codes)
         word = Signal(range(4))
-        width_words = Signal(range(5))
+        steps = Signal(range(5))             # write steps per group
         mode_log2 = Signal(range(4))          # log2(words per group): 0, 1, 2
         with m.Switch(self.bits):
             for bits in self.supported_bits:
                 with m.Case(bits):
                     w = mode_bits(bits)
-                    m.d.comb += [width_words.eq(words_per_group(w)),
+                    m.d.comb += [steps.eq(GROUP_LANES // NARROW_CODES if self.narrow
+                                          else words_per_group(w)),
                                  mode_log2.eq(words_per_group(w).bit_length() - 1)]
         writing_last = Signal()
-        m.d.comb += [writing_last.eq(staged_valid & (word == width_words - 1)),
+        m.d.comb += [writing_last.eq(staged_valid & (word == steps - 1)),
                      # The group whose last read is granted now arrives next cycle: the
                      # staging register must be free by then.
-                     free.eq(Mux(arrive_last, width_words == 1,
+                     free.eq(Mux(arrive_last, steps == 1,
                                  ~staged_valid | writing_last))]
         # A read is granted only if the staging register is free by the time its word
         # arrives, so a high word can go straight to it: the group before it is written out
@@ -154,9 +165,6 @@ class WeightBuffer(wiring.Component):
         with m.Elif(staged_valid):
             m.d.sync += word.eq(word + 1)
 
-        # Word k of a group in mode w holds codes k * 32 / w onwards: nest only those. Nest lane
-        # j then serves code k * 32 / w + j, and only in the modes with more than j codes per
-        # word (lanes 8..15 only at w = 2), so most lanes need few bit-widths and inputs.
         codes = [Cat(stage_low[4 * i:4 * i + 4], stage_high[4 * i:4 * i + 4])
                  for i in range(GROUP_LANES)]
         mode = Signal(range(9))
@@ -164,6 +172,27 @@ class WeightBuffer(wiring.Component):
             for bits in self.supported_bits:
                 with m.Case(bits):
                     m.d.comb += mode.eq(mode_bits(bits))
+        if self.narrow:
+            self._narrow_writes(m, writer, codes, mode, word, staged_group, staged_column,
+                                staged_valid, mode_log2)
+        else:
+            self._word_writes(m, writer, codes, mode, word, staged_group, staged_column,
+                              staged_valid, mode_log2)
+        m.d.comb += self.idle.eq(~reading & ~staged_valid & ~arrive_last & ~arrive_high)
+        return m
+
+    def _nest_unit(self, m, lane, code, lane_bits):
+        unit = NestUnit(master_bits=self.master_bits, signed=True, supported_bits=lane_bits)
+        m.submodules[f"nest_{lane}"] = unit
+        m.d.comb += [unit.master.eq(code), unit.bits.eq(self.bits)]
+        return unit.nested
+
+    def _word_writes(self, m, writer, codes, mode, word, group, column, valid, mode_log2):
+        """One whole word per cycle: word `word` of the group, nested by as many units as it
+        holds codes."""
+        # Word k of a group in mode w holds codes k * 32 / w onwards: nest only those. Nest lane
+        # j then serves code k * 32 / w + j, and only in the modes with more than j codes per
+        # word (lanes 8..15 only at w = 2), so most lanes need few bit-widths and inputs.
         nested = []
         for lane in range(GROUP_LANES):
             widths = [w for w in self.modes if lane < BUFFER_WORD_BITS // w]
@@ -177,19 +206,40 @@ class WeightBuffer(wiring.Component):
                 if per_word < GROUP_LANES:
                     choices = [codes[k * per_word + lane] for k in range(GROUP_LANES // per_word)]
                     code = Mux(mode == w, Cat(*choices).word_select(word, 8), code)
-            unit = NestUnit(master_bits=self.master_bits, signed=True, supported_bits=lane_bits)
-            m.submodules[f"nest_{lane}"] = unit
-            m.d.comb += [unit.master.eq(code), unit.bits.eq(self.bits)]
-            nested.append(unit.nested)
+            nested.append(self._nest_unit(m, lane, code, lane_bits))
         data_word = Signal(BUFFER_WORD_BITS)
         for w in self.modes:
             per_word = BUFFER_WORD_BITS // w
             with m.If(mode == w):
                 m.d.comb += data_word.eq(Cat(*(nested[j][:w] for j in range(per_word))))
         m.d.comb += [
-            writer.addr.eq((staged_group << mode_log2) + word),
+            writer.addr.eq((group << mode_log2) + word),
             writer.data.eq(data_word.replicate(self.cols)),
-            writer.en.eq(Mux(staged_valid, 1 << staged_column, 0)),
+            writer.en.eq(Mux(valid, 1 << column, 0)),
         ]
-        m.d.comb += self.idle.eq(~reading & ~staged_valid & ~arrive_last & ~arrive_high)
-        return m
+
+    def _narrow_writes(self, m, writer, codes, mode, step, group, column, valid, mode_log2):
+        """Codes 4 s .. 4 s + 3 of the group at step s, in every mode: at w bits they are
+        part s % (8 / w) of word s // (8 / w) (w / 2 bytes at byte s % (8 / w) * w / 2)."""
+        nested = [self._nest_unit(m, lane,
+                                  Cat(*(codes[NARROW_CODES * s + lane]
+                                        for s in range(GROUP_LANES // NARROW_CODES)))
+                                  .word_select(step, 8), self.supported_bits)
+                  for lane in range(NARROW_CODES)]
+        part = Signal(BUFFER_WORD_BITS)
+        word_in_group, bytes_mask = Signal(2), Signal(4)
+        for w in self.modes:
+            parts = BUFFER_WORD_BITS // (NARROW_CODES * w)         # parts per word: 4, 2, 1
+            with m.If(mode == w):
+                m.d.comb += [
+                    part.eq(Cat(*(nested[j][:w] for j in range(NARROW_CODES)))
+                            .replicate(parts)),
+                    word_in_group.eq(step >> (parts.bit_length() - 1)),
+                    bytes_mask.eq(Const((1 << (w // 2)) - 1, 4)
+                                  << ((step & (parts - 1)) * (w // 2))),
+                ]
+        m.d.comb += [
+            writer.addr.eq((group << mode_log2) + word_in_group),
+            writer.data.eq(part.replicate(self.cols)),
+            writer.en.eq(Mux(valid, bytes_mask << (4 * column), 0)),
+        ]
