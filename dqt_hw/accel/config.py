@@ -69,6 +69,9 @@ class AcceleratorConfig:
     #: The weight buffer's loader nests 4 codes per cycle with 4 nest units (`WeightBuffer(
     #: narrow=True)`): fewer LUTs, and 4 load cycles per group of 16 weights at every b.
     narrow_loader: bool = False
+    #: The tensor writer collects a group's codes and writes them with two data-memory writes;
+    #: False: two writes for every code and 144 flip-flops fewer (`TensorWriter(staged=False)`).
+    writer_staged: bool = True
 
     def __post_init__(self):
         if self.master_bits != 8:
@@ -106,7 +109,7 @@ class AcceleratorConfig:
         object.__setattr__(self, "supported_bits", bits)
         _int("fetch_queue", self.fetch_queue, 1, 16)
         _int("fetch_groups", self.fetch_groups, 1, 8)
-        for name in ("dsp_wide", "elementwise_buffered", "narrow_loader"):
+        for name in ("dsp_wide", "elementwise_buffered", "narrow_loader", "writer_staged"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool, not {getattr(self, name)!r}")
 

@@ -109,7 +109,7 @@ class Accelerator(wiring.Component):
                                         buffered=cfg.elementwise_buffered)
         stage = RequantizeStage(cfg)
         select = SelectEngine(cfg)
-        writer = TensorWriter(wide_depth=cfg.wide_words)
+        writer = TensorWriter(wide_depth=cfg.wide_words, staged=cfg.writer_staged)
         arbiter = DataArbiter(6)
         for name, block in (("sequencer", sequencer), ("window", window),
                             ("elementwise", elementwise), ("select", select),
