@@ -66,8 +66,9 @@ class AcceleratorConfig:
     #: False: it reads the words again for every lane (6 cycles per lane of an add, 4 of a
     #: clip, against about 1.4) and holds 256 flip-flops fewer (`ElementwiseEngine`).
     elementwise_buffered: bool = True
-    #: The weight buffer's loader nests 4 codes per cycle with 4 nest units (`WeightBuffer(
-    #: narrow=True)`): fewer LUTs, and 4 load cycles per group of 16 weights at every b.
+    #: The weight buffer's loader reads each group of 16 weights four times and nests 4 codes
+    #: per cycle with 4 nest units (`WeightBuffer(narrow=True)`): fewer LUTs and flip-flops,
+    #: and 4 load cycles per group at b <= 3, 8 at b >= 4.
     narrow_loader: bool = False
     #: The tensor writer collects a group's codes and writes them with two data-memory writes;
     #: False: two writes for every code and 144 flip-flops fewer (`TensorWriter(staged=False)`).

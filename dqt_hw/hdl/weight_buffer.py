@@ -58,10 +58,12 @@ class WeightBuffer(wiring.Component):
     `read_en` is low), for the array.
 
     Parameters: `cols`, `depth` (words per column), `supported_bits` (the b values to nest to),
-    `narrow`: nest `NARROW_CODES` codes per cycle with that many nest units and write them as a
-    part of their word (a whole word at w = 8, half of one at w = 4, a quarter at w = 2)
-    instead of a whole word per cycle with up to 16 nest units; fewer LUTs, and a load takes
-    4 cycles per group at every b (1, 2, 4 at w = 2, 4, 8 otherwise).
+    `narrow`: read each group four times, keep a quarter of it (`NARROW_CODES` codes), nest
+    them with that many nest units and write them as a part of their word (a whole word at
+    w = 8, half of one at w = 4, a quarter at w = 2), instead of staging the whole group and
+    writing a whole word per cycle with up to 16 nest units; fewer LUTs and flip-flops, and a
+    load takes 4 cycles per group at b <= 3 and 8 at b >= 4 (1, 2, 4 at w = 2, 4, 8
+    otherwise).
     """
 
     def __init__(self, *, cols, depth, supported_bits, master_bits=8, narrow=False):
@@ -98,7 +100,10 @@ class WeightBuffer(wiring.Component):
                      self.read_data.eq(reader.data)]
 
         # -- reads: column by column, group by group -----------------------------------------
+        # A narrow loader reads each group four times and keeps one quarter of it (4 codes)
+        # each time: a 32-bit staging register instead of a 128-bit one.
         reading, phase = Signal(), Signal()
+        quarter = Signal(2)
         column = Signal(range(self.cols + 1))
         group_words = Signal(12)                       # word offset of the group in its row
         row_addr = Signal(ADDRESS_BITS)
@@ -108,6 +113,7 @@ class WeightBuffer(wiring.Component):
         staged_group = Signal(11)
         arrive_high, arrive_last = Signal(), Signal()
         arrive_column, arrive_group = Signal.like(staged_column), Signal.like(staged_group)
+        arrive_quarter, staged_quarter = Signal(2), Signal(2)
         free = Signal()                 # the staging register can take the arriving group
         m.d.comb += [
             self.port.addr.eq(row_addr + group_words + phase),
@@ -117,33 +123,37 @@ class WeightBuffer(wiring.Component):
         ]
         with m.If(self.start & self.idle):
             m.d.sync += [reading.eq(self.columns != 0), phase.eq(0), column.eq(0),
-                         group_words.eq(0), row_addr.eq(self.row_base)]
+                         group_words.eq(0), row_addr.eq(self.row_base), quarter.eq(0)]
         with m.Elif(granted & ~finishing):
             m.d.sync += phase.eq(1)
         with m.Elif(finishing):
             m.d.sync += phase.eq(0)
-            with m.If(group_words + 2 == self.row_words):
-                m.d.sync += [group_words.eq(0), row_addr.eq(row_addr + self.row_words),
-                             column.eq(column + 1)]
-                with m.If(column + 1 == self.columns):
-                    m.d.sync += reading.eq(0)
-            with m.Else():
-                m.d.sync += group_words.eq(group_words + 2)
+            if self.narrow:
+                m.d.sync += quarter.eq(quarter + 1)
+            with m.If((quarter == 3) | (not self.narrow)):
+                with m.If(group_words + 2 == self.row_words):
+                    m.d.sync += [group_words.eq(0), row_addr.eq(row_addr + self.row_words),
+                                 column.eq(column + 1)]
+                    with m.If(column + 1 == self.columns):
+                        m.d.sync += reading.eq(0)
+                with m.Else():
+                    m.d.sync += group_words.eq(group_words + 2)
         m.d.sync += [arrive_high.eq(granted & ~phase), arrive_last.eq(finishing),
-                     arrive_column.eq(column), arrive_group.eq(group_words[1:])]
+                     arrive_column.eq(column), arrive_group.eq(group_words[1:]),
+                     arrive_quarter.eq(quarter)]
 
         # -- staging: nest the arrived group and write its words -----------------------------
-        stage_high, stage_low = Signal(DATA_WORD_BITS), Signal(DATA_WORD_BITS)
-        # `word`: the write step of the staged group (its word, or narrow its part of 4 codes)
-        word = Signal(range(4))
-        steps = Signal(range(5))             # write steps per group
+        stage_bits = NARROW_CODES * 4 if self.narrow else DATA_WORD_BITS
+        stage_high, stage_low = Signal(stage_bits), Signal(stage_bits)
+        arriving = self.port.rdata.word_select(arrive_quarter, stage_bits)
+        word = Signal(range(4))               # the word of the staged group being written
+        steps = Signal(range(5))             # write steps per staged group (narrow: 1)
         mode_log2 = Signal(range(4))          # log2(words per group): 0, 1, 2
         with m.Switch(self.bits):
             for bits in self.supported_bits:
                 with m.Case(bits):
                     w = mode_bits(bits)
-                    m.d.comb += [steps.eq(GROUP_LANES // NARROW_CODES if self.narrow
-                                          else words_per_group(w)),
+                    m.d.comb += [steps.eq(1 if self.narrow else words_per_group(w)),
                                  mode_log2.eq(words_per_group(w).bit_length() - 1)]
         writing_last = Signal()
         m.d.comb += [writing_last.eq(staged_valid & (word == steps - 1)),
@@ -155,26 +165,26 @@ class WeightBuffer(wiring.Component):
         # arrives, so a high word can go straight to it: the group before it is written out
         # by then (its last word at the latest in the cycle the high word arrives).
         with m.If(arrive_high | (arrive_last & ~self.both)):
-            m.d.sync += stage_high.eq(self.port.rdata)
+            m.d.sync += stage_high.eq(arriving)
         with m.If(arrive_last):
             m.d.sync += [staged_valid.eq(1), staged_column.eq(arrive_column),
-                         staged_group.eq(arrive_group), word.eq(0),
-                         stage_low.eq(Mux(self.both, self.port.rdata, 0))]
+                         staged_group.eq(arrive_group), staged_quarter.eq(arrive_quarter),
+                         word.eq(0), stage_low.eq(Mux(self.both, arriving, 0))]
         with m.Elif(writing_last):
             m.d.sync += staged_valid.eq(0)
         with m.Elif(staged_valid):
             m.d.sync += word.eq(word + 1)
 
         codes = [Cat(stage_low[4 * i:4 * i + 4], stage_high[4 * i:4 * i + 4])
-                 for i in range(GROUP_LANES)]
+                 for i in range(stage_bits // 4)]
         mode = Signal(range(9))
         with m.Switch(self.bits):
             for bits in self.supported_bits:
                 with m.Case(bits):
                     m.d.comb += mode.eq(mode_bits(bits))
         if self.narrow:
-            self._narrow_writes(m, writer, codes, mode, word, staged_group, staged_column,
-                                staged_valid, mode_log2)
+            self._narrow_writes(m, writer, codes, mode, staged_quarter, staged_group,
+                                staged_column, staged_valid, mode_log2)
         else:
             self._word_writes(m, writer, codes, mode, word, staged_group, staged_column,
                               staged_valid, mode_log2)
@@ -219,12 +229,10 @@ class WeightBuffer(wiring.Component):
         ]
 
     def _narrow_writes(self, m, writer, codes, mode, step, group, column, valid, mode_log2):
-        """Codes 4 s .. 4 s + 3 of the group at step s, in every mode: at w bits they are
-        part s % (8 / w) of word s // (8 / w) (w / 2 bytes at byte s % (8 / w) * w / 2)."""
-        nested = [self._nest_unit(m, lane,
-                                  Cat(*(codes[NARROW_CODES * s + lane]
-                                        for s in range(GROUP_LANES // NARROW_CODES)))
-                                  .word_select(step, 8), self.supported_bits)
+        """`codes`: codes 4 s .. 4 s + 3 of the group (quarter s = `step`), in every mode: at
+        w bits they are part s % (8 / w) of word s // (8 / w) (w / 2 bytes at byte
+        s % (8 / w) * w / 2)."""
+        nested = [self._nest_unit(m, lane, codes[lane], self.supported_bits)
                   for lane in range(NARROW_CODES)]
         part = Signal(BUFFER_WORD_BITS)
         word_in_group, bytes_mask = Signal(2), Signal(4)
