@@ -29,12 +29,22 @@ class Target:
 
     def synth_command(self, top, *, dsp, flatten=True):
         """The Yosys synthesis command (flattened by default, so one `stat` covers the whole
-        design)."""
+        design), after `RELAX_COLLISIONS`."""
         hierarchy = "" if flatten else " -noflatten"
         if self.family == "ice40":
-            return f"synth_ice40 -top {top}" + (" -dsp" if dsp else "") + hierarchy
-        return f"synth_ecp5 -top {top}" + ("" if dsp else " -nodsp") + hierarchy
+            synth = f"synth_ice40 -top {top}" + (" -dsp" if dsp else "") + hierarchy
+        else:
+            synth = f"synth_ecp5 -top {top}" + ("" if dsp else " -nodsp") + hierarchy
+        return f"{RELAX_COLLISIONS}; {synth}"
 
+
+#: Amaranth's memory read ports return the old word when they read an address in the cycle it
+#: is written; the iCE40 block RAM does not, and Yosys emulates it with a write-data register
+#: and a bypass per port (about 500 iCE40 logic cells in the accelerator). No design here uses
+#: such a read (the accelerator's ports are checked in simulation, docs/accelerator.md
+#: "Memories"), so synthesis is told that its result is undefined. Every memory here has one
+#: write port (the mask has one bit per write port).
+RELAX_COLLISIONS = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2"
 
 TARGETS = {target.name: target for target in (
     Target("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"),

@@ -104,7 +104,7 @@ class Accelerator(wiring.Component):
 
         # -- the run: sequencer and engines, all reset by CONTROL.SOFT_RESET ---------------
         sequencer = Sequencer(cfg)
-        window = WindowEngine(cfg)
+        window = self.window = WindowEngine(cfg)      # for simulators (its weight buffer)
         elementwise = ElementwiseEngine(acc_width=cfg.value_bits,
                                         buffered=cfg.elementwise_buffered)
         stage = RequantizeStage(cfg)
@@ -158,14 +158,20 @@ class Accelerator(wiring.Component):
                      window.table_data.eq(table_run.data), select.table_data.eq(table_run.data)]
         choice_run = choice.read_port()
         choice_write = choice.write_port()
+        # The choice and wide memories are written by one op and read by another: each read
+        # port reads only during the ops that use it, so no read meets a write of its address
+        # (synthesis leaves that undefined; docs/accelerator.md "Memories").
         m.d.comb += [choice_run.addr.eq(window.choice_addr),
+                     choice_run.en.eq(instr.opcode != Opcode.SELECT),
                      window.choice_data.eq(choice_run.data),
                      choice_write.addr.eq(select.choice_addr),
                      choice_write.data.eq(select.choice_data),
                      choice_write.en.eq(select.choice_en)]
         wide_run = wide.read_port()
         wide_write = wide.write_port()
-        m.d.comb += [wide_run.addr.eq(select.wide_addr), select.wide_data.eq(wide_run.data)]
+        m.d.comb += [wide_run.addr.eq(select.wide_addr),
+                     wide_run.en.eq(instr.opcode == Opcode.SELECT),
+                     select.wide_data.eq(wide_run.data)]
         opc_write = op_cycles.write_port()
         m.d.comb += [opc_write.addr.eq(sequencer.opc_addr), opc_write.data.eq(sequencer.opc_data),
                      opc_write.en.eq(sequencer.opc_en)]

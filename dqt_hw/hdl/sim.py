@@ -28,13 +28,16 @@ def test_seed(label):
 test_seed.__test__ = False   # not a pytest test despite its name
 
 
-def simulate(dut, *testbenches, clocked=True):
-    """Run async testbenches on `dut` to completion (with a `sync` clock when `clocked`)."""
+def simulate(dut, *testbenches, clocked=True, background=()):
+    """Run async testbenches on `dut` to completion (with a `sync` clock when `clocked`);
+    `background` testbenches (monitors) run beside them and are stopped with them."""
     sim = Simulator(dut)
     if clocked:
         sim.add_clock(CLOCK_PERIOD)
     for testbench in testbenches:
         sim.add_testbench(testbench)
+    for testbench in background:
+        sim.add_testbench(testbench, background=True)
     sim.run()
 
 

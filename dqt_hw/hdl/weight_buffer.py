@@ -91,7 +91,8 @@ class WeightBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.memory = memory = Memory(shape=unsigned(self.cols * BUFFER_WORD_BITS),
+        # Kept for simulators that watch the memory's ports.
+        m.submodules.memory = memory = self.memory = Memory(shape=unsigned(self.cols * BUFFER_WORD_BITS),
                                               depth=self.depth, init=[])
         reader = memory.read_port()
         # A narrow loader writes a byte-aligned part of a word (1, 2 or 4 bytes).
