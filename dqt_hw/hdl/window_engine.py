@@ -77,9 +77,11 @@ class WindowEngine(wiring.Component):
 
         m.submodules.fetcher = fetcher = ActivationFetcher(queue_depth=cfg.fetch_queue,
                                                            group_depth=cfg.fetch_groups)
-        m.submodules.buffer = buffer = self.buffer = WeightBuffer(cols=cols, depth=cfg.buffer_depth,
-                                                    supported_bits=cfg.supported_bits,
-                                                    narrow=cfg.narrow_loader)
+        # Kept for simulators that watch the buffer's memory.
+        self.buffer = buffer = WeightBuffer(cols=cols, depth=cfg.buffer_depth,
+                                            supported_bits=cfg.supported_bits,
+                                            narrow=cfg.narrow_loader)
+        m.submodules.buffer = buffer
         m.submodules.array = array = MacArray(rows=1, cols=cols, master_bits=n,
                                               max_terms=cfg.max_terms,
                                               supported_bits=cfg.supported_bits,
