@@ -146,15 +146,18 @@ class WeightBuffer(wiring.Component):
         # -- staging: nest the arrived group and write its words -----------------------------
         stage_bits = NARROW_CODES * 4 if self.narrow else DATA_WORD_BITS
         stage_high, stage_low = Signal(stage_bits), Signal(stage_bits)
-        arriving = self.port.rdata.word_select(arrive_quarter, stage_bits)
+        arriving = (self.port.rdata.word_select(arrive_quarter, stage_bits) if self.narrow
+                    else self.port.rdata)
         word = Signal(range(4))               # the word of the staged group being written
         steps = Signal(range(5))             # write steps per staged group (narrow: 1)
         mode_log2 = Signal(range(4))          # log2(words per group): 0, 1, 2
+        mode = Signal(range(9))
         with m.Switch(self.bits):
             for bits in self.supported_bits:
                 with m.Case(bits):
                     w = mode_bits(bits)
-                    m.d.comb += [steps.eq(1 if self.narrow else words_per_group(w)),
+                    m.d.comb += [mode.eq(w),
+                                 steps.eq(1 if self.narrow else words_per_group(w)),
                                  mode_log2.eq(words_per_group(w).bit_length() - 1)]
         writing_last = Signal()
         m.d.comb += [writing_last.eq(staged_valid & (word == steps - 1)),
@@ -178,11 +181,6 @@ class WeightBuffer(wiring.Component):
 
         codes = [Cat(stage_low[4 * i:4 * i + 4], stage_high[4 * i:4 * i + 4])
                  for i in range(stage_bits // 4)]
-        mode = Signal(range(9))
-        with m.Switch(self.bits):
-            for bits in self.supported_bits:
-                with m.Case(bits):
-                    m.d.comb += mode.eq(mode_bits(bits))
         if self.narrow:
             self._narrow_writes(m, writer, codes, mode, staged_quarter, staged_group,
                                 staged_column, staged_valid, mode_log2)
