@@ -119,7 +119,8 @@ def test_every_board_top_prepares_with_pins_pll_and_constraints(board):
     assert design.config == built
     if board == "icebreaker":
         assert (built.pool_lanes, built.dsp_wide, built.fetch_queue, built.fetch_groups,
-                built.data_words) == (1, True, 2, 1, ICE40SPRAMDataMemory.DEPTH)
+                built.fetch_bypass, built.data_words) == (1, True, 2, 1, False,
+                                                          ICE40SPRAMDataMemory.DEPTH)
     plan = spec.platform().prepare(design.top, name="top")
     rtlil = plan.files["top.il"]
     constraints = plan.files["top.pcf" if board == "icebreaker" else "top.lpf"]

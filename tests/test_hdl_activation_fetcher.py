@@ -41,9 +41,9 @@ def expected_beats(elements, f, lanes):
     return beats
 
 
-def run_walk(elements, fields, lanes_log2, both, *, base, stall, seed, depths=(3, 2)):
+def run_walk(elements, fields, lanes_log2, both, *, base, stall, seed, queues=(3, 2, True)):
     words = [0] * base + [int(w) for w in pack_groups(elements, signed=False)] + [0] * 4
-    dut = ActivationFetcher(queue_depth=depths[0], group_depth=depths[1])
+    dut = ActivationFetcher(queue_depth=queues[0], group_depth=queues[1], bypass=queues[2])
     m = Module()
     m.submodules.dut = dut
     m.submodules.memory = memory = DataMemory(depth=len(words), init=words)
@@ -84,9 +84,10 @@ def run_walk(elements, fields, lanes_log2, both, *, base, stall, seed, depths=(3
     return got, expected
 
 
-@pytest.mark.parametrize("depths", [(3, 2), (2, 1)], ids=["default", "ice40"])
+@pytest.mark.parametrize("queues", [(3, 2, True), (2, 1, True), (2, 1, False)],
+                         ids=["default", "short", "ice40"])
 @pytest.mark.parametrize("case", range(6))
-def test_fetcher_walks_every_window(case, depths):
+def test_fetcher_walks_every_window(case, queues):
     seed = test_seed(f"activation fetcher {case}")
     rng = np.random.default_rng([seed, case])
     lanes_log2 = [0, 2, 4, 4, 2, 0][case]
@@ -106,21 +107,24 @@ def test_fetcher_walks_every_window(case, depths):
     fields = window_fields(h, w, cp, kernel, stride, pad, base)
     both = int(case % 2 == 0 or lanes < 16)
     got, expected = run_walk(elements, fields, lanes_log2, both, base=base,
-                             stall=[0.0, 0.3][case % 2], seed=seed + case, depths=depths)
+                             stall=[0.0, 0.3][case % 2], seed=seed + case, queues=queues)
     if not both:   # only high nibbles were read: the codes' low nibbles are 0
         expected = [([c & 0xF0 for c in codes], i, l) for codes, i, l in expected]
     assert got == expected
 
 
-@pytest.mark.parametrize("lanes_log2, both", [(4, 0), (2, 1), (0, 1)])
-def test_fetcher_streams_one_beat_per_cycle(lanes_log2, both):
+@pytest.mark.parametrize("lanes_log2, both, queues", [(4, 0, (3, 2)), (2, 1, (3, 2)),
+                                                      (0, 1, (3, 2)), (4, 0, (2, 1))])
+def test_fetcher_streams_one_beat_per_cycle(lanes_log2, both, queues):
     """With the port always granted and the consumer always ready, a walk of N beats takes
-    N cycles plus a fixed pipeline fill: the reads of the next group overlap the beats."""
+    N cycles plus a fixed pipeline fill: the reads of the next group overlap the beats. At
+    b = 2 (a group per beat) one group in flight is enough: a read starts in the cycle the
+    previous group leaves the queue."""
     channels = 64
     elements = np.arange(4 * 4 * channels) % 256
     fields = window_fields(4, 4, channels, 3, 1, 1, 0)
     words = [int(w) for w in pack_groups(elements, signed=False)] + [0] * 4
-    dut = ActivationFetcher()
+    dut = ActivationFetcher(queue_depth=queues[0], group_depth=queues[1])
     m = Module()
     m.submodules.dut = dut
     m.submodules.memory = memory = DataMemory(depth=len(words), init=words)

@@ -58,10 +58,13 @@ class AcceleratorConfig:
     #: (`MacArray(dsp_lanes=1, fuse_wide=False)`): smaller processing elements, one DSP each.
     dsp_wide: bool = False
     #: The activation fetcher's lookahead: descriptor/request queue depth and read groups in
-    #: flight. 3 and 2 keep one beat per cycle in every mode; 2 and 1 save about 160 LUT4 and
-    #: run b = 2 beats at about 60 %, b = 4 at 75 % of that (`ActivationFetcher`).
+    #: flight, and whether an arriving group bypasses an empty queue. 3, 2 and bypass keep one
+    #: beat per cycle in every mode; 2 and 1 save about 160 LUT4, no bypass about 190 iCE40
+    #: logic cells more, and together they run b = 2 beats at about 60 %, b = 4 at 75 %,
+    #: b = 8 at 92 % of that (`ActivationFetcher`).
     fetch_queue: int = 3
     fetch_groups: int = 2
+    fetch_bypass: bool = True
     #: The elementwise engine holds a group's four operand words and feeds one lane per cycle;
     #: False: it reads the words again for every lane (6 cycles per lane of an add, 4 of a
     #: clip, against about 1.4) and holds 256 flip-flops fewer (`ElementwiseEngine`).
@@ -110,7 +113,8 @@ class AcceleratorConfig:
         object.__setattr__(self, "supported_bits", bits)
         _int("fetch_queue", self.fetch_queue, 1, 16)
         _int("fetch_groups", self.fetch_groups, 1, 8)
-        for name in ("dsp_wide", "elementwise_buffered", "narrow_loader", "writer_staged"):
+        for name in ("dsp_wide", "fetch_bypass", "elementwise_buffered", "narrow_loader",
+                     "writer_staged"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool, not {getattr(self, name)!r}")
 

@@ -77,12 +77,16 @@ class ActivationFetcher(wiring.Component):
     `queue_depth` sizes the descriptor and request queues, `group_depth` the queue of read
     groups (128 bits per entry). The defaults keep every mode at one beat per cycle
     (`test_fetcher_streams_one_beat_per_cycle`): a request's read goes out in the cycle it is
-    taken and an arriving group passes straight to an empty queue's output, so a group is in
-    flight for two cycles at most.
+    taken, even in the cycle the group it replaces leaves the queue, and with `bypass` (the
+    default) an arriving group passes straight to an empty queue's output, so a group is in
+    flight for two cycles at most. Without `bypass` it waits a cycle in the queue: 128
+    multiplexers fewer, fewer beats per cycle with a short queue.
     """
 
-    def __init__(self, *, queue_depth=3, group_depth=2):
-        self.queue_depth, self.group_depth = queue_depth, group_depth
+    def __init__(self, *, queue_depth=3, group_depth=2, bypass=True):
+        if not isinstance(bypass, bool):
+            raise TypeError(f"`bypass` must be a bool, not {bypass!r}")
+        self.queue_depth, self.group_depth, self.bypass = queue_depth, group_depth, bypass
         super().__init__({
             "window": Out(window_signature()),
             "start": In(1),
@@ -108,9 +112,9 @@ class ActivationFetcher(wiring.Component):
         # A group's two words arrive one after the other: each half has its own queue, so the
         # high word goes straight in instead of waiting in a register for the low one.
         m.submodules.high_fifo = high_fifo = RegisterFIFO(width=DATA_WORD_BITS,
-                                                          depth=self.group_depth, bypass=True)
+                                                          depth=self.group_depth, bypass=self.bypass)
         m.submodules.low_fifo = low_fifo = RegisterFIFO(width=DATA_WORD_BITS,
-                                                        depth=self.group_depth, bypass=True)
+                                                        depth=self.group_depth, bypass=self.bypass)
 
         # -- 1. address generator ----------------------------------------------------------
         # One element offset walks the windows: each beat adds the step of the innermost
@@ -207,12 +211,15 @@ class ActivationFetcher(wiring.Component):
         active, phase = Signal(), Signal()
         address = Signal(ADDRESS_BITS)
         pending = Signal(range(3))          # requests taken but whose group is not queued yet
+        # A group leaving the queue this cycle makes room for one whose read starts now: its
+        # data arrives a cycle later at the earliest.
+        releasing = Signal()
         arrive_high, arrive_last = Signal(), Signal()
         take, want, granted, finishing = Signal(), Signal(), Signal(), Signal()
         read_phase = Signal()
         m.d.comb += [
             take.eq(~active & req_fifo.r_rdy
-                    & (low_fifo.w_level + pending < self.group_depth)),
+                    & (low_fifo.w_level + pending < self.group_depth + releasing)),
             want.eq(active | take),
             read_phase.eq(active & phase),
             self.port.addr.eq(Mux(active, address, req_fifo.r_data) + read_phase),
@@ -248,8 +255,8 @@ class ActivationFetcher(wiring.Component):
             emit.eq(desc_fifo.r_rdy & (head.zero | low_fifo.r_rdy)
                     & (~out.valid | out.ready)),
             desc_fifo.r_en.eq(emit),
-            high_fifo.r_en.eq(emit & head.release),
-            low_fifo.r_en.eq(emit & head.release),
+            releasing.eq(emit & head.release),
+            high_fifo.r_en.eq(releasing), low_fifo.r_en.eq(releasing),
             self.emit.eq(emit), self.emit_index.eq(head.index),
         ]
         codes = [Cat(source.low[4 * k:4 * k + 4], source.high[4 * k:4 * k + 4])

@@ -76,7 +76,8 @@ class WindowEngine(wiring.Component):
         m.d.comb += is_conv.eq(ins.opcode == Opcode.CONV)
 
         m.submodules.fetcher = fetcher = ActivationFetcher(queue_depth=cfg.fetch_queue,
-                                                           group_depth=cfg.fetch_groups)
+                                                           group_depth=cfg.fetch_groups,
+                                                           bypass=cfg.fetch_bypass)
         # Kept for simulators that watch the buffer's memory.
         self.buffer = buffer = WeightBuffer(cols=cols, depth=cfg.buffer_depth,
                                             supported_bits=cfg.supported_bits,
