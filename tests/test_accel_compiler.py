@@ -59,7 +59,7 @@ def test_weight_rows_are_tap_major_with_padded_channels():
 
 
 def test_instruction_round_trip_and_overflow_message():
-    fields = dict(opcode=1, e_init=-17, lo=-(1 << 31), hi=(1 << 31) - 1, weights=3, in_cp=4095)
+    fields = dict(opcode=1, e_init=-17, lo=-512, hi=511, full_range=1, weights=3, in_cp=4095)
     words = encode_instruction(fields)
     assert len(words) == INSTRUCTION_WORDS
     decoded = decode_instruction(words)
@@ -158,10 +158,27 @@ def test_refuses_a_conv_reading_signed_codes():
 def test_refuses_wide_values_read_by_a_conv():
     graph = random_graph(0, dynamic=False)
     stem = graph["ops"][0]
-    stem["lo"], stem["hi"] = 0, 1 << 20
+    stem["lo"], stem["hi"] = 0, 511              # not a code range: 32-bit values
     stem["bias"] = np.zeros_like(stem["bias"])
     with pytest.raises(CompileError, match=r"reads 't_stem', a 32-bit tensor"):
         compile_graph(graph, AcceleratorConfig(**SMALL))
+
+
+def test_clip_ranges_are_code_bounds_or_the_int32_limits():
+    graph = random_graph(0, dynamic=False)
+    classifier = graph["ops"][-1]
+    compiled = compile_graph(graph, AcceleratorConfig(**SMALL))
+    last = decode_instruction(compiled.program[-INSTRUCTION_WORDS:])
+    assert (last["full_range"], last["lo"], last["hi"]) == (1, 0, 0)
+    classifier["lo"], classifier["hi"] = -1000, 1000
+    with pytest.raises(CompileError, match=r"^op 'classifier': output range \[-1000, 1000\]: "
+                                           r"the accelerator clips within \[-512, 511\] or at "
+                                           r"the int32 limits, not in between$"):
+        compile_graph(graph, AcceleratorConfig(**SMALL))
+    classifier["lo"], classifier["hi"] = -300, 400        # bounds: kept, 32-bit storage
+    last = decode_instruction(compile_graph(graph, AcceleratorConfig(**SMALL))
+                              .program[-INSTRUCTION_WORDS:])
+    assert (last["full_range"], last["lo"], last["hi"], last["out_wide"]) == (0, -300, 400, 1)
 
 
 def test_cli_writes_a_compiled_model_and_refuses_cleanly(tmp_path, capsys):

@@ -81,7 +81,7 @@ def random_graph(seed=0, *, dynamic=True, candidates=(2, 4, 8), size=8):
         features = 6 * (size // 4) ** 2
     ops += [
         _layer(rng, "linear", "classifier", "t_pool", "logits", (10, features), MASTER,
-               lo=-(1 << 15), hi=(1 << 15) - 1),
+               lo=-(1 << 31), hi=(1 << 31) - 1),     # unclipped 32-bit logits, as exported
     ]
     return {"format": GRAPH_FORMAT, "version": GRAPH_VERSION, "master_bits": MASTER,
             "inputs": {"image": {"shape": [1, size, size]}},

@@ -9,16 +9,18 @@ import pytest
 
 from dqt_hw import golden
 from dqt_hw.hdl import Requantizer
+from dqt_hw.hdl.requantizer import FULL_RANGE
 from dqt_hw.hdl.sim import latency_of, rng_for, run_stream, simulate, test_seed
 
 LONG = os.environ.get("DQT_LONG") == "1"
 
 
-def random_items(rng, dut, count):
+def random_items(rng, dut, count, lo=None, hi=None):
     """(ports, payload, expected) triples: a b-bit accumulator of up to max_terms products at a
     random b with either layer-like constants (quantize_multiplier of a ratio that maps it into
-    [lo, hi]) or arbitrary M, r and bias (mostly saturating)."""
+    [lo, hi]) or arbitrary M, r and bias (mostly saturating). The range defaults to the dut's."""
     n, terms = dut.master_bits, dut.max_terms
+    lo, hi = (dut.lo, dut.hi) if lo is None else (lo, hi)
     items = []
     for _ in range(count):
         bits = rng.randint(golden.MIN_BITS, n)
@@ -32,14 +34,14 @@ def random_items(rng, dut, count):
             acc = abs(acc)
             bias = rng.randint(-999, 999)
             master_acc = (acc << (2 * (n - bits))) + bias
-            ratio = rng.uniform(0.1, 1.0) * dut.hi / max(master_acc, 1)
+            ratio = rng.uniform(0.1, 1.0) * hi / max(master_acc, 1)
             multiplier, shift = golden.quantize_multiplier(ratio)
             shift = min(max(shift, 0), 63)
         else:                                                  # any port values at all
             multiplier, shift = rng.randint(0, (1 << 15) - 1), rng.randint(0, 63)
             bias = rng.randint(-half, half - 1)
         want = golden.requantize(np.array([[acc]]), multiplier=multiplier, shift=shift,
-                                 bias=bias, acc_shift=2 * (n - bits), lo=dut.lo, hi=dut.hi)
+                                 bias=bias, acc_shift=2 * (n - bits), lo=lo, hi=hi)
         items.append(({"bits": bits},
                       {"acc": acc, "multiplier": multiplier, "shift": shift, "bias": bias},
                       int(want[0, 0])))
@@ -60,6 +62,42 @@ def test_requantizer_random(master_bits, max_terms, lo, hi):
     assert outputs == expected
     inside = sum(dut.lo < value < dut.hi for value in expected)
     assert inside > len(expected) // 4      # many results are not saturated
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 255), (-128, 127), (-512, 511), FULL_RANGE],
+                         ids=["relu", "signed", "widest-bounds", "int32"])
+def test_requantizer_run_time_range(lo, hi):
+    """The accelerator's requantizer: the range comes from ports, bounds of RANGE_BOUND_BITS
+    or the int32 limits (`full_range`), and the output is a signed 32-bit value."""
+    seed = test_seed(f"requantizer range ports {lo} {hi}")
+    rng = rng_for(seed, lo, hi)
+    dut = Requantizer(master_bits=8, max_terms=1024, range_ports=True)
+    full = (lo, hi) == FULL_RANGE
+    ports = {"lo": 0, "hi": 0, "full_range": 1} if full else {"lo": lo, "hi": hi,
+                                                              "full_range": 0}
+    items = random_items(rng, dut, 300, lo, hi)
+    if full:     # products near the int32 limits: both clips and the largest values inside
+        # (2^32 - 1 = 21845 * 196611; r = 1 rounds its half up to 2^31, one past the limit)
+        for acc in (196611, -196611, 196610):
+            want = golden.requantize(np.array([[acc]]), multiplier=21845, shift=1, bias=0,
+                                     acc_shift=0, lo=lo, hi=hi)
+            items.append(({"bits": 8}, {"acc": acc, "multiplier": 21845, "shift": 1,
+                                        "bias": 0}, int(want[0, 0])))
+        for _ in range(60):
+            acc = rng.randint(-(1 << 20), 1 << 20)
+            target = rng.choice([hi, lo]) + rng.randint(-3, 3)
+            multiplier, shift = golden.quantize_multiplier(abs(target / acc) if acc else 1.0)
+            shift = min(max(shift, 0), 63)
+            want = golden.requantize(np.array([[acc]]), multiplier=multiplier, shift=shift,
+                                     bias=0, acc_shift=0, lo=lo, hi=hi)
+            items.append(({"bits": 8}, {"acc": acc, "multiplier": multiplier, "shift": shift,
+                                        "bias": 0}, int(want[0, 0])))
+    outputs, _ = run_stream(dut, [(dict(item, **ports), payload)
+                                  for item, payload, _ in items], rng=rng, stall=0.25)
+    expected = [want for _, _, want in items]
+    assert outputs == expected
+    assert min(expected) == lo and max(expected) == hi     # both clips happen
+    assert sum(lo < value < hi for value in expected) > len(expected) // 4
 
 
 def test_requantizer_latency_and_throughput():

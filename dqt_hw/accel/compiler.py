@@ -25,7 +25,7 @@ from ..golden import MULTIPLIER_BITS, validate_graph
 from ..package import PackageError, load_package
 from .config import AcceleratorConfig, products_per_beat
 from .layout import TensorPlacement, conv_weight_rows, pack_groups, storage_channels
-from .program import Opcode, ProgramError, encode_program
+from .program import RANGE_BOUND_BITS, Opcode, ProgramError, encode_program
 
 __all__ = ["CompileError", "CompiledModel", "compile_graph", "compile_package", "pack_constant",
            "pack_table_word", "WIDE_RANGE"]
@@ -34,6 +34,7 @@ __all__ = ["CompileError", "CompiledModel", "compile_graph", "compile_package", 
 WIDE_RANGE = (-(1 << 31), (1 << 31) - 1)
 _NARROW_UNSIGNED = (0, 255)
 _NARROW_SIGNED = (-128, 127)
+_BOUND_RANGE = (-(1 << (RANGE_BOUND_BITS - 1)), (1 << (RANGE_BOUND_BITS - 1)) - 1)
 
 
 class CompileError(ValueError):
@@ -98,6 +99,16 @@ def compile_package(path, config=None, **options):
     except PackageError as error:
         raise CompileError(str(error)) from None
     return compile_graph(graph, config, **options)
+
+
+def _clip_fields(lo, hi):
+    """The instruction's clip fields for the output range [lo, hi], or None if it has none:
+    bounds of RANGE_BOUND_BITS, or no bounds but the int32 limits (logits)."""
+    if (lo, hi) == WIDE_RANGE:
+        return {"full_range": 1, "lo": 0, "hi": 0}
+    if _BOUND_RANGE[0] <= lo and hi <= _BOUND_RANGE[1]:
+        return {"lo": lo, "hi": hi}
+    return None
 
 
 def _reads(op):
@@ -169,8 +180,10 @@ class _Compiler:
                 if kind == "wide" and op["op"] not in ("conv2d", "linear"):
                     _fail(op, f"output range [{op['lo']}, {op['hi']}] needs 32-bit values, "
                               f"which the accelerator writes only from conv2d/linear")
-                if kind == "wide" and (op["lo"] < WIDE_RANGE[0] or op["hi"] > WIDE_RANGE[1]):
-                    _fail(op, f"output range [{op['lo']}, {op['hi']}] exceeds 32 bits")
+                if kind == "wide" and _clip_fields(op["lo"], op["hi"]) is None:
+                    low, high = _BOUND_RANGE
+                    _fail(op, f"output range [{op['lo']}, {op['hi']}]: the accelerator clips "
+                              f"within [{low}, {high}] or at the int32 limits, not in between")
                 kinds[out] = kind
         # Graph outputs written by a conv2d/linear are read by the host from the wide memory.
         for name in self.graph["outputs"]:
@@ -445,7 +458,7 @@ class _Compiler:
         out = placements.get(op["output"])
         fields = {}
         if kind in ("conv2d", "linear", "avg_pool2d", "global_avg_pool", "add", "clip"):
-            fields.update(out=out.base, out_c=out.channels, lo=op["lo"], hi=op["hi"])
+            fields.update(out=out.base, out_c=out.channels, **_clip_fields(op["lo"], op["hi"]))
         if kind in ("conv2d", "linear", "avg_pool2d", "global_avg_pool"):
             fields.update(out_cp=out.channels_stored, out_wide=int(out.wide))
             if len(out.shape) == 3:

@@ -11,7 +11,7 @@ Program memory (32-bit words):
     word 1      PROGRAM_VERSION | op count << 16
     word 2      checksum: sum of every instruction word, modulo 2^32
     word 3      0 (reserved)
-    word 4 + 12 i ... 4 + 12 i + 11: instruction i, least significant word first
+    word 4 + 10 i ... 4 + 10 i + 9: instruction i, least significant word first
 
 The sequencer checks magic, version and checksum before it runs anything (a corrupt or
 half-loaded program is refused with an error code, never executed).
@@ -21,13 +21,19 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 __all__ = ["Opcode", "PROGRAM_MAGIC", "PROGRAM_VERSION", "HEADER_WORDS", "INSTRUCTION_WORDS",
+           "RANGE_BOUND_BITS",
            "INSTRUCTION", "OPCODE_FIELDS", "encode_instruction", "decode_instruction",
            "encode_program", "program_checksum", "ProgramError"]
 
 PROGRAM_MAGIC = int.from_bytes(b"DQTP", "little")
-PROGRAM_VERSION = 2
+PROGRAM_VERSION = 3
 HEADER_WORDS = 4
-INSTRUCTION_WORDS = 12
+INSTRUCTION_WORDS = 10
+
+
+#: Width of the clip bounds lo, hi: every code range fits (docs/arithmetic.md: [-128, 255] at
+#: n = 8); a 32-bit output (logits) is clipped at the int32 limits (`full_range`) or as a code.
+RANGE_BOUND_BITS = 10
 
 
 class ProgramError(ValueError):
@@ -64,8 +70,9 @@ _COMMON_FIELDS = {
     "out_c": unsigned(12),         # real output channels (select: layers)
     # requantizer / adder constants
     "shift": unsigned(6),          # pool and elementwise: r
-    "lo": signed(32),
-    "hi": signed(32),
+    "lo": signed(RANGE_BOUND_BITS),
+    "hi": signed(RANGE_BOUND_BITS),
+    "full_range": unsigned(1),     # clip at the 32-bit limits, not at [lo, hi]
 }
 _WINDOW_FIELDS = {
     "out_cp": unsigned(12),        # output storage channels

@@ -147,6 +147,7 @@ class Accelerator(wiring.Component):
             source_elementwise.ready.eq(stage.requests.ready & from_elementwise),
             stage.bits.eq(Mux(instr.opcode == Opcode.CONV, window.bits, cfg.master_bits)),
             stage.lo.eq(instr.lo), stage.hi.eq(instr.hi),
+            stage.full_range.eq(instr.full_range),
         ]
         wiring.connect(m, stage.output, writer.input)
         program_run = program.read_port()

@@ -6,8 +6,8 @@ without the value). The stage runs them through `Requantizer` (run-time output r
 hands each result with its place to the tensor writer. The places move through registers that
 advance exactly as the requantizer's pipeline does (`stream_pipeline`: all stages together,
 whenever its output is empty or taken), so each result leaves with its own place. A residual
-join is a requantization too: clip(round_shift(k1 a + k2 b + k3, r), lo, hi) is the requantizer with acc = k1 a + k2 b, bias = k3, M = 1 and
-acc_shift = 0.
+join is a requantization too: clip(round_shift(k1 a + k2 b + k3, r), lo, hi) is the
+requantizer with acc = k1 a + k2 b, bias = k3, M = 1 and acc_shift = 0.
 """
 
 from amaranth.hdl import Cat, Module, Signal, signed, unsigned
@@ -16,7 +16,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden import MULTIPLIER_BITS as GOLDEN_MULTIPLIER_BITS
 from .layouts import bits_shape
-from .requantizer import RANGE_PORT_BITS, Requantizer
+from ..accel.program import RANGE_BOUND_BITS
+from .requantizer import Requantizer
 from .tensor_writer import output_layout
 
 __all__ = ["request_layout", "RequantizeStage"]
@@ -38,8 +39,9 @@ def request_layout(acc_width):
 
 class RequantizeStage(wiring.Component):
     """Ports: `requests` In(stream of `request_layout(config.value_bits)`), `bits` (the b the
-    accumulators were computed at: acc_shift = 2(n - b)), `lo`, `hi` (the output range; all
-    three constant during an instruction), `output` Out(stream of `output_layout()`), `idle`
+    accumulators were computed at: acc_shift = 2(n - b)), `lo`, `hi`, `full_range` (the
+    output range, as `Requantizer(range_ports=True)` takes it; all constant during an
+    instruction), `output` Out(stream of `output_layout()`), `idle`
     (nothing in flight)."""
 
     def __init__(self, config):
@@ -48,8 +50,9 @@ class RequantizeStage(wiring.Component):
         super().__init__({
             "requests": In(stream.Signature(request_layout(self.acc_width))),
             "bits": In(bits_shape(config.master_bits)),
-            "lo": In(signed(RANGE_PORT_BITS)),
-            "hi": In(signed(RANGE_PORT_BITS)),
+            "lo": In(signed(RANGE_BOUND_BITS)),
+            "hi": In(signed(RANGE_BOUND_BITS)),
+            "full_range": In(1),
             "output": Out(stream.Signature(output_layout())),
             "idle": Out(1),
         })
@@ -64,7 +67,7 @@ class RequantizeStage(wiring.Component):
         rq = requantizer.input.payload
         m.d.comb += [
             requantizer.bits.eq(self.bits), requantizer.lo.eq(self.lo),
-            requantizer.hi.eq(self.hi),
+            requantizer.hi.eq(self.hi), requantizer.full_range.eq(self.full_range),
             rq.acc.eq(request.acc), rq.multiplier.eq(request.multiplier),
             rq.shift.eq(request.shift), rq.bias.eq(request.bias),
             requantizer.input.valid.eq(self.requests.valid),

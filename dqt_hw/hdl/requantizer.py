@@ -1,21 +1,24 @@
 """The requantizer: a b-bit accumulator to an n-bit output code with master constants
 (docs/arithmetic.md §4.3)."""
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden import (MULTIPLIER_BITS, accumulator_bits, check_master_bits, code_range,
                       requantizer_bits)
+from ..accel.program import RANGE_BOUND_BITS
 from .arith import (bound_width, check_bits_list, check_positive_int, dsp_products,
-                    clamp_stages, halving_shift)
+                    clamp_stages, halving_shift, rounding_compare, select_clamped)
 from .layouts import SHIFT_BITS, bits_shape, requantizer_input_layout
 from .pipeline import stream_pipeline
 
-__all__ = ["RANGE_PORT_BITS", "Requantizer", "check_output_range"]
+__all__ = ["RANGE_PORT_BITS", "FULL_RANGE", "Requantizer", "check_output_range"]
 
-#: Width of run-time output-range ports and of the output they bound (32-bit logits).
+#: Width of the run-time range's output (32-bit logits).
 RANGE_PORT_BITS = 32
+#: The 32-bit output's limits: the run-time range's `full_range` clip.
+FULL_RANGE = (-(1 << (RANGE_PORT_BITS - 1)), (1 << (RANGE_PORT_BITS - 1)) - 1)
 
 
 def check_output_range(lo, hi, master_bits):
@@ -44,9 +47,10 @@ class Requantizer(wiring.Component):
     Parameters: `master_bits` n; `max_terms` K sets the accumulator and bias width
     A = `golden.accumulator_bits(n, n, K)`; `multiplier_bits` P (M < 2^P, default 15); `lo`,
     `hi` the output range (default [0, 2^n - 1]); `range_ports` (default False) replaces the
-    fixed range with run-time `lo`, `hi` input ports (signed 32 bits, read by the last stage,
-    so hold them while results are in flight) and a signed 32-bit output, as the accelerator
-    needs for ReLU outputs, signed branches and logits alike; `supported_bits` the b values
+    fixed range with run-time ports, as the accelerator needs for ReLU outputs, signed
+    branches and logits alike: `lo`, `hi` (signed `RANGE_BOUND_BITS`, enough for any code
+    range) and `full_range` (clip at the int32 limits `FULL_RANGE` instead), read by the last
+    two stages, so hold them while results are in flight; the output is then signed 32 bits; `supported_bits` the b values
     the `bits` port takes (default every b in [2, n]; others give an undefined result).
 
     Ports:
@@ -99,7 +103,8 @@ class Requantizer(wiring.Component):
             "output": Out(stream.Signature(output_shape)),
         }
         if range_ports:
-            ports.update(lo=In(signed(RANGE_PORT_BITS)), hi=In(signed(RANGE_PORT_BITS)))
+            ports.update(lo=In(signed(RANGE_BOUND_BITS)), hi=In(signed(RANGE_BOUND_BITS)),
+                         full_range=In(1))
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -147,9 +152,34 @@ class Requantizer(wiring.Component):
             m.d.comb += halved.eq(halving_shift(item.scaled, item.shift))
             return halved
 
-        bound_bits = RANGE_PORT_BITS if self.range_ports else bound_width(self.lo, self.hi)
+        if self.range_ports:
+            clamp = self._run_time_clamp_stages()
+        else:
+            clamp = clamp_stages(self.lo, self.hi, bound_width(self.lo, self.hi),
+                                 signed_result=False)
         stream_pipeline(m, sink=self.input, source=self.output,
-                        stages=[offset, multiply, add, halve]
-                        + clamp_stages(self.lo, self.hi, bound_bits,
-                                       signed_result=self.range_ports))
+                        stages=[offset, multiply, add, halve] + clamp)
         return m
+
+    def _run_time_clamp_stages(self):
+        """`clamp_stages` for the run-time range: the code bounds compare as `rounding_compare`
+        does; the int32 limits need no comparator: for halved h, floor((h + 1) / 2) leaves
+        [-2^31, 2^31 - 1] exactly when h < -2^32 (the bits from 32 up are not all ones) or
+        h > 2^32 - 2 (non-negative and some bit from 32 up set, or the low 32 bits all ones)."""
+        low, high = FULL_RANGE
+
+        def compare(m, halved):
+            below, above, _ = rounding_compare(m, halved, self.lo, self.hi, RANGE_BOUND_BITS)
+            negative, top = halved[-1], halved[RANGE_PORT_BITS:]
+            rounded = Signal(signed(RANGE_PORT_BITS))
+            m.d.comb += rounded.eq((halved[:RANGE_PORT_BITS + 1].as_signed() + 1) >> 1)
+            return Cat(Mux(self.full_range, negative & ~top.all(), below),
+                       Mux(self.full_range,
+                           ~negative & (top.any() | halved[:RANGE_PORT_BITS].all()), above),
+                       rounded)
+
+        def select(m, item):
+            return select_clamped(item[0], item[1], item[2:].as_signed(),
+                                  Mux(self.full_range, low, self.lo),
+                                  Mux(self.full_range, high, self.hi)).as_signed()
+        return [compare, select]
