@@ -182,8 +182,11 @@ class Accelerator(wiring.Component):
         # -- the bus -------------------------------------------------------------------------
         bus = self.bus
         regmap = self.regmap
+        # A Wishbone classic master holds the access until it is acknowledged: it is decoded
+        # and carried out from the bus signals themselves, with no copy of them.
         address = Signal(BUS_ADDRESS_BITS + 2)          # byte address of the access
-        write, wdata = Signal(), Signal(32)
+        write, wdata = bus.we, bus.dat_w
+        m.d.comb += address.eq(bus.adr << 2)
         # The data of a read is selected when it is acknowledged: `source` (set while decoding)
         # picks a register or a memory window, whose read data is stable by then.
         source = Signal(range(32))
@@ -266,8 +269,7 @@ class Accelerator(wiring.Component):
         with m.FSM(name="bus"):
             with m.State("IDLE"):
                 with m.If(bus.cyc & bus.stb):
-                    m.d.sync += [address.eq(bus.adr << 2), write.eq(bus.we),
-                                 wdata.eq(bus.dat_w), source.eq(0), image_phase.eq(0)]
+                    m.d.sync += [source.eq(0), image_phase.eq(0)]
                     m.next = "ACCESS"
             with m.State("ACCESS"):
                 m.next = "ACK"
