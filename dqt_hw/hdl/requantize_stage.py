@@ -10,8 +10,9 @@ join is a requantization too: clip(round_shift(k1 a + k2 b + k3, r), lo, hi) is 
 requantizer with acc = k1 a + k2 b, bias = k3, M = 1 and acc_shift = 0.
 """
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..golden import MULTIPLIER_BITS as GOLDEN_MULTIPLIER_BITS
@@ -75,26 +76,36 @@ class RequantizeStage(wiring.Component):
         ]
         place_layout = data.StructLayout({name: field.shape for name, field in output_layout()
                                           if name != "value"})
-        advance = ~requantizer.output.valid | requantizer.output.ready
-        place = Signal(place_layout)
-        m.d.comb += [place.wide.eq(request.wide), place.addr.eq(request.addr),
-                     place.lane.eq(request.lane), place.flush.eq(request.flush)]
-        in_flight = []
-        for stage in range(requantizer.latency):
-            register = Signal(place_layout, name=f"place_{stage}", reset_less=True)
-            with m.If(advance):
-                m.d.sync += register.eq(place)
-            in_flight.append(register)
-            place = register
-        busy = Signal(requantizer.latency, init=0)     # a request in each stage
-        with m.If(advance):
-            m.d.sync += busy.eq(Cat(self.requests.valid & requantizer.input.ready, busy[:-1]))
+        # The places wait in a small queue in block RAM (a pipeline of registers beside the
+        # requantizer took 6 x 22 flip-flops): a request's place goes in when the requantizer
+        # takes it, and the place at the head leaves with the result, which is in order.
+        depth = 1 << requantizer.latency.bit_length()        # more than can be in flight
+        m.submodules.places = places = Memory(shape=place_layout, depth=depth, init=[],
+                                              attrs={"ram_style": "block"})
+        push = self.requests.valid & requantizer.input.ready
+        pop = requantizer.output.valid & self.output.ready
+        write_at, read_at = Signal(range(depth)), Signal(range(depth))
+        m.d.sync += [write_at.eq(write_at + push), read_at.eq(read_at + pop)]
+        place_write, place_read = places.write_port(), places.read_port()
+        head = Signal(range(depth))
+        m.d.comb += [
+            place_write.addr.eq(write_at), place_write.en.eq(push),
+            place_write.data.wide.eq(request.wide), place_write.data.addr.eq(request.addr),
+            place_write.data.lane.eq(request.lane), place_write.data.flush.eq(request.flush),
+            head.eq(read_at + pop), place_read.addr.eq(head),
+            # An entry read as it is written is read again a cycle later, still long before its
+            # result (latency 6): the port never reads an address in the cycle it is written.
+            place_read.en.eq(~(push & (write_at == head))),
+        ]
+        place = place_read.data
+        busy = Signal(range(depth + 1))          # requests in the requantizer
+        m.d.sync += busy.eq(busy + push - pop)
         out = self.output.payload
         m.d.comb += [
             self.output.valid.eq(requantizer.output.valid),
             out.wide.eq(place.wide), out.addr.eq(place.addr), out.lane.eq(place.lane),
             out.flush.eq(place.flush), out.value.eq(requantizer.output.payload),
             requantizer.output.ready.eq(self.output.ready),
-            self.idle.eq(~busy.any() & ~requantizer.output.valid),
+            self.idle.eq(busy == 0),
         ]
         return m
