@@ -27,7 +27,8 @@ class AcceleratorError(RuntimeError):
 @dataclasses.dataclass
 class Inference:
     """One image's results: logits (int64 vector), chosen bits per slot, the prediction,
-    total cycles and cycles per op (program order)."""
+    total cycles and cycles per op (program order: fetching, checking and running it, the
+    first op with the program's check; they add up to the total)."""
     logits: np.ndarray
     bits: list
     prediction: int
@@ -148,7 +149,8 @@ class AcceleratorDriver:
             for slot in self._bits["slots"]:
                 bits.append((await self.read("BITS", slot)) >> 4)
         cycles = await self.read("CYCLES")
-        op_cycles = [await self.read("OP_CYCLES", i) for i in range(len(self.model.ops))]
+        ends = [await self.read("OP_CYCLES", i) for i in range(len(self.model.ops))]
+        op_cycles = np.diff(ends, prepend=0).tolist()
         logits = np.asarray(values, dtype=np.int64)
         return Inference(logits=logits, bits=bits, prediction=int(np.argmax(logits)),
                          cycles=cycles, op_cycles=op_cycles)

@@ -133,8 +133,10 @@ def register_map(config=None):
         Register("BITS", 0x0100, "ro", "per controlled-layer slot: the choice of the last run",
                  (Field("CANDIDATE", 0, 4, "index of the chosen candidate"),
                   Field("WIDTH", 4, 4, "its bit-width")), count=config.slots),
-        Register("OP_CYCLES", 0x0400, "ro", "cycles each instruction of the last run took, from "
-                                            "dispatch to done", count=config.max_ops),
+        Register("OP_CYCLES", 0x0400, "ro", "CYCLES when each instruction of the last run "
+                                            "ended; its cycles (fetch, check and run) are the "
+                                            "difference to the entry before (to 0 for the "
+                                            "first)", count=config.max_ops),
     )
     windows = (
         Window("WIDE", 0x2000, config.wide_words, "rw",

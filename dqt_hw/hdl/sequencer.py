@@ -24,7 +24,8 @@ class Sequencer(wiring.Component):
     of the last run; `done` stays high from the end of a run to the next start), `cycles` and
     `ops_done` (counters of the last or current run), a read port of the program memory
     (`prog_addr` -> `prog_data` next cycle), `instr` (the current instruction), the engines'
-    `start_*` and `done_*`, and the op-cycles memory write port (`opc_*`)."""
+    `start_*` and `done_*`, and the op-cycles memory write port (`opc_*`: CYCLES when each
+    op ends)."""
 
     def __init__(self, config):
         self.config = config
@@ -57,7 +58,6 @@ class Sequencer(wiring.Component):
         word = Signal(range(INSTRUCTION_WORDS + 1))
         checksum, total = Signal(32), Signal(32)
         summing = Signal()            # prog_data holds a word to add this cycle
-        op_cycles = Signal(32)
         # Only the instruction's bits are held: the words beyond them are never stored.
         raw = Signal(INSTRUCTION.size)
         m.d.comb += self.instr.eq(raw)
@@ -125,7 +125,7 @@ class Sequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += [address.eq(address + 1), word.eq(word + 1)]
             with m.State("DISPATCH"):
-                m.d.sync += [word.eq(0), op_cycles.eq(0)]
+                m.d.sync += word.eq(0)
                 bad = self._bad_fields(m, ins)
                 with m.If((ins.opcode == 0) | (ins.opcode > Opcode.SELECT)):
                     fail(ErrorCode.BAD_OPCODE)
@@ -141,10 +141,11 @@ class Sequencer(wiring.Component):
                             m.d.comb += self.start_select.eq(1)
                     m.next = "WAIT"
             with m.State("WAIT"):
-                m.d.sync += op_cycles.eq(op_cycles + 1)
                 with m.If(self.engine_done):
+                    # The op's end on the run's clock (CYCLES after this cycle): one counter
+                    # serves both, and the host takes differences.
                     m.d.comb += [self.opc_addr.eq(self.ops_done),
-                                 self.opc_data.eq(op_cycles + 1), self.opc_en.eq(1)]
+                                 self.opc_data.eq(self.cycles + 1), self.opc_en.eq(1)]
                     m.d.sync += self.ops_done.eq(self.ops_done + 1)
                     with m.If(self.ops_done + 1 == op_count):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]

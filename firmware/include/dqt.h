@@ -125,7 +125,8 @@ int dqt_load_model(dqt_device *dev, const dqt_model *model, int how);
  * golden model takes them. Fills `result`. */
 int dqt_infer(dqt_device *dev, const uint8_t *codes, dqt_result *result);
 
-/* Cycles of instruction `op` (program order) in the last run (OP_CYCLES). */
+/* Cycles of instruction `op` (program order) in the last run: its fetch, check and run,
+   from the OP_CYCLES entries (each op's end). */
 uint32_t dqt_op_cycles(const dqt_device *dev, uint32_t op);
 
 /* A short description of a status code. */

@@ -221,7 +221,9 @@ int dqt_infer(dqt_device *dev, const uint8_t *codes, dqt_result *result) {
 uint32_t dqt_op_cycles(const dqt_device *dev, uint32_t op) {
     if (dev == 0 || op >= DQT_REG_OP_CYCLES_COUNT)
         return 0;
-    return dqt_read(dev, DQT_REG_OP_CYCLES + 4u * op);
+    /* OP_CYCLES holds each op's end on the run's clock. */
+    uint32_t end = dqt_read(dev, DQT_REG_OP_CYCLES + 4u * op);
+    return op == 0 ? end : end - dqt_read(dev, DQT_REG_OP_CYCLES + 4u * (op - 1u));
 }
 
 const char *dqt_strerror(int status) {
