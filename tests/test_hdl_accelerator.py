@@ -60,6 +60,7 @@ def test_networks_run_bit_exact_through_the_bus(dynamic, family):
         # (While no run is busy, the run's ports read nothing anyone uses.)
         memories = {name: dut.memories[name] for name in ("program", "table", "wide", "choice")}
         memories["weight buffer"] = dut.window.buffer.memory
+        memories["result places"] = dut.stage.places
         while True:
             await ctx.tick()
             if not ctx.get(dut.busy):

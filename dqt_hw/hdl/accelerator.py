@@ -95,7 +95,10 @@ class Accelerator(wiring.Component):
         m.submodules.table = table = Memory(shape=unsigned(32), depth=cfg.table_words,
                                             init=self.init["table"])
         m.submodules.wide = wide = Memory(shape=unsigned(32), depth=cfg.wide_words, init=[])
-        m.submodules.choice = choice = Memory(shape=unsigned(8), depth=cfg.slots, init=[])
+        # Block RAM even when small: in flip-flops its eight bits per slot and the two read
+        # ports' multiplexers took about 100 iCE40 logic cells for 8 slots.
+        m.submodules.choice = choice = Memory(shape=unsigned(8), depth=cfg.slots, init=[],
+                                              attrs={"ram_style": "block"})
         m.submodules.op_cycles = op_cycles = Memory(shape=unsigned(32), depth=cfg.max_ops,
                                                     init=[])
         # For simulators that inspect the memories (the data memory's is set by its block).
@@ -107,7 +110,7 @@ class Accelerator(wiring.Component):
         window = self.window = WindowEngine(cfg)      # for simulators (its weight buffer)
         elementwise = ElementwiseEngine(acc_width=cfg.value_bits,
                                         buffered=cfg.elementwise_buffered)
-        stage = RequantizeStage(cfg)
+        stage = self.stage = RequantizeStage(cfg)     # for simulators (its places queue)
         select = SelectEngine(cfg)
         writer = TensorWriter(wide_depth=cfg.wide_words, staged=cfg.writer_staged)
         arbiter = DataArbiter(6)

@@ -82,6 +82,7 @@ class RequantizeStage(wiring.Component):
         depth = 1 << requantizer.latency.bit_length()        # more than can be in flight
         m.submodules.places = places = Memory(shape=place_layout, depth=depth, init=[],
                                               attrs={"ram_style": "block"})
+        self.places = places                 # for simulators that watch its ports
         push = self.requests.valid & requantizer.input.ready
         pop = requantizer.output.valid & self.output.ready
         write_at, read_at = Signal(range(depth)), Signal(range(depth))
