@@ -58,7 +58,7 @@ def run_walk(elements, fields, lanes_log2, both, *, base, stall, seed, queues=(3
         for name, value in fields.items():
             ctx.set(getattr(dut.window, name), value)
         ctx.set(dut.window.chunks, fields["in_cp"] // lanes)
-        ctx.set(dut.window.tap_step, lanes)
+        ctx.set(dut.window.step, lanes)
         ctx.set(dut.window.lanes_log2, lanes_log2)
         ctx.set(dut.window.both, both)
         rng = rng_for(seed, "ready")
@@ -138,7 +138,7 @@ def test_fetcher_streams_one_beat_per_cycle(lanes_log2, both, queues):
         for name, value in fields.items():
             ctx.set(getattr(dut.window, name), value)
         ctx.set(dut.window.chunks, channels // lanes)
-        ctx.set(dut.window.tap_step, lanes)
+        ctx.set(dut.window.step, lanes)
         ctx.set(dut.window.lanes_log2, lanes_log2)
         ctx.set(dut.window.both, both)
         ctx.set(dut.beats.ready, 1)

@@ -531,15 +531,17 @@ class _Compiler:
 def window_fields(h, w, cp, kh, kw, stride, pad):
     """Geometry fields of a window walk (conv and pool) over an h x w input of cp stored
     channels, in stored elements. The fetcher walks output pixels, taps and channel chunks by
-    adding steps: the wraps say how far a tap row, a pixel and a pixel row move beyond the
-    step of the counter inside them (docs/accelerator.md)."""
+    adding a step per beat: the jumps say how much more a move to the next tap row, pixel and
+    pixel row adds (docs/accelerator.md)."""
     if kh > 15 or kw > 15 or stride > 15 or pad > 15:
         raise CompileError(f"kernel {kh}x{kw}, stride {stride} or padding {pad} exceeds "
                            f"the 4-bit instruction fields (at most 15)")
     out_w = (w + 2 * pad - kw) // stride + 1
+    row_jump = w * cp - kw * cp                         # from a tap row's end to the next
+    pixel_jump = row_jump + stride * cp - kh * w * cp   # from a window's end to the next
     return dict(in_h=h, in_w=w, in_cp=cp, kernel_h=kh, kernel_w=kw, stride=stride, pad=pad,
-                e_init=-pad * (w + 1) * cp, row_wrap=w * cp - kw * cp,
-                pixel_wrap=stride * cp - kh * w * cp, line_wrap=stride * w * cp - out_w * stride * cp)
+                e_init=-pad * (w + 1) * cp, row_jump=row_jump, pixel_jump=pixel_jump,
+                line_jump=pixel_jump + stride * w * cp - out_w * stride * cp)
 
 
 def compile_graph(graph, config=None, *, keep_tensors=False):

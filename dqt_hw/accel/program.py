@@ -86,9 +86,10 @@ _WINDOW_FIELDS = {
     "stride": unsigned(4),
     "pad": unsigned(4),
     "e_init": signed(20),          # element of the first window's top-left tap: -pad*(in_w+1)*in_cp
-    "row_wrap": signed(20),        # in_w in_cp - kernel_w in_cp: from a tap row to the next
-    "pixel_wrap": signed(20),      # stride in_cp - kernel_h in_w in_cp: to the next pixel
-    "line_wrap": signed(20),       # stride in_w in_cp - out_w stride in_cp: to the next row
+    # What a move to the next tap row, output pixel and output row adds to a beat's step:
+    "row_jump": signed(20),        # in_w in_cp - kernel_w in_cp
+    "pixel_jump": signed(20),      # row_jump + stride in_cp - kernel_h in_w in_cp
+    "line_jump": signed(20),       # pixel_jump + stride in_w in_cp - out_w stride in_cp
     "weights": unsigned(16),       # conv: word address of output channel 0's weight row
     "row_words": unsigned(12),     # conv: words per weight row (two per group of 16 codes)
     "consts": unsigned(16),        # conv: data word holding output channel 0's constants

@@ -50,11 +50,12 @@ def window_signature():
         "out_h": In(8), "out_w": In(8),
         "kernel_h": In(4), "kernel_w": In(4), "stride": In(4), "pad": In(4),
         "e_init": In(signed(20)),        # element of the first window's first tap
-        "tap_step": In(16),              # from a tap's last chunk to the next tap's first
-        "row_wrap": In(signed(20)),      # tap row, pixel, pixel row: each adds its wrap to
-        "pixel_wrap": In(signed(20)),    # the step of the counter inside it
-        "line_wrap": In(signed(20)),
-        "chunks": In(12),        # beats per tap
+        "step": In(16),                  # from a beat to the next: a chunk (2^lanes_log2
+                                         # codes), or from a tap to the next with one chunk
+        "row_jump": In(signed(20)),      # what a move to the next tap row, pixel and pixel
+        "pixel_jump": In(signed(20)),    # row adds to the step
+        "line_jump": In(signed(20)),
+        "chunks": In(12),        # beats per tap (with more than one: step = 2^lanes_log2)
         "lanes_log2": In(range(5)),   # 0, 2 or 4: codes per beat 1, 4, 16
         "both": In(1),           # read the low nibbles too (b >= 4, pooling)
     })
@@ -117,22 +118,16 @@ class ActivationFetcher(wiring.Component):
                                                         depth=self.group_depth, bypass=self.bypass)
 
         # -- 1. address generator ----------------------------------------------------------
-        # One element offset walks the windows: each beat adds the step of the innermost
-        # counter that moves on (chunk, tap, tap row, pixel, pixel row); the four outer steps
-        # are the tap step plus the instruction's wrap distances, fixed during a walk.
+        # One element offset walks the windows: each beat adds the step, and the jump of the
+        # innermost counter that moves on if it is a tap row, pixel or pixel row (the chunks of
+        # a tap are consecutive, and so are its taps' first chunks when a tap has one).
         running = Signal()
         oy, ox = Signal(8), Signal(8)
         ty, tx = Signal(4), Signal(4)
         chunk, index = Signal(12), Signal(12)
         iy0, ix0 = Signal(signed(10)), Signal(signed(10))
         e_cur = Signal(signed(ELEMENT_BITS))
-        steps = [Signal(signed(ELEMENT_BITS), name=f"step_{name}")
-                 for name in ("chunk", "tap", "tap_row", "pixel", "pixel_row")]
-        m.d.comb += [
-            steps[0].eq(Const(1, 5) << g.lanes_log2), steps[1].eq(g.tap_step),
-            steps[2].eq(steps[1] + g.row_wrap), steps[3].eq(steps[2] + g.pixel_wrap),
-            steps[4].eq(steps[3] + g.line_wrap),
-        ]
+        jumps = Array([Const(0, signed(20)), g.row_jump, g.pixel_jump, g.line_jump])
         tag, tag_valid = Signal(ADDRESS_BITS), Signal()
         iy, ix = Signal(signed(11)), Signal(signed(11))
         zero, new, group_addr = Signal(), Signal(), Signal(ADDRESS_BITS)
@@ -167,7 +162,7 @@ class ActivationFetcher(wiring.Component):
         with m.If(advance):
             m.d.sync += [held_valid.eq(1), held.zero.eq(zero), held.offset.eq(e_cur[:4]),
                          held.index.eq(index), held.last.eq(window_last)]
-        level = Signal(range(5))               # the innermost counter that moves on
+        jump = Signal(range(4))        # 0, or the tap row, pixel, pixel row that moves on
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), oy.eq(0), ox.eq(0), ty.eq(0), tx.eq(0), chunk.eq(0),
                          index.eq(0), iy0.eq(-g.pad), ix0.eq(-g.pad), e_cur.eq(g.e_init),
@@ -178,27 +173,25 @@ class ActivationFetcher(wiring.Component):
             with m.If(zero):                  # the group was released: ask for it again
                 m.d.sync += tag_valid.eq(0)
             m.d.sync += [index.eq(Mux(window_last, 0, index + 1)),
-                         e_cur.eq(e_cur + Array(steps)[level])]
+                         e_cur.eq(e_cur + g.step + jumps[jump])]
             with m.If(~chunk_last):
-                m.d.comb += level.eq(0)
                 m.d.sync += chunk.eq(chunk + 1)
             with m.Else():
                 m.d.sync += chunk.eq(0)
                 with m.If(~tx_last):
-                    m.d.comb += level.eq(1)
                     m.d.sync += tx.eq(tx + 1)
                 with m.Else():
                     m.d.sync += tx.eq(0)
                     with m.If(~ty_last):
-                        m.d.comb += level.eq(2)
+                        m.d.comb += jump.eq(1)
                         m.d.sync += ty.eq(ty + 1)
                     with m.Else():
                         m.d.sync += ty.eq(0)
                         with m.If(~ox_last):
-                            m.d.comb += level.eq(3)
+                            m.d.comb += jump.eq(2)
                             m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + g.stride)]
                         with m.Else():
-                            m.d.comb += level.eq(4)
+                            m.d.comb += jump.eq(3)
                             m.d.sync += [ox.eq(0), ix0.eq(-g.pad)]
                             with m.If(~oy_last):
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + g.stride)]
