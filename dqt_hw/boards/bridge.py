@@ -68,7 +68,7 @@ class UARTBridge(wiring.Component):
 
         command = Signal(8)
         left = Signal(8)                   # words after the current one
-        address = Signal(32)
+        address = Signal(2 + self.address_width)      # the bits the bus uses, of a byte address
         data = Signal(32)
         index = Signal(4)                  # byte of the current field
         crc = Signal(8)                    # of the frame's bytes so far
@@ -143,7 +143,10 @@ class UARTBridge(wiring.Component):
             with m.State("ADDRESS"):
                 receiving()
                 with m.If(got):
-                    m.d.sync += [address.eq(Cat(address[8:], byte)), index.eq(index + 1)]
+                    m.d.sync += index.eq(index + 1)
+                    for at in range(0, len(address), 8):       # higher bytes are dropped
+                        with m.If(index == at // 8):
+                            m.d.sync += address[at:at + 8].eq(byte)
                     with m.If(index == 3):
                         m.d.sync += index.eq(0)
                         m.next = "WRITE_DATA"
