@@ -169,6 +169,13 @@ def test_identity_undefined_addresses_and_soft_reset():
         seen["reset"] = _status(await bus.read(STATUS))
         await bus.write(0x40000, 0xFFFFFFFF)                      # between windows: dropped
         seen["dropped"] = _status(await bus.read(STATUS))
+        await bus.write(CONTROL, 0b100)
+        await bus.write(REGMAP["WIDE"].offset, 0x12345678)        # a read-only window
+        seen["wide_written"] = _status(await bus.read(STATUS))
+        seen["wide"] = await bus.read(REGMAP["WIDE"].offset)
+        await bus.write(CONTROL, 0b100)
+        seen["image"] = await bus.read(REGMAP["IMAGE"].offset)    # a write-only window
+        seen["image_read"] = _status(await bus.read(STATUS))
 
     simulate(dut, bench)
     assert seen["id"] == ACCEL_ID
@@ -177,6 +184,8 @@ def test_identity_undefined_addresses_and_soft_reset():
     assert seen["running"]["busy"]
     assert seen["reset"] == dict(busy=0, done=0, error=0, code=0, start_ignored=0, bus_error=0)
     assert seen["dropped"]["bus_error"]
+    assert seen["wide_written"]["bus_error"] and seen["wide"] != 0x12345678
+    assert seen["image_read"]["bus_error"] and seen["image"] == 0
 
 
 def test_driver_refuses_other_hardware():

@@ -139,7 +139,7 @@ def register_map(config=None):
                                             "first)", count=config.max_ops),
     )
     windows = (
-        Window("WIDE", 0x2000, config.wide_words, "rw",
+        Window("WIDE", 0x2000, config.wide_words, "ro",
                "wide memory: one 32-bit value (logits) per word"),
         Window("TABLE", 0x3000, config.table_words, "rw",
                "controller table: bits | s_a << 8 | s_w << 16 | acc_shift << 24"),

@@ -228,13 +228,9 @@ class Accelerator(wiring.Component):
             choice_bus.addr.eq(index_in("BITS")),
             opc_bus.addr.eq(index_in("OP_CYCLES")),
         ]
-        # The wide memory's one write port serves the writer during a run and the bus else.
-        bus_wide_write = Signal()
-        m.d.comb += [
-            wide_write.addr.eq(Mux(sequencer.busy, writer.wide_addr, index_in("WIDE"))),
-            wide_write.data.eq(Mux(sequencer.busy, writer.wide_data, wdata)),
-            wide_write.en.eq(Mux(sequencer.busy, writer.wide_en, bus_wide_write)),
-        ]
+        # The wide memory is the writer's alone (the bus reads it: WIDE is read-only).
+        m.d.comb += [wide_write.addr.eq(writer.wide_addr), wide_write.data.eq(writer.wide_data),
+                     wide_write.en.eq(writer.wide_en)]
         data_word, data_half = index_in("DATA")[1:], index_in("DATA")[0]
         image_element = index_in("IMAGE") << 2          # first code of the bus word
         image_group = image_base + (image_element[4:] << 1)
@@ -312,23 +308,21 @@ class Accelerator(wiring.Component):
                     inside, win = in_window(name)
                     with m.If(inside):
                         m.d.comb += decoded.eq(1)
-                        with m.If(sequencer.busy | (address >= win.offset + 4 * win.words)):
+                        refused = {"rw": 0, "ro": write, "wo": ~write}[win.access]
+                        with m.If(sequencer.busy | (address >= win.offset + 4 * win.words)
+                                  | refused):
                             m.d.sync += bus_error.eq(1)
                         with m.Elif(write):
                             if name == "PROGRAM":
                                 m.d.comb += program_write.en.eq(1)
                             elif name == "TABLE":
                                 m.d.comb += table_write.en.eq(1)
-                            elif name == "WIDE":
-                                m.d.comb += bus_wide_write.eq(1)
                             elif name == "IMAGE":
                                 m.next = "IMAGE"
-                            else:
+                            elif name == "DATA":
                                 m.next = "DATA_WRITE"
                         with m.Else():
-                            if name == "IMAGE":              # write-only
-                                m.d.sync += bus_error.eq(1)
-                            else:
+                            if name != "IMAGE":
                                 m.d.sync += source.eq(sources.index(name))
                                 m.next = "DATA_READ" if name == "DATA" else "READ"
                 with m.If(~decoded):
