@@ -176,6 +176,9 @@ def test_identity_undefined_addresses_and_soft_reset():
         await bus.write(CONTROL, 0b100)
         seen["image"] = await bus.read(REGMAP["IMAGE"].offset)    # a write-only window
         seen["image_read"] = _status(await bus.read(STATUS))
+        await bus.write(CONTROL, 0b100)
+        seen["table"] = await bus.read(REGMAP["TABLE"].offset)    # write-only too
+        seen["table_read"] = _status(await bus.read(STATUS))
 
     simulate(dut, bench)
     assert seen["id"] == ACCEL_ID
@@ -186,6 +189,7 @@ def test_identity_undefined_addresses_and_soft_reset():
     assert seen["dropped"]["bus_error"]
     assert seen["wide_written"]["bus_error"] and seen["wide"] != 0x12345678
     assert seen["image_read"]["bus_error"] and seen["image"] == 0
+    assert seen["table_read"]["bus_error"] and seen["table"] == 0 != model.table[0]
 
 
 def test_driver_refuses_other_hardware():

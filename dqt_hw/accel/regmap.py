@@ -141,7 +141,7 @@ def register_map(config=None):
     windows = (
         Window("WIDE", 0x2000, config.wide_words, "ro",
                "wide memory: one 32-bit value (logits) per word"),
-        Window("TABLE", 0x3000, config.table_words, "rw",
+        Window("TABLE", 0x3000, config.table_words, "wo",
                "controller table: bits | s_a << 8 | s_w << 16 | acc_shift << 24"),
         Window("PROGRAM", 0x10000, config.program_words, "rw", "program memory"),
         Window("IMAGE", 0x20000, config.data_words * 2, "wo",

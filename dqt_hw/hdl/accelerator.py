@@ -215,14 +215,13 @@ class Accelerator(wiring.Component):
             return address[2:span_bits(name)]
 
         program_bus = program.read_port()
-        table_bus, wide_bus = table.read_port(), wide.read_port()
+        wide_bus = wide.read_port()
         choice_bus, opc_bus = choice.read_port(), op_cycles.read_port()
         program_write = program.write_port()
         table_write = table.write_port()
         m.d.comb += [
             program_bus.addr.eq(index_in("PROGRAM")),
             program_write.addr.eq(index_in("PROGRAM")), program_write.data.eq(wdata),
-            table_bus.addr.eq(index_in("TABLE")),
             table_write.addr.eq(index_in("TABLE")), table_write.data.eq(wdata),
             wide_bus.addr.eq(index_in("WIDE")),
             choice_bus.addr.eq(index_in("BITS")),
@@ -257,7 +256,7 @@ class Accelerator(wiring.Component):
             "IMAGE_BASE": image_base,
         }
         memory_windows = {"PROGRAM": program_bus.data,
-                          "TABLE": table_bus.data, "WIDE": wide_bus.data,
+                          "WIDE": wide_bus.data,
                           "BITS": choice_bus.data, "OP_CYCLES": opc_bus.data,
                           "DATA": data.port.rdata.word_select(data_half, 32)}
         sources = ["none"] + list(registers) + list(memory_windows)
@@ -322,7 +321,7 @@ class Accelerator(wiring.Component):
                             elif name == "DATA":
                                 m.next = "DATA_WRITE"
                         with m.Else():
-                            if name != "IMAGE":
+                            if "r" in win.access:
                                 m.d.sync += source.eq(sources.index(name))
                                 m.next = "DATA_READ" if name == "DATA" else "READ"
                 with m.If(~decoded):
