@@ -96,7 +96,7 @@ class Accelerator(wiring.Component):
                                             init=self.init["table"])
         m.submodules.wide = wide = Memory(shape=unsigned(32), depth=cfg.wide_words, init=[])
         # Block RAM even when small: in flip-flops its eight bits per slot and the two read
-        # ports' multiplexers took about 100 iCE40 logic cells for 8 slots.
+        # ports' multiplexers took about 150 iCE40 logic cells for 8 slots.
         m.submodules.choice = choice = Memory(shape=unsigned(8), depth=cfg.slots, init=[],
                                               attrs={"ram_style": "block"})
         m.submodules.op_cycles = op_cycles = Memory(shape=unsigned(32), depth=cfg.max_ops,

@@ -3,9 +3,8 @@
 Engines send requests: a value to requantize (an accumulator, a pooling sum, or a residual
 join's k1 a + k2 b), its constants (M, r, bias) and where the result goes (`output_layout`
 without the value). The stage runs them through `Requantizer` (run-time output range) and
-hands each result with its place to the tensor writer. The places move through registers that
-advance exactly as the requantizer's pipeline does (`stream_pipeline`: all stages together,
-whenever its output is empty or taken), so each result leaves with its own place. A residual
+hands each result with its place to the tensor writer. The requantizer keeps its results in
+order, so the places wait in a queue (block RAM) from the request to the result. A residual
 join is a requantization too: clip(round_shift(k1 a + k2 b + k3, r), lo, hi) is the
 requantizer with acc = k1 a + k2 b, bias = k3, M = 1 and acc_shift = 0.
 """

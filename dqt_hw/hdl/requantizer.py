@@ -50,8 +50,9 @@ class Requantizer(wiring.Component):
     fixed range with run-time ports, as the accelerator needs for ReLU outputs, signed
     branches and logits alike: `lo`, `hi` (signed `RANGE_BOUND_BITS`, enough for any code
     range) and `full_range` (clip at the int32 limits `FULL_RANGE` instead), read by the last
-    two stages, so hold them while results are in flight; the output is then signed 32 bits; `supported_bits` the b values
-    the `bits` port takes (default every b in [2, n]; others give an undefined result).
+    two stages, so hold them while results are in flight; the output is then signed 32 bits.
+    `supported_bits`: the b values the `bits` port takes (default every b in [2, n]; others
+    give an undefined result).
 
     Ports:
       bits:   In(range(2, n + 1))  b the accumulators were computed at (sampled with each
