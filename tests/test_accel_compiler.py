@@ -12,7 +12,6 @@ from dqt_hw.accel.layout import (TensorPlacement, conv_weight_rows, pack_groups,
                                  storage_channels, unpack_groups)
 from dqt_hw.accel.program import (INSTRUCTION_WORDS, PROGRAM_MAGIC, PROGRAM_VERSION,
                                   ProgramError, decode_instruction, encode_instruction, encode_program)
-from dqt_hw.golden import quantize_multiplier
 from dqt_hw.hdl.pe import mode_bits
 from dqt_hw.package import write_package
 

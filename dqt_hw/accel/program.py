@@ -21,15 +21,13 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 __all__ = ["Opcode", "PROGRAM_MAGIC", "PROGRAM_VERSION", "HEADER_WORDS", "INSTRUCTION_WORDS",
-           "RANGE_BOUND_BITS",
-           "INSTRUCTION", "OPCODE_FIELDS", "encode_instruction", "decode_instruction",
+           "RANGE_BOUND_BITS", "INSTRUCTION", "OPCODE_FIELDS", "encode_instruction", "decode_instruction",
            "encode_program", "program_checksum", "ProgramError"]
 
 PROGRAM_MAGIC = int.from_bytes(b"DQTP", "little")
 PROGRAM_VERSION = 3
 HEADER_WORDS = 4
 INSTRUCTION_WORDS = 10
-
 
 #: Width of the clip bounds lo, hi: every code range fits (docs/arithmetic.md: [-128, 255] at
 #: n = 8); a 32-bit output (logits) is clipped at the int32 limits (`full_range`) or as a code.
