@@ -21,8 +21,8 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 __all__ = ["Opcode", "PROGRAM_MAGIC", "PROGRAM_VERSION", "HEADER_WORDS", "INSTRUCTION_WORDS",
-           "RANGE_BOUND_BITS", "INSTRUCTION", "OPCODE_FIELDS", "encode_instruction", "decode_instruction",
-           "encode_program", "program_checksum", "ProgramError"]
+           "RANGE_BOUND_BITS", "INSTRUCTION", "OPCODE_FIELDS", "encode_instruction",
+           "decode_instruction", "encode_program", "program_checksum", "ProgramError"]
 
 PROGRAM_MAGIC = int.from_bytes(b"DQTP", "little")
 PROGRAM_VERSION = 3
