@@ -210,6 +210,11 @@ def test_build_config_defaults():
     assert config.candidates == (2, 4, 8) and config.accumulator_width == 29
     assert str(config.out_dir) == "build/ice40-up5k-n8-2x2"
     assert BuildConfig(master_bits=16).candidates == (2, 4, 8, 16)
+    # The UP5K holds a one-column accelerator: --model on iCE40 defaults to it.
+    from dqt_hw.build.config import parse_args
+    assert [parse_args(argv).cols for argv in (
+        [], ["--model", "pkg"], ["--model", "pkg", "--target", "ecp5-85f"],
+        ["--model", "pkg", "--cols", "3"])] == [2, 1, 2, 3]
 
 
 def test_harness_has_four_pins_and_refuses_non_components():

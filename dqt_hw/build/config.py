@@ -130,8 +130,9 @@ def make_parser():
                         help="master width n: 4, 8 or 16 (default %(default)s)")
     parser.add_argument("--rows", type=int, default=defaults.rows,
                         help="MAC array rows (default %(default)s)")
-    parser.add_argument("--cols", type=int, default=defaults.cols,
-                        help="MAC array columns (default %(default)s)")
+    parser.add_argument("--cols", type=int, default=None,
+                        help=f"MAC array columns (default {defaults.cols}; with --model on "
+                             f"iCE40 1: the UP5K holds a one-column accelerator)")
     parser.add_argument("--terms", type=int, default=defaults.terms,
                         help="dot-product length K the accumulator must hold "
                              "(default %(default)s)")
@@ -179,6 +180,10 @@ def make_parser():
 def parse_args(argv=None):
     """A `BuildConfig` from the command line (ValueError on bad values)."""
     args = make_parser().parse_args(argv)
+    if args.cols is None:
+        target = TARGETS.get(args.target)
+        one_column = args.model is not None and target is not None and target.family == "ice40"
+        args.cols = 1 if one_column else BuildConfig.cols
     return BuildConfig(master_bits=args.bits, rows=args.rows, cols=args.cols, terms=args.terms,
                        acc_bits=args.acc_bits, candidates=args.candidates,
                        target=args.target, out=args.out, seeds=args.seeds,
