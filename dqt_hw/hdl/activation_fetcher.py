@@ -112,10 +112,9 @@ class ActivationFetcher(wiring.Component):
                                                         depth=self.queue_depth)
         # A group's two words arrive one after the other: each half has its own queue, so the
         # high word goes straight in instead of waiting in a register for the low one.
-        m.submodules.high_fifo = high_fifo = RegisterFIFO(width=DATA_WORD_BITS,
-                                                          depth=self.group_depth, bypass=self.bypass)
-        m.submodules.low_fifo = low_fifo = RegisterFIFO(width=DATA_WORD_BITS,
-                                                        depth=self.group_depth, bypass=self.bypass)
+        high_fifo, low_fifo = (RegisterFIFO(width=DATA_WORD_BITS, depth=self.group_depth,
+                                            bypass=self.bypass) for _ in range(2))
+        m.submodules.high_fifo, m.submodules.low_fifo = high_fifo, low_fifo
 
         # -- 1. address generator ----------------------------------------------------------
         # One element offset walks the windows: each beat adds the step, and the jump of the

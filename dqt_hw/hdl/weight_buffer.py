@@ -92,8 +92,9 @@ class WeightBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # Kept for simulators that watch the memory's ports.
-        m.submodules.memory = memory = self.memory = Memory(shape=unsigned(self.cols * BUFFER_WORD_BITS),
-                                              depth=self.depth, init=[])
+        memory = self.memory = Memory(shape=unsigned(self.cols * BUFFER_WORD_BITS),
+                                      depth=self.depth, init=[])
+        m.submodules.memory = memory
         reader = memory.read_port()
         # A narrow loader writes a byte-aligned part of a word (1, 2 or 4 bytes).
         writer = memory.write_port(granularity=8 if self.narrow else BUFFER_WORD_BITS)
