@@ -66,31 +66,34 @@ class UARTBridge(wiring.Component):
         rx, tx = receiver.output, transmitter.input
         bus = self.bus
 
-        command = Signal(8)
+        reading = Signal()                 # the frame is a read (else a write or identify)
+        writing = Signal()
         left = Signal(8)                   # words after the current one
         address = Signal(2 + self.address_width)      # the bits the bus uses, of a byte address
-        data = Signal(32)
+        data = Signal(32)                  # bytes shift through it, least significant first
         index = Signal(4)                  # byte of the current field
-        crc = Signal(8)                    # of the frame's bytes so far
-        reply_crc = Signal(8)
-        flags = Signal(8)
-        events = Signal(8)                 # flags raised this cycle
-        silence = Signal(range(self.timeout_cycles + 1))
-        bus_wait = Signal(range(protocol.BUS_TIMEOUT_CYCLES + 1))
+        crc = Signal(8)                    # of the frame's bytes so far, then of the answer's
+        flags = Signal(6)
+        events = Signal(6)                 # flags raised this cycle
+        # Silence in a frame and the wait for a bus acknowledge never overlap: one counter.
+        timer = Signal(range(max(self.timeout_cycles, protocol.BUS_TIMEOUT_CYCLES) + 1))
         byte = rx.payload
         got = rx.valid & rx.ready
+        sent = tx.valid & tx.ready
+        shifted = Cat(data[8:], byte)      # receiving: the byte comes in; sending: data[:8] out
 
         m.d.comb += [
             events[2].eq(receiver.framing_error), events[4].eq(receiver.overrun),
-            self.activity.eq(got | (tx.valid & tx.ready)),
-            bus.sel.eq(0xF), bus.adr.eq(address[2:2 + self.address_width]),
-            bus.dat_w.eq(data),
+            self.activity.eq(got | sent),
+            bus.sel.eq(0xF), bus.adr.eq(address[2:]), bus.dat_w.eq(data),
         ]
         m.d.sync += flags.eq(flags | events)
+        # A frame followed by its CRC leaves the CRC at 0 (no reflection, no final XOR): the
+        # check and the answer's start need no other value.
+        with m.If(got | sent):
+            m.d.sync += crc.eq(crc8_step(crc, Mux(sent, tx.payload, byte)))
         with m.If(got):
-            m.d.sync += [crc.eq(crc8_step(crc, byte)), silence.eq(0)]
-        with m.If(tx.valid & tx.ready):
-            m.d.sync += reply_crc.eq(crc8_step(reply_crc, tx.payload))
+            m.d.sync += timer.eq(0)
 
         def send(value, then):
             """Offer `value` to the transmitter; go to `then` once it is taken."""
@@ -102,39 +105,41 @@ class UARTBridge(wiring.Component):
             """A frame is half-way: count the silence, drop the frame when it lasts too long."""
             m.d.comb += rx.ready.eq(1)
             with m.If(~got):
-                m.d.sync += silence.eq(silence + 1)
-                with m.If(silence == self.timeout_cycles):
+                m.d.sync += timer.eq(timer + 1)
+                with m.If(timer == self.timeout_cycles):
                     m.d.comb += events[3].eq(1)
+                    m.d.sync += crc.eq(0)
                     m.next = "IDLE"
 
         def bus_access(write, then):
             m.d.comb += [bus.cyc.eq(1), bus.stb.eq(1), bus.we.eq(write)]
-            m.d.sync += bus_wait.eq(bus_wait + 1)
-            done = bus.ack | (bus_wait == protocol.BUS_TIMEOUT_CYCLES)
-            with m.If(done):
-                m.d.sync += bus_wait.eq(0)
+            m.d.sync += timer.eq(timer + 1)
+            with m.If(bus.ack | (timer == protocol.BUS_TIMEOUT_CYCLES)):
+                m.d.sync += timer.eq(0)
                 with m.If(~bus.ack):
                     m.d.comb += events[5].eq(1)
                 if not write:
                     m.d.sync += data.eq(Mux(bus.ack, bus.dat_r, 0))
                 then()
 
-        identity = list(protocol.BRIDGE_MAGIC) + [protocol.PROTOCOL_VERSION] + list(
-            self.clock_hz.to_bytes(4, "little"))
+        identity = [protocol.REPLY_IDENTIFY, *protocol.BRIDGE_MAGIC, protocol.PROTOCOL_VERSION,
+                    *self.clock_hz.to_bytes(4, "little")]
         identity_bytes = Array(Const(b, 8) for b in identity)
 
         with m.FSM(name="bridge"):
             with m.State("IDLE"):
                 m.d.comb += rx.ready.eq(1)
-                m.d.sync += [index.eq(0), reply_crc.eq(0)]
+                m.d.sync += index.eq(0)
                 with m.If(got):
-                    m.d.sync += [command.eq(byte), crc.eq(crc8_step(0, byte))]
+                    m.d.sync += [writing.eq(byte == protocol.CMD_WRITE),
+                                 reading.eq(byte == protocol.CMD_READ)]
                     with m.If((byte == protocol.CMD_WRITE) | (byte == protocol.CMD_READ)):
                         m.next = "COUNT"
                     with m.Elif(byte == protocol.CMD_IDENTIFY):
                         m.next = "CHECK"
                     with m.Else():
                         m.d.comb += events[1].eq(1)
+                        m.d.sync += crc.eq(0)
             with m.State("COUNT"):
                 receiving()
                 with m.If(got):
@@ -143,19 +148,16 @@ class UARTBridge(wiring.Component):
             with m.State("ADDRESS"):
                 receiving()
                 with m.If(got):
-                    m.d.sync += index.eq(index + 1)
-                    for at in range(0, len(address), 8):       # higher bytes are dropped
-                        with m.If(index == at // 8):
-                            m.d.sync += address[at:at + 8].eq(byte)
+                    m.d.sync += [data.eq(shifted), index.eq(index + 1)]
                     with m.If(index == 3):
-                        m.d.sync += index.eq(0)
+                        m.d.sync += [address.eq(shifted), index.eq(0)]   # higher bits dropped
                         m.next = "WRITE_DATA"
-                        with m.If(command == protocol.CMD_READ):
+                        with m.If(reading):
                             m.next = "CHECK"
             with m.State("WRITE_DATA"):
                 receiving()
                 with m.If(got):
-                    m.d.sync += [data.eq(Cat(data[8:], byte)), index.eq(index + 1)]
+                    m.d.sync += [data.eq(shifted), index.eq(index + 1)]
                     with m.If(index == 3):
                         m.d.sync += index.eq(0)
                         m.next = "WRITE_BUS"
@@ -169,21 +171,21 @@ class UARTBridge(wiring.Component):
             with m.State("CHECK"):                   # the frame's CRC byte
                 receiving()
                 with m.If(got):
-                    good = byte == crc
-                    with m.If(command == protocol.CMD_WRITE):
+                    good = crc8_step(crc, byte) == 0
+                    with m.If(writing):
                         with m.If(~good):
                             m.d.comb += events[0].eq(1)
+                        m.d.sync += crc.eq(0)
                         m.next = "IDLE"
                     with m.Elif(~good):
+                        m.d.sync += crc.eq(0)
                         m.next = "REPLY_ERROR"
-                    with m.Elif(command == protocol.CMD_READ):
+                    with m.Elif(reading):
                         m.next = "REPLY_READ"
                     with m.Else():
-                        m.next = "REPLY_IDENTIFY"
+                        m.next = "IDENTITY"
             with m.State("REPLY_ERROR"):
                 send(protocol.REPLY_ERROR, "FLAGS")
-            with m.State("REPLY_IDENTIFY"):
-                send(protocol.REPLY_IDENTIFY, "IDENTITY")
             with m.State("IDENTITY"):
                 send(identity_bytes[index], "IDENTITY")
                 with m.If(tx.ready):
@@ -199,7 +201,7 @@ class UARTBridge(wiring.Component):
             with m.State("READ_DATA"):
                 send(data[:8], "READ_DATA")
                 with m.If(tx.ready):
-                    m.d.sync += [data.eq(data >> 8), index.eq(index + 1)]
+                    m.d.sync += [data.eq(shifted), index.eq(index + 1)]
                     with m.If(index == 3):
                         m.d.sync += [index.eq(0), address.eq(address + 4), left.eq(left - 1)]
                         m.next = "READ_BUS"
@@ -210,5 +212,7 @@ class UARTBridge(wiring.Component):
                 with m.If(tx.ready):
                     m.d.sync += flags.eq(events)      # reported: only this cycle's stay
             with m.State("CRC"):
-                send(reply_crc, "IDLE")
+                send(crc, "IDLE")
+                with m.If(tx.ready):
+                    m.d.sync += crc.eq(0)
         return m

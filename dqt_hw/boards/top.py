@@ -15,14 +15,9 @@ from amaranth.lib import io, wiring
 from .bridge import UARTBridge
 from .catalog import Board
 from .clocks import ClockPlan, ClockReset
+from .lights import StatusLights
 
-__all__ = ["BoardTop", "BoardDesign", "board_design", "uart_pins", "status_lights",
-           "STRETCH_SECONDS", "BLINK_HZ"]
-
-#: How long the link LED stays on after a byte (so a single byte is visible).
-STRETCH_SECONDS = 0.05
-#: Blink rate of the `alive` LED (the design clock runs and the reset is released).
-BLINK_HZ = 1.0
+__all__ = ["BoardTop", "BoardDesign", "board_design", "uart_pins", "status_lights"]
 
 
 def uart_pins(platform, m):
@@ -37,29 +32,14 @@ def uart_pins(platform, m):
 
 def status_lights(platform, m, board, clock_hz, levels):
     """Drive the board's LEDs: `levels` maps roles ("error", "done", "busy", "link") to
-    signals; "link" is stretched to STRETCH_SECONDS, "alive" blinks at BLINK_HZ."""
-    stretch = int(STRETCH_SECONDS * clock_hz)
-    half_period = max(1, int(clock_hz / (2 * BLINK_HZ)))
+    signals; "link" and "alive" are timed by `StatusLights` (dqt_hw/boards/lights.py)."""
+    m.submodules.lights = lights = StatusLights(round(clock_hz))
+    m.d.comb += lights.activity.eq(levels["link"])
+    levels = {**levels, "link": lights.link, "alive": lights.alive}
     for role, (name, number) in board.leds:
         m.submodules[f"led_{role}"] = led = io.Buffer("o", platform.request(name, number,
                                                                             dir="-"))
-        if role == "link":
-            timer = Signal(range(stretch + 1), name="link_timer")
-            with m.If(levels["link"]):
-                m.d.sync += timer.eq(stretch)
-            with m.Elif(timer != 0):
-                m.d.sync += timer.eq(timer - 1)
-            m.d.comb += led.o.eq(timer != 0)
-        elif role == "alive":
-            timer = Signal(range(half_period + 1), name="alive_timer")
-            light = Signal(name="alive_light")
-            with m.If(timer == half_period):
-                m.d.sync += [timer.eq(0), light.eq(~light)]
-            with m.Else():
-                m.d.sync += timer.eq(timer + 1)
-            m.d.comb += led.o.eq(light)
-        else:
-            m.d.comb += led.o.eq(levels[role])
+        m.d.comb += led.o.eq(levels[role])
 
 
 class BoardTop(Elaboratable):
