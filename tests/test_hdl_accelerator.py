@@ -192,6 +192,30 @@ def test_identity_undefined_addresses_and_soft_reset():
     assert seen["table_read"]["bus_error"] and seen["table"] == 0 != model.table[0]
 
 
+@pytest.mark.parametrize("readable", [True, False])
+def test_data_window_reads_back_only_where_readable(readable):
+    config = dataclasses.replace(CONFIG, data_readable=readable)
+    regmap = register_map(config)
+    high_half = regmap["DATA"].offset + 4 * 2 * 5 + 4            # word 5, bits 32..63
+    assert regmap["DATA"].access == ("rw" if readable else "wo")
+    dut = Accelerator(config)
+    seen = {}
+
+    async def bench(ctx):
+        bus = WishboneTransport(ctx, dut.bus)
+        await bus.write(high_half, 0x89ABCDEF)
+        seen["written"] = _status(await bus.read(STATUS))
+        seen["data"] = await bus.read(high_half)
+        seen["read"] = _status(await bus.read(STATUS))
+
+    simulate(dut, bench)
+    assert not seen["written"]["bus_error"]
+    if readable:
+        assert seen["data"] == 0x89ABCDEF and not seen["read"]["bus_error"]
+    else:
+        assert seen["data"] == 0 and seen["read"]["bus_error"]
+
+
 def test_driver_refuses_other_hardware():
     model = compile_graph(random_graph(0, dynamic=True),
                           AcceleratorConfig(**{**CONFIG.__dict__, "cols": 4}))

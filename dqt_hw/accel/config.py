@@ -76,6 +76,9 @@ class AcceleratorConfig:
     #: The tensor writer collects a group's codes and writes them with two data-memory writes;
     #: False: two writes for every code and 144 flip-flops fewer (`TensorWriter(staged=False)`).
     writer_staged: bool = True
+    #: The bus reads the data memory (the DATA window); False: DATA is write-only (loading a
+    #: model needs only writes) and about 70 iCE40 logic cells go (its read path and mux).
+    data_readable: bool = True
 
     def __post_init__(self):
         if self.master_bits != 8:
@@ -114,7 +117,7 @@ class AcceleratorConfig:
         _int("fetch_queue", self.fetch_queue, 1, 16)
         _int("fetch_groups", self.fetch_groups, 1, 8)
         for name in ("dsp_wide", "fetch_bypass", "elementwise_buffered", "narrow_loader",
-                     "writer_staged"):
+                     "writer_staged", "data_readable"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool, not {getattr(self, name)!r}")
 

@@ -148,7 +148,8 @@ def register_map(config=None):
                "the input tensor as 8-bit codes, four per word (code e at byte e), "
                "pixel-major with Cp channels per pixel, written to the data memory at "
                "IMAGE_BASE"),
-        Window("DATA", 0x80000, 2 * config.data_words, "rw",
+        Window("DATA", 0x80000, 2 * config.data_words,
+               "rw" if config.data_readable else "wo",
                "data memory, two bus words per 64-bit word (low half first)"),
     )
     return RegisterMap(registers, windows, config)

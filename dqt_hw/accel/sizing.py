@@ -21,11 +21,13 @@ _ROOMY = dict(data_words=1 << 15, program_words=1 << 14, wide_words=1 << 10,
 # What a build for a device family fixes, for area: on iCE40 one pooling lane, the 8-bit
 # products on DSP blocks, the short fetch lookahead without bypass, an elementwise engine
 # that re-reads its operands lane by lane, a weight loader with 4 nest units, a tensor writer
-# that writes each code at once, and the data memory that the UP5K's four SPRAMs make (16384
-# words; nothing else there is large enough, so the model gets all of it).
+# that writes each code at once, a write-only DATA window, and the data memory that the
+# UP5K's four SPRAMs make (16384 words; nothing else there is large enough, so the model gets
+# all of it).
 _FAMILY_SETTINGS = {"ice40": dict(pool_lanes=1, dsp_wide=True, fetch_queue=2, fetch_groups=1,
                                   fetch_bypass=False, elementwise_buffered=False,
-                                  narrow_loader=True, writer_staged=False, data_words=16384)}
+                                  narrow_loader=True, writer_staged=False, data_readable=False,
+                                  data_words=16384)}
 
 
 def family_settings(family):

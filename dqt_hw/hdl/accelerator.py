@@ -257,8 +257,9 @@ class Accelerator(wiring.Component):
         }
         memory_windows = {"PROGRAM": program_bus.data,
                           "WIDE": wide_bus.data,
-                          "BITS": choice_bus.data, "OP_CYCLES": opc_bus.data,
-                          "DATA": data.port.rdata.word_select(data_half, 32)}
+                          "BITS": choice_bus.data, "OP_CYCLES": opc_bus.data}
+        if cfg.data_readable:
+            memory_windows["DATA"] = data.port.rdata.word_select(data_half, 32)
         sources = ["none"] + list(registers) + list(memory_windows)
         values = [Const(0, 32)] + list(registers.values()) + list(memory_windows.values())
         start = Signal()
@@ -328,10 +329,11 @@ class Accelerator(wiring.Component):
                     m.d.sync += bus_error.eq(1)
             with m.State("READ"):             # the memory's data for `address` comes out
                 m.next = "ACK"
-            with m.State("DATA_READ"):
-                m.d.comb += [bus_port.addr.eq(data_word), bus_port.read.eq(1)]
-                with m.If(bus_port.grant):
-                    m.next = "READ"
+            if cfg.data_readable:
+                with m.State("DATA_READ"):
+                    m.d.comb += [bus_port.addr.eq(data_word), bus_port.read.eq(1)]
+                    with m.If(bus_port.grant):
+                        m.next = "READ"
             with m.State("DATA_WRITE"):
                 m.d.comb += [bus_port.addr.eq(data_word), bus_port.write.eq(1),
                              bus_port.wdata.eq(wdata.replicate(2)),
