@@ -223,10 +223,14 @@ class Accelerator(wiring.Component):
             program_bus.addr.eq(index_in("PROGRAM")),
             program_write.addr.eq(index_in("PROGRAM")), program_write.data.eq(wdata),
             table_write.addr.eq(index_in("TABLE")), table_write.data.eq(wdata),
-            wide_bus.addr.eq(index_in("WIDE")),
             choice_bus.addr.eq(index_in("BITS")),
             opc_bus.addr.eq(index_in("OP_CYCLES")),
         ]
+        # While a run is busy the bus cannot read WIDE: its port then re-reads the select
+        # engine's best score, during SELECT ops only (no wide write happens then).
+        m.d.comb += [wide_bus.addr.eq(Mux(sequencer.busy, select.best_addr, index_in("WIDE"))),
+                     wide_bus.en.eq(~sequencer.busy | (instr.opcode == Opcode.SELECT)),
+                     select.best_data.eq(wide_bus.data)]
         # The wide memory is the writer's alone (the bus reads it: WIDE is read-only).
         m.d.comb += [wide_write.addr.eq(writer.wide_addr), wide_write.data.eq(writer.wide_data),
                      wide_write.en.eq(writer.wide_en)]
