@@ -162,6 +162,35 @@ def test_framing_error_is_flagged():
     assert _read_answer(answer, 1)[1] == protocol.Flags.FRAMING
 
 
+def test_receiver_keeps_a_byte_until_the_next_ones_first_data_bit():
+    dut = UARTReceiver(DIVISOR)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(5)
+        for byte in (0xA5, 0x3C):                 # back to back, neither taken
+            for level in [0] + [byte >> i & 1 for i in range(8)] + [1]:
+                ctx.set(dut.rx, level)
+                for _ in range(DIVISOR):
+                    await ctx.tick()
+                    seen.append((ctx.get(dut.output.valid), ctx.get(dut.output.payload),
+                                 ctx.get(dut.overrun)))
+        await ctx.tick().repeat(3 * DIVISOR)
+        seen.append((ctx.get(dut.output.valid), ctx.get(dut.output.payload), 0))
+
+    sim = Simulator(dut)
+    sim.add_clock(1 / CLOCK_HZ)
+    sim.add_testbench(bench)
+    sim.run()
+    first = [payload for valid, payload, _ in seen if valid]
+    # The first byte stays valid, unchanged, from its stop bit to the second byte's first
+    # data bit (its start bit and half a bit: at least 1.5 bit times); then it is lost.
+    assert first[0] == 0xA5 and first.count(0xA5) >= DIVISOR * 3 // 2
+    assert sum(overrun for _, _, overrun in seen) == 1
+    assert seen[-1][:2] == (1, 0x3C)
+
+
 @pytest.mark.parametrize("clock_hz,baud,message", [
     (12_000_000, 4_000_000, "needs a clock of at least 16000000 Hz"),
     (12_000_000, 1_150_000, "off at 12000000 Hz"),

@@ -33,10 +33,13 @@ def uart_divisor(clock_hz, baud):
 
 
 class UARTReceiver(wiring.Component):
-    """Bytes from the `rx` pin to `output` (a stream; a byte stays valid until taken).
+    """Bytes from the `rx` pin to `output` (a stream; a byte stays valid until taken or until
+    the next byte's first data bit arrives, at least two bit times after its stop bit: the byte
+    is its shift register, no copy).
 
     `framing_error` pulses for a byte without its stop bit (the byte is dropped); `overrun`
-    pulses when a byte completes while the previous one is still untaken (the new one is lost).
+    pulses when the next byte's first data bit arrives while a byte is still untaken (that one
+    is lost).
     """
 
     rx: In(1, init=1)
@@ -56,7 +59,7 @@ class UARTReceiver(wiring.Component):
         rx = pin[1]
         timer = Signal(range(self.divisor))
         bits = Signal(range(9))
-        shift = Signal(8)
+        shift = self.output.payload
         with m.If(self.output.ready):
             m.d.sync += self.output.valid.eq(0)
         with m.FSM():
@@ -76,7 +79,8 @@ class UARTReceiver(wiring.Component):
             with m.State("DATA"):
                 with m.If(timer == 0):
                     m.d.sync += [timer.eq(self.divisor - 1), shift.eq(Cat(shift[1:], rx)),
-                                 bits.eq(bits + 1)]
+                                 bits.eq(bits + 1), self.output.valid.eq(0)]
+                    m.d.comb += self.overrun.eq(self.output.valid & ~self.output.ready)
                     with m.If(bits == 7):
                         m.next = "STOP"
                 with m.Else():
@@ -84,8 +88,7 @@ class UARTReceiver(wiring.Component):
             with m.State("STOP"):
                 with m.If(timer == 0):
                     with m.If(rx):
-                        m.d.sync += [self.output.payload.eq(shift), self.output.valid.eq(1)]
-                        m.d.comb += self.overrun.eq(self.output.valid & ~self.output.ready)
+                        m.d.sync += self.output.valid.eq(1)
                         m.next = "IDLE"
                     with m.Else():
                         m.d.comb += self.framing_error.eq(1)
