@@ -121,7 +121,8 @@ _PACKING_HARNESS = r"""
 #include "dqt.h"
 
 /* A register file in host memory: STATUS reads DONE, so dqt_infer writes the image, starts
- * and returns at once; the IMAGE window keeps what the runtime wrote. */
+ * and returns at once; the IMAGE window keeps what the runtime wrote, from word 2 B on for
+ * the input at data word B. */
 static uint32_t regs[(1u << 20) / 4];
 static uint8_t codes[4096 + 4];
 
@@ -130,12 +131,13 @@ int main(int argc, char **argv) {
     unsigned shift = atoi(argv[5]), n = c * h * w, words = (h * w * cp + 3) / 4;
     for (unsigned i = 0; i < n; i++)
         codes[shift + i] = (uint8_t)atoi(argv[6 + i]);
-    for (unsigned i = 0; i < words; i++)
+    const unsigned base = 78, first = DQT_WIN_IMAGE / 4 + 2 * base;
+    for (unsigned i = 0; i < words + 2 * base; i++)
         regs[DQT_WIN_IMAGE / 4 + i] = 0xDEADBEEFu;
     regs[DQT_REG_STATUS / 4] = DQT_STATUS_DONE_MASK;
     dqt_model model = {0};
     model.format_version = DQT_MODEL_FORMAT_VERSION;
-    model.input_base = 77;
+    model.input_base = base;
     model.input_channels = c, model.input_height = h, model.input_width = w;
     model.input_cp = cp;
     model.classes = 1;
@@ -145,9 +147,12 @@ int main(int argc, char **argv) {
     dev.timeout_cycles = 10;
     dqt_result result;
     int status = dqt_infer(&dev, codes + shift, &result);
-    printf("%d %u", status, (unsigned)regs[DQT_REG_IMAGE_BASE / 4]);
+    unsigned before = 0;                 /* words written before the input's first one */
+    for (unsigned i = 0; i < 2 * base; i++)
+        before += regs[DQT_WIN_IMAGE / 4 + i] != 0xDEADBEEFu;
+    printf("%d %u", status, before);
     for (unsigned i = 0; i < words; i++)
-        printf(" %u", (unsigned)regs[DQT_WIN_IMAGE / 4 + i]);
+        printf(" %u", (unsigned)regs[first + i]);
     printf("\n");
     return 0;
 }
@@ -181,8 +186,8 @@ def test_image_words_match_the_driver_packing(packing_harness, channels, stored,
     out = subprocess.run([str(packing_harness), str(channels), str(height), str(width),
                           str(stored), str(shift), *map(str, codes.reshape(-1))],
                          check=True, capture_output=True, text=True).stdout.split()
-    status, base, words = int(out[0]), int(out[1]), [int(v) for v in out[2:]]
-    assert (status, base) == (0, 77)
+    status, before, words = int(out[0]), int(out[1]), [int(v) for v in out[2:]]
+    assert (status, before) == (0, 0)
 
     class Model:                                    # what image_words reads of a model
         inputs = [{"name": "image"}]

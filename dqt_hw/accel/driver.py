@@ -54,7 +54,8 @@ def model_writes(model, regmap=None):
 
 def image_words(model, codes):
     """The input tensor's stored elements (HWC, Cp channels) packed four codes per 32-bit
-    word, code e in byte e % 4 of word e // 4: what the IMAGE window takes."""
+    word, code e in byte e % 4 of word e // 4: what the IMAGE window takes from the input
+    tensor's first word on."""
     placement = model.tensors[model.inputs[0]["name"]]
     elements = placement.to_elements(codes)
     padded = np.zeros(-(-elements.size // 4) * 4, dtype=np.int64)
@@ -116,8 +117,7 @@ class AcceleratorDriver:
 
     async def write_image(self, codes):
         placement = self.model.tensors[self.model.inputs[0]["name"]]
-        await self.write("IMAGE_BASE", placement.base)
-        base = self.regmap["IMAGE"].offset
+        base = self.regmap["IMAGE"].offset + 8 * placement.base   # 2 bus words per data word
         for i, word in enumerate(image_words(self.model, codes)):
             await self.transport.write(base + 4 * i, word)
 

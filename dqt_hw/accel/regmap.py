@@ -28,7 +28,7 @@ __all__ = ["ACCEL_ID", "HARDWARE_VERSION", "REGMAP_VERSION", "ErrorCode", "Field
 #: ID register value: the bytes "DQTA" on a little-endian bus.
 ACCEL_ID = int.from_bytes(b"DQTA", "little")
 HARDWARE_VERSION = 1
-REGMAP_VERSION = 1
+REGMAP_VERSION = 2
 
 
 class ErrorCode:
@@ -128,8 +128,6 @@ def register_map(config=None):
                                            "while busy"))),
         Register("CYCLES", 0x001C, "ro", "clock cycles of the last (or current) run"),
         Register("OPS_DONE", 0x0020, "ro", "instructions completed in the last run"),
-        Register("IMAGE_BASE", 0x0024, "rw", "data-memory word address of the input tensor: "
-                                             "where the IMAGE window writes"),
         Register("BITS", 0x0100, "ro", "per controlled-layer slot: the choice of the last run",
                  (Field("CANDIDATE", 0, 4, "index of the chosen candidate"),
                   Field("WIDTH", 4, 4, "its bit-width")), count=config.slots),
@@ -145,9 +143,9 @@ def register_map(config=None):
                "controller table: bits | s_a << 8 | s_w << 16 | acc_shift << 24"),
         Window("PROGRAM", 0x10000, config.program_words, "rw", "program memory"),
         Window("IMAGE", 0x20000, config.data_words * 2, "wo",
-               "the input tensor as 8-bit codes, four per word (code e at byte e), "
-               "pixel-major with Cp channels per pixel, written to the data memory at "
-               "IMAGE_BASE"),
+               "the data memory as 8-bit codes, four per word (code e at byte e % 4 of "
+               "word e / 4; code 16 g + l is lane l of the group at data words 2 g, 2 g + 1): "
+               "an input tensor at data word B starts at word 2 B"),
         Window("DATA", 0x80000, 2 * config.data_words,
                "rw" if config.data_readable else "wo",
                "data memory, two bus words per 64-bit word (low half first)"),

@@ -25,10 +25,10 @@ def link_per_image(model):
     bits = next((o for o in model.outputs if o.get("memory") == "slots"), None)
     reads = (1 + int(np.prod(logits["shape"])) + (len(bits["slots"]) if bits else 0) + 1
              + len(model.ops))               # STATUS, logits, BITS, CYCLES, OP_CYCLES
-    write_frames = 1 + -(-words // protocol.MAX_BURST) + 1   # IMAGE_BASE, image, CONTROL
-    to_board, to_host = protocol.wire_bytes(writes=words + 2, reads=reads,
+    write_frames = -(-words // protocol.MAX_BURST) + 1       # image, CONTROL
+    to_board, to_host = protocol.wire_bytes(writes=words + 1, reads=reads,
                                             write_frames=write_frames)
-    return {"write_words": words + 2, "write_frames": write_frames, "reads": reads,
+    return {"write_words": words + 1, "write_frames": write_frames, "reads": reads,
             "bytes_to_board": to_board, "bytes_to_host": to_host}
 
 

@@ -194,7 +194,6 @@ class Accelerator(wiring.Component):
         # picks a register or a memory window, whose read data is stable by then.
         source = Signal(range(32))
         start_ignored, bus_error = Signal(), Signal()
-        image_base = Signal(16)
 
         def span_bits(name):
             """A window (or register array) spans a power-of-two block of bytes at a multiple
@@ -236,7 +235,6 @@ class Accelerator(wiring.Component):
                      wide_write.en.eq(writer.wide_en)]
         data_word, data_half = index_in("DATA")[1:], index_in("DATA")[0]
         image_element = index_in("IMAGE") << 2          # first code of the bus word
-        image_group = image_base + (image_element[4:] << 1)
         image_lane = image_element[:4]
         image_high = Cat(*(wdata[8 * i + 4:8 * i + 8] for i in range(4)))
         image_low = Cat(*(wdata[8 * i:8 * i + 4] for i in range(4)))
@@ -257,7 +255,6 @@ class Accelerator(wiring.Component):
             "STATUS": status_value,
             "CYCLES": sequencer.cycles,
             "OPS_DONE": sequencer.ops_done,
-            "IMAGE_BASE": image_base,
         }
         memory_windows = {"PROGRAM": program_bus.data,
                           "WIDE": wide_bus.data,
@@ -284,9 +281,6 @@ class Accelerator(wiring.Component):
                             with m.Case(regmap[name].offset >> 2):
                                 m.d.comb += decoded.eq(1)
                                 m.d.sync += source.eq(sources.index(name))
-                                if name == "IMAGE_BASE":
-                                    with m.If(write):
-                                        m.d.sync += image_base.eq(wdata)
                         with m.Case(control.offset >> 2):
                             m.d.comb += decoded.eq(1)
                             with m.If(write):
@@ -345,7 +339,8 @@ class Accelerator(wiring.Component):
                 with m.If(bus_port.grant):
                     m.next = "ACK"
             with m.State("IMAGE"):
-                m.d.comb += [bus_port.addr.eq(image_group + image_phase), bus_port.write.eq(1),
+                m.d.comb += [bus_port.addr.eq(Cat(image_phase, image_element[4:])),
+                             bus_port.write.eq(1),
                              bus_port.wdata.eq(Mux(image_phase, image_low, image_high)
                                                .replicate(NIBBLES // 4)),
                              bus_port.wmask.eq(Const(0xF, NIBBLES) << image_lane)]

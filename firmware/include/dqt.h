@@ -6,7 +6,7 @@
  * (dqt_hw/accel/driver.py): check ID, VERSION and CONFIG; load the program, the data
  * memory image (weights and constants) and the controller table through the memory windows
  * (or check that the bitstream
- * already holds the model); per image write IMAGE_BASE and the IMAGE window, set
+ * already holds the model); per image write the IMAGE window at the input's place, set
  * CONTROL.START, poll STATUS until DONE, read the logits (WIDE), the chosen bits (BITS) and
  * CYCLES. docs/firmware.md describes the API.
  */

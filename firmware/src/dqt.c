@@ -97,10 +97,11 @@ int dqt_load_model(dqt_device *dev, const dqt_model *model, int how) {
 static void write_image(const dqt_device *dev, const uint8_t *codes) {
     const dqt_model *model = dev->model;
     const uint32_t pixels = model->input_height * model->input_width;
-    volatile uint32_t *window = (volatile uint32_t *)(dev->base + DQT_WIN_IMAGE);
+    /* The window maps the whole data memory: the tensor at data word B starts at word 2 B. */
+    volatile uint32_t *window = (volatile uint32_t *)(dev->base + DQT_WIN_IMAGE)
+                                + 2u * model->input_base;
     uint32_t word = 0, value = 0, element = 0;
     int pending = 0;
-    dqt_write(dev, DQT_REG_IMAGE_BASE, model->input_base);
     if (model->input_channels == 1u && model->input_cp == 1u) {
         /* One channel, no padding: the stored elements are the codes themselves. */
         uint32_t p = 0;
