@@ -8,6 +8,7 @@ import re
 import pytest
 
 from dqt_hw import toolchain
+from dqt_hw.build import board as board_build
 from dqt_hw.build.__main__ import main
 
 from board_package import small_digits_package
@@ -33,17 +34,6 @@ def test_icebreaker_bitstream_of_a_small_digits_model(package, tmp_path, capsys)
     argv = ["--board", "icebreaker", "--model", str(package), "--out", str(out)]
     code = main(argv)
     err = capsys.readouterr().err
-    if code == 2 and "does not fit the icebreaker: " in err:
-        # Today's accelerator needs more logic cells (and LUTs) than the UP5K has even at one
-        # column (docs/results.md, "Boards"): the build refuses in one line with the amounts
-        # (cells predicted from the netlist, or nextpnr's own count) and leaves nothing
-        # behind. Once the area fits, the rest of this test runs.
-        last = err.strip().splitlines()[-1]        # after the progress lines
-        assert re.fullmatch(r"error: the model does not fit the icebreaker: "
-                            r"((LUT4 \d+ > 5280 \(by \d+\), )?LC \d+ > 5280 \(by \d+\) "
-                            r"\(1x1 array, .*\)|ICESTORM_LC \d+ > 5280 \(by \d+\))", last), err
-        assert err.count("error:") == 1 and not out.exists()
-        pytest.xfail(last)
     assert code == 0, err
     bitstream = out / "top.bin"
     assert bitstream.is_file() and bitstream.stat().st_size > 100_000   # a UP5K image: 104 kB
@@ -58,6 +48,23 @@ def test_icebreaker_bitstream_of_a_small_digits_model(package, tmp_path, capsys)
     text = (out / "report.md").read_text()
     assert "Timing met" in text and "UART link per image" in text
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_top_over_the_device_is_refused_after_synthesis(package, tmp_path, capsys,
+                                                          monkeypatch):
+    # As if the netlist needed 6000 iCE40 logic cells: one line with the amounts, before place
+    # and route, and nothing left behind.
+    _need("yosys")
+    monkeypatch.setattr(board_build, "predicted_cells", lambda netlist: 6000)
+    out = tmp_path / "icebreaker"
+    assert main(["--board", "icebreaker", "--model", str(package), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]                # after the progress lines
+    assert re.fullmatch(r"error: the model does not fit the icebreaker: LC 6000 > 5280 "
+                        r"\(by 720\) \(1x1 array, .*; a smaller model or a larger board\)",
+                        last), err
+    assert err.count("error:") == 1 and "nextpnr" not in err and not out.exists()
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -66,13 +66,14 @@ class UARTBridge(wiring.Component):
         rx, tx = receiver.output, transmitter.input
         bus = self.bus
 
-        reading = Signal()                 # the frame is a read (else a write or identify)
-        writing = Signal()
+        reading = Signal()                 # the frame is a read
+        writing = Signal()                 # ... a write (neither: an identify)
         left = Signal(8)                   # words after the current one
         address = Signal(2 + self.address_width)      # the bits the bus uses, of a byte address
         data = Signal(32)                  # bytes shift through it, least significant first
         index = Signal(4)                  # byte of the current field
-        crc = Signal(8)                    # of the frame's bytes so far, then of the answer's
+        crc = Signal(8)                    # of the frame's bytes so far, then of the answer's;
+                                           # 0 between frames
         flags = Signal(6)
         events = Signal(6)                 # flags raised this cycle
         # Silence in a frame and the wait for a bus acknowledge never overlap: one counter.
