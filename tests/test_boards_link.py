@@ -121,3 +121,33 @@ def test_serial_port_loopback_is_garbage_not_a_hang():
                            timeout_s=0.2)
     with pytest.raises(LinkError, match="answered garbage"):
         asyncio.run(link.read(0x0))
+
+
+def test_the_board_report_counts_what_the_driver_moves_per_image():
+    """`link_per_image` (the build report's link figures) against the bytes and frames the
+    driver really sends and receives for one image through the bridge transport: the logits,
+    the bits and the per-op cycles each come back in one burst."""
+    from dqt_hw.accel.compiler import compile_graph
+    from dqt_hw.accel.config import AcceleratorConfig
+    from dqt_hw.accel.driver import AcceleratorDriver
+    from dqt_hw.build.board_report import link_per_image
+    from test_export_package import random_graph, random_images
+
+    config = AcceleratorConfig(cols=2, data_words=2048, program_words=256, wide_words=64,
+                               table_words=64, slots=8, max_ops=16, max_terms=256)
+    model = compile_graph(random_graph(0, dynamic=True), config)
+    status = AcceleratorDriver(None, model).regmap["STATUS"].offset
+
+    def board(frame):                      # STATUS says DONE; every other word reads 0
+        address, count = int.from_bytes(frame[2:6], "little"), frame[1] + 1
+        return _reply(protocol.REPLY_READ, _words(*(2 if address + 4 * i == status else 0
+                                                     for i in range(count))))
+
+    link = BridgeTransport(ScriptedPort(board))
+    result = asyncio.run(AcceleratorDriver(link, model).infer(random_images(1)[0]))
+    expected = link_per_image(model)
+    assert len(result.op_cycles) == len(model.ops) and len(result.bits) == 2
+    assert (link.bytes_out, link.bytes_in) == (expected["bytes_to_board"],
+                                               expected["bytes_to_host"])
+    assert link.frames == expected["write_frames"] + expected["reads"]
+    assert expected["reads"] == 5                  # STATUS, logits, BITS, CYCLES, OP_CYCLES

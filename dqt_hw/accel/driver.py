@@ -3,7 +3,9 @@
 `AcceleratorDriver(transport, model)` talks to the register map (`dqt_hw.accel.regmap`)
 through a *transport* with two coroutines, `read(address) -> int` and `write(address,
 value)` (byte addresses, 32-bit values), and optionally `wait(cycles)`, which lets time pass
-between STATUS polls (a simulator advances its clock, a board sleeps). The same driver runs against the Amaranth simulator,
+between STATUS polls (a simulator advances its clock, a board sleeps), and
+`read_words(address, count) -> list`, consecutive words in one go (a board's link: one round
+trip for the logits, one for the bits, one for the per-op cycles, not one per word). The same driver runs against the Amaranth simulator,
 cocotb on the generated Verilog and (through a serial bridge) a board; the C firmware follows
 the same steps. All methods are coroutines, so simulators that advance time on `await` drive
 it directly; synchronous transports are wrapped by `asyncio.run`.
@@ -84,6 +86,14 @@ class AcceleratorDriver:
     async def read(self, name, index=0):
         return await self.transport.read(self._addr(name, index))
 
+    async def read_block(self, name, first, count):
+        """`count` consecutive words of `name` (a window or register array) from `first`."""
+        address = self._addr(name, first)
+        burst = getattr(self.transport, "read_words", None)
+        if burst is not None:
+            return list(await burst(address, count))
+        return [await self.transport.read(address + 4 * i) for i in range(count)]
+
     async def write(self, name, value, index=0):
         await self.transport.write(self._addr(name, index), value)
 
@@ -140,16 +150,15 @@ class AcceleratorDriver:
 
     async def read_results(self):
         logits = self._logits
-        values = []
-        for i in range(int(np.prod(logits["shape"]))):
-            value = await self.transport.read(self._addr("WIDE", logits["base"] + i))
-            values.append(value - (1 << 32) if value >> 31 else value)
+        words = await self.read_block("WIDE", logits["base"], int(np.prod(logits["shape"])))
+        values = [value - (1 << 32) if value >> 31 else value for value in words]
         bits = []
         if self._bits is not None:
-            for slot in self._bits["slots"]:
-                bits.append((await self.read("BITS", slot)) >> 4)
+            slots = self._bits["slots"]
+            choices = await self.read_block("BITS", min(slots), max(slots) - min(slots) + 1)
+            bits = [choices[slot - min(slots)] >> 4 for slot in slots]
         cycles = await self.read("CYCLES")
-        ends = [await self.read("OP_CYCLES", i) for i in range(len(self.model.ops))]
+        ends = await self.read_block("OP_CYCLES", 0, len(self.model.ops))
         op_cycles = np.diff(ends, prepend=0).tolist()
         logits = np.asarray(values, dtype=np.int64)
         return Inference(logits=logits, bits=bits, prediction=int(np.argmax(logits)),

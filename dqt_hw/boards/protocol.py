@@ -118,7 +118,8 @@ ERROR_REPLY_LENGTH = 3
 
 def wire_bytes(writes=0, reads=0, write_frames=None, read_frames=None):
     """Bytes on the wire (host to board, board to host) for `writes` words written in
-    `write_frames` frames and `reads` single-word reads (one frame each, by default)."""
+    `write_frames` frames and `reads` words read in `read_frames` frames (one frame per word,
+    by default)."""
     write_frames = -(-writes // MAX_BURST) if write_frames is None else write_frames
     read_frames = reads if read_frames is None else read_frames
     to_board = write_frames * 7 + 4 * writes + read_frames * 7

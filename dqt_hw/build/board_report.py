@@ -18,18 +18,22 @@ __all__ = ["link_per_image", "measured_cycles", "throughput", "render_markdown"]
 
 def link_per_image(model):
     """What `AcceleratorDriver.infer` moves over the link for one image, with one STATUS poll:
-    {"write_words", "write_frames", "reads", "bytes_to_board", "bytes_to_host"}."""
+    {"write_words", "write_frames", "read_words", "reads" (read frames, each a round trip),
+    "bytes_to_board", "bytes_to_host"}."""
     shape = model.tensors[model.inputs[0]["name"]].shape
     words = len(image_words(model, np.zeros(shape, dtype=np.int64)))
     logits = next(o for o in model.outputs if o.get("memory") != "slots")
     bits = next((o for o in model.outputs if o.get("memory") == "slots"), None)
-    reads = (1 + int(np.prod(logits["shape"])) + (len(bits["slots"]) if bits else 0) + 1
-             + len(model.ops))               # STATUS, logits, BITS, CYCLES, OP_CYCLES
+    # STATUS, the logits, the BITS span of the slots, CYCLES and OP_CYCLES: bursts of 256.
+    blocks = [1, int(np.prod(logits["shape"])), 1, len(model.ops)]
+    if bits:
+        blocks.append(max(bits["slots"]) - min(bits["slots"]) + 1)
+    reads = sum(-(-n // protocol.MAX_BURST) for n in blocks)
     write_frames = -(-words // protocol.MAX_BURST) + 1       # image, CONTROL
-    to_board, to_host = protocol.wire_bytes(writes=words + 1, reads=reads,
-                                            write_frames=write_frames)
-    return {"write_words": words + 1, "write_frames": write_frames, "reads": reads,
-            "bytes_to_board": to_board, "bytes_to_host": to_host}
+    to_board, to_host = protocol.wire_bytes(writes=words + 1, reads=sum(blocks),
+                                            write_frames=write_frames, read_frames=reads)
+    return {"write_words": words + 1, "write_frames": write_frames, "read_words": sum(blocks),
+            "reads": reads, "bytes_to_board": to_board, "bytes_to_host": to_host}
 
 
 def measured_cycles(path):
