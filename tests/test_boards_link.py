@@ -71,7 +71,8 @@ def test_consecutive_writes_go_out_as_bursts_before_a_read():
 
 
 def test_identify_reads_the_clock_and_wait_pauses_that_long():
-    body = protocol.BRIDGE_MAGIC + bytes([protocol.PROTOCOL_VERSION]) + (12_000_000).to_bytes(4, "little")
+    body = (protocol.BRIDGE_MAGIC + bytes([protocol.PROTOCOL_VERSION])
+            + (12_000_000).to_bytes(4, "little"))
     port = ScriptedPort(lambda frame: _reply(protocol.REPLY_IDENTIFY, body))
     link = BridgeTransport(port)
 

@@ -7,8 +7,9 @@ between STATUS polls (a simulator advances its clock, a board sleeps), and
 `read_words(address, count) -> list`, consecutive words in one go (a board's link: one round
 trip for the logits, one for the bits, one for the per-op cycles, not one per word). The
 same driver runs against the Amaranth simulator, cocotb on the generated Verilog and
-(through a serial bridge) a board; the C firmware follows the same steps. All methods are coroutines, so simulators that advance time on `await` drive
-it directly; synchronous transports are wrapped by `asyncio.run`.
+(through a serial bridge) a board; the C firmware follows the same steps. All methods are
+coroutines, so simulators that advance time on `await` drive it directly; synchronous
+transports are wrapped by `asyncio.run`.
 """
 
 import dataclasses
