@@ -131,13 +131,14 @@ def test_the_board_report_counts_what_the_driver_moves_per_image():
     from dqt_hw.accel.compiler import compile_graph
     from dqt_hw.accel.config import AcceleratorConfig
     from dqt_hw.accel.driver import AcceleratorDriver
+    from dqt_hw.accel.regmap import register_map
     from dqt_hw.build.board_report import link_per_image
     from test_export_package import random_graph, random_images
 
     config = AcceleratorConfig(cols=2, data_words=2048, program_words=256, wide_words=64,
                                table_words=64, slots=8, max_ops=16, max_terms=256)
     model = compile_graph(random_graph(0, dynamic=True), config)
-    status = AcceleratorDriver(None, model).regmap["STATUS"].offset
+    status = register_map(config)["STATUS"].offset
 
     def board(frame):                      # STATUS says DONE; every other word reads 0
         address, count = int.from_bytes(frame[2:6], "little"), frame[1] + 1

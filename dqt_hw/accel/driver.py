@@ -156,8 +156,9 @@ class AcceleratorDriver:
         bits = []
         if self._bits is not None:
             slots = self._bits["slots"]
-            choices = await self.read_block("BITS", min(slots), max(slots) - min(slots) + 1)
-            bits = [choices[slot - min(slots)] >> 4 for slot in slots]
+            first = min(slots)
+            choices = await self.read_block("BITS", first, max(slots) - first + 1)
+            bits = [choices[slot - first] >> 4 for slot in slots]
         cycles = await self.read("CYCLES")
         ends = await self.read_block("OP_CYCLES", 0, len(self.model.ops))
         op_cycles = np.diff(ends, prepend=0).tolist()
