@@ -37,6 +37,46 @@ def test_per_image_widths(mode):
         assert torch.allclose(y[i:i + 1], alone, rtol=1e-5, atol=1e-3)
 
 
+def test_per_width_batch_norm_normalizes_each_image_with_its_width_s_statistics():
+    from train.data import to_master_codes
+    model = _tiny()
+    codes = to_master_codes(torch.from_numpy(load_dataset("digits", "train")[0][:40]), 8)
+    trained = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    layer, candidates = model.blocks[0].conv1, model.config.candidates
+    with torch.no_grad(), model.per_width_bn(codes):
+        stem = model.stem.run(model.input_activation(codes), 8)    # the layer's input
+        norm, layer.norm = layer.norm, None
+        before_norm = {b: layer(*stem, b) for b in candidates}     # every image at width b
+        layer.norm = norm
+        for b, y in before_norm.items():
+            mean, var = layer.width_stats[b]
+            assert torch.allclose(mean, y.mean((0, 2, 3)), atol=1e-5)
+            assert torch.allclose(var, y.var((0, 2, 3)), rtol=1e-4)
+        index = torch.arange(len(codes)) % len(candidates)
+        out = layer(*stem, (candidates, index))
+        for i in range(len(codes)):
+            b = candidates[int(index[i])]
+            alone = F.batch_norm(before_norm[b][i:i + 1], *layer.width_stats[b],
+                                 norm.weight.abs(), norm.bias, training=False, eps=norm.eps)
+            assert torch.allclose(out[i:i + 1], alone, atol=1e-5)
+    assert all(layer.width_stats is None for layer in model.controlled)
+    assert all(torch.equal(buffer, trained[name]) for name, buffer in model.named_buffers())
+    with pytest.raises(ValueError, match="dynamic model"):
+        with _tiny("static").per_width_bn(codes):
+            pass
+
+
+def test_measuring_advantages_leaves_every_running_statistic_alone():
+    # counterfactual's own frozen_stats, nested in measure_advantages', once switched
+    # tracking back on, and the next batch's stem pass moved its running statistics.
+    from train.diagnose import measure_advantages
+    model = _tiny()
+    images, labels = load_dataset("digits", "test")
+    trained = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    measure_advantages(model, images[:40], labels[:40], batch_size=20)
+    assert all(torch.equal(buffer, trained[name]) for name, buffer in model.named_buffers())
+
+
 def test_counterfactual_is_what_one_image_alone_would_get():
     model = _tiny()
     model.train()
@@ -279,6 +319,12 @@ def test_diagnose_reports_every_layer_and_refuses_static_models(tmp_path, capsys
             assert (low - routing["only_low_right"] - 1e-9 <= point["accuracy"]
                     <= low + routing["only_high_right"] + 1e-9)
     assert routing["only_high_right"] - routing["only_low_right"] == pytest.approx(high - low)
+    assert diagnose.main([str(tmp_path / "dqt.pt"), "--images", "40", "--batch", "20",
+                          "--per-width-bn", "--json", str(report_path)]) == 0
+    bn = json.loads(report_path.read_text())["per_width_bn"]
+    assert set(bn) == {"calibration_images", "trained", "recalibrated", "per_width"}
+    assert all(0 <= bn[key] <= 1 for key in ("trained", "recalibrated", "per_width"))
+    assert "one per width" in capsys.readouterr().out
     assert diagnose._auc(torch.tensor([0.1, 0.9, 0.2, 0.8]),
                          torch.tensor([False, True, False, True])) == 1.0
     assert diagnose._auc(torch.tensor([0.9, 0.1]), torch.tensor([False, True])) == 0.0

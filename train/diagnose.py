@@ -24,8 +24,15 @@ each block of the low-width pass (what a controller placed after that block woul
 low-width pass's confidence (a cascade: it costs that pass) and the true label (a bound for
 any signal that knows only the class). Learned signals are fitted on the first half of the
 images and scored on the second. At the mean width of the middle candidate, a signal that
-beats every layer at that width would make a per-image choice worth having. Writes a JSON
-report with ``--json``.
+beats every layer at that width would make a per-image choice worth having.
+
+``--per-width-bn`` asks whether one batch norm per width would help the controller's own
+choices (`per_width_bn_report`): the test accuracy as the controller chooses with the trained
+batch norm, with it recalibrated on the controller's choices, and with one set of statistics
+per controlled layer and width (`QResNet.per_width_bn`: every calibration image with that
+layer at that width, the statistics per-width constants of a package could carry).
+Statistics from only the images the controller sends to a width would be confounded with
+why it sends them. Writes a JSON report with ``--json``.
 """
 
 import argparse
@@ -36,7 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["measure_advantages", "heldout_r2", "diagnose", "image_routing", "main"]
+__all__ = ["measure_advantages", "heldout_r2", "diagnose", "image_routing",
+           "per_width_bn_report", "main"]
 
 
 @torch.no_grad()
@@ -196,6 +204,25 @@ def image_routing(model, images, labels, calibration_images, fractions=(0.25, 0.
     return report
 
 
+def per_width_bn_report(model, images, labels, calibration_images):
+    """Test accuracy (fraction) as the controller chooses, with the trained, the recalibrated
+    and the per-width batch norm (module doc)."""
+    from .data import to_master_codes
+    from .metrics import predict, recalibrated_bn
+    target = torch.from_numpy(labels)
+
+    def accuracy():
+        return float((predict(model, images)[0] == target).double().mean())
+
+    report = {"calibration_images": len(calibration_images), "trained": accuracy()}
+    with recalibrated_bn(model, calibration_images, None):
+        report["recalibrated"] = accuracy()
+    with model.per_width_bn(to_master_codes(torch.from_numpy(calibration_images),
+                                            model.master_bits)):
+        report["per_width"] = accuracy()
+    return report
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m train.diagnose",
                                      description=__doc__.split("\n\n")[0])
@@ -207,6 +234,9 @@ def _parser():
     parser.add_argument("--routing", action="store_true",
                         help="also the whole-image routing report (every test image; "
                              "see the module doc)")
+    parser.add_argument("--per-width-bn", action="store_true",
+                        help="also the controller's accuracy with one batch norm per width "
+                             "(every test image; see the module doc)")
     parser.add_argument("--json", help="write the report here too")
     return parser
 
@@ -230,6 +260,10 @@ def main(argv=None):
             train_images, _ = load_dataset(config["dataset"], "train")
             report["routing"] = image_routing(model, images, labels,
                                               train_images[:CALIBRATION_IMAGES])
+        if args.per_width_bn:
+            train_images, _ = load_dataset(config["dataset"], "train")
+            report["per_width_bn"] = per_width_bn_report(model, images, labels,
+                                                         train_images[:CALIBRATION_IMAGES])
     except (ValueError, DatasetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -246,6 +280,12 @@ def main(argv=None):
               + " ".join(f"{r:+.3f}" for r in row["r2_from_loss"]))
     if args.routing:
         _print_routing(report["routing"])
+    if args.per_width_bn:
+        bn = report["per_width_bn"]
+        print(f"\nas the controller chooses ({len(images)} test images): trained batch norm "
+              f"{100 * bn['trained']:.2f} %, recalibrated {100 * bn['recalibrated']:.2f} %, "
+              f"one per width {100 * bn['per_width']:.2f} % ({bn['calibration_images']} "
+              f"training images)")
     if args.json:
         write_atomic(args.json, json.dumps(report, indent=2) + "\n")
     return 0

@@ -130,6 +130,7 @@ class _Tracked(nn.Module):
     track_stats = True
     bn_mode = None
     recorded = None
+    width_stats = None      # {b: (mean, var)}: per-width batch norm (QResNet.per_width_bn)
 
 
 class QLayer(_Tracked):
@@ -239,6 +240,8 @@ class QLayer(_Tracked):
             def at(b, x):
                 return self._op(x, self.weight)
 
+        if self.width_stats is not None and not isinstance(bits, int):
+            return self._per_width_batch_norm(at, x, *bits)
         y = at(bits, x) if isinstance(bits, int) else self._per_image(at, x, *bits)
         if self.bias is not None:
             y = y + self._channel(self.bias)
@@ -270,6 +273,29 @@ class QLayer(_Tracked):
                             training=batch,
                             momentum=1.0 if mode == "calibrate" else norm.momentum,
                             eps=norm.eps)
+
+    def _per_width_batch_norm(self, at, x, candidates, index):
+        """Batch norm (evaluation) with the statistics of each image's own width; an empty
+        `width_stats` first takes them from every image of `x` at every candidate."""
+        norm, out = self.norm, None
+        collect = not self.width_stats
+        for k, b in enumerate(candidates):
+            rows = torch.nonzero(index == k).flatten()
+            if collect:
+                y = at(b, x)
+                dims = [0] + list(range(2, y.dim()))
+                self.width_stats[b] = (y.mean(dims), y.var(dims))   # unbiased, as calibrate
+                y = y[rows]
+            elif len(rows):
+                y = at(b, x[rows])
+            else:
+                continue
+            mean, var = self.width_stats[b]
+            part = F.batch_norm(y, mean, var, norm.weight.abs(), norm.bias, training=False,
+                                eps=norm.eps)
+            out = part.new_empty((len(x),) + part.shape[1:]) if out is None else out
+            out[rows] = part
+        return out
 
     @staticmethod
     def _per_image(at, x, candidates, index):
@@ -474,15 +500,17 @@ class QResNet(nn.Module):
 
     @contextlib.contextmanager
     def frozen_stats(self):
-        """Run forward passes that use batch statistics without updating running ones."""
+        """Run forward passes that use batch statistics without updating running ones (nested
+        uses leave the outer one in force)."""
         modules = [m for m in self.modules() if isinstance(m, _Tracked)]
+        before = [module.track_stats for module in modules]
         for module in modules:
             module.track_stats = False
         try:
             yield
         finally:
-            for module in modules:
-                module.track_stats = True
+            for module, value in zip(modules, before):
+                module.track_stats = value
 
     # -- forward ---------------------------------------------------------------------------
     def _pool_bits(self):
@@ -616,6 +644,26 @@ class QResNet(nn.Module):
             for module in self.front():
                 module.eval()
         return self
+
+    @contextlib.contextmanager
+    def per_width_bn(self, codes, offset=None):
+        """Evaluation in which every controlled layer's batch norm has one set of statistics
+        per candidate width: those of `codes` with that layer at that width (every image) and
+        the layers before it as the controller chooses (with `offset`, as in `forward`); each
+        image is normalized with its own width's. The trained statistics stay untouched."""
+        if not self.dynamic:
+            raise ValueError("per-width batch norm needs a dynamic model")
+        layers = [layer for layer in self.controlled if layer.norm is not None]
+        for layer in layers:
+            layer.width_stats = {}
+        try:
+            self.eval()
+            with torch.no_grad():
+                self(codes, offset=offset)
+            yield
+        finally:
+            for layer in layers:
+                layer.width_stats = None
 
     def calibrating_bn(self):
         """In eval mode: every batch norm takes the statistics of the next batch as its running
