@@ -208,6 +208,24 @@ def test_bench_report_replaces_only_its_section(tmp_path):
     assert text.index("## Export") > text.index("### Commands")
 
 
+def test_bench_report_tables_the_per_width_batch_norm_reports(tmp_path):
+    store, results_file = tmp_path / "store", tmp_path / "results.md"
+    store.mkdir()
+    results_file.write_text("# Results\n\n## Training (Fashion-MNIST)\n")
+    for seed, (trained, per_width) in enumerate([(0.90, 0.89), (0.92, 0.92)]):
+        (store / f"per-width-bn-dqt-seed{seed}.json").write_text(json.dumps(
+            {"per_width_bn": {"calibration_images": 2000, "trained": trained,
+                              "recalibrated": 0.91, "per_width": per_width}}))
+    args = bench._parser().parse_args(["--results", str(results_file), "--store", str(store),
+                                       "--plot", "", "--choices-plot", ""])
+    bench.write_section(args, {"dqt": [_fake_metrics("dqt", 0.90, 3.9)]},
+                        ["python -m train.bench"])
+    text = results_file.read_text()
+    assert "### One batch norm per width" in text
+    assert ("| DQT {3,4,5}, 4-bit budget | 2 | 91.00 ± 1.41 | 91.00 ± 0.00 | 90.50 ± 2.12 | "
+            "-0.50 ± 0.71 |") in text
+
+
 def test_bench_resumes_from_stored_runs(tmp_path, monkeypatch, capsys):
     calls = []
 

@@ -489,6 +489,31 @@ def _seed_reports(args, prefix):
     return found
 
 
+def _per_width_section(args):
+    """Lines of the per-width batch-norm subsection, from `train.diagnose --per-width-bn`
+    reports stored as per-width-bn-<run>-seed<s>.json (empty without them)."""
+    rows = []
+    for name, (label, _) in RUNS.items():
+        reports = [r["per_width_bn"] for r in _seed_reports(args, f"per-width-bn-{name}").values()]
+        if reports:
+            rows.append(f"| {label} | {len(reports)} | "
+                        + " | ".join(_fmt([r[key] for r in reports])
+                                     for key in ("trained", "recalibrated", "per_width"))
+                        + f" | {_fmt([r['per_width'] - r['trained'] for r in reports])} |")
+    if not rows:
+        return []
+    return ["", "### One batch norm per width", "",
+            "`python -m train.diagnose CKPT --per-width-bn --json "
+            f"{args.store}/per-width-bn-RUN-seedS.json`: top-1 (%) on the 10000 test images as "
+            "the controller chooses (float model), with the trained batch norm, with it "
+            "recalibrated on 2000 training images as the controller chooses, and with one set "
+            "of statistics per controlled layer and width, each from every calibration image "
+            "with that layer at that width (what per-width constants in a package would hold; "
+            "docs/training.md).", "",
+            "| run | seeds | trained | recalibrated | one per width | one per width - trained "
+            "(pp) |", "|---|---|---|---|---|---|"] + rows
+
+
 def _whole_image_section(args, results):
     """Lines of the routing and cascade subsection, from `train.diagnose --routing` and
     `train.cascade` reports of the dqt run's checkpoints (empty without them)."""
@@ -698,6 +723,7 @@ def write_section(args, results, commands, step=None):
                  f"{best:.3f}. The image-to-image differences are the luck of the quantization "
                  f"noise, which is also what the oracle exploits; a controller can only learn "
                  f"the per-layer means, so its choices are nearly the same for every image."]
+    body += _per_width_section(args)
     body += _whole_image_section(args, results)
     if step:
         seconds, ratio = step["seconds_per_step"], step["ratio_to_fp32"]
