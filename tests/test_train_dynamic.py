@@ -295,8 +295,11 @@ def test_diagnose_reports_every_layer_and_refuses_static_models(tmp_path, capsys
     assert diagnose.heldout_r2(inputs, inputs @ torch.tensor([1.0, -2.0, 0.5],
                                                              dtype=torch.float64)) > 0.99
     assert diagnose.heldout_r2(inputs, torch.randn(200, dtype=torch.float64)) < 0.1
+    codes = torch.from_numpy(load_dataset("digits", "train")[0][:64]).long()
     for mode in ("dqt", "static"):
         model = _tiny(mode)
+        with torch.no_grad():       # running statistics and output scales of trained layers
+            model.train()(codes)
         save_checkpoint(tmp_path / f"{mode}.pt", model, checkpoint_config(model, "digits"))
     report_path = tmp_path / "report.json"
     assert diagnose.main([str(tmp_path / "dqt.pt"), "--images", "40", "--batch", "20",
