@@ -130,7 +130,6 @@ class _Tracked(nn.Module):
     track_stats = True
     bn_mode = None
     recorded = None
-    width_stats = None      # {b: (mean, var)}: per-width batch norm (QResNet.per_width_bn)
 
 
 class QLayer(_Tracked):
@@ -168,6 +167,7 @@ class QLayer(_Tracked):
         if mode in ("lsq", "dqnet"):
             self.register_buffer("initialised", torch.tensor(False))
         self.macs = 0                       # multiply-accumulates per image, set by the model
+        self.width_stats = None             # {b: (mean, var)}: QResNet.per_width_bn
 
     # -- helpers ---------------------------------------------------------------------------
     def _op(self, x, w):
@@ -646,11 +646,11 @@ class QResNet(nn.Module):
         return self
 
     @contextlib.contextmanager
-    def per_width_bn(self, codes, offset=None):
+    def per_width_bn(self, codes):
         """Evaluation in which every controlled layer's batch norm has one set of statistics
         per candidate width: those of `codes` with that layer at that width (every image) and
-        the layers before it as the controller chooses (with `offset`, as in `forward`); each
-        image is normalized with its own width's. The trained statistics stay untouched."""
+        the layers before it as the controller chooses; each image is normalized with its own
+        width's. The trained statistics stay untouched."""
         if not self.dynamic:
             raise ValueError("per-width batch norm needs a dynamic model")
         layers = [layer for layer in self.controlled if layer.norm is not None]
@@ -659,7 +659,7 @@ class QResNet(nn.Module):
         try:
             self.eval()
             with torch.no_grad():
-                self(codes, offset=offset)
+                self(codes)
             yield
         finally:
             for layer in layers:
