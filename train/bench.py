@@ -256,11 +256,11 @@ def _mean(runs, key):
     return statistics.mean(m[key] for m in runs)
 
 
-def _fmt(values, scale=100.0, digits=2):
+def _fmt(values, scale=100.0, digits=2, sign=""):
     values = [v * scale for v in values]
     if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+        return f"{values[0]:{sign}.{digits}f}"
+    return f"{statistics.mean(values):{sign}.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def _figure():
@@ -499,7 +499,7 @@ def _per_width_section(args):
             rows.append(f"| {label} | {len(reports)} | "
                         + " | ".join(_fmt([r[key] for r in reports])
                                      for key in ("trained", "recalibrated", "per_width"))
-                        + f" | {_fmt([r['per_width'] - r['trained'] for r in reports])} |")
+                        + f" | {_fmt([r['per_width'] - r['trained'] for r in reports], sign='+')} |")
     if not rows:
         return []
     return ["", "### One batch norm per width", "",
@@ -509,7 +509,8 @@ def _per_width_section(args):
             "recalibrated on 2000 training images as the controller chooses, and with one set "
             "of statistics per controlled layer and width, each from every calibration image "
             "with that layer at that width (what per-width constants in a package would hold; "
-            "docs/training.md).", "",
+            "docs/training.md). \"Trained\" is each report's own checkpoint: one retrained for "
+            "the diagnosis can differ from the stored run.", "",
             "| run | seeds | trained | recalibrated | one per width | one per width - trained "
             "(pp) |", "|---|---|---|---|---|---|"] + rows
 
