@@ -494,12 +494,14 @@ def _per_width_section(args):
     reports stored as per-width-bn-<run>-seed<s>.json (empty without them)."""
     rows = []
     for name, (label, _) in RUNS.items():
-        reports = [r["per_width_bn"] for r in _seed_reports(args, f"per-width-bn-{name}").values()]
+        reports = [report["per_width_bn"]
+                   for report in _seed_reports(args, f"per-width-bn-{name}").values()]
         if reports:
+            change = [r["per_width"] - r["trained"] for r in reports]
             rows.append(f"| {label} | {len(reports)} | "
                         + " | ".join(_fmt([r[key] for r in reports])
                                      for key in ("trained", "recalibrated", "per_width"))
-                        + f" | {_fmt([r['per_width'] - r['trained'] for r in reports], sign='+')} |")
+                        + f" | {_fmt(change, sign='+')} |")
     if not rows:
         return []
     return ["", "### One batch norm per width", "",
