@@ -256,14 +256,12 @@ def main(argv=None):
                              f"models have a controller to diagnose")
         images, labels = load_dataset(config["dataset"], "test")
         report = diagnose(model, images[:args.images], labels[:args.images], args.batch)
+        if args.routing or args.per_width_bn:
+            calibration = load_dataset(config["dataset"], "train")[0][:CALIBRATION_IMAGES]
         if args.routing:
-            train_images, _ = load_dataset(config["dataset"], "train")
-            report["routing"] = image_routing(model, images, labels,
-                                              train_images[:CALIBRATION_IMAGES])
+            report["routing"] = image_routing(model, images, labels, calibration)
         if args.per_width_bn:
-            train_images, _ = load_dataset(config["dataset"], "train")
-            report["per_width_bn"] = per_width_bn_report(model, images, labels,
-                                                         train_images[:CALIBRATION_IMAGES])
+            report["per_width_bn"] = per_width_bn_report(model, images, labels, calibration)
     except (ValueError, DatasetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
